@@ -1,0 +1,59 @@
+"""Classical inpainting methods, the peers fillgap is measured against (and the FFC net's starting fill).
+
+All take and return RGB uint8 H x W x 3 with a hole mask H x W (> 0 = missing).
+OpenCV's Telea/NS/FSR treat the three channels independently, so RGB order needs no BGR swap.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+
+
+def _hole_u8(mask: np.ndarray) -> np.ndarray:
+    return (np.asarray(mask) > 0).astype(np.uint8) * 255
+
+
+def telea(image: np.ndarray, mask: np.ndarray, radius: int = 5) -> np.ndarray:
+    return cv2.inpaint(np.ascontiguousarray(image), _hole_u8(mask), radius, cv2.INPAINT_TELEA)
+
+
+def navier_stokes(image: np.ndarray, mask: np.ndarray, radius: int = 5) -> np.ndarray:
+    return cv2.inpaint(np.ascontiguousarray(image), _hole_u8(mask), radius, cv2.INPAINT_NS)
+
+
+def fsr(image: np.ndarray, mask: np.ndarray, mode: str = "fast") -> np.ndarray:
+    """OpenCV-contrib frequency selective reconstruction (strongest classical method on thin masks)."""
+    algo = {"fast": cv2.xphoto.INPAINT_FSR_FAST, "best": cv2.xphoto.INPAINT_FSR_BEST}[mode]
+    out = np.zeros_like(image)
+    known = 255 - _hole_u8(mask)  # xphoto wants 255 = known pixel
+    cv2.xphoto.inpaint(np.ascontiguousarray(image), known, out, algo)
+    return out
+
+
+def biharmonic(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    from skimage.restoration import inpaint_biharmonic  # slow import: only when used
+
+    out = inpaint_biharmonic(image.astype(np.float64) / 255.0, np.asarray(mask) > 0, channel_axis=-1)
+    return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def mean_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The trivial baseline: every hole pixel becomes the mean colour of the known pixels."""
+    hole = np.asarray(mask) > 0
+    out = image.copy()
+    if hole.all():
+        out[:] = 128
+    elif hole.any():
+        out[hole] = np.round(image[~hole].reshape(-1, image.shape[2]).mean(axis=0)).astype(np.uint8)
+    return out
+
+
+CLASSICAL: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "opencv-telea": telea,
+    "opencv-ns": navier_stokes,
+    "opencv-fsr": fsr,
+    "skimage-biharmonic": biharmonic,
+    "mean-fill": mean_fill,
+}

@@ -1,0 +1,162 @@
+"""``fillgap`` command line. Every user error is one line on stderr and a non-zero exit."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import FillgapError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="fillgap: fill holes in pictures (inpainting).")
+
+
+@app.command()
+def fill(
+    input: Path = typer.Argument(..., help="A picture, or a folder of pictures."),
+    mask: Optional[Path] = typer.Option(None, "--mask", "-m", help="Mask picture (white = hole, grey = partial)."),
+    mask_dir: Optional[Path] = typer.Option(None, "--mask-dir", help="Folder of masks, same names as the pictures."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output picture, or output folder."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint (.pt/.safetensors); default: the shipped model."),
+    dilate: int = typer.Option(0, "--dilate", min=0, help="Grow the hole by this many pixels first."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    resize_mask: bool = typer.Option(False, "--resize-mask", help="Scale a mask of another size to the picture."),
+):
+    """Fill the masked part of a picture (or of every picture in a folder)."""
+    from .api import fill_file, plan_folder
+    from .checkpoint import load_model
+
+    net = load_model(model)
+    if input.is_dir():
+        if mask_dir is None:
+            raise FillgapError("a folder input needs --mask-dir")
+        from tqdm import tqdm
+        plan = plan_folder(input, mask_dir, output)
+        done, skipped, failed = 0, 0, []
+        for img, msk, out in tqdm(plan, unit="img", disable=not sys.stderr.isatty()):
+            if msk is None:
+                failed.append((img, "no mask"))
+                continue
+            if out.exists() and not overwrite:
+                skipped += 1  # written by an earlier run: resume
+                continue
+            try:
+                fill_file(img, msk, out, net, dilate, overwrite, resize_mask)
+                done += 1
+            except FillgapError as exc:
+                failed.append((img, str(exc)))
+        typer.echo(f"filled {done}, already there {skipped}, failed {len(failed)} -> {output}")
+        for img, why in failed:
+            typer.echo(f"  failed: {img}: {why}", err=True)
+        if failed:
+            raise typer.Exit(1)
+        return
+    if mask is None:
+        raise FillgapError("--mask is required for a single picture")
+    out = fill_file(input, mask, output, net, dilate, overwrite, resize_mask)
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def train(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML or TOML config file."),
+    model: Optional[str] = typer.Option(None, "--model", help="Registered model name (see `fillgap models`)."),
+    data: Optional[str] = typer.Option(None, "--data", help="bundled | mnist | photos | a folder."),
+    out: Optional[str] = typer.Option(None, "--out", help="Run folder (checkpoints, logs, grids)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    size: Optional[int] = typer.Option(None, "--size"),
+    lr: Optional[float] = typer.Option(None, "--lr"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    device: Optional[str] = typer.Option(None, "--device"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
+):
+    """Train a model from a config file, flags overriding its keys."""
+    from .config import load_config
+    from .train import train as run_training
+
+    cfg = load_config(config, dict(model=model, data=data, out=out, epochs=epochs, max_steps=max_steps,
+                                   batch_size=batch_size, size=size, lr=lr, seed=seed, device=device))
+    summary = run_training(cfg, resume=resume)
+    typer.echo(f"done: {summary}")
+
+
+@app.command()
+def masks(
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for the mask PNGs."),
+    kind: str = typer.Option("mixture", "--kind", help="thin | medium | thick | box | mixture"),
+    count: int = typer.Option(8, "--count", min=1),
+    size: int = typer.Option(256, "--size", min=8),
+    seed: int = typer.Option(0, "--seed"),
+    epoch: int = typer.Option(0, "--epoch"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+):
+    """Write seeded masks as PNG files (white = hole) and print their hole ratios."""
+    import numpy as np
+
+    from .imageio import write_image
+    from .masks import KINDS, MaskGenerator, hole_ratio
+
+    if kind not in KINDS:
+        raise FillgapError(f"unknown mask kind '{kind}' (choose from {', '.join(KINDS)})")
+    gen = MaskGenerator(kind, seed)
+    for i in range(count):
+        m = gen(size, size, epoch, i)
+        rgb = np.repeat((m * 255).astype(np.uint8)[..., None], 3, axis=2)
+        path = write_image(output / f"{kind}-{seed}-{epoch}-{i:04d}.png", rgb, overwrite=overwrite)
+        typer.echo(f"{path}  hole {hole_ratio(m) * 100:.1f} %")
+
+
+@app.command("models")
+def models_cmd():
+    """List the registered models and their parameter counts."""
+    from .models import create_model, list_models
+
+    for name in list_models():
+        n = sum(p.numel() for p in create_model(name).parameters())
+        typer.echo(f"{name:16s} {n / 1e6:7.2f} M parameters")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo-output"), "--out", help="Folder for the demo's outputs."),
+    seconds: float = typer.Option(60.0, "--seconds", help="Training time for the tiny model."),
+):
+    """Train a tiny model for a minute on the bundled photos, fill held-out ones, write a grid."""
+    from .demo import run_demo
+
+    grid = run_demo(out, seconds)
+    typer.echo(f"grid: {grid}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        app(args=argv, prog_name="fillgap", standalone_mode=False)
+    except FillgapError as exc:
+        typer.echo(f"fillgap: error: {exc}", err=True)
+        return 1
+    except KeyboardInterrupt:
+        typer.echo("fillgap: interrupted", err=True)
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    except Exception as exc:  # click usage errors and anything unexpected: still one line
+        import click
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            return 1
+        if os.environ.get("FILLGAP_DEBUG"):
+            raise
+        typer.echo(f"fillgap: internal error: {type(exc).__name__}: {exc} (set FILLGAP_DEBUG=1 for details)", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import FillgapError
+from ..imageio import list_images, read_image
+from ..masks import MaskGenerator, make_rng
+
+BUNDLED = Path(__file__).with_name("bundled")
+
+
+class ArrayImages:
+    """Images already in memory: a list of H x W x C uint8 arrays or one N x H x W (x C) array."""
+
+    def __init__(self, images: Sequence[np.ndarray] | np.ndarray, names: Sequence[str] | None = None):
+        self.images = images
+        self.names = list(names) if names is not None else [str(i) for i in range(len(images))]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        img = np.asarray(self.images[i])
+        return img[..., None] if img.ndim == 2 else img
+
+
+class FolderImages:
+    """Every picture under a folder (recursive; jpg/png/webp/bmp/tif), as RGB uint8.
+
+    Unreadable files are skipped with a warning that names them. ``max_side`` downscales
+    big photos once at load; ``preload`` keeps them all in memory (fast epochs for small
+    photo sets), otherwise each access reads the file again (any folder size).
+    """
+
+    def __init__(self, root: str | Path, max_side: int | None = None, preload: bool = False,
+                 files: Sequence[Path] | None = None):
+        self.root = Path(root)
+        self.files = list(files) if files is not None else list_images(self.root)
+        self.max_side = max_side
+        self._cache: dict[int, np.ndarray] = {}
+        if preload:
+            good = []
+            for i, f in enumerate(self.files):
+                img = self._load(f)
+                if img is not None:
+                    self._cache[len(good)] = img
+                    good.append(f)
+            self.files = good
+        if not self.files:
+            raise FillgapError(f"no readable images in {self.root}")
+        self.names = [str(f.relative_to(self.root)) if f.is_relative_to(self.root) else f.name for f in self.files]
+
+    def _load(self, path: Path) -> np.ndarray | None:
+        try:
+            img = read_image(path)
+        except FillgapError as exc:
+            warnings.warn(f"skipping {exc}", stacklevel=2)
+            return None
+        if self.max_side and max(img.shape[:2]) > self.max_side:
+            s = self.max_side / max(img.shape[:2])
+            img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
+                             interpolation=cv2.INTER_AREA)
+        return img
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if i in self._cache:
+            return self._cache[i]
+        # A file that went bad after listing: warn, and hand the next good one instead.
+        for k in range(len(self.files)):
+            img = self._load(self.files[(i + k) % len(self.files)])
+            if img is not None:
+                return img
+        raise FillgapError(f"no readable images in {self.root}")
+
+
+def bundled_photos(split: str = "train") -> FolderImages:
+    """The small photo set shipped in the package (``data/bundled/{train,test}``, see SOURCES.md there)."""
+    return FolderImages(BUNDLED / split, preload=True)
+
+
+def make_source(spec: str, split: str = "train", max_side: int | None = 1536):
+    """A source from a config string: ``bundled``, ``mnist`` (needs ``fillgap data prepare``),
+    ``photos`` (the prepared photo corpus) or a folder path."""
+    if spec == "bundled":
+        return bundled_photos("test" if split in ("val", "test") else "train")
+    if spec == "mnist":
+        from .mnist import mnist_source
+        return mnist_source(split)
+    if spec == "photos":
+        from .photos import photo_source
+        return photo_source(split)
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        raise FillgapError(f"data '{spec}' is neither 'bundled', 'mnist', 'photos' nor an existing folder")
+    return FolderImages(path, max_side=max_side, preload=False)
+
+
+def random_patch(rng: np.random.Generator, img: np.ndarray, size: int,
+                 scale: tuple[float, float] = (0.25, 1.0), augment: bool = True) -> np.ndarray:
+    """A size x size patch: a random square crop whose side is a random fraction of the short side.
+
+    ``scale`` is the range of (crop side / short side), drawn log-uniformly: 1.0 gives the
+    whole scene, small values fine texture (never upsampled beyond 1:1 when the photo is
+    big enough). Then a random horizontal flip and a small brightness/contrast jitter.
+    """
+    h, w = img.shape[:2]
+    short = min(h, w)
+    lo = max(scale[0], min(1.0, size / short) if short >= size else scale[0])
+    lo = min(lo, scale[1])
+    side = int(round(short * math.exp(rng.uniform(math.log(lo), math.log(scale[1])))))
+    side = max(1, min(side, short))
+    top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    crop = img[top:top + side, left:left + side]
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+    patch = cv2.resize(crop, (size, size), interpolation=interp) if side != size else crop.copy()
+    if patch.ndim == 2:
+        patch = patch[..., None]
+    if augment:
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        gain, bias = rng.uniform(0.9, 1.1), rng.uniform(-0.04, 0.04) * 255
+        patch = np.clip(patch.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(patch)
+
+
+class InpaintDataset(Dataset):
+    """Samples ``{"image", "mask", "masked"}``: C x S x S float in [0, 1], 1 x S x S, C x S x S.
+
+    ``samples_per_epoch`` lets a few photos give many patches (sample i uses photo
+    i mod len(source)). Everything random is drawn from (seed, epoch, index): call
+    ``set_epoch`` each epoch for fresh crops and holes. ``fixed=True`` draws the same
+    crops and holes whatever the epoch (validation).
+    """
+
+    def __init__(self, source, size: int, masks: MaskGenerator, seed: int = 0,
+                 samples_per_epoch: int | None = None, scale: tuple[float, float] = (0.25, 1.0),
+                 augment: bool = True, fixed: bool = False):
+        self.source, self.size, self.masks, self.seed = source, size, masks, seed
+        self.length = samples_per_epoch or len(source)
+        self.scale, self.augment, self.fixed = scale, augment, fixed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        epoch = 0 if self.fixed else self.epoch
+        img = self.source[index % len(self.source)]
+        rng = make_rng(self.seed, epoch, index)
+        if img.shape[0] == img.shape[1] == self.size:
+            patch = img
+        else:
+            patch = random_patch(rng, img, self.size, self.scale, self.augment)
+        image = torch.from_numpy(patch).permute(2, 0, 1).float() / 255.0
+        # The mask has its own stream, so changing crop settings leaves the holes unchanged.
+        mask = torch.from_numpy(self.masks(self.size, self.size, epoch, index))[None]
+        return {"image": image, "mask": mask, "masked": image * (1 - mask)}

@@ -1,0 +1,125 @@
+"""Training losses, composed from the config by name and weight.
+
+Every loss takes ``pred, target, hole`` (N x C x H x W, N x 1 x H x W with 1 = hole) and
+returns a scalar. ``hole_weight`` in the pixel losses makes errors inside the hole count
+more than those outside (outside pixels are pasted back at fill time anyway).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import FillgapError
+
+
+def _weighted_mean(err: torch.Tensor, hole: torch.Tensor, hole_weight: float) -> torch.Tensor:
+    w = 1.0 + (hole_weight - 1.0) * hole
+    return (err * w).sum() / (w.sum() * err.shape[1])
+
+
+def l1(pred, target, hole, hole_weight: float = 1.0):
+    return _weighted_mean((pred - target).abs(), hole, hole_weight)
+
+
+def mse(pred, target, hole, hole_weight: float = 1.0):
+    return _weighted_mean((pred - target) ** 2, hole, hole_weight)
+
+
+def hole_l1(pred, target, hole):
+    """Mean absolute error inside the hole only (a report metric as well as a loss)."""
+    return ((pred - target).abs() * hole).sum() / (hole.sum() * pred.shape[1]).clamp_min(1.0)
+
+
+def fft_l1(pred, target, hole=None):
+    """L1 between the amplitude and between the phase of the 2-D spectra (orthonormal FFT)."""
+    fp, ft = torch.fft.rfft2(pred.float(), norm="ortho"), torch.fft.rfft2(target.float(), norm="ortho")
+    amp = (fp.abs() - ft.abs()).abs().mean()
+    # Phase difference wrapped to [-pi, pi], weighted by the target amplitude so that noise
+    # in near-empty frequencies does not dominate.
+    dphase = torch.angle(fp * ft.conj())
+    phase = (dphase.abs() * ft.abs()).mean() / ft.abs().mean().clamp_min(1e-8)
+    return amp + 0.1 * phase
+
+
+def focal_frequency(pred, target, hole=None, alpha: float = 1.0):
+    """Focal frequency loss (Jiang et al., ICCV 2021): squared spectral distance, each
+    frequency weighted by its own (detached, max-normalised) distance ** alpha, so the
+    frequencies the network gets most wrong weigh most."""
+    fp, ft = torch.fft.fft2(pred.float(), norm="ortho"), torch.fft.fft2(target.float(), norm="ortho")
+    dist = (fp - ft).abs() ** 2
+    with torch.no_grad():
+        w = dist.sqrt() ** alpha
+        w = w / w.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+    return (w * dist).mean()
+
+
+def tv_border(pred, target, hole):
+    """Total variation of the prediction on a 3-pixel band around the hole border (seams)."""
+    band = F.max_pool2d(hole, 7, 1, 3) - (1 - F.max_pool2d(1 - hole, 7, 1, 3))
+    dx = (pred[..., :, 1:] - pred[..., :, :-1]).abs() * band[..., :, 1:]
+    dy = (pred[..., 1:, :] - pred[..., :-1, :]).abs() * band[..., 1:, :]
+    return (dx.sum() + dy.sum()) / (band.sum() * pred.shape[1]).clamp_min(1.0)
+
+
+LOSSES: dict[str, Callable] = {
+    "l1": l1, "mse": mse, "hole_l1": hole_l1, "fft": fft_l1, "focal_freq": focal_frequency,
+    "tv": tv_border,
+}
+_PIXEL = {"l1", "mse"}
+
+
+class CompositeLoss(nn.Module):
+    """Weighted sum of named losses, e.g. ``{"l1": 10, "focal_freq": 1}``; returns (total, parts)."""
+
+    def __init__(self, weights: dict[str, float], hole_weight: float = 1.0):
+        super().__init__()
+        unknown = sorted(set(weights) - set(LOSSES))
+        if unknown:
+            raise FillgapError(f"unknown loss '{unknown[0]}' (available: {', '.join(sorted(LOSSES))})")
+        self.weights = {k: float(v) for k, v in weights.items() if v}
+        self.hole_weight = hole_weight
+
+    def forward(self, pred, target, hole):
+        parts = {}
+        for name, w in self.weights.items():
+            fn = LOSSES[name]
+            parts[name] = fn(pred, target, hole, self.hole_weight) if name in _PIXEL else fn(pred, target, hole)
+        total = sum(self.weights[k] * v for k, v in parts.items())
+        return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN discriminator (pix2pix style): one real/fake logit per overlapping patch."""
+
+    def __init__(self, channels: int = 3, width: int = 32, layers: int = 3):
+        super().__init__()
+        seq = [nn.Conv2d(channels + 1, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        ch = width
+        for i in range(1, layers):
+            nxt = min(ch * 2, 256)
+            seq += [nn.Conv2d(ch, nxt, 4, 2, 1), nn.InstanceNorm2d(nxt, affine=True), nn.LeakyReLU(0.2, True)]
+            ch = nxt
+        seq += [nn.Conv2d(ch, 1, 4, 1, 1)]
+        self.net = nn.Sequential(*seq)
+
+    def forward(self, image, hole):
+        return self.net(torch.cat([image, hole], dim=1))
+
+
+def generator_adversarial(disc: PatchDiscriminator, fake, hole):
+    """Non-saturating generator loss: -log D(fake)."""
+    return F.softplus(-disc(fake, hole)).mean()
+
+
+def discriminator_adversarial(disc: PatchDiscriminator, real, fake, hole, r1_weight: float = 1.0):
+    """Non-saturating discriminator loss plus the R1 gradient penalty on real images."""
+    real = real.detach().requires_grad_(True)
+    real_logits = disc(real, hole)
+    loss = F.softplus(-real_logits).mean() + F.softplus(disc(fake.detach(), hole)).mean()
+    if r1_weight:
+        (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+        loss = loss + r1_weight * 0.5 * grad.pow(2).sum(dim=(1, 2, 3)).mean()
+    return loss

@@ -1,0 +1,197 @@
+"""LaMa-style inpainting network with fast Fourier convolutions (Suvorov et al., WACV 2022).
+
+Self-contained: the Fourier unit, the spectral transform, the FFC layer, its residual
+block and the generator. An FFC splits channels into a local branch (ordinary 3x3
+convolutions) and a global branch whose spectral transform mixes every pixel with every
+other one through a real FFT, so the receptive field is the whole picture from the first
+block on, and the network keeps working at resolutions above its training size.
+
+``refine=True`` (the shipped default): the network is handed a classical (OpenCV Telea)
+fill of the hole and learns a correction of it. Its last convolution starts at zero, so
+an untrained net reproduces Telea exactly, and training only has to add what
+interpolation cannot. Shared notes (flagship-probe.md) measured this beats the same
+network trained from scratch on the little data and compute we have.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import classical
+from . import register_model
+from .base import InpaintModel
+
+
+class FourierUnit(nn.Module):
+    """1x1 convolution in the frequency domain: rFFT over H, W -> conv on (real, imag) -> inverse rFFT."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch * 2, out_ch * 2, 1, bias=False)
+        self.bn = nn.BatchNorm2d(out_ch * 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        spec = torch.fft.rfft2(x.float(), norm="ortho")  # N, C, H, W//2+1 complex
+        spec = torch.cat([spec.real, spec.imag], dim=1).to(x.dtype)
+        spec = F.relu(self.bn(self.conv(spec)))
+        real, imag = spec.float().chunk(2, dim=1)
+        return torch.fft.irfft2(torch.complex(real, imag), s=(h, w), norm="ortho").to(x.dtype)
+
+
+class SpectralTransform(nn.Module):
+    """The global branch: 1x1 squeeze -> Fourier unit (+ optional local Fourier unit) -> 1x1."""
+
+    def __init__(self, in_ch: int, out_ch: int, enable_lfu: bool = False):
+        super().__init__()
+        half = out_ch // 2
+        self.squeeze = nn.Sequential(nn.Conv2d(in_ch, half, 1, bias=False), nn.BatchNorm2d(half), nn.ReLU(True))
+        self.fu = FourierUnit(half, half)
+        self.lfu = FourierUnit(half, half) if enable_lfu else None
+        self.expand = nn.Conv2d(half, out_ch, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.squeeze(x)
+        out = x + self.fu(x)
+        if self.lfu is not None:
+            # Local Fourier unit: a quarter of the channels, the picture cut into 2x2 tiles
+            # stacked as channels, so the FFT sees finer-scale periodic structure.
+            n, c, h, w = x.shape
+            part = x[:, : c // 4]
+            part = torch.cat(torch.split(part, h // 2, dim=2), dim=1)
+            part = torch.cat(torch.split(part, w // 2, dim=3), dim=1)
+            out = out + self.lfu(part).repeat(1, 1, 2, 2)
+        return self.expand(out)
+
+
+class FFC(nn.Module):
+    """Fast Fourier convolution: local (l) and global (g) channel groups, four paths between them."""
+
+    def __init__(self, in_ch: int, out_ch: int, ratio_in: float, ratio_out: float, kernel: int = 3,
+                 enable_lfu: bool = False):
+        super().__init__()
+        in_g, out_g = int(in_ch * ratio_in), int(out_ch * ratio_out)
+        in_l, out_l = in_ch - in_g, out_ch - out_g
+        self.in_g, self.out_g = in_g, out_g
+        pad = kernel // 2
+
+        def conv(i, o):
+            return nn.Conv2d(i, o, kernel, padding=pad, padding_mode="reflect", bias=False) if i and o else None
+
+        self.l2l, self.l2g, self.g2l = conv(in_l, out_l), conv(in_l, out_g), conv(in_g, out_l)
+        self.g2g = SpectralTransform(in_g, out_g, enable_lfu) if in_g and out_g else None
+
+    def forward(self, x_l: torch.Tensor, x_g: torch.Tensor | None):
+        out_l = out_g = 0
+        if self.l2l is not None:
+            out_l = self.l2l(x_l)
+        if self.g2l is not None:
+            out_l = out_l + self.g2l(x_g)
+        if self.l2g is not None:
+            out_g = self.l2g(x_l)
+        if self.g2g is not None:
+            out_g = out_g + self.g2g(x_g)
+        return out_l, (out_g if self.out_g else None)
+
+
+class FFCBnAct(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, ratio_in: float, ratio_out: float, enable_lfu: bool = False):
+        super().__init__()
+        self.ffc = FFC(in_ch, out_ch, ratio_in, ratio_out, enable_lfu=enable_lfu)
+        out_g = int(out_ch * ratio_out)
+        self.bn_l = nn.BatchNorm2d(out_ch - out_g)
+        self.bn_g = nn.BatchNorm2d(out_g) if out_g else None
+
+    def forward(self, x_l, x_g):
+        x_l, x_g = self.ffc(x_l, x_g)
+        x_l = F.relu(self.bn_l(x_l))
+        if x_g is not None:
+            x_g = F.relu(self.bn_g(x_g))
+        return x_l, x_g
+
+
+class FFCResBlock(nn.Module):
+    def __init__(self, ch: int, ratio: float, enable_lfu: bool = False):
+        super().__init__()
+        self.a = FFCBnAct(ch, ch, ratio, ratio, enable_lfu)
+        self.b = FFCBnAct(ch, ch, ratio, ratio, enable_lfu)
+        self.split = ch - int(ch * ratio)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_l, x_g = x[:, : self.split], x[:, self.split:]
+        y_l, y_g = self.b(*self.a(x_l, x_g))
+        return x + torch.cat([y_l, y_g], dim=1)
+
+
+class FFCInpainter(InpaintModel):
+    """Masked RGB + mask (4 channels) -> RGB. Any size that is a multiple of ``size_multiple``."""
+
+    def __init__(self, width: int = 32, downsamplings: int = 2, blocks: int = 6, global_ratio: float = 0.75,
+                 enable_lfu: bool = False, refine: bool = True, max_width: int = 512):
+        super().__init__()
+        self.refine = refine
+        self.size_multiple = 2 ** (downsamplings + (1 if enable_lfu else 0))
+
+        def cbr(i, o, k, s, p, pad_mode="zeros"):
+            return [nn.Conv2d(i, o, k, stride=s, padding=p, padding_mode=pad_mode, bias=False),
+                    nn.BatchNorm2d(o), nn.ReLU(True)]
+
+        layers = cbr(4, width, 7, 1, 3, "reflect")
+        ch = width
+        for _ in range(downsamplings):
+            nxt = min(ch * 2, max_width)
+            layers += cbr(ch, nxt, 3, 2, 1)
+            ch = nxt
+        self.down = nn.Sequential(*layers)
+        self.blocks = nn.Sequential(*[FFCResBlock(ch, global_ratio, enable_lfu) for _ in range(blocks)])
+        ups = []
+        for _ in range(downsamplings):
+            nxt = max(ch // 2, width)
+            ups += [nn.ConvTranspose2d(ch, nxt, 3, stride=2, padding=1, output_padding=1, bias=False),
+                    nn.BatchNorm2d(nxt), nn.ReLU(True)]
+            ch = nxt
+        self.up = nn.Sequential(*ups)
+        self.head = nn.Conv2d(ch, 3, 7, padding=3, padding_mode="reflect")
+        if refine:  # start as the identity on the classical fill
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    def predict(self, masked: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        start = telea_fill(masked, hole) if self.refine else masked
+        x = self.head(self.up(self.blocks(self.down(torch.cat([start, hole], dim=1)))))
+        if self.refine:
+            # A correction in logit space: zero output = the classical fill, and the result
+            # stays in (0, 1) without clamping away gradients.
+            return torch.sigmoid(torch.logit(start.clamp(1e-3, 1 - 1e-3)) + x)
+        return torch.sigmoid(x)
+
+
+@torch.no_grad()
+def telea_fill(masked: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+    """OpenCV Telea fill of a batch (runs on the CPU, returns on the input's device)."""
+    imgs = masked.detach().float().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    holes = (hole[:, 0] > 0).cpu().numpy()
+    out = np.stack([classical.telea(img, h) if h.any() else img for img, h in zip(imgs, holes)])
+    filled = torch.from_numpy(out).to(masked.device).permute(0, 3, 1, 2).to(masked.dtype) / 255.0
+    # Keep the known pixels at full precision; only the hole comes from the uint8 fill.
+    return masked * (1 - hole) + filled * hole
+
+
+PRESETS = {
+    "ffc-tiny": dict(width=8, downsamplings=2, blocks=2, global_ratio=0.5),
+    "ffc-small": dict(width=32, downsamplings=2, blocks=6, global_ratio=0.75),
+    "ffc-base": dict(width=64, downsamplings=3, blocks=9, global_ratio=0.75),
+}
+
+
+def _factory(preset: str):
+    def make(**overrides) -> FFCInpainter:
+        return FFCInpainter(**{**PRESETS[preset], **overrides})
+    make.__doc__ = f"FFC inpainter, preset {preset}: {PRESETS[preset]}"
+    return make
+
+
+for _name in PRESETS:
+    register_model(_name)(_factory(_name))
