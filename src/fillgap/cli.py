@@ -74,15 +74,27 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed"),
     device: Optional[str] = typer.Option(None, "--device"),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
+    nproc: int = typer.Option(1, "--nproc", min=1,
+                              help="Train with this many processes on this machine (torchrun; batch split between them)."),
 ):
     """Train a model from a config file, flags overriding its keys."""
     from .config import load_config
-    from .train import train as run_training
+    from .train import launch, train as run_training
 
-    cfg = load_config(config, dict(model=model, data=data, out=out, epochs=epochs, max_steps=max_steps,
-                                   batch_size=batch_size, size=size, lr=lr, seed=seed, device=device))
+    flags = dict(model=model, data=data, out=out, epochs=epochs, max_steps=max_steps,
+                 batch_size=batch_size, size=size, lr=lr, seed=seed, device=device)
+    cfg = load_config(config, flags)  # config errors show here, once, before any process starts
+    if nproc > 1:
+        argv = ["train"] + (["--config", str(config)] if config else []) + (["--resume"] if resume else [])
+        for key, value in flags.items():
+            if value is not None:
+                argv += [f"--{key.replace('_', '-')}", str(value)]
+        launch(argv, nproc)
+        typer.echo(f"done: {nproc} processes, outputs in {cfg.out}")
+        return
     summary = run_training(cfg, resume=resume)
-    typer.echo(f"done: {summary}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one report for all ranks
+        typer.echo(f"done: {summary}")
 
 
 @app.command()
@@ -131,6 +143,22 @@ def demo(
 
     grid = run_demo(out, seconds)
     typer.echo(f"grid: {grid}")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 opens it to the network)."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535),
+    model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint (.pt/.safetensors); default: the shipped model."),
+    save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="Also keep every result here (generated names)."),
+    max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", min=0.01, help="Largest request body accepted."),
+    max_pixels: int = typer.Option(40_000_000, "--max-pixels", min=1, help="Largest picture accepted (width x height)."),
+):
+    """Web app: brush over what should go in the browser, fill it, download the result."""
+    from .server import ServerSettings, serve as run_server
+
+    run_server(model, host, port, ServerSettings(max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+                                                 max_pixels=max_pixels, save_dir=save_dir))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ The image convention of fillgap, stated once:
 """
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -22,6 +23,30 @@ MAX_PIXELS = 100_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
+class ImageTooLargeError(FillgapError):
+    """A picture above a pixel limit (the web server answers 413 to it, not 422)."""
+
+
+def _decode(source, label: object, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open and fully decode a path or binary file object; ``label`` names it in errors."""
+    try:
+        img = Image.open(source)
+        # The header gives the size before any pixel is decoded: refuse bombs cheaply.
+        if img.width * img.height > max_pixels:
+            raise ImageTooLargeError(
+                f"image too large: {label} is {img.width}x{img.height}, the limit is {max_pixels:,} pixels"
+            )
+        img.load()
+    except FillgapError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise FillgapError(f"not a readable image: {label} ({type(exc).__name__})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise FillgapError(f"corrupt or truncated image: {label} ({exc})") from None
+    # Fill in the orientation the user sees, not the one the sensor stored.
+    return ImageOps.exif_transpose(img)
+
+
 def _open(path: str | os.PathLike) -> Image.Image:
     path = Path(path)
     if not path.exists():
@@ -30,21 +55,13 @@ def _open(path: str | os.PathLike) -> Image.Image:
         raise FillgapError(f"expected a file, got a folder: {path}")
     if path.stat().st_size == 0:
         raise FillgapError(f"empty file (0 bytes): {path}")
-    try:
-        img = Image.open(path)
-        if img.width * img.height > MAX_PIXELS:
-            raise FillgapError(
-                f"image too large: {path} is {img.width}x{img.height}, the limit is {MAX_PIXELS:,} pixels"
-            )
-        img.load()
-    except FillgapError:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise FillgapError(f"not a readable image: {path} ({type(exc).__name__})") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise FillgapError(f"corrupt or truncated image: {path} ({exc})") from None
-    # Fill in the orientation the user sees, not the one the sensor stored.
-    return ImageOps.exif_transpose(img)
+    return _decode(path, path)
+
+
+def _open_bytes(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    if not data:
+        raise FillgapError(f"empty file (0 bytes): {name}")
+    return _decode(io.BytesIO(data), name, min(max_pixels, MAX_PIXELS))
 
 
 def _to_rgb_uint8(img: Image.Image) -> np.ndarray:
@@ -63,7 +80,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 def read_image_rgba(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     """Read a picture as RGB uint8 plus its alpha channel (H x W uint8) when it has one."""
-    img = _open(path)
+    return _split_alpha(_open(path))
+
+
+def _split_alpha(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     alpha = None
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         alpha = np.asarray(img.convert("RGBA"), dtype=np.uint8)[..., 3].copy()
@@ -75,7 +95,10 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
 
     A mask with an alpha channel counts a transparent pixel as "keep".
     """
-    img = _open(path)
+    return _mask_from(_open(path))
+
+
+def _mask_from(img: Image.Image) -> np.ndarray:
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
         return np.clip(arr / (65535.0 if arr.max() > 255 else 255.0), 0, 1).astype(np.float32)
@@ -84,6 +107,35 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
         grey = rgba[..., :3].mean(axis=2) * rgba[..., 3]
         return grey.astype(np.float32)
     return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+
+
+def read_image_bytes(data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS,
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    """An uploaded picture (file contents) as RGB uint8 plus its alpha, like ``read_image_rgba``.
+
+    Same checks and one-line errors as reading a file; pictures above ``max_pixels`` raise
+    ``ImageTooLargeError`` before their pixels are decoded.
+    """
+    return _split_alpha(_open_bytes(data, name, max_pixels))
+
+
+def read_mask_bytes(data: bytes, name: str = "mask", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """An uploaded mask (file contents) as float32 H x W in [0, 1], like ``read_mask``."""
+    return _mask_from(_open_bytes(data, name, max_pixels))
+
+
+def encode_png(rgb: np.ndarray, alpha: np.ndarray | None = None, compress_level: int = 3) -> bytes:
+    """uint8 H x W x 3 (plus optional H x W alpha) as PNG file contents, in memory.
+
+    Level 3 rather than PIL's default 6: about twice as fast on a 12 MP picture for a file
+    about a sixth larger, and a person waits for each fill.
+    """
+    img = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
+    if alpha is not None:
+        img.putalpha(Image.fromarray(np.ascontiguousarray(alpha, dtype=np.uint8), "L"))
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()
 
 
 def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | None = None,

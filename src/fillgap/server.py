@@ -1,0 +1,362 @@
+"""The web app: a FastAPI server with one page to brush a mask, fill it and download the result.
+
+``fillgap serve`` runs it; ``create_app(model, settings)`` builds it (tests build their own).
+
+API (OpenAPI docs at ``/docs``):
+- ``POST /api/inpaint``: multipart form with ``image`` (a picture) and ``mask`` (white or
+  opaque = hole, black or transparent = keep) of the same size, optional ``dilate`` (pixels)
+  and ``resize_mask`` (``true`` scales a mask of another size to the picture; without it a
+  size mismatch is a 422, because a silently stretched mask fills the wrong place).
+  Answers the filled picture as PNG (alpha kept). Only a window around the hole is processed,
+  scaled to at most 1024 px on its longest side (``fillgap.fill``), so a 12 MP photo with a
+  small mask costs a small network call; pixels outside the hole come back bit-identical.
+- ``GET /api/models``: the loaded model and its metadata; ``GET /health``.
+
+Errors are JSON ``{"detail": "<one line>"}``: 413 (upload or picture too large), 415 (not a
+multipart form, or a part that is declared as something other than a picture), 422 (missing
+field, unreadable picture, wrong mask size, bad field value).
+
+Safety: the body is read into memory with a byte cap (nothing spools to disk), the pixel
+count is checked from the header before decoding, no file is written unless ``save_dir`` is
+set, and then only under generated names inside it.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import cv2
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from .errors import FillgapError
+from .fill import inpaint
+from .imageio import ImageTooLargeError, encode_png, read_image_bytes, read_mask_bytes, write_image
+from .models import InpaintModel
+
+STATIC_DIR = Path(__file__).with_name("static")
+log = logging.getLogger("fillgap.server")
+
+
+@dataclass
+class ServerSettings:
+    max_upload_bytes: int = 50 * 1024 * 1024  # a 12 MP result PNG sent back for the next fill fits
+    max_pixels: int = 40_000_000  # about 7700 x 5200
+    save_dir: Path | None = None
+    # Fills run one at a time by default: on a few cores, two concurrent torch calls only
+    # split the same cores, while decoding and encoding still overlap across requests.
+    workers: int = 1
+    max_dilate: int = 200
+    model_source: str = "given"  # shown by /api/models
+
+
+class HTTPProblem(Exception):
+    """An error answered as JSON ``{"detail": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclass
+class _Part:
+    filename: str | None = None
+    content_type: str = ""
+    data: bytearray = field(default_factory=bytearray)
+
+
+def parse_multipart(body: bytes, content_type: str) -> dict[str, _Part]:
+    """The parts of a multipart/form-data body, in memory (first part of each name wins).
+
+    python-multipart's streaming parser, fed an already size-capped body, so a large
+    upload never rolls over to a temporary file the way Starlette's form parser does.
+    """
+    ctype, params = parse_options_header(content_type)
+    if ctype != b"multipart/form-data":
+        raise HTTPProblem(415, "send a multipart/form-data form with the fields 'image' and 'mask'")
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise HTTPProblem(422, "malformed multipart form: no boundary in the Content-Type header")
+    parts: dict[str, _Part] = {}
+    state = {"part": None, "hname": b"", "hvalue": b"", "headers": {}}
+
+    def on_part_begin():
+        state["part"], state["headers"] = _Part(), {}
+
+    def on_header_field(data, start, end):
+        state["hname"] += data[start:end]
+
+    def on_header_value(data, start, end):
+        state["hvalue"] += data[start:end]
+
+    def on_header_end():
+        state["headers"][state["hname"].lower()] = state["hvalue"]
+        state["hname"], state["hvalue"] = b"", b""
+
+    def on_headers_finished():
+        part = state["part"]
+        _, disp = parse_options_header(state["headers"].get(b"content-disposition", b""))
+        name = disp.get(b"name", b"").decode("utf-8", "replace")
+        fname = disp.get(b"filename")
+        part.filename = fname.decode("utf-8", "replace") if fname is not None else None
+        part.content_type = state["headers"].get(b"content-type", b"").decode("latin-1").strip().lower()
+        state["name"] = name
+
+    def on_part_data(data, start, end):
+        state["part"].data += data[start:end]
+
+    def on_part_end():
+        parts.setdefault(state["name"], state["part"])
+
+    parser = MultipartParser(boundary, {
+        "on_part_begin": on_part_begin, "on_header_field": on_header_field,
+        "on_header_value": on_header_value, "on_header_end": on_header_end,
+        "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
+        "on_part_end": on_part_end,
+    })
+    try:
+        parser.write(body)
+        parser.finalize()
+    except Exception as exc:  # python-multipart raises its own error types on bad input
+        raise HTTPProblem(422, f"malformed multipart form ({type(exc).__name__})") from None
+    return parts
+
+
+def _check_picture_part(parts: dict[str, _Part], name: str) -> _Part:
+    part = parts.get(name)
+    if part is None or not part.data:
+        raise HTTPProblem(422, f"no '{name}' file in the form (send the fields 'image' and 'mask')")
+    # Browsers and curl send image/*, or octet-stream for types they do not know; anything
+    # else (text/plain, application/pdf, ...) was chosen by mistake.
+    ctype = part.content_type.split(";")[0].strip()
+    if ctype and not (ctype.startswith("image/") or ctype == "application/octet-stream"):
+        raise HTTPProblem(415, f"'{name}' must be a picture, got a file of type {ctype}")
+    return part
+
+
+def _int_field(parts: dict[str, _Part], name: str, default: int, low: int, high: int) -> int:
+    if name not in parts:
+        return default
+    text = bytes(parts[name].data).decode("utf-8", "replace").strip()
+    try:
+        value = int(text)
+    except ValueError:
+        raise HTTPProblem(422, f"'{name}' must be a whole number, got '{text[:20]}'") from None
+    if not low <= value <= high:
+        raise HTTPProblem(422, f"'{name}' must be between {low} and {high}, got {value}")
+    return value
+
+
+def _bool_field(parts: dict[str, _Part], name: str) -> bool:
+    if name not in parts:
+        return False
+    text = bytes(parts[name].data).decode("utf-8", "replace").strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise HTTPProblem(422, f"'{name}' must be true or false, got '{text[:20]}'")
+
+
+def _model_info(model: InpaintModel, source: str, metadata: dict[str, str]) -> dict:
+    return {
+        "name": model.registry_name or type(model).__name__,
+        "settings": model.registry_kwargs,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "source": source,
+        "fixed_size": model.fixed_size,
+        "metadata": metadata,
+        "loaded": True,
+    }
+
+
+def _load(model: InpaintModel | str | Path | None) -> tuple[InpaintModel, str, dict[str, str]]:
+    from .checkpoint import DEFAULT_WEIGHTS, load_model, weights_metadata
+
+    if isinstance(model, InpaintModel):
+        return model.eval(), "given", {}
+    path = Path(model) if model else DEFAULT_WEIGHTS
+    net = load_model(model)
+    meta = {}
+    if path.suffix == ".safetensors":
+        meta = {k: v for k, v in weights_metadata(path).items() if k not in ("model_name", "model_kwargs")}
+    return net, ("default" if model is None else str(path)), meta
+
+
+def create_app(model: InpaintModel | str | Path | None = None,
+               settings: ServerSettings | None = None) -> FastAPI:
+    """The app, with its model loaded now (once): a network, a checkpoint path, or None (default)."""
+    settings = settings or ServerSettings()
+    net, source, metadata = _load(model)
+    info = _model_info(net, source, metadata)
+    save_dir = None
+    if settings.save_dir is not None:
+        save_dir = Path(settings.save_dir).expanduser().resolve()
+        if save_dir.exists() and not save_dir.is_dir():
+            raise FillgapError(f"--save-dir is not a folder: {save_dir}")
+        save_dir.mkdir(parents=True, exist_ok=True)
+    if settings.workers < 1:
+        raise FillgapError(f"workers must be at least 1, got {settings.workers}")
+    # The network is read-only at inference (eval, no_grad), so threads may share it; the
+    # limiter only bounds how many fills run at once.
+    limiter = anyio.CapacityLimiter(settings.workers)
+
+    app = FastAPI(title="fillgap", version=_version(),
+                  description="Fill holes in pictures: brush a mask in the page at `/`, or POST to "
+                              "`/api/inpaint`.")
+    app.state.model, app.state.settings, app.state.model_info = net, settings, info
+
+    @app.exception_handler(HTTPProblem)
+    async def _problem(request: Request, exc: HTTPProblem):
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):  # never a traceback page
+        log.exception("unexpected error on %s", request.url.path)
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    @app.get("/health", summary="Liveness check")
+    async def health():
+        return {"status": "ok", "model": info["name"]}
+
+    @app.get("/api/models", summary="The loaded model and its metadata")
+    async def models():
+        from .models import list_models
+        return {"loaded": info, "models": [info], "registered": list_models()}
+
+    async def read_body(request: Request) -> bytes:
+        limit = settings.max_upload_bytes
+        too_big = HTTPProblem(413, f"upload too large: the limit is {_mb(limit)} "
+                                   "(start the server with a larger --max-upload-mb)")
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise too_big
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:  # a lying or missing Content-Length still stops here
+                raise too_big
+        return bytes(body)
+
+    def decode(parts: dict[str, _Part]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        img_part, mask_part = _check_picture_part(parts, "image"), _check_picture_part(parts, "mask")
+        resize = _bool_field(parts, "resize_mask")
+        try:
+            rgb, alpha = read_image_bytes(bytes(img_part.data), _label("image", img_part), settings.max_pixels)
+            mask = read_mask_bytes(bytes(mask_part.data), _label("mask", mask_part), settings.max_pixels)
+        except ImageTooLargeError as exc:
+            raise HTTPProblem(413, f"{exc} (start the server with a larger --max-pixels)") from None
+        except FillgapError as exc:
+            raise HTTPProblem(422, str(exc)) from None
+        h, w = rgb.shape[:2]
+        if mask.shape != (h, w):
+            if not resize:
+                raise HTTPProblem(422, f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is {w}x{h} "
+                                       "(send a mask of the same size, or resize_mask=true)")
+            mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
+        return rgb, alpha, mask
+
+    def fill(rgb: np.ndarray, mask: np.ndarray, dilate: int) -> np.ndarray:
+        try:
+            return inpaint(rgb, mask, net, dilate=dilate)
+        except FillgapError as exc:
+            raise HTTPProblem(422, str(exc)) from None
+
+    def save(out: np.ndarray, alpha: np.ndarray | None) -> str:
+        # Generated name only: nothing the client sends reaches the path.
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        name = f"{stamp}-{uuid.uuid4().hex[:12]}.png"
+        write_image(save_dir / name, out, alpha=alpha)  # atomic, refuses to overwrite
+        return name
+
+    @app.post("/api/inpaint", summary="Fill the masked part of a picture; answers a PNG",
+              response_class=Response,
+              responses={200: {"content": {"image/png": {}}, "description": "The filled picture (PNG)"},
+                         413: {"description": "Upload or picture too large"},
+                         415: {"description": "Not a form, or a part that is not a picture"},
+                         422: {"description": "Missing field, unreadable picture, wrong mask size"}},
+              openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                  "type": "object", "required": ["image", "mask"],
+                  "properties": {
+                      "image": {"type": "string", "format": "binary", "description": "The picture"},
+                      "mask": {"type": "string", "format": "binary",
+                               "description": "Same size; white/opaque = hole, grey = partial"},
+                      "dilate": {"type": "integer", "default": 0, "minimum": 0,
+                                 "maximum": settings.max_dilate, "description": "Grow the hole by N px"},
+                      "resize_mask": {"type": "boolean", "default": False,
+                                      "description": "Scale a mask of another size to the picture"},
+                  }}}}}})
+    async def inpaint_endpoint(request: Request):
+        body = await read_body(request)
+        parts = parse_multipart(body, request.headers.get("content-type", ""))
+        dilate = _int_field(parts, "dilate", 0, 0, settings.max_dilate)
+        rgb, alpha, mask = await anyio.to_thread.run_sync(decode, parts)
+        del body, parts
+        out = await anyio.to_thread.run_sync(fill, rgb, mask, dilate, limiter=limiter)
+        png = await anyio.to_thread.run_sync(encode_png, out, alpha)
+        headers = {"Cache-Control": "no-store"}
+        if save_dir is not None:
+            try:
+                headers["X-Fillgap-Saved"] = await anyio.to_thread.run_sync(save, out, alpha)
+            except FillgapError as exc:
+                raise HTTPProblem(500, f"could not save the result in --save-dir: {exc}") from None
+        return Response(png, media_type="image/png", headers=headers)
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def _label(field_name: str, part: _Part) -> str:
+    # The client's file name appears only in messages, never in a path, and is kept short.
+    if part.filename:
+        return f"{field_name} '{part.filename[:80]}'"
+    return field_name
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):g} MB"
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("fillgap")
+    except Exception:
+        return "0"
+
+
+def serve(model: str | Path | None, host: str = "127.0.0.1", port: int = 8000,
+          settings: ServerSettings | None = None) -> None:
+    """Load the model, bind, serve until Ctrl-C (``fillgap serve``)."""
+    import socket
+
+    import uvicorn
+
+    app = create_app(model, settings)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise FillgapError(f"cannot listen on {host}:{port}: {exc.strerror} (choose another --port)") from None
+    shown = f"[{host}]" if ":" in host else host
+    info = app.state.model_info
+    print(f"fillgap: model {info['name']} ({info['source']}); open http://{shown}:{port}/ "
+          f"(API docs at /docs); Ctrl-C stops", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[sock])
+
+
+__all__ = ["ServerSettings", "create_app", "serve", "parse_multipart"]
