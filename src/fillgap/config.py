@@ -4,12 +4,15 @@ Unknown keys and wrong types are refused with a one-line message naming the key.
 """
 from __future__ import annotations
 
+import difflib
+import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import FillgapError
+from .masks import KINDS as MASK_KINDS
 
 
 class TrainConfig(BaseModel):
@@ -39,17 +42,79 @@ class TrainConfig(BaseModel):
     seed: int = 0
     workers: int = 0
     device: str = "auto"              # auto | cpu | cuda
+    bf16: bool | None = None          # bf16 autocast of the network; default: on for CUDA, off on CPU
+    sync_bn: bool = True              # distributed runs: BatchNorm statistics over the global batch
     out: str = "runs/default"
     checkpoint_every: int = 200       # steps
     log_every: int = 10               # steps
     grid_samples: int = 4
     progress: bool = True
 
+    # Values the types admit but training cannot use: refused here, with the key's name,
+    # rather than as a crash (a division by zero, log of 0) many steps into a run.
+    @field_validator("size", "batch_size", "val_samples", "checkpoint_every", "log_every", "grid_samples",
+                     "samples_per_epoch", "max_steps")
+    @classmethod
+    def _at_least_one(cls, v):
+        if v is not None and v < 1:
+            raise ValueError("must be at least 1")
+        return v
+
+    @field_validator("epochs", "workers", "adversarial_start")
+    @classmethod
+    def _not_negative(cls, v):
+        if v < 0:
+            raise ValueError("must be 0 or more")
+        return v
+
+    @field_validator("lr", "max_minutes")
+    @classmethod
+    def _positive_number(cls, v):
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise ValueError("must be a number above 0")
+        return v
+
+    @field_validator("lr_final", "weight_decay", "hole_weight", "adversarial", "r1")
+    @classmethod
+    def _weight(cls, v):
+        if v is not None and not (math.isfinite(v) and v >= 0):
+            raise ValueError("must be a number, 0 or more")
+        return v
+
+    @field_validator("losses")
+    @classmethod
+    def _loss_weights(cls, v):
+        for name, w in v.items():
+            if not (math.isfinite(w) and w >= 0):
+                raise ValueError(f"the weight of '{name}' must be a number, 0 or more")
+        return v
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, v):
+        if not 0 < v[0] <= v[1] <= 1:
+            raise ValueError("must be two fractions 0 < low <= high <= 1")
+        return v
+
+    @field_validator("masks")
+    @classmethod
+    def _mask_kind(cls, v):
+        if v not in MASK_KINDS:
+            raise ValueError(f"not a mask kind (choose from {', '.join(MASK_KINDS)})")
+        return v
+
 
 def _read(path: Path) -> dict:
     if not path.exists():
         raise FillgapError(f"config file not found: {path}")
-    text = path.read_text()
+    if not path.is_file():
+        raise FillgapError(f"config is not a file: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise FillgapError(f"config {path} is not a text file (not UTF-8)") from None
+    except OSError as exc:
+        raise FillgapError(f"cannot read config {path}: {exc.strerror or exc}") from None
     try:
         if path.suffix == ".toml":
             import tomllib
@@ -58,10 +123,18 @@ def _read(path: Path) -> dict:
             import yaml
             data = yaml.safe_load(text) or {}
     except Exception as exc:  # any parser error becomes one line
-        raise FillgapError(f"cannot parse config {path}: {str(exc).splitlines()[0]}") from None
+        raise FillgapError(f"cannot parse config {path}: {' '.join(str(exc).split())[:200]}") from None
     if not isinstance(data, dict):
         raise FillgapError(f"config {path} must be a mapping of keys to values")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise FillgapError(f"config {path}: key {bad[0]!r} is not a name")
     return data
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -70,8 +143,13 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     try:
         return TrainConfig(**data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors()
+        err = errors[0]
         key = ".".join(str(p) for p in err["loc"]) or "?"
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         if err["type"] == "extra_forbidden":
-            raise FillgapError(f"unknown config key '{key}'") from None
-        raise FillgapError(f"bad value for config key '{key}': {err['msg']}") from None
+            close = difflib.get_close_matches(key, TrainConfig.model_fields, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise FillgapError(f"unknown config key '{key}'{hint}{more}") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        raise FillgapError(f"bad value for config key '{key}': {_show(err.get('input'))}: {msg}{more}") from None

@@ -3,17 +3,35 @@
 Outputs in ``cfg.out``: ``last.pt`` (every ``checkpoint_every`` steps and at the end),
 ``metrics.jsonl`` (one line per log step and per epoch), ``grid-epochNNN.png``
 (input | mask | output | truth per sample) and ``config.yaml``.
+
+Distributed data parallel: under ``torchrun --nproc-per-node N -m fillgap train ...`` (or
+``fillgap train --nproc N``) each process trains on ``batch_size / N`` samples of every global
+batch (``gloo`` on CPU, ``nccl`` on CUDA), gradients are averaged by DistributedDataParallel,
+and only rank 0 writes checkpoints, logs and grids. The ranks take disjoint dataset indices
+(``EpochSampler``) and every random draw of a sample (crop, flip, hole) comes from (seed, epoch,
+global index), so masks differ across ranks and a run is reproducible whatever N is.
+BatchNorm statistics are synchronised across ranks (``sync_bn``), so a step equals a
+single-process step on the same global batch up to float rounding, as long as the losses
+are plain means over the batch. The hole-weighted pixel losses (``hole_weight`` != 1), the FFT
+loss's phase term, ``hole_l1`` and ``tv`` divide by a per-batch total, which with N ranks is
+each rank's own total: the gradient is then the mean of N such ratios, slightly different
+from the one ratio over the whole batch.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
@@ -28,20 +46,98 @@ from .models import create_model
 
 
 class EpochSampler(Sampler[int]):
-    """A permutation per (seed, epoch), optionally starting part-way (resume mid-epoch)."""
+    """A permutation per (seed, epoch), optionally starting part-way (resume mid-epoch), optionally
+    one rank's share of it.
 
-    def __init__(self, length: int, seed: int):
+    ``start`` counts positions in the whole permutation (batches done x global batch size), so a
+    run resumed with another number of processes picks up at the same sample. Rank r takes
+    positions r, r + world, r + 2 world, ... of what is left: the ranks' k-th batches (each
+    global batch / world long) together are exactly the single-process k-th batch. What is left
+    is padded by wrapping round to a multiple of ``world`` (a few samples seen twice at the end
+    of an epoch), so every rank takes the same number of steps: a rank that stopped early would
+    leave the others waiting in all-reduce.
+    """
+
+    def __init__(self, length: int, seed: int, rank: int = 0, world: int = 1):
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} outside world of {world}")
         self.length, self.seed, self.epoch, self.start = length, seed, 0, 0
+        self.rank, self.world = rank, world
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
     def __iter__(self):
-        order = np.random.default_rng([self.seed, self.epoch, 7]).permutation(self.length)
-        return iter(order[self.start:].tolist())
+        order = np.random.default_rng([self.seed, self.epoch, 7]).permutation(self.length)[self.start:]
+        if self.world > 1:
+            order = np.resize(order, len(order) + (-len(order)) % self.world)[self.rank::self.world]
+        return iter(order.tolist())
 
     def __len__(self) -> int:
-        return self.length - self.start
+        return -(-max(0, self.length - self.start) // self.world)
+
+
+class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics are those of the global batch, for CPU (gloo) runs.
+
+    ``torch.nn.SyncBatchNorm`` refuses CPU tensors (torch 2.13: "expected input tensor to be on
+    GPU"), so this one sums (x, x^2, count) over the ranks with the differentiable all-reduce
+    of torch's functional collectives; its backward all-reduces the gradients of those sums, which is
+    what makes the gradients equal to single-process BatchNorm on the whole batch. Outside
+    training, or in a single process, it is plain BatchNorm; its state dict is BatchNorm's.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2-D input, got {input.dim()}-D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        from torch.distributed._functional_collectives import all_reduce  # differentiable (sum)
+
+        c, dims = x.shape[1], [0, *range(2, x.dim())]
+        xf = x.float()
+        count = xf.new_tensor([x.numel() // c])
+        stats = all_reduce(torch.cat([xf.sum(dims), (xf * xf).sum(dims), count]), "sum", dist.group.WORLD)
+        n = stats[-1]
+        mean = stats[:c] / n
+        var = (stats[c:2 * c] / n - mean * mean).clamp_min(0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                f = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean.to(self.running_mean.dtype), f)
+                unbiased = var * n / (n - 1).clamp_min(1)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), f)
+        shape = [1, c] + [1] * (x.dim() - 2)
+        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y.to(x.dtype)
+
+
+def convert_cpu_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """Every BatchNorm layer of ``module`` as a CPUSyncBatchNorm sharing its parameters and buffers."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, CPUSyncBatchNorm):
+        new = CPUSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                               module.track_running_stats)
+        if module.affine:
+            new.weight, new.bias = module.weight, module.bias
+        if module.track_running_stats:
+            new.running_mean, new.running_var = module.running_mean, module.running_var
+            new.num_batches_tracked = module.num_batches_tracked
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        module.add_module(name, convert_cpu_sync_batchnorm(child))
+    return module
+
+
+def dist_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank) as torchrun sets them; (0, 1, 0) outside torchrun."""
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)))
 
 
 def pick_device(name: str) -> torch.device:
@@ -77,9 +173,30 @@ class Trainer:
         self.cfg = cfg
         self.device = pick_device(cfg.device)
         self.out = Path(cfg.out)
-        self.is_main = True
+        self.rank, self.world, local_rank = dist_env()
+        self.distributed = self.world > 1
+        self.is_main = self.rank == 0
+        if cfg.batch_size % self.world:
+            raise FillgapError(f"batch_size {cfg.batch_size} is not a multiple of the {self.world} processes "
+                               "(each one takes batch_size / processes samples of every batch)")
+        self.local_batch = cfg.batch_size // self.world
+        self._own_group = False
+        if self.distributed:
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", local_rank)
+                torch.cuda.set_device(self.device)
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+                self._own_group = True
+        # bf16 autocast: on by default on CUDA (tensor cores); off on CPU unless asked (slow there)
+        self.bf16 = cfg.bf16 if cfg.bf16 is not None else self.device.type == "cuda"
         torch.manual_seed(cfg.seed)
         self.model = create_model(cfg.model, **cfg.model_kwargs).to(self.device)
+        if self.distributed and cfg.sync_bn:
+            if self.device.type == "cuda":
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            else:
+                self.model = convert_cpu_sync_batchnorm(self.model)
         size = self.model.fixed_size or cfg.size
         if self.model.fixed_size and cfg.size != self.model.fixed_size:
             raise FillgapError(f"model '{cfg.model}' works at {self.model.fixed_size}x{self.model.fixed_size} only: "
@@ -104,6 +221,16 @@ class Trainer:
         self.batch_in_epoch = 0
         if resume:
             self._resume()
+        # ``self.model`` stays the bare network (checkpoints, validation); ``self.net`` trains.
+        self.net: nn.Module = self.model
+        if self.distributed:
+            # With synchronised BatchNorm the running statistics agree on every rank already.
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                forward_sync_buffers=not cfg.sync_bn)
+            if self.disc is not None:  # trained with hand-reduced gradients (see _average_grads)
+                for t in self.disc.state_dict().values():
+                    dist.broadcast(t, 0)
 
     # -- state ---------------------------------------------------------------------------
     def steps_per_epoch(self) -> int:
@@ -124,6 +251,9 @@ class Trainer:
             self.disc.load_state_dict(ckpt["disc"])
             self.disc_opt.load_state_dict(ckpt["disc_optimizer"])
         self.step, self.epoch, self.batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
+        if ckpt.get("batch_size", self.cfg.batch_size) != self.cfg.batch_size:
+            raise FillgapError(f"{path} was trained with batch_size {ckpt['batch_size']}, the config says "
+                               f"{self.cfg.batch_size}: resume with the same (global) batch size")
         torch.set_rng_state(ckpt["torch_rng"])
 
     def save(self, name: str = "last.pt") -> None:
@@ -134,6 +264,7 @@ class Trainer:
             extra = {"disc": self.disc.state_dict(), "disc_optimizer": self.disc_opt.state_dict()}
         save_checkpoint(self.out / name, self.model, optimizer=self.opt.state_dict(), step=self.step,
                         epoch=self.epoch, batch_in_epoch=self.batch_in_epoch, config=self.cfg.model_dump(),
+                        batch_size=self.cfg.batch_size, world_size=self.world, rank=self.rank,
                         torch_rng=torch.get_rng_state(), **extra)
 
     def log(self, record: dict) -> None:
@@ -149,32 +280,65 @@ class Trainer:
         return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * t))
 
     # -- steps ---------------------------------------------------------------------------
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+
+    def _mean_over_ranks(self, parts: dict) -> dict:
+        """The batch-mean of each logged value: every rank's value averaged (one small all-reduce)."""
+        if not self.distributed:
+            return parts
+        keys = sorted(parts)
+        t = torch.tensor([parts[k] for k in keys], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return {k: float(v) / self.world for k, v in zip(keys, t.tolist())}
+
+    def _average_grads(self, module: nn.Module) -> None:
+        """DDP's gradient averaging done by hand, for the discriminator: its R1 penalty takes a
+        double backward, which DistributedDataParallel does not support."""
+        if not self.distributed:
+            return
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        if grads:
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            dist.all_reduce(flat)
+            flat /= self.world
+            offset = 0
+            for g in grads:
+                g.copy_(flat[offset:offset + g.numel()].view_as(g))
+                offset += g.numel()
+
     def train_step(self, batch: dict) -> dict:
         image, mask = batch["image"].to(self.device), batch["mask"].to(self.device)
         hole = (mask > 0).float()
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(self.step)
-        self.model.train()
-        pred = self.model(image, mask)
+        self.net.train()
+        with self._autocast():
+            pred = self.net(image, mask)
+        pred = pred.float()  # losses in float32
         loss, parts = self.loss(pred, image, hole)
         use_adv = self.disc is not None and self.step >= self.cfg.adversarial_start
         if use_adv:
             adv = generator_adversarial(self.disc, pred * hole + image * (1 - hole), hole)
             loss = loss + self.cfg.adversarial * adv
             parts["adv_g"] = float(adv.detach())
-        if not torch.isfinite(loss):
-            raise FillgapError(f"loss became {float(loss)} at step {self.step}: training stopped, "
-                               f"the last good checkpoint is {self.out / 'last.pt'}")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        parts["loss"] = float(loss.detach())
+        # Checked after backward (no update is applied yet) so that every rank sees the same
+        # global value and all of them stop together.
+        parts = self._mean_over_ranks(parts)
+        if not math.isfinite(parts["loss"]):
+            raise FillgapError(f"loss became {parts['loss']} at step {self.step}: training stopped, "
+                               f"the last good checkpoint is {self.out / 'last.pt'}")
         self.opt.step()
         if use_adv:
             d_loss = discriminator_adversarial(self.disc, image, pred * hole + image * (1 - hole), hole, self.cfg.r1)
             self.disc_opt.zero_grad(set_to_none=True)
             d_loss.backward()
+            self._average_grads(self.disc)
             self.disc_opt.step()
-            parts["adv_d"] = float(d_loss.detach())
-        parts["loss"] = float(loss.detach())
+            parts.update(self._mean_over_ranks({"adv_d": float(d_loss.detach())}))
         return parts
 
     @torch.no_grad()
@@ -203,7 +367,7 @@ class Trainer:
 
     # -- loop ----------------------------------------------------------------------------
     def make_loader(self, sampler: Sampler) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.cfg.batch_size, sampler=sampler,
+        return DataLoader(self.train_set, batch_size=self.local_batch, sampler=sampler,
                           num_workers=self.cfg.workers, drop_last=False,
                           persistent_workers=False, pin_memory=self.device.type == "cuda")
 
@@ -212,7 +376,7 @@ class Trainer:
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-        sampler = EpochSampler(len(self.train_set), cfg.seed)
+        sampler = EpochSampler(len(self.train_set), cfg.seed, self.rank, self.world)
         total = self.total_steps()
         started = time.time()
         summary: dict = {}
@@ -234,23 +398,64 @@ class Trainer:
                 if self.step % cfg.checkpoint_every == 0:
                     self.save()
                 out_of_time = cfg.max_minutes is not None and time.time() - started > cfg.max_minutes * 60
+                if self.distributed and cfg.max_minutes is not None:  # the ranks' clocks differ: stop together
+                    flag = torch.tensor([float(out_of_time)], device=self.device)
+                    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                    out_of_time = bool(flag.item())
                 if self.step >= total or out_of_time:
                     stop = True
                     break
             if not stop:
                 self.epoch += 1
                 self.batch_in_epoch = 0
-            summary = {"step": self.step, "epoch": self.epoch, **self.validate()}
-            self.log(summary)
-            self.write_grid()
-            if self.is_main:
+            summary = {"step": self.step, "epoch": self.epoch}
+            if self.is_main:  # the other ranks go on (and wait for rank 0 at the next all-reduce)
+                summary.update(self.validate())
+                self.log(summary)
+                self.write_grid()
                 bar.write(f"epoch {self.epoch}: step {self.step}, val PSNR {summary['val_psnr']:.2f} dB "
                           f"(hole {summary['val_psnr_hole']:.2f} dB)")
         bar.close()
         self.save()
         summary["seconds"] = round(time.time() - started, 1)
+        if self.distributed:
+            summary["processes"] = self.world
         return summary
+
+    def close(self) -> None:
+        """Leave the process group this trainer joined (after every rank got here)."""
+        if self._own_group and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+            self._own_group = False
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
-    return Trainer(cfg, resume=resume).fit()
+    """Train from ``cfg``; under torchrun (WORLD_SIZE > 1) as one rank of a distributed run."""
+    trainer = Trainer(cfg, resume=resume)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.close()
+
+
+def launch(argv: list[str], nproc: int) -> None:
+    """Run ``fillgap <argv>`` as ``nproc`` torchrun processes on this machine and wait for them.
+
+    torch.distributed.run is called in this process (not as a command) so that a failed rank
+    becomes one FillgapError line here instead of torchrun's traceback; the rank's own error
+    line is printed above it.
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    # Split the cores between the ranks (torchrun alone would set 1 thread each, with a warning).
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    args = parse_args(["--standalone", "--nproc-per-node", str(nproc),
+                                         "--module", "fillgap", *argv])
+    try:
+        run(args)
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        raise FillgapError(f"training with {nproc} processes failed: rank {rank} exited with code "
+                           f"{failure.exitcode} (its message is above)") from None
