@@ -9,32 +9,52 @@ import numpy as np
 
 from .errors import FillgapError
 from .fill import inpaint
-from .imageio import IMAGE_SUFFIXES, list_images, read_image_rgba, read_mask, write_image
+from .imageio import (IMAGE_SUFFIXES, OUTPUT_FORMATS, check_output, copy_file, list_images, read_image_rgba,
+                      read_mask, write_image)
 from .models import InpaintModel
 
 
 def load_mask_for(image_shape: tuple[int, int], mask_path: Path, resize_mask: bool = False) -> np.ndarray:
+    """The mask of a picture of ``image_shape`` (H, W); another size is an error unless ``resize_mask``."""
     mask = read_mask(mask_path)
     h, w = image_shape
     if mask.shape != (h, w):
         if not resize_mask:
             raise FillgapError(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but the image is {w}x{h} "
                                "(pass --resize-mask to scale it)")
-        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
+        # Area averaging when shrinking keeps thin strokes as partial holes instead of dropping them.
+        shrink = h * w < mask.shape[0] * mask.shape[1]
+        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        mask = np.clip(mask, 0.0, 1.0)
     return mask
 
 
-def fill_file(image_path: Path, mask_path: Path, out_path: Path, model: InpaintModel,
+def _same_format(a: Path, b: Path) -> bool:
+    fa, fb = OUTPUT_FORMATS.get(a.suffix.lower()), OUTPUT_FORMATS.get(b.suffix.lower())
+    return fa is not None and fa == fb
+
+
+def fill_file(image_path: Path, mask_path: Path, out_path: Path, model: InpaintModel | str | Path | None = None,
               dilate: int = 0, overwrite: bool = False, resize_mask: bool = False) -> Path:
-    """Read, fill, write one picture (alpha kept). Refuses to write over the input or the mask."""
+    """Read, fill, write one picture (alpha kept). Refuses to write over the input or the mask.
+
+    ``model``: a loaded network, or a checkpoint path (None: the shipped default), loaded
+    only when the mask has a hole. An empty mask gives the input back unchanged: the file
+    is copied byte for byte when the output has the input's format, so no re-encoding loss.
+    """
     image_path, mask_path, out_path = Path(image_path), Path(mask_path), Path(out_path)
-    for src in (image_path, mask_path):
-        if out_path.exists() and src.exists() and out_path.resolve() == src.resolve():
-            raise FillgapError(f"output {out_path} is an input file: choose another output path")
-    if out_path.exists() and not overwrite:
-        raise FillgapError(f"output exists: {out_path} (pass --overwrite to replace it)")
+    for what, src in (("image", image_path), ("mask", mask_path)):
+        if not src.exists():
+            raise FillgapError(f"{what} not found: {src}")
+    # Cheap refusals first: no picture is decoded and no model loaded for an output we cannot write.
+    check_output(out_path, overwrite, inputs=(image_path, mask_path))
     rgb, alpha = read_image_rgba(image_path)
+    check_output(out_path, overwrite, alpha=alpha is not None)
     mask = load_mask_for(rgb.shape[:2], mask_path, resize_mask)
+    if not (mask > 0).any():
+        if _same_format(image_path, out_path):
+            return copy_file(image_path, out_path, overwrite)
+        return write_image(out_path, rgb, alpha=alpha, overwrite=overwrite)
     result = inpaint(rgb, mask, model, dilate=dilate)
     return write_image(out_path, result, alpha=alpha, overwrite=overwrite)
 

@@ -44,18 +44,40 @@ def save_checkpoint(path: str | Path, model: InpaintModel, **state) -> None:
     _atomic_write(Path(path), buffer.getvalue())
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
+def _check_file(path: Path, what: str) -> None:
     if not path.exists():
-        raise FillgapError(f"checkpoint not found: {path}")
+        raise FillgapError(f"{what} not found: {path}")
+    if not path.is_file():
+        raise FillgapError(f"{what} is not a file: {path}")
+    if path.stat().st_size == 0:
+        raise FillgapError(f"empty {what} (0 bytes): {path}")
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A training checkpoint's contents; any damaged or foreign file is one FillgapError."""
+    path = Path(path)
+    _check_file(path, "checkpoint")
     try:
+        # weights_only: a checkpoint is data, never code to run (a pickle could run anything).
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - truncated zip, foreign pickle, not a torch file at all
+        hint = " (a .safetensors file? keep its suffix)" if _looks_like_safetensors(path) else ""
         raise FillgapError(f"unreadable checkpoint {path} (truncated or not a fillgap checkpoint): "
-                           f"{type(exc).__name__}") from None
+                           f"{type(exc).__name__}{hint}") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_name" not in ckpt:
-        raise FillgapError(f"not a fillgap training checkpoint: {path}")
+        raise FillgapError(f"not a fillgap training checkpoint: {path} (no model name and weights in it)")
+    if not isinstance(ckpt["model_name"], str) or not isinstance(ckpt.get("model_kwargs", {}), dict):
+        raise FillgapError(f"not a fillgap training checkpoint: {path} (bad model name or settings)")
+    if not isinstance(ckpt["model"], dict) or not all(isinstance(v, torch.Tensor) for v in ckpt["model"].values()):
+        raise FillgapError(f"not a fillgap training checkpoint: {path} (its weights are not a table of tensors)")
     return ckpt
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """safetensors files start with an 8-byte header length and a JSON header."""
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    return len(head) == 9 and head[8:9] == b"{"
 
 
 def export_weights(path: str | Path, model: InpaintModel, half: bool = False, **metadata) -> None:
@@ -69,34 +91,64 @@ def export_weights(path: str | Path, model: InpaintModel, half: bool = False, **
     _atomic_write(Path(path), save(tensors, metadata=meta))
 
 
+def _shape(t: torch.Tensor) -> str:
+    return "x".join(map(str, t.shape)) or "scalar"
+
+
 def _build(name: str, kwargs: dict, state: dict, source: Path) -> InpaintModel:
+    """The registered network ``name`` with ``state`` loaded; a mismatch is named in one line."""
+    if not all(isinstance(k, str) for k in kwargs):
+        raise FillgapError(f"checkpoint {source} has damaged model settings (non-text keys)")
     model = create_model(name, **kwargs)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        # The first few problems, not torch's list of every key: the message stays one line.
+        parts = []
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} tensor(s) of another shape, e.g. {k}: {_shape(state[k])} in the file, "
+                         f"{_shape(expected[k])} in the model")
+        if missing:
+            parts.append(f"{len(missing)} missing, e.g. {missing[0]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+        raise FillgapError(f"checkpoint {source} does not match model '{name}' (another architecture or "
+                           f"settings?): {'; '.join(parts)}")
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # e.g. a dtype that cannot be copied
         raise FillgapError(f"checkpoint {source} does not match model '{name}': "
-                           f"{str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else exc}") from None
+                           f"{str(exc).strip().splitlines()[-1][:200]}") from None
     return model.eval()
 
 
 def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu") -> InpaintModel:
     """A ready network from: None (the shipped default), a ``.safetensors`` or ``.pt`` file."""
     path = Path(spec) if spec else DEFAULT_WEIGHTS
-    if not path.exists():
-        if spec is None:
-            raise FillgapError(f"the default weights are missing from the package ({path})")
-        raise FillgapError(f"checkpoint not found: {path}")
+    if spec is None and not path.exists():
+        raise FillgapError(f"the default weights are missing from the package ({path})")
     if path.suffix == ".safetensors":
+        _check_file(path, "weights file")
         from safetensors import safe_open
         try:
             with safe_open(str(path), framework="pt") as fh:
                 meta = fh.metadata() or {}
                 state = {k: fh.get_tensor(k) for k in fh.keys()}
-        except Exception as exc:
-            raise FillgapError(f"unreadable weights file {path}: {type(exc).__name__}") from None
+        except Exception as exc:  # noqa: BLE001 - truncated or not safetensors at all
+            raise FillgapError(f"unreadable weights file {path} (truncated or not safetensors): "
+                               f"{type(exc).__name__}") from None
         if "model_name" not in meta:
             raise FillgapError(f"weights file {path} does not say which model it is (no fillgap metadata)")
-        model = _build(meta["model_name"], json.loads(meta.get("model_kwargs", "{}")), state, path)
+        try:
+            kwargs = json.loads(meta.get("model_kwargs", "{}"))
+        except ValueError:
+            kwargs = None
+        if not isinstance(kwargs, dict):
+            raise FillgapError(f"weights file {path} has damaged fillgap metadata (model_kwargs is not a JSON object)")
+        model = _build(meta["model_name"], kwargs, state, path)
     else:
         ckpt = read_checkpoint(path)
         model = _build(ckpt["model_name"], ckpt.get("model_kwargs", {}), ckpt["model"], path)

@@ -29,10 +29,10 @@ def fill(
     from .api import fill_file, plan_folder
     from .checkpoint import load_model
 
-    net = load_model(model)
     if input.is_dir():
         if mask_dir is None:
             raise FillgapError("a folder input needs --mask-dir")
+        net = load_model(model)
         from tqdm import tqdm
         plan = plan_folder(input, mask_dir, output)
         done, skipped, failed = 0, 0, []
@@ -56,7 +56,9 @@ def fill(
         return
     if mask is None:
         raise FillgapError("--mask is required for a single picture")
-    out = fill_file(input, mask, output, net, dilate, overwrite, resize_mask)
+    # The model is loaded only once the inputs and the output have passed their checks, and
+    # not at all for an empty mask.
+    out = fill_file(input, mask, output, model, dilate, overwrite, resize_mask)
     typer.echo(f"wrote {out}")
 
 
@@ -174,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except Exception as exc:  # click usage errors and anything unexpected: still one line
         import click
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
+        if isinstance(exc, click.exceptions.ClickException):  # one line, like every other error
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            typer.echo(f"fillgap: error: {exc.format_message()}{hint}", err=True)
             return exc.exit_code
         if isinstance(exc, click.exceptions.Abort):
             return 1

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
+import re
+import secrets
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,24 +30,62 @@ class ImageTooLargeError(FillgapError):
     """A picture above a pixel limit (the web server answers 413 to it, not 422)."""
 
 
-def _decode(source, label: object, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open and fully decode a path or binary file object; ``label`` names it in errors."""
+def _reason(exc: BaseException) -> str:
+    """An exception as a short phrase for a one-line message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip().splitlines()
+    return text[0][:120] if text and text[0] else type(exc).__name__
+
+
+def _too_large(label: object, max_pixels: int, width: int | None = None, height: int | None = None,
+               detail: str = "") -> ImageTooLargeError:
+    if width is None:  # Pillow's own guard fired: its message holds the pixel count
+        found = re.search(r"\((\d+) pixels\)", detail)
+        size = f"has {int(found.group(1)):,} pixels" if found else "has too many pixels"
+    else:
+        size = f"is {width}x{height}"
+    return ImageTooLargeError(f"image too large: {label} {size}, the limit is {max_pixels:,} pixels")
+
+
+def _decode(source, label: object, max_pixels: int | None = None) -> Image.Image:
+    """Open and fully decode a path or binary file object; ``label`` names it in errors.
+
+    Every failure of a decoder on hostile or damaged bytes (Pillow raises OSError,
+    SyntaxError, EOFError, struct.error, ValueError, ... depending on the format) becomes
+    one FillgapError; pictures above ``max_pixels`` raise ImageTooLargeError before a
+    single pixel is decoded.
+    """
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     try:
-        img = Image.open(source)
-        # The header gives the size before any pixel is decoded: refuse bombs cheaply.
-        if img.width * img.height > max_pixels:
-            raise ImageTooLargeError(
-                f"image too large: {label} is {img.width}x{img.height}, the limit is {max_pixels:,} pixels"
-            )
-        img.load()
+        # Pillow's own bomb guard (MAX_IMAGE_PIXELS) warns, then raises, inside Image.open:
+        # make the warning an error too, so neither escapes as a warning or a traceback.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as img:
+                # The header gives the size before any pixel is decoded: refuse bombs cheaply.
+                if img.width * img.height > max_pixels:
+                    raise _too_large(label, max_pixels, img.width, img.height)
+                img.load()
+                return _canonical(_upright(img))
     except FillgapError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise FillgapError(f"not a readable image: {label} ({type(exc).__name__})") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise FillgapError(f"corrupt or truncated image: {label} ({exc})") from None
-    # Fill in the orientation the user sees, not the one the sensor stored.
-    return ImageOps.exif_transpose(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _too_large(label, max_pixels, detail=str(exc)) from None
+    except UnidentifiedImageError:
+        raise FillgapError(f"not an image (unknown or damaged format): {label}") from None
+    except MemoryError:
+        raise FillgapError(f"not enough memory to decode {label}") from None
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        raise FillgapError(f"corrupt or truncated image: {label} ({_reason(exc)})") from None
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """A decoded copy in the orientation the user sees, not the one the sensor stored."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - damaged EXIF: the orientation is unknown, keep the pixels as stored
+        return img.copy()
 
 
 def _open(path: str | os.PathLike) -> Image.Image:
@@ -53,6 +94,8 @@ def _open(path: str | os.PathLike) -> Image.Image:
         raise FillgapError(f"file not found: {path}")
     if path.is_dir():
         raise FillgapError(f"expected a file, got a folder: {path}")
+    if not path.is_file():  # a FIFO or a device would block or never end
+        raise FillgapError(f"not a regular file: {path}")
     if path.stat().st_size == 0:
         raise FillgapError(f"empty file (0 bytes): {path}")
     return _decode(path, path)
@@ -64,13 +107,34 @@ def _open_bytes(data: bytes, name: str, max_pixels: int) -> Image.Image:
     return _decode(io.BytesIO(data), name, min(max_pixels, MAX_PIXELS))
 
 
-def _to_rgb_uint8(img: Image.Image) -> np.ndarray:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit greyscale: scale, do not clip
+def _canonical(img: Image.Image) -> Image.Image:
+    """The picture in one of four modes: L, LA, RGB or RGBA (8 bits per channel).
+
+    16-bit and float greyscale are scaled, not clipped; palette, CMYK, YCbCr, LAB, HSV,
+    premultiplied alpha and colour-key transparency are converted by Pillow.
+    """
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if arr.max() > 255 else 255.0
-        grey = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2)
-    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+        top = float(arr.max(initial=0.0))
+        if img.mode.startswith("I;16"):
+            scale = 255.0 / 65535.0
+        elif img.mode == "F" and top <= 1.0:  # float data is usually 0-1
+            scale = 255.0
+        else:  # 32-bit int (or float) holding 8- or 16-bit data
+            scale = 255.0 / 65535.0 if top > 255 else 1.0
+        return Image.fromarray(np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode in ("L", "LA", "RGB", "RGBA"):
+        return img
+    if img.mode == "La":  # premultiplied grey + alpha
+        return img.convert("LA")
+    if img.has_transparency_data:
+        return img.convert("RGBA")
+    return img.convert("RGB")
+
+
+def _to_rgb_uint8(img: Image.Image) -> np.ndarray:
+    # np.array copies: the caller gets a writable array (torch warns on read-only ones)
+    return np.array(img.convert("RGB"), dtype=np.uint8)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -84,9 +148,7 @@ def read_image_rgba(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | N
 
 
 def _split_alpha(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
-    alpha = None
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        alpha = np.asarray(img.convert("RGBA"), dtype=np.uint8)[..., 3].copy()
+    alpha = np.array(img.getchannel("A"), dtype=np.uint8) if img.mode in ("LA", "RGBA") else None
     return _to_rgb_uint8(img), alpha
 
 
@@ -99,10 +161,7 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
 
 
 def _mask_from(img: Image.Image) -> np.ndarray:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        return np.clip(arr / (65535.0 if arr.max() > 255 else 255.0), 0, 1).astype(np.float32)
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+    if img.mode in ("RGBA", "LA"):
         rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
         grey = rgba[..., :3].mean(axis=2) * rgba[..., 3]
         return grey.astype(np.float32)
@@ -138,56 +197,133 @@ def encode_png(rgb: np.ndarray, alpha: np.ndarray | None = None, compress_level:
     return buffer.getvalue()
 
 
-def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | None = None,
-                overwrite: bool = False) -> Path:
-    """Write uint8 H x W x 3 atomically (temp file in the same folder, then rename).
+OUTPUT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
+                  ".tif": "TIFF", ".tiff": "TIFF"}
 
-    A crash or a full disk never leaves a half-written picture, and an existing file is
-    only replaced when ``overwrite`` is set.
+
+def check_output(path: str | os.PathLike, overwrite: bool = False, alpha: bool = False,
+                 inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """Refuse an output that cannot or must not be written, before any work is spent on it.
+
+    ``inputs``: files the output must not be (also through a link); ``alpha``: the picture
+    has transparency, which a JPEG cannot hold.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FillgapError(f"output exists: {path} (pass --overwrite to replace it)")
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix.lower()
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
-           ".tif": "TIFF", ".tiff": "TIFF"}.get(suffix)
+    fmt = OUTPUT_FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise FillgapError(f"unknown output format '{suffix}' for {path} (use .png, .jpg, .webp, .bmp, .tif)")
-    img = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
-    if alpha is not None:
-        if fmt == "JPEG":
-            raise FillgapError(f"the input has transparency, which JPEG cannot store: write {path.with_suffix('.png')}")
-        img.putalpha(Image.fromarray(alpha, "L"))
-    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+        raise FillgapError(f"unknown output format '{path.suffix}' for {path} (use .png, .jpg, .webp, .bmp, .tif)")
+    if path.is_dir():
+        raise FillgapError(f"output is a folder: {path} (give a file name)")
+    for src in inputs:
+        if path.exists() and Path(src).exists() and os.path.samefile(path, src):
+            raise FillgapError(f"output {path} is an input file: choose another output path")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise FillgapError(f"output exists: {path} (pass --overwrite to replace it)")
+    if alpha and fmt == "JPEG":
+        raise FillgapError(f"the input has transparency, which JPEG cannot store: write {path.with_suffix('.png')}")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise FillgapError(f"cannot write {path}: {parent} is a file, not a folder")
+    return path
+
+
+def _atomic_write(path: Path, write, overwrite: bool) -> Path:
+    """Write through ``write(binary_file)`` to a temp file beside ``path``, then rename it.
+
+    A crash or a full disk never leaves a half-written file (the temp file is removed on
+    any error), and without ``overwrite`` an existing file is never replaced, even one that
+    appeared while this one was being written.
+    """
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".fillgap-", suffix=suffix, dir=path.parent)
+        path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FillgapError(f"cannot write to folder {path.parent}: {exc.strerror}") from None
+        raise FillgapError(f"cannot create the folder {path.parent}: {_reason(exc)}") from None
+    # Hidden name without an image suffix: folder listings and resumed batches skip it.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.fillgap-tmp")
+    try:
+        # os.open with 0o666 lets the umask set the permissions, as for any new file
+        # (tempfile.mkstemp would make every output private to its owner, 0o600).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as exc:
+        raise FillgapError(f"cannot write to the folder {path.parent}: {_reason(exc)}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
-            img.save(fh, format=fmt, **options)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if the name exists: no race with another writer
+            except FileExistsError:
+                raise FillgapError(f"output exists: {path} (pass --overwrite to replace it)") from None
+            except OSError:  # a file system without hard links
+                if path.exists():
+                    raise FillgapError(f"output exists: {path} (pass --overwrite to replace it)") from None
+                os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise FillgapError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        raise FillgapError(f"cannot write {path}: {_reason(exc)}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (best effort: not every system can open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | None = None,
+                overwrite: bool = False) -> Path:
+    """Write uint8 H x W x 3 (plus an optional H x W alpha) atomically; see ``_atomic_write``.
+
+    An existing file is only replaced when ``overwrite`` is set.
+    """
+    path = check_output(path, overwrite, alpha=alpha is not None)
+    fmt = OUTPUT_FORMATS[path.suffix.lower()]
+    img = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
+    if alpha is not None:
+        img.putalpha(Image.fromarray(np.ascontiguousarray(alpha, dtype=np.uint8), "L"))
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    return _atomic_write(path, lambda fh: img.save(fh, format=fmt, **options), overwrite)
+
+
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Copy a file byte for byte, atomically, with the same refusals as ``write_image``."""
+    src, dst = Path(src), check_output(dst, overwrite, inputs=(src,))
+    try:
+        fh = open(src, "rb")
+    except OSError as exc:
+        raise FillgapError(f"cannot read {src}: {_reason(exc)}") from None
+    with fh:
+        return _atomic_write(dst, lambda out: shutil.copyfileobj(fh, out), overwrite)
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """uint8 H x W x 3 -> float 1 x 3 x H x W in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div_(255.0)
+    rgb = np.ascontiguousarray(rgb)
+    if not rgb.flags.writeable:  # torch warns on read-only arrays (e.g. np.asarray of a PIL image)
+        rgb = rgb.copy()
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div_(255.0)
 
 
 def mask_to_tensor(mask: np.ndarray) -> torch.Tensor:
     """float H x W in [0, 1] -> 1 x 1 x H x W."""
-    return torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
+    mask = np.ascontiguousarray(mask, dtype=np.float32)
+    return torch.from_numpy(mask if mask.flags.writeable else mask.copy())[None, None]
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
