@@ -234,13 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return exc.exit_code
     except Exception as exc:  # click usage errors and anything unexpected: still one line
-        import click
-        if isinstance(exc, click.exceptions.ClickException):  # one line, like every other error
+        # Typer >= 0.16 ships its own copy of click (typer._click): recognise click's usage
+        # errors by their interface, not by the class of one particular click.
+        if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             typer.echo(f"fillgap: error: {exc.format_message()}{hint}", err=True)
             return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, typer.Abort):
             return 1
         if os.environ.get("FILLGAP_DEBUG"):
             raise

@@ -74,6 +74,9 @@ def run_model(model: InpaintModel, image: torch.Tensor, mask: torch.Tensor,
         m = (m > 0).float()  # any part-hole pixel stays a hole after scaling
     k = model.size_multiple
     ph, pw = (-size[0]) % k, (-size[1]) % k
+    # At least 2k: a fully convolutional net's reflect padding needs feature maps of 2+ pixels
+    # after its downsamplings (a 1x1 or 3x5 picture would otherwise crash inside the network).
+    ph, pw = max(ph, 2 * k - size[0]), max(pw, 2 * k - size[1])
     if ph or pw:
         # reflect needs pad < size; replicate handles the tiny windows
         mode = "reflect" if ph < size[0] and pw < size[1] else "replicate"

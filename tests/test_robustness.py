@@ -1,0 +1,627 @@
+"""Issue 7: every bad input gives a clear one-line error through the CLI, and nothing is lost.
+
+Each case runs ``fillgap.cli.main([...])`` (in a temporary folder, so the messages name
+short relative paths) and checks: the exit code, exactly one line on stderr starting
+``fillgap: error:`` (or nothing on stderr for a success), no traceback, no warning, and
+what happened to the files. Every case is recorded (see tests/_robustness_record.py);
+``python bench/robustness_table.py`` turns the records into docs/robustness.md.
+"""
+from __future__ import annotations
+
+import errno
+import io
+import os
+import struct
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFile, ImageOps
+
+from _robustness_record import Recorder
+from fillgap import imageio
+from fillgap.checkpoint import export_weights, read_checkpoint, save_checkpoint
+from fillgap.cli import main
+from fillgap.errors import FillgapError
+from fillgap.models import create_model
+
+
+# -- fixtures ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def record():
+    rec = Recorder("cli")
+    yield rec
+    rec.save()
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> str:
+    """An untrained ffc-tiny, as released weights: real loading, instant filling."""
+    path = tmp_path_factory.mktemp("weights") / "ffc-tiny.safetensors"
+    torch.manual_seed(0)
+    export_weights(path, create_model("ffc-tiny"))
+    return str(path)
+
+
+@pytest.fixture
+def cli(capsys, record):
+    def run(group: str, case: str, args: list, expect: int) -> str:
+        capsys.readouterr()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rc = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        assert "Traceback" not in out + err, err
+        assert not caught, [f"{w.category.__name__}: {w.message}" for w in caught]
+        lines = err.strip().splitlines()
+        if rc:
+            assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
+            assert lines[0].startswith("fillgap: error: "), err
+            shown = lines[0]
+        else:
+            assert err.strip() == "", err
+            shown = out.strip().splitlines()[-1]
+        assert rc == expect, f"exit {rc}, expected {expect}: {err or out}"
+        record.add(group=group, case=case, exit=rc, shown=shown)
+        return shown
+    return run
+
+
+# -- pictures ----------------------------------------------------------------------------
+
+def picture(h: int, w: int, channels: int = 3, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (h, w, channels) if channels > 1 else (h, w), dtype=np.uint8)
+
+
+def hole(h: int, w: int) -> np.ndarray:
+    """uint8 mask with a box in the middle (at least one pixel)."""
+    m = np.zeros((h, w), np.uint8)
+    m[h // 3: h // 3 + max(1, h // 3), w // 3: w // 3 + max(1, w // 3)] = 255
+    return m
+
+
+def save(path: str, array: np.ndarray, **options) -> str:
+    Image.fromarray(array).save(path, **options)
+    return path
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_header_only(path: str, width: int, height: int) -> str:
+    """A PNG that claims a size in its header and holds almost no pixel data."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    data = zlib.compress(b"\0" * 64)
+    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", data)
+                           + png_chunk(b"IEND", b""))
+    return path
+
+
+def png_bomb(path: str, width: int, height: int) -> str:
+    """A valid greyscale PNG of zeros: about 100 kB on disk for 100 MB of pixels."""
+    z = zlib.compressobj(9)
+    row = b"\0" * (width + 1)  # filter byte + pixels
+    body = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", body)
+                           + png_chunk(b"IEND", b""))
+    return path
+
+
+def read_rgb(path: str) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def assert_kept(out: np.ndarray, expected: np.ndarray, mask: np.ndarray) -> None:
+    """Every pixel outside the hole is bit-identical."""
+    assert out.shape == expected.shape
+    keep = mask == 0
+    np.testing.assert_array_equal(out[keep], expected[keep])
+
+
+# -- 1. pictures and masks ---------------------------------------------------------------
+
+def test_unreadable_pictures(cli, weights):
+    save("mask.png", hole(16, 16))
+    good = save("good.png", picture(16, 16))
+    data = Path(good).read_bytes()
+    Path("zero.png").write_bytes(b"")
+    Path("text.png").write_text("this is not a picture\n")
+    Path("noise.jpg").write_bytes(np.random.default_rng(1).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    Path("half.png").write_bytes(data[: len(data) // 2])
+    Path("header-only.png").write_bytes(data[:33])  # signature + IHDR, no pixels
+    crc = bytearray(data)
+    crc[45] ^= 0xFF  # inside the IDAT data: its checksum no longer matches
+    Path("bad-crc.png").write_bytes(bytes(crc))
+    buf = io.BytesIO()
+    Image.fromarray(picture(64, 64)).save(buf, "JPEG", quality=90)
+    Path("half.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    Path("a-folder.png").mkdir()
+    cases = [
+        ("zero-byte image file", "zero.png", "empty file"),
+        ("text file named .png", "text.png", "not an image"),
+        ("random bytes named .jpg", "noise.jpg", "not an image"),
+        ("PNG cut in half", "half.png", "corrupt or truncated"),
+        ("PNG with its header only", "header-only.png", "damaged"),
+        ("PNG with a damaged chunk checksum", "bad-crc.png", "corrupt or truncated"),
+        ("JPEG cut in half", "half.jpg", "corrupt or truncated"),
+        ("missing image file", "nowhere.png", "image not found"),
+    ]
+    for case, name, words in cases:
+        shown = cli("pictures", case, ["fill", name, "-m", "mask.png", "-o", "out.png", "--model", weights], 1)
+        assert words in shown and name in shown
+        assert not Path("out.png").exists()
+    # The same files as masks.
+    for case, name, words in cases[:4] + [("folder named like a picture", "a-folder.png", "got a folder")]:
+        shown = cli("masks", case.replace("image", "mask"),
+                    ["fill", "good.png", "-m", name, "-o", "out.png", "--model", weights], 1)
+        assert words in shown and name in shown
+    shown = cli("masks", "missing mask file", ["fill", "good.png", "-m", "nowhere.png", "-o", "out.png"], 1)
+    assert "mask not found" in shown
+
+
+def test_modes_16bit_palette_grey(cli, weights):
+    h, w = 13, 11
+    m = hole(h, w)
+    save("mask.png", m)
+    deep = (np.arange(h * w, dtype=np.uint32).reshape(h, w) * 450 % 65536).astype(np.uint16)
+    Image.fromarray(deep).save("deep16.png")
+    assert Image.open("deep16.png").mode == "I;16"
+    dark = np.full((h, w), 200, np.uint16)  # a dark 16-bit picture must stay dark (200/65535)
+    Image.fromarray(dark).save("dark16.png")
+    pal = Image.fromarray(picture(h, w)).quantize(16)
+    pal.save("palette.png")
+    save("grey.png", picture(h, w, 1))
+    Image.fromarray(picture(h, w)).convert("CMYK").save("cmyk.jpg", quality=95)
+
+    cli("modes", "16-bit greyscale PNG", ["fill", "deep16.png", "-m", "mask.png", "-o", "o1.png", "--model", weights], 0)
+    grey = np.clip(deep.astype(np.float64) * 255 / 65535 + 0.5, 0, 255).astype(np.uint8)
+    assert_kept(read_rgb("o1.png"), np.repeat(grey[..., None], 3, 2), m)
+
+    cli("modes", "dark 16-bit greyscale PNG (max 200 of 65535)",
+        ["fill", "dark16.png", "-m", "mask.png", "-o", "o2.png", "--model", weights], 0)
+    assert read_rgb("o2.png")[m == 0].max() <= 1  # scaled by the bit depth, not by the picture's own maximum
+
+    cli("modes", "palette PNG", ["fill", "palette.png", "-m", "mask.png", "-o", "o3.png", "--model", weights], 0)
+    assert_kept(read_rgb("o3.png"), np.asarray(pal.convert("RGB")), m)
+
+    cli("modes", "greyscale PNG", ["fill", "grey.png", "-m", "mask.png", "-o", "o4.png", "--model", weights], 0)
+    assert_kept(read_rgb("o4.png"), np.repeat(picture(h, w, 1)[..., None], 3, 2), m)
+
+    cli("modes", "CMYK JPEG", ["fill", "cmyk.jpg", "-m", "mask.png", "-o", "o5.png", "--model", weights], 0)
+    assert_kept(read_rgb("o5.png"), read_rgb("cmyk.jpg"), m)
+
+
+def test_alpha_is_kept(cli, weights):
+    h, w = 12, 15
+    m = hole(h, w)
+    save("mask.png", m)
+    rgba = picture(h, w, 4, seed=3)
+    save("rgba.png", rgba)
+    cli("alpha", "RGBA PNG", ["fill", "rgba.png", "-m", "mask.png", "-o", "o1.png", "--model", weights], 0)
+    out = np.asarray(Image.open("o1.png"))
+    assert out.shape == (h, w, 4)
+    np.testing.assert_array_equal(out[..., 3], rgba[..., 3])  # alpha everywhere, hole included
+    assert_kept(out[..., :3], rgba[..., :3], m)
+
+    la = np.stack([picture(h, w, 1), picture(h, w, 1, seed=9)], axis=2)
+    Image.fromarray(la, "LA").save("la.png")
+    cli("alpha", "greyscale + alpha PNG", ["fill", "la.png", "-m", "mask.png", "-o", "o2.png", "--model", weights], 0)
+    np.testing.assert_array_equal(np.asarray(Image.open("o2.png"))[..., 3], la[..., 1])
+
+    pal = Image.fromarray(picture(h, w)).quantize(8)
+    pal.info["transparency"] = 0
+    pal.save("pal-t.png", transparency=0)
+    expected_alpha = np.asarray(Image.open("pal-t.png").convert("RGBA"))[..., 3]
+    assert (expected_alpha == 0).any()
+    cli("alpha", "palette PNG with a transparent colour",
+        ["fill", "pal-t.png", "-m", "mask.png", "-o", "o3.png", "--model", weights], 0)
+    np.testing.assert_array_equal(np.asarray(Image.open("o3.png"))[..., 3], expected_alpha)
+
+    shown = cli("alpha", "RGBA input, JPEG output", ["fill", "rgba.png", "-m", "mask.png", "-o", "o4.jpg",
+                                                     "--model", weights], 1)
+    assert "transparency" in shown and "o4.png" in shown
+    assert not Path("o4.jpg").exists()
+
+
+def test_exif_rotated_jpeg(cli, weights):
+    stored = np.zeros((16, 24, 3), np.uint8)  # 24 wide, 16 high as stored
+    stored[..., 0] = np.arange(24)[None, :] * 10
+    stored[..., 1] = np.arange(16)[:, None] * 15
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(stored).save("photo.jpg", quality=100, subsampling=0, exif=exif)
+    seen = np.rot90(np.asarray(Image.open("photo.jpg").convert("RGB")), k=-1)  # clockwise
+    assert seen.shape == (24, 16, 3)
+    np.testing.assert_array_equal(imageio.read_image("photo.jpg"), seen)
+
+    m = hole(24, 16)
+    save("mask-seen.png", m)
+    cli("orientation", "EXIF-rotated JPEG, mask drawn as seen",
+        ["fill", "photo.jpg", "-m", "mask-seen.png", "-o", "out.png", "--model", weights], 0)
+    out = read_rgb("out.png")
+    assert out.shape == (24, 16, 3)
+    assert_kept(out, seen, m)
+
+    save("mask-stored.png", hole(16, 24))
+    shown = cli("orientation", "EXIF-rotated JPEG, mask of the stored (unrotated) size",
+                ["fill", "photo.jpg", "-m", "mask-stored.png", "-o", "out2.png", "--model", weights], 1)
+    assert "24x16 but the image is 16x24" in shown
+
+
+def test_damaged_exif_keeps_the_picture(tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(picture(8, 8)).save(buf, "JPEG", exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff")
+    (tmp_path / "odd-exif.jpg").write_bytes(buf.getvalue())
+    assert imageio.read_image(tmp_path / "odd-exif.jpg").shape == (8, 8, 3)
+
+
+def test_huge_pictures_refused_before_decoding(cli, weights, monkeypatch):
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+
+    def spy(self):
+        decoded.append(self.size)
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", spy)
+    save("mask.png", hole(40, 40))
+    save("pic.png", picture(40, 40))
+    # Pillow's guard: a warning above MAX_IMAGE_PIXELS, an error above twice that.
+    png_header_only("claims-150mp.png", 15000, 10000)
+    png_header_only("claims-300mp.png", 20000, 15000)
+    png_bomb("bomb.png", 10001, 10000)  # a real one: 100 MB of pixels in about 100 kB
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a DecompressionBombWarning must not escape either
+        for case, name in [("PNG header claiming 15000x10000 (Pillow's warning range)", "claims-150mp.png"),
+                           ("PNG header claiming 20000x15000 (Pillow's error range)", "claims-300mp.png"),
+                           ("valid 10001x10000 PNG of zeros (decompression bomb)", "bomb.png")]:
+            shown = cli("size", case, ["fill", name, "-m", "mask.png", "-o", "out.png", "--model", weights], 1)
+            assert "image too large" in shown and "100,000,000 pixels" in shown
+            shown = cli("size", case.replace("PNG", "mask PNG", 1),
+                        ["fill", "pic.png", "-m", name, "-o", "out.png", "--model", weights], 1)
+            assert "image too large" in shown
+    assert set(decoded) == {(40, 40)}  # only pic.png (read before each bomb of a mask), no bomb
+
+    decoded.clear()
+    monkeypatch.setattr(imageio, "MAX_PIXELS", 1000)  # fillgap's own check, below Pillow's
+    shown = cli("size", "40x40 picture, limit lowered to 1,000 pixels",
+                ["fill", "pic.png", "-m", "mask.png", "-o", "out.png", "--model", weights], 1)
+    assert "image too large: pic.png is 40x40, the limit is 1,000 pixels" in shown
+    assert decoded == []
+    assert not Path("out.png").exists()
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (1, 7), (5, 1), (3, 5), (17, 9)])
+def test_tiny_and_odd_sizes(cli, weights, h, w):
+    img = picture(h, w, seed=h * 100 + w)
+    m = hole(h, w)
+    save("pic.png", img)
+    save("mask.png", m)
+    cli("size", f"{w}x{h} picture", ["fill", "pic.png", "-m", "mask.png", "-o", "out.png", "--model", weights], 0)
+    assert_kept(read_rgb("out.png"), img, m)
+
+
+def test_empty_mask_returns_the_input_without_a_model(cli, monkeypatch):
+    import fillgap.checkpoint
+    import fillgap.fill
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was used for an empty mask")
+
+    monkeypatch.setattr(fillgap.checkpoint, "load_model", no_model)
+    monkeypatch.setattr(fillgap.fill, "run_model", no_model)
+    save("pic.png", picture(9, 14))
+    Image.fromarray(picture(20, 30)).save("photo.jpg", quality=80)
+    save("empty.png", np.zeros((9, 14), np.uint8))
+    save("empty-jpg.png", np.zeros((20, 30), np.uint8))
+    cli("masks", "empty mask (PNG in, PNG out)", ["fill", "pic.png", "-m", "empty.png", "-o", "out.png"], 0)
+    assert Path("out.png").read_bytes() == Path("pic.png").read_bytes()
+    cli("masks", "empty mask (JPEG in, JPEG out)", ["fill", "photo.jpg", "-m", "empty-jpg.png", "-o", "out.jpg"], 0)
+    assert Path("out.jpg").read_bytes() == Path("photo.jpg").read_bytes()  # no second JPEG generation
+    cli("masks", "empty mask (JPEG in, PNG out)", ["fill", "photo.jpg", "-m", "empty-jpg.png", "-o", "out2.png"], 0)
+    np.testing.assert_array_equal(read_rgb("out2.png"), read_rgb("photo.jpg"))
+
+
+def test_full_mask_and_mask_sizes(cli, weights):
+    img = picture(10, 12)
+    save("pic.png", img)
+    save("full.png", np.full((10, 12), 255, np.uint8))
+    cli("masks", "full mask (every pixel a hole)", ["fill", "pic.png", "-m", "full.png", "-o", "o1.png",
+                                                     "--model", weights], 0)
+    assert read_rgb("o1.png").shape == (10, 12, 3)
+
+    save("small.png", hole(5, 6))
+    shown = cli("masks", "mask of another size", ["fill", "pic.png", "-m", "small.png", "-o", "o2.png",
+                                                   "--model", weights], 1)
+    assert "mask small.png is 6x5 but the image is 12x10" in shown and "--resize-mask" in shown
+    cli("masks", "mask of another size, --resize-mask",
+        ["fill", "pic.png", "-m", "small.png", "-o", "o2.png", "--model", weights, "--resize-mask"], 0)
+    assert read_rgb("o2.png").shape == (10, 12, 3)
+    save("big.png", hole(40, 48))
+    cli("masks", "larger mask, --resize-mask",
+        ["fill", "pic.png", "-m", "big.png", "-o", "o3.png", "--model", weights, "--resize-mask"], 0)
+
+
+def test_usage_errors_are_one_line(cli):
+    save("pic.png", picture(4, 4))
+    shown = cli("usage", "no --output", ["fill", "pic.png", "-m", "pic.png"], 2)
+    assert "--output" in shown
+    shown = cli("usage", "negative --dilate", ["fill", "pic.png", "-m", "pic.png", "-o", "o.png", "--dilate", "-1"], 2)
+    assert "--dilate" in shown
+    cli("usage", "no --mask for one picture", ["fill", "pic.png", "-o", "o.png"], 1)
+
+
+# -- 2. files ----------------------------------------------------------------------------
+
+def test_outputs_that_are_inputs(cli, weights):
+    save("pic.png", picture(8, 8))
+    save("mask.png", hole(8, 8))
+    before = Path("pic.png").read_bytes(), Path("mask.png").read_bytes()
+    for case, out, extra in [("output = the input", "pic.png", []),
+                             ("output = the input, --overwrite", "pic.png", ["--overwrite"]),
+                             ("output = the mask, --overwrite", "mask.png", ["--overwrite"]),
+                             ("output = the input by another path", "./sub/../pic.png", ["--overwrite"])]:
+        Path("sub").mkdir(exist_ok=True)
+        shown = cli("files", case, ["fill", "pic.png", "-m", "mask.png", "-o", out, "--model", weights] + extra, 1)
+        assert "is an input file" in shown
+    os.symlink("pic.png", "link.png")
+    shown = cli("files", "output = a link to the input, --overwrite",
+                ["fill", "pic.png", "-m", "mask.png", "-o", "link.png", "--model", weights, "--overwrite"], 1)
+    assert "is an input file" in shown
+    assert (Path("pic.png").read_bytes(), Path("mask.png").read_bytes()) == before
+
+
+def test_existing_outputs_need_overwrite(cli, weights):
+    save("pic.png", picture(8, 8))
+    save("mask.png", hole(8, 8))
+    Path("out.png").write_bytes(b"precious")
+    shown = cli("files", "output exists", ["fill", "pic.png", "-m", "mask.png", "-o", "out.png", "--model", weights], 1)
+    assert "output exists: out.png" in shown and "--overwrite" in shown
+    assert Path("out.png").read_bytes() == b"precious"
+    cli("files", "output exists, --overwrite",
+        ["fill", "pic.png", "-m", "mask.png", "-o", "out.png", "--model", weights, "--overwrite"], 0)
+    assert read_rgb("out.png").shape == (8, 8, 3)
+    Path("folder.png").mkdir()
+    shown = cli("files", "output is a folder", ["fill", "pic.png", "-m", "mask.png", "-o", "folder.png",
+                                                 "--model", weights, "--overwrite"], 1)
+    assert "output is a folder" in shown
+    shown = cli("files", "output with an unknown suffix",
+                ["fill", "pic.png", "-m", "mask.png", "-o", "out.xyz", "--model", weights], 1)
+    assert "unknown output format '.xyz'" in shown
+
+
+def test_unwritable_output_folders(cli, weights, monkeypatch):
+    save("pic.png", picture(8, 8))
+    save("mask.png", hole(8, 8))
+    shown = cli("files", "output folder below a file", ["fill", "pic.png", "-m", "mask.png", "-o", "pic.png/sub/out.png",
+                                                         "--model", weights], 1)
+    assert "pic.png is a file, not a folder" in shown
+    shown = cli("files", "output in /proc (no files can be made)",
+                ["fill", "pic.png", "-m", "mask.png", "-o", "/proc/fillgap-test.png", "--model", weights], 1)
+    assert "cannot write to the folder /proc" in shown
+    Path("out").mkdir()
+    real_open = os.open
+
+    def refuse(path, flags, *args, **kwargs):
+        if str(path).endswith(".fillgap-tmp"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)  # root ignores chmod: simulate a read-only file system
+    shown = cli("files", "read-only output folder", ["fill", "pic.png", "-m", "mask.png", "-o", "out/o.png",
+                                                      "--model", weights], 1)
+    assert "cannot write to the folder out: Read-only file system" in shown
+    assert os.listdir("out") == []
+
+
+def _fail_midway(monkeypatch, failing_errno=errno.ENOSPC):
+    """Make Pillow write half a picture, then fail as a full disk does."""
+    real_save = Image.Image.save
+
+    def half_then_fail(self, fp, format=None, **params):
+        if isinstance(fp, io.BytesIO) or not hasattr(fp, "write"):
+            return real_save(self, fp, format, **params)
+        buf = io.BytesIO()
+        real_save(self, buf, format, **params)
+        fp.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+        fp.flush()
+        raise OSError(failing_errno, os.strerror(failing_errno))
+
+    monkeypatch.setattr(Image.Image, "save", half_then_fail)
+
+
+def test_disk_full_leaves_nothing_behind(cli, weights, monkeypatch):
+    save("pic.png", picture(8, 8))
+    save("mask.png", hole(8, 8))
+    Path("out").mkdir()
+    _fail_midway(monkeypatch)
+    shown = cli("files", "disk full while writing", ["fill", "pic.png", "-m", "mask.png", "-o", "out/o.png",
+                                                      "--model", weights], 1)
+    assert "cannot write out/o.png: No space left on device" in shown
+    assert os.listdir("out") == []  # no picture, no temp file
+
+    Path("out/o.png").write_bytes(b"the previous result")
+    shown = cli("files", "disk full while replacing an output (--overwrite)",
+                ["fill", "pic.png", "-m", "mask.png", "-o", "out/o.png", "--model", weights, "--overwrite"], 1)
+    assert "No space left on device" in shown
+    assert os.listdir("out") == ["o.png"]
+    assert Path("out/o.png").read_bytes() == b"the previous result"  # the old file survives whole
+
+
+def test_disk_full_at_fsync(monkeypatch, tmp_path):
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(FillgapError, match="No space left on device"):
+        imageio.write_image(tmp_path / "o.png", picture(4, 4))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_appearing_during_the_write_is_not_replaced(monkeypatch, tmp_path):
+    real_save = Image.Image.save
+    target = tmp_path / "o.png"
+
+    def someone_else_writes_first(self, fp, format=None, **params):
+        target.write_bytes(b"another process's result")
+        return real_save(self, fp, format, **params)
+
+    monkeypatch.setattr(Image.Image, "save", someone_else_writes_first)
+    with pytest.raises(FillgapError, match="output exists"):
+        imageio.write_image(target, picture(4, 4))
+    assert target.read_bytes() == b"another process's result"
+    assert [p.name for p in tmp_path.iterdir()] == ["o.png"]
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        imageio.write_image(tmp_path / "o.png", picture(4, 4))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "o.png").stat().st_mode & 0o777 == 0o644  # not 0o600 as with mkstemp
+
+
+def test_interrupted_write_leaves_no_temp_file(monkeypatch, tmp_path):
+    def interrupt(self, fp, format=None, **params):
+        fp.write(b"\x89PNG partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        imageio.write_image(tmp_path / "o.png", picture(4, 4))
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- 3. checkpoints and configs ------------------------------------------------------------
+
+def test_bad_checkpoints(cli, weights):
+    from safetensors.torch import save_file
+
+    save("pic.png", picture(8, 8))
+    save("mask.png", hole(8, 8))
+    tiny, small = create_model("ffc-tiny"), create_model("ffc-small")
+    save_checkpoint("good.pt", tiny, step=1)
+    data = Path("good.pt").read_bytes()
+    Path("half.pt").write_bytes(data[: len(data) // 2])
+    Path("empty.pt").write_bytes(b"")
+    sdata = Path(weights).read_bytes()
+    Path("half.safetensors").write_bytes(sdata[: len(sdata) // 2])
+    # Another architecture under this one's name.
+    torch.save({"model_name": "ffc-tiny", "model_kwargs": {}, "model": small.state_dict()}, "other-arch.pt")
+    save_file({k: v.contiguous() for k, v in small.state_dict().items()}, "other-arch.safetensors",
+              metadata={"model_name": "ffc-tiny", "model_kwargs": "{}"})
+    save_file({k: v.contiguous() for k, v in tiny.state_dict().items()}, "no-meta.safetensors")
+    save_file({k: v.contiguous() for k, v in tiny.state_dict().items()}, "bad-kwargs.safetensors",
+              metadata={"model_name": "ffc-tiny", "model_kwargs": "{not json"})
+    torch.save({"model_name": "unet-9000", "model": tiny.state_dict()}, "unknown-name.pt")
+    torch.save(tiny.state_dict(), "plain-state.pt")
+    torch.save({"model_name": "ffc-tiny", "model": {"w": "not a tensor"}}, "not-tensors.pt")
+    torch.save({"model_name": "ffc-tiny", "model_kwargs": {"width": "eight"}, "model": tiny.state_dict()},
+               "bad-settings.pt")
+    torch.save(tiny, "whole-module.pt")  # a pickled object: loading it would run code
+    Path("weights.pt").write_bytes(sdata)  # safetensors content under a .pt name
+    cases = [
+        ("missing checkpoint", "nowhere.pt", "checkpoint not found"),
+        ("zero-byte checkpoint", "empty.pt", "empty checkpoint"),
+        ("truncated .pt checkpoint", "half.pt", "unreadable checkpoint"),
+        ("truncated .safetensors weights", "half.safetensors", "unreadable weights file"),
+        (".pt from another architecture", "other-arch.pt", "does not match model 'ffc-tiny'"),
+        (".safetensors from another architecture", "other-arch.safetensors", "does not match model 'ffc-tiny'"),
+        (".safetensors without fillgap metadata", "no-meta.safetensors", "does not say which model"),
+        (".safetensors with damaged metadata", "bad-kwargs.safetensors", "damaged fillgap metadata"),
+        ("checkpoint naming an unknown model", "unknown-name.pt", "unknown model 'unet-9000'"),
+        ("bare state_dict .pt", "plain-state.pt", "not a fillgap training checkpoint"),
+        ("checkpoint whose weights are not tensors", "not-tensors.pt", "not a table of tensors"),
+        ("checkpoint with wrong model settings", "bad-settings.pt", "ffc-tiny"),
+        ("pickled module (code, not data)", "whole-module.pt", "unreadable checkpoint"),
+        ("safetensors file renamed .pt", "weights.pt", "keep its suffix"),
+        ("a picture given as --model", "pic.png", "unreadable checkpoint"),
+    ]
+    for case, name, words in cases:
+        shown = cli("checkpoints", case, ["fill", "pic.png", "-m", "mask.png", "-o", "out.png", "--model", name], 1)
+        assert words in shown, shown
+        assert len(shown) < 400  # one readable line, not torch's list of every key
+        assert not Path("out.png").exists()
+
+
+def test_checkpoint_loads_after_the_checks(tmp_path):
+    model = create_model("ffc-tiny")
+    save_checkpoint(tmp_path / "c.pt", model, step=3)
+    assert read_checkpoint(tmp_path / "c.pt")["step"] == 3
+
+
+def test_bad_configs(cli):
+    Path("unknown.yaml").write_text("model: ffc-tiny\nepoch: 3\n")
+    Path("type.yaml").write_text("epochs: ten\n")
+    Path("negative.yaml").write_text("lr: -0.001\n")
+    Path("nan.yaml").write_text("lr: .nan\n")
+    Path("zero-log.yaml").write_text("log_every: 0\n")
+    Path("scale.yaml").write_text("scale: [0, 1]\n")
+    Path("masks.yaml").write_text("masks: round\n")
+    Path("syntax.yaml").write_text("model: [ffc-tiny\nepochs: 3\n")
+    Path("list.yaml").write_text("- model\n- epochs\n")
+    Path("int-key.yaml").write_text("1: 2\n")
+    Path("binary.yaml").write_bytes(b"\xff\xfe\x00\x81 binary")
+    Path("type.toml").write_text('epochs = "ten"\n')
+    Path("syntax.toml").write_text("epochs = \n")
+    Path("folder.yaml").mkdir()
+    cases = [
+        ("unknown config key", ["--config", "unknown.yaml"], "unknown config key 'epoch' (did you mean 'epochs'?)"),
+        ("wrong type", ["--config", "type.yaml"], "bad value for config key 'epochs': 'ten'"),
+        ("negative learning rate", ["--config", "negative.yaml"], "'lr': -0.001: must be a number above 0"),
+        ("NaN learning rate", ["--config", "nan.yaml"], "'lr': nan"),
+        ("log_every: 0", ["--config", "zero-log.yaml"], "'log_every': 0: must be at least 1"),
+        ("crop scale of 0", ["--config", "scale.yaml"], "'scale'"),
+        ("unknown mask kind", ["--config", "masks.yaml"], "'masks': 'round': not a mask kind"),
+        ("YAML syntax error", ["--config", "syntax.yaml"], "cannot parse config syntax.yaml"),
+        ("YAML list, not a mapping", ["--config", "list.yaml"], "must be a mapping"),
+        ("YAML key that is a number", ["--config", "int-key.yaml"], "key 1 is not a name"),
+        ("binary file as config", ["--config", "binary.yaml"], "not a text file"),
+        ("TOML wrong type", ["--config", "type.toml"], "'epochs': 'ten'"),
+        ("TOML syntax error", ["--config", "syntax.toml"], "cannot parse config syntax.toml"),
+        ("config is a folder", ["--config", "folder.yaml"], "config is not a file"),
+        ("missing config file", ["--config", "nowhere.yaml"], "config file not found"),
+        ("flag override --size 0", ["--size", "0"], "'size': 0: must be at least 1"),
+        ("flag override --batch-size -4", ["--batch-size", "-4"], "'batch_size': -4"),
+    ]
+    for case, args, words in cases:
+        shown = cli("configs", case, ["train", *args], 1)
+        assert words in shown, shown
+
+
+def test_nan_loss_keeps_the_last_good_checkpoint(cli, monkeypatch):
+    """train.py stops with a FillgapError at a non-finite loss; last.pt stays the last good step."""
+    from fillgap import losses
+
+    Path("data").mkdir()
+    for i in range(4):
+        save(f"data/{i}.png", picture(40, 40, seed=i))
+    Path("nan.yaml").write_text(
+        "model: ffc-tiny\ndata: data\nsize: 32\nbatch_size: 2\nsamples_per_epoch: 8\nval_samples: 2\n"
+        "epochs: 3\ncheckpoint_every: 1\nlog_every: 1\ngrid_samples: 1\nprogress: false\nout: run\n")
+    real_forward, calls, bad_step = losses.CompositeLoss.forward, [], 3
+
+    def nan_at_step_k(self, pred, target, hole):
+        calls.append(1)
+        total, parts = real_forward(self, pred, target, hole)
+        return (total * float("nan") if len(calls) == bad_step else total), parts
+
+    monkeypatch.setattr(losses.CompositeLoss, "forward", nan_at_step_k)
+    shown = cli("training", f"loss becomes NaN at step {bad_step}", ["train", "--config", "nan.yaml"], 1)
+    assert "loss became nan" in shown and "last.pt" in shown
+    ckpt = read_checkpoint("run/last.pt")
+    assert ckpt["step"] == bad_step - 1  # the last step that finished well
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
