@@ -2,7 +2,8 @@
 
     nice -n 15 python bench/data.py --root /tmp/fg-data
 
-For each patch size (256, 512) and DataLoader worker count (0, 2): mixture masks, the shipped
+For each patch size (256, 512) and DataLoader worker count (0, 2), and once more with 0 workers and
+one torch thread in the main process: mixture masks, the shipped
 config's crop scales (0.12-1.0) and batch size (12), a shuffled epoch. Reports the time to the
 first batch (worker start-up included) and the steady rate over the following batches.
 Writes bench/results/data.json and bench/results/data.md. Needs `fillgap data prepare --sets photos`.
@@ -26,7 +27,8 @@ from fillgap.masks import MaskGenerator
 RESULTS = Path(__file__).with_name("results")
 
 
-def measure(source, size: int, workers: int, batches: int, batch_size: int, scale) -> dict:
+def measure(source, size: int, workers: int, batches: int, batch_size: int, scale, threads: int) -> dict:
+    torch.set_num_threads(threads)  # the main process's intra-op threads (workers always use 1)
     ds = InpaintDataset(source, size, MaskGenerator("mixture", 0), seed=0,
                         samples_per_epoch=(batches + 1) * batch_size, scale=scale)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
@@ -39,7 +41,7 @@ def measure(source, size: int, workers: int, batches: int, batch_size: int, scal
     for batch in it:
         n += batch["image"].shape[0]
     steady = time.perf_counter() - t0
-    return {"size": size, "workers": workers, "batch_size": batch_size, "samples": n,
+    return {"size": size, "workers": workers, "torch_threads": threads, "batch_size": batch_size, "samples": n,
             "first_batch_s": round(first, 3), "samples_per_s": round(n / steady, 1)}
 
 
@@ -57,12 +59,17 @@ def main() -> None:
     load_s = time.perf_counter() - t
     scale = (0.12, 1.0)
     load_before = os.getloadavg()
-    rows = [measure(source, int(s), int(w), args.batches, args.batch_size, scale)
-            for s in args.sizes.split(",") for w in args.workers.split(",")]
+    default_threads = torch.get_num_threads()
+    # The trainer's setting (default threads), plus workers=0 with one thread: on busy cores
+    # torch's intra-op threads stall on small per-batch work such as collating.
+    settings = [(int(w), default_threads) for w in args.workers.split(",")] + [(0, 1)]
+    rows = [measure(source, int(s), w, args.batches, args.batch_size, scale, t)
+            for s in args.sizes.split(",") for w, t in settings]
+    torch.set_num_threads(default_threads)
     result = {
         "what": "InpaintDataset(photo_source('train'), mixture masks) through a DataLoader",
         "photos": len(source), "photo_load_s": round(load_s, 2), "scale": list(scale),
-        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+        "cpu_count": os.cpu_count(), "torch_threads_default": default_threads, "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(), "nice": os.nice(0),
         "loadavg_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "runs": rows,
@@ -74,8 +81,10 @@ def main() -> None:
              f"crop scale {scale[0]}-{scale[1]}, batch {args.batch_size}, {result['cpu_count']} CPU cores, "
              f"nice {result['nice']}, 1-min load average {result['loadavg_1min_before_after'][0]} before / "
              f"{result['loadavg_1min_before_after'][1]} after (other jobs were running).", "",
-             "| patch | workers | samples/s (steady) | first batch (s) |", "|---|---|---|---|"]
-    lines += [f"| {r['size']} | {r['workers']} | {r['samples_per_s']} | {r['first_batch_s']} |" for r in rows]
+             "| patch | workers | main-process torch threads | samples/s (steady) | first batch (s) |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['size']} | {r['workers']} | {r['torch_threads']} | {r['samples_per_s']} | {r['first_batch_s']} |"
+              for r in rows]
     (RESULTS / "data.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

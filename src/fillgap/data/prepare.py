@@ -31,7 +31,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -646,6 +646,15 @@ def format_photo_list(root: str | Path | None = None) -> str:
     all_n = sum(t[0] for t in totals.values())
     lines.append(f"{'all':6s} {int(all_n):6d} {sum(t[1] for t in totals.values()):12.1f} "
                  f"{sum(t[2] for t in totals.values()):12.1f}")
+    for key in ("source", "licence"):
+        lines.append("")
+        lines.append(f"by {key}:")
+        counts: dict[str, Counter] = defaultdict(Counter)
+        for r in rows:
+            counts[r[key]][r["split"]] += 1
+        for value, c in counts.items():
+            lines.append(f"  {value:48s} {sum(c.values()):3d}  ("
+                         + ", ".join(f"{s} {c[s]}" for s in SPLITS if c[s]) + ")")
     manifest_path = root / MANIFEST
     mnist = None
     if manifest_path.exists():
