@@ -22,8 +22,10 @@ set, and then only under generated names inside it.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,7 @@ from .imageio import ImageTooLargeError, encode_png, read_image_bytes, read_mask
 from .models import InpaintModel
 
 STATIC_DIR = Path(__file__).with_name("static")
+_DRAIN_BYTES = 64 * 1024 * 1024
 log = logging.getLogger("fillgap.server")
 
 
@@ -229,20 +232,30 @@ def create_app(model: InpaintModel | str | Path | None = None,
     @app.get("/api/models", summary="The loaded model and its metadata")
     async def models():
         from .models import list_models
-        return {"loaded": info, "models": [info], "registered": list_models()}
+        return {"loaded": info, "models": [info], "registered": list_models(),
+                "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels}}
 
     async def read_body(request: Request) -> bytes:
         limit = settings.max_upload_bytes
         too_big = HTTPProblem(413, f"upload too large: the limit is {_mb(limit)} "
                                    "(start the server with a larger --max-upload-mb)")
+        body, size = bytearray(), 0
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise too_big
-        body = bytearray()
+        over = bool(declared and declared.isdigit() and int(declared) > limit)
         async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:  # also stops a lying or missing Content-Length
+                over = True
+            if over:
+                # Read on, discarding, for a while: a client still sending when the answer
+                # comes sees a reset connection instead of the 413 and its message.
+                body = bytearray()
+                if size > limit + _DRAIN_BYTES:
+                    break
+                continue
             body += chunk
-            if len(body) > limit:  # a lying or missing Content-Length still stops here
-                raise too_big
+        if over:
+            raise too_big
         return bytes(body)
 
     def decode(parts: dict[str, _Part]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
@@ -336,14 +349,9 @@ def _version() -> str:
         return "0"
 
 
-def serve(model: str | Path | None, host: str = "127.0.0.1", port: int = 8000,
-          settings: ServerSettings | None = None) -> None:
-    """Load the model, bind, serve until Ctrl-C (``fillgap serve``)."""
+def _bind(host: str, port: int):
     import socket
 
-    import uvicorn
-
-    app = create_app(model, settings)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -351,12 +359,49 @@ def serve(model: str | Path | None, host: str = "127.0.0.1", port: int = 8000,
     except OSError as exc:
         sock.close()
         raise FillgapError(f"cannot listen on {host}:{port}: {exc.strerror} (choose another --port)") from None
-    shown = f"[{host}]" if ":" in host else host
+    return sock
+
+
+def _url(host: str, sock) -> str:
+    return f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}"
+
+
+def serve(model: str | Path | None, host: str = "127.0.0.1", port: int = 8000,
+          settings: ServerSettings | None = None) -> None:
+    """Load the model, bind, serve until Ctrl-C (``fillgap serve``); port 0 picks a free one."""
+    import uvicorn
+
+    app = create_app(model, settings)
+    sock = _bind(host, port)  # bound here, so a busy port is a one-line error, not a log
     info = app.state.model_info
-    print(f"fillgap: model {info['name']} ({info['source']}); open http://{shown}:{port}/ "
+    print(f"fillgap: model {info['name']} ({info['source']}); open {_url(host, sock)}/ "
           f"(API docs at /docs); Ctrl-C stops", flush=True)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+
+
+@contextlib.contextmanager
+def running(app: FastAPI, host: str = "127.0.0.1", port: int = 0, timeout: float = 20.0):
+    """Serve ``app`` from a background thread for tests and scripts; yields its base URL."""
+    import time
+
+    import uvicorn
+
+    sock = _bind(host, port)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    server.run(sockets=[sock])
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield _url(host, sock)
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+        sock.close()
 
 
-__all__ = ["ServerSettings", "create_app", "serve", "parse_multipart"]
+__all__ = ["ServerSettings", "create_app", "serve", "running", "parse_multipart"]

@@ -1,0 +1,416 @@
+// fillgap web app: paint a mask over a picture, send both to /api/inpaint, keep going on the result.
+// No framework and no build step: one page, one script, served by `fillgap serve`.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const el = {
+  file: $("file"), brush: $("brush"), eraser: $("eraser"), size: $("size"), sizeValue: $("size-value"),
+  undo: $("undo"), redo: $("redo"), clear: $("clear"), zoomIn: $("zoom-in"), zoomOut: $("zoom-out"),
+  zoomFit: $("zoom-fit"), zoomValue: $("zoom-value"), run: $("run"), compare: $("compare"),
+  download: $("download"), message: $("message"), viewport: $("viewport"), hint: $("drop-hint"),
+  stage: $("stage"), picture: $("picture"), original: $("original"), mask: $("mask"), cursor: $("cursor"),
+  info: $("info"), busy: $("busy"),
+};
+const PAINT = "rgb(255, 60, 170)";  // shown at the canvas' CSS opacity; exported as white
+const ctx = el.mask.getContext("2d");
+
+// History: each entry is a picture plus the strokes painted on it since it appeared. A stroke
+// adds an entry that shares the picture; a fill adds one with the result and no strokes. Undo and
+// redo move through the list, so a fill can be undone like a stroke. Strokes are kept as points,
+// not pixels: a 12 MP mask snapshot per stroke would cost 48 MB.
+const state = {
+  name: "", width: 0, height: 0, originalUrl: "",
+  history: [], index: -1,
+  tool: "brush", size: 40, zoom: 1,
+  drawing: null, busy: false, comparing: false, fills: 0,
+  limits: { max_upload_bytes: Infinity, max_pixels: Infinity },
+};
+
+const current = () => state.history[state.index];
+
+// The server's limits, so an oversized picture is refused here with a message, before upload.
+const serverInfo = fetch("/api/models").then((r) => r.json()).then((body) => {
+  if (body.limits) state.limits = body.limits;
+  if (body.loaded && state.index < 0) el.info.textContent = `No picture. Model: ${body.loaded.name}`;
+}).catch(() => {});
+
+function setMessage(text, kind = "error") {
+  el.message.textContent = text || "";
+  el.message.className = kind;
+}
+
+function updateUi() {
+  const has = state.index >= 0;
+  el.undo.disabled = !has || state.index === 0 || state.busy;
+  el.redo.disabled = !has || state.index >= state.history.length - 1 || state.busy;
+  el.clear.disabled = !has || current().strokes.length === 0 || state.busy;
+  el.run.disabled = !has || state.busy;
+  el.compare.disabled = !has || state.history.every((e) => e.image === state.history[0].image);
+  el.download.disabled = !has || current().image === state.history[0].image;
+  el.brush.classList.toggle("active", state.tool === "brush");
+  el.eraser.classList.toggle("active", state.tool === "eraser");
+  el.cursor.classList.toggle("eraser", state.tool === "eraser");
+  el.compare.setAttribute("aria-pressed", String(state.comparing));
+  document.body.classList.toggle("comparing", state.comparing);
+  el.picture.hidden = state.comparing;
+  el.original.hidden = !state.comparing;
+  el.busy.hidden = !state.busy;
+  document.body.classList.toggle("busy", state.busy);
+  document.body.dataset.state = state.busy ? "busy" : has ? "ready" : "empty";
+  document.body.dataset.fills = String(state.fills);
+  el.sizeValue.textContent = String(state.size);
+  el.zoomValue.textContent = `${Math.round(state.zoom * 100)}%`;
+  if (has) {
+    const fills = state.fills === 1 ? "1 fill" : `${state.fills} fills`;
+    el.info.textContent = `${state.name}: ${state.width} x ${state.height} px, ${fills}` +
+      (state.comparing ? " (showing the original)" : "");
+  }
+}
+
+// ---- opening a picture --------------------------------------------------------------------
+
+function loadImage(url) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error("undecodable"));
+    img.src = url;
+  });
+}
+
+async function openFile(file) {
+  if (!file) return;
+  await serverInfo;
+  if (state.busy) return setMessage("Wait for the fill to finish before opening another picture.");
+  if (file.type && !file.type.startsWith("image/")) {
+    return setMessage(`${file.name} is not a picture (${file.type}).`);
+  }
+  if (file.size > state.limits.max_upload_bytes) {
+    return setMessage(`${file.name} is ${mb(file.size)}; this server accepts up to ` +
+      `${mb(state.limits.max_upload_bytes)} (start it with a larger --max-upload-mb).`);
+  }
+  const url = URL.createObjectURL(file);
+  let img;
+  try {
+    img = await loadImage(url);
+  } catch {
+    URL.revokeObjectURL(url);
+    return setMessage(`This browser cannot show ${file.name}: open a PNG, JPEG or WebP picture.`);
+  }
+  // naturalWidth/Height follow the EXIF orientation, as the server's decoder does.
+  const w = img.naturalWidth, h = img.naturalHeight;
+  if (w * h > state.limits.max_pixels) {
+    URL.revokeObjectURL(url);
+    return setMessage(`${file.name} is ${w} x ${h} = ${(w * h).toLocaleString()} pixels; this server ` +
+      `accepts up to ${state.limits.max_pixels.toLocaleString()} (start it with a larger --max-pixels).`);
+  }
+  for (const entry of state.history) if (entry.image.url !== url) URL.revokeObjectURL(entry.image.url);
+  state.name = file.name || "picture";
+  state.width = w; state.height = h;
+  state.originalUrl = url;
+  const image = { blob: file, url };
+  state.history = [{ image, strokes: [] }];
+  state.index = 0;
+  state.fills = 0;
+  state.downloaded = false;
+  state.comparing = false;
+  el.mask.width = w; el.mask.height = h;
+  el.picture.src = url;
+  el.original.src = url;
+  el.hint.hidden = true;
+  el.stage.hidden = false;
+  setMessage("");
+  fitZoom();
+  redrawMask();
+  updateUi();
+}
+
+// ---- painting -----------------------------------------------------------------------------
+
+function drawStroke(stroke, from = 0) {
+  const pts = stroke.points;
+  ctx.save();
+  ctx.globalCompositeOperation = stroke.erase ? "destination-out" : "source-over";
+  ctx.strokeStyle = ctx.fillStyle = PAINT;
+  ctx.lineWidth = stroke.width;
+  ctx.lineCap = ctx.lineJoin = "round";
+  if (pts.length === 1) {  // a click paints a dot
+    ctx.beginPath();
+    ctx.arc(pts[0][0], pts[0][1], stroke.width / 2, 0, 2 * Math.PI);
+    ctx.fill();
+  } else {
+    ctx.beginPath();
+    const start = Math.max(0, from - 1);
+    ctx.moveTo(pts[start][0], pts[start][1]);
+    for (let i = start + 1; i < pts.length; i++) ctx.lineTo(pts[i][0], pts[i][1]);
+    ctx.stroke();
+  }
+  ctx.restore();
+}
+
+function redrawMask() {
+  ctx.clearRect(0, 0, el.mask.width, el.mask.height);
+  if (state.index >= 0) for (const s of current().strokes) drawStroke(s);
+}
+
+function toImage(event) {
+  const r = el.mask.getBoundingClientRect();
+  return [(event.clientX - r.left) * (el.mask.width / r.width),
+          (event.clientY - r.top) * (el.mask.height / r.height)];
+}
+
+function push(entry) {
+  // A new action drops the redo branch; free the pictures only it used.
+  const dropped = state.history.splice(state.index + 1);
+  const kept = new Set(state.history.map((e) => e.image.url));
+  for (const e of dropped) if (!kept.has(e.image.url) && e.image.url !== state.originalUrl) {
+    URL.revokeObjectURL(e.image.url);
+    kept.add(e.image.url);
+  }
+  state.history.push(entry);
+  state.index = state.history.length - 1;
+}
+
+el.mask.addEventListener("pointerdown", (event) => {
+  if (event.button !== 0 || state.busy || state.index < 0) return;
+  if (state.comparing) { state.comparing = false; updateUi(); }
+  el.mask.setPointerCapture(event.pointerId);
+  state.drawing = { points: [toImage(event)], width: state.size / state.zoom, erase: state.tool === "eraser" };
+  drawStroke(state.drawing);
+  event.preventDefault();
+});
+
+el.mask.addEventListener("pointermove", (event) => {
+  if (!state.drawing) return;
+  // Coalesced events keep fast strokes smooth where the browser batches pointer moves.
+  const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+  const n = state.drawing.points.length;
+  for (const e of (events.length ? events : [event])) state.drawing.points.push(toImage(e));
+  drawStroke(state.drawing, n);
+});
+
+function endStroke() {
+  if (!state.drawing) return;
+  const stroke = state.drawing;
+  state.drawing = null;
+  const entry = current();
+  push({ image: entry.image, strokes: [...entry.strokes, stroke] });
+  updateUi();
+}
+el.mask.addEventListener("pointerup", endStroke);
+el.mask.addEventListener("pointercancel", endStroke);
+
+// The brush outline follows the pointer at its real size on screen.
+el.viewport.addEventListener("pointermove", (event) => {
+  const over = state.index >= 0 && event.target === el.mask;
+  el.cursor.hidden = !over;
+  if (!over) return;
+  el.cursor.style.left = `${event.clientX}px`;
+  el.cursor.style.top = `${event.clientY}px`;
+  el.cursor.style.width = el.cursor.style.height = `${state.size}px`;
+});
+el.viewport.addEventListener("pointerleave", () => { el.cursor.hidden = true; });
+
+function setTool(tool) { state.tool = tool; updateUi(); }
+function setSize(size) {
+  state.size = Math.max(+el.size.min, Math.min(+el.size.max, Math.round(size)));
+  el.size.value = String(state.size);
+  el.cursor.style.width = el.cursor.style.height = `${state.size}px`;
+  updateUi();
+}
+
+async function showEntry() {
+  const entry = current();
+  if (el.picture.getAttribute("src") !== entry.image.url) {
+    el.picture.src = entry.image.url;
+    await el.picture.decode().catch(() => {});
+  }
+  redrawMask();
+  updateUi();
+}
+
+function undo() { if (state.index > 0 && !state.busy) { state.index -= 1; showEntry(); } }
+function redo() { if (state.index < state.history.length - 1 && !state.busy) { state.index += 1; showEntry(); } }
+function clearPaint() {
+  if (state.index < 0 || current().strokes.length === 0) return;
+  push({ image: current().image, strokes: [] });
+  redrawMask();
+  updateUi();
+}
+
+// ---- zoom ---------------------------------------------------------------------------------
+
+function setZoom(zoom, anchor) {
+  if (state.index < 0) return;
+  const vp = el.viewport;
+  // Keep the picture point under the anchor (pointer, or the viewport centre) in place.
+  const ax = anchor ? anchor[0] : vp.clientWidth / 2, ay = anchor ? anchor[1] : vp.clientHeight / 2;
+  const before = el.stage.getBoundingClientRect(), vpr = vp.getBoundingClientRect();
+  const px = (vpr.left + ax - before.left) / state.zoom, py = (vpr.top + ay - before.top) / state.zoom;
+  state.zoom = Math.max(0.02, Math.min(8, zoom));
+  el.stage.style.width = `${state.width * state.zoom}px`;
+  el.stage.style.height = `${state.height * state.zoom}px`;
+  const after = el.stage.getBoundingClientRect();
+  vp.scrollLeft += after.left + px * state.zoom - (vpr.left + ax);
+  vp.scrollTop += after.top + py * state.zoom - (vpr.top + ay);
+  updateUi();
+}
+
+function fitZoom() {
+  const vp = el.viewport;
+  const z = Math.min((vp.clientWidth - 32) / state.width, (vp.clientHeight - 32) / state.height, 1);
+  setZoom(z > 0 ? z : 1);
+}
+
+el.viewport.addEventListener("wheel", (event) => {
+  if (!(event.ctrlKey || event.metaKey) || state.index < 0) return;
+  event.preventDefault();
+  const r = el.viewport.getBoundingClientRect();
+  setZoom(state.zoom * Math.exp(-event.deltaY * 0.0015), [event.clientX - r.left, event.clientY - r.top]);
+}, { passive: false });
+
+// ---- fill ---------------------------------------------------------------------------------
+
+function hasPaint() {
+  if (current().strokes.length === 0) return false;
+  const data = ctx.getImageData(0, 0, el.mask.width, el.mask.height).data;
+  for (let i = 3; i < data.length; i += 4) if (data[i]) return true;
+  return false;
+}
+
+function maskBlob() {
+  // White where painted, transparent elsewhere; the server reads grey x alpha, so a soft brush
+  // edge becomes a partial hole that blends with the picture.
+  const out = document.createElement("canvas");
+  out.width = el.mask.width; out.height = el.mask.height;
+  const c = out.getContext("2d");
+  c.drawImage(el.mask, 0, 0);
+  c.globalCompositeOperation = "source-in";
+  c.fillStyle = "#fff";
+  c.fillRect(0, 0, out.width, out.height);
+  return new Promise((resolve) => out.toBlob(resolve, "image/png"));
+}
+
+async function errorText(response) {
+  try {
+    const body = await response.json();
+    if (body && typeof body.detail === "string") return body.detail;
+  } catch { /* not JSON: fall through */ }
+  return `the server answered ${response.status} ${response.statusText}`;
+}
+
+async function runFill() {
+  if (state.index < 0 || state.busy) return;
+  if (!hasPaint()) return setMessage("Paint over what should go first, then press Fill.", "note");
+  state.busy = true;
+  state.comparing = false;
+  setMessage("");
+  updateUi();
+  const started = performance.now();
+  try {
+    const entry = current();
+    const form = new FormData();
+    form.append("image", entry.image.blob, entry.image.blob.name || "picture.png");
+    form.append("mask", await maskBlob(), "mask.png");
+    let response;
+    try {
+      response = await fetch("/api/inpaint", { method: "POST", body: form });
+    } catch {
+      throw new Error("the server did not answer (is `fillgap serve` still running?)");
+    }
+    if (!response.ok) throw new Error(await errorText(response));
+    const blob = await response.blob();
+    const url = URL.createObjectURL(blob);
+    push({ image: { blob, url }, strokes: [] });
+    state.fills += 1;
+    state.downloaded = false;
+    el.picture.src = url;
+    await el.picture.decode().catch(() => {});
+    redrawMask();
+    setMessage(`Filled in ${((performance.now() - started) / 1000).toFixed(1)} s. ` +
+      "Keep brushing, or download the result.", "note");
+  } catch (err) {
+    setMessage(`Fill failed: ${err.message}`);
+  } finally {
+    state.busy = false;
+    updateUi();
+  }
+}
+
+function download() {
+  if (el.download.disabled) return;
+  const a = document.createElement("a");
+  a.href = current().image.url;
+  a.download = `${state.name.replace(/\.[^.]+$/, "") || "picture"}-filled.png`;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  state.downloaded = true;
+}
+
+function toggleCompare() {
+  if (el.compare.disabled) return;
+  state.comparing = !state.comparing;
+  updateUi();
+}
+
+function mb(n) { return `${(n / 1048576).toFixed(n < 10485760 ? 1 : 0)} MB`; }
+
+// ---- wiring -------------------------------------------------------------------------------
+
+el.file.addEventListener("change", () => { openFile(el.file.files[0]); el.file.value = ""; });
+el.brush.addEventListener("click", () => setTool("brush"));
+el.eraser.addEventListener("click", () => setTool("eraser"));
+el.size.addEventListener("input", () => setSize(+el.size.value));
+el.undo.addEventListener("click", undo);
+el.redo.addEventListener("click", redo);
+el.clear.addEventListener("click", clearPaint);
+el.zoomIn.addEventListener("click", () => setZoom(state.zoom * 1.25));
+el.zoomOut.addEventListener("click", () => setZoom(state.zoom / 1.25));
+el.zoomFit.addEventListener("click", fitZoom);
+el.run.addEventListener("click", runFill);
+el.compare.addEventListener("click", toggleCompare);
+el.download.addEventListener("click", download);
+
+document.addEventListener("dragover", (event) => {
+  event.preventDefault();
+  document.body.classList.add("dragging");
+});
+document.addEventListener("dragleave", (event) => {
+  if (!event.relatedTarget) document.body.classList.remove("dragging");
+});
+document.addEventListener("drop", (event) => {
+  event.preventDefault();
+  document.body.classList.remove("dragging");
+  openFile(event.dataTransfer.files[0]);
+});
+
+document.addEventListener("keydown", (event) => {
+  if (event.target instanceof HTMLInputElement && event.target.type !== "range") return;
+  const mod = event.ctrlKey || event.metaKey;
+  const key = event.key.toLowerCase();
+  let handled = true;
+  if (key === "enter") runFill();
+  else if (mod && key === "z" && event.shiftKey) redo();
+  else if (mod && key === "z") undo();
+  else if (mod && key === "y") redo();
+  else if (mod && key === "s") download();
+  else if (mod) handled = false;
+  else if (key === "b") setTool("brush");
+  else if (key === "e") setTool("eraser");
+  else if (key === "c") toggleCompare();
+  else if (key === "[") setSize(state.size / 1.2);
+  else if (key === "]") setSize(state.size * 1.2);
+  else if (key === "+" || key === "=") setZoom(state.zoom * 1.25);
+  else if (key === "-") setZoom(state.zoom / 1.25);
+  else if (key === "0") fitZoom();
+  else handled = false;
+  if (handled) event.preventDefault();
+});
+
+// Closing the tab after a fill that was never downloaded asks first.
+window.addEventListener("beforeunload", (event) => {
+  if (state.fills > 0 && !state.downloaded) event.preventDefault();
+});
+
+updateUi();

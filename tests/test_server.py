@@ -1,0 +1,240 @@
+"""The web server's API against a live uvicorn on loopback: the fill, its limits, every error case."""
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import socket
+import tempfile
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from fillgap.checkpoint import export_weights
+from fillgap.cli import main
+from fillgap.models import create_model
+from fillgap.server import ServerSettings, create_app, running
+
+H, W = 48, 64
+
+
+def png_bytes(arr: np.ndarray, mode: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(arr, mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def jpeg_bytes(arr: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(arr).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def picture() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:H, 0:W]
+    base = np.stack([xx * 4, yy * 5, (xx + yy) * 2], axis=2) % 256
+    return np.clip(base + rng.integers(-20, 20, base.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def hole() -> np.ndarray:
+    mask = np.zeros((H, W), np.uint8)
+    mask[16:30, 20:44] = 255
+    return mask
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    export_weights(path, create_model("ffc-tiny"), note="server test")
+    return path
+
+
+@pytest.fixture(scope="module")
+def url(checkpoint):
+    with running(create_app(checkpoint)) as base:
+        yield base
+
+
+def post(base: str, files: dict | None = None, data: dict | None = None, **kwargs) -> httpx.Response:
+    return httpx.post(f"{base}/api/inpaint", files=files, data=data, timeout=60, **kwargs)
+
+
+def decode(response: httpx.Response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    return np.asarray(Image.open(io.BytesIO(response.content)))
+
+
+def test_health_and_models(url):
+    assert httpx.get(f"{url}/health").json() == {"status": "ok", "model": "ffc-tiny"}
+    body = httpx.get(f"{url}/api/models").json()
+    assert body["loaded"]["name"] == "ffc-tiny"
+    assert body["loaded"]["metadata"] == {"note": "server test"}
+    assert body["loaded"]["source"].endswith("tiny.safetensors")
+    assert body["limits"] == {"max_upload_bytes": 50 * 1024 * 1024, "max_pixels": 40_000_000}
+    assert "ffc-small" in body["registered"]
+
+
+def test_page_and_docs_are_served(url):
+    page = httpx.get(f"{url}/")
+    assert page.status_code == 200 and '<canvas id="mask">' in page.text
+    for asset in ("app.js", "style.css"):
+        assert httpx.get(f"{url}/static/{asset}").status_code == 200
+    assert httpx.get(f"{url}/docs").status_code == 200
+    spec = httpx.get(f"{url}/openapi.json").json()
+    form = spec["paths"]["/api/inpaint"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert set(form["schema"]["required"]) == {"image", "mask"}
+
+
+def test_fill_changes_only_the_hole(url, picture, hole):
+    out = decode(post(url, {"image": ("p.png", png_bytes(picture), "image/png"),
+                            "mask": ("m.png", png_bytes(hole), "image/png")}))
+    assert out.shape == picture.shape
+    inside = hole > 0
+    assert np.array_equal(out[~inside], picture[~inside])  # bit-identical outside
+    assert (out[inside] != picture[inside]).any(axis=1).mean() > 0.5
+
+
+def test_empty_mask_returns_the_input(url, picture):
+    out = decode(post(url, {"image": ("p.png", png_bytes(picture), "image/png"),
+                            "mask": ("m.png", png_bytes(np.zeros((H, W), np.uint8)), "image/png")}))
+    assert np.array_equal(out, picture)
+
+
+def test_transparent_mask_and_alpha_are_kept(url, picture, hole):
+    """The page sends white-on-transparent masks; an RGBA picture keeps its alpha."""
+    alpha = np.full((H, W), 200, np.uint8)
+    rgba = np.dstack([picture, alpha])
+    mask_rgba = np.zeros((H, W, 4), np.uint8)
+    mask_rgba[hole > 0] = 255
+    out = decode(post(url, {"image": ("p.png", png_bytes(rgba, "RGBA"), "image/png"),
+                            "mask": ("m.png", png_bytes(mask_rgba, "RGBA"), "image/png")}))
+    assert out.shape == (H, W, 4) and np.array_equal(out[..., 3], alpha)
+    assert np.array_equal(out[hole == 0, :3], picture[hole == 0])
+
+
+@pytest.mark.parametrize("files, status, words", [
+    ({}, 422, "no 'image' file"),
+    ({"mask": ("m.png", b"x", "image/png")}, 422, "no 'image' file"),
+    ({"image": ("p.png", b"", "image/png"), "mask": ("m.png", b"x", "image/png")}, 422, "no 'image' file"),
+    ({"image": ("notes.txt", b"hello", "text/plain"), "mask": ("m.png", b"x", "image/png")}, 415,
+     "'image' must be a picture"),
+    ({"image": ("p.png", b"this is no picture at all", "image/png"), "mask": ("m.png", b"x", "image/png")},
+     422, "image 'p.png'"),
+])
+def test_missing_or_non_image_uploads(url, picture, files, status, words):
+    if "image" in files and "mask" in files:
+        files = {**files, "mask": ("m.png", png_bytes(np.zeros((H, W), np.uint8)), "image/png")}
+    response = post(url, files or {"dilate": (None, b"0")})
+    assert response.status_code == status, response.text
+    assert words in response.json()["detail"]
+
+
+def test_not_a_form(url):
+    response = httpx.post(f"{url}/api/inpaint", json={"image": "x"})
+    assert response.status_code == 415
+    assert "multipart/form-data" in response.json()["detail"]
+    bad = httpx.post(f"{url}/api/inpaint", content=b"--nope\r\n", headers={"content-type": "multipart/form-data"})
+    assert bad.status_code == 422 and "boundary" in bad.json()["detail"]
+
+
+def test_truncated_image(url, picture, hole):
+    data = jpeg_bytes(picture)
+    response = post(url, {"image": ("cut.jpg", data[: len(data) // 2], "image/jpeg"),
+                          "mask": ("m.png", png_bytes(hole), "image/png")})
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert "cut.jpg" in detail and ("truncated" in detail or "corrupt" in detail)
+
+
+def test_wrong_mask_size_is_422_unless_resize_is_asked(url, picture, hole):
+    small = hole[::2, ::2].copy()
+    files = {"image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(small), "image/png")}
+    response = post(url, files)
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(f"the mask is {W // 2}x{H // 2} but the image is {W}x{H}")
+    out = decode(post(url, files, data={"resize_mask": "true"}))
+    far = np.ones((H, W), bool)
+    far[14:32, 18:46] = False  # the hole plus the pixel that linear scaling blurs into
+    assert np.array_equal(out[far], picture[far])
+    assert (out[hole > 0] != picture[hole > 0]).any()
+
+
+@pytest.mark.parametrize("value, words", [("-1", "between 0 and"), ("lots", "whole number")])
+def test_bad_dilate(url, picture, hole, value, words):
+    response = post(url, {"image": ("p.png", png_bytes(picture), "image/png"),
+                          "mask": ("m.png", png_bytes(hole), "image/png")}, data={"dilate": value})
+    assert response.status_code == 422 and words in response.json()["detail"]
+
+
+def test_upload_and_pixel_limits(checkpoint, picture, hole):
+    settings = ServerSettings(max_upload_bytes=20_000, max_pixels=W * H - 1)
+    with running(create_app(checkpoint, settings)) as base:
+        big = np.random.default_rng(1).integers(0, 256, (200, 200, 3), dtype=np.uint8)
+        too_big = post(base, {"image": ("big.png", png_bytes(big), "image/png"),
+                              "mask": ("m.png", png_bytes(hole), "image/png")})
+        assert too_big.status_code == 413
+        assert too_big.json()["detail"].startswith("upload too large: the limit is")
+        too_many = post(base, {"image": ("p.png", png_bytes(picture), "image/png"),
+                               "mask": ("m.png", png_bytes(hole), "image/png")})
+        assert too_many.status_code == 413
+        detail = too_many.json()["detail"]
+        assert f"is {W}x{H}" in detail and "--max-pixels" in detail
+
+
+def test_no_file_is_written_without_save_dir(url, picture, hole, monkeypatch):
+    """A body over a megabyte is where Starlette's form parser would roll over to a temp file."""
+    made = []
+    for name in ("TemporaryFile", "NamedTemporaryFile", "mkstemp"):
+        real = getattr(tempfile, name)
+        monkeypatch.setattr(tempfile, name, lambda *a, _real=real, _name=name, **k: made.append(_name) or _real(*a, **k))
+    noise = np.random.default_rng(2).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    padding = ("pad.png", b"\0" * 1_500_000, "application/octet-stream")
+    response = post(url, {"image": ("p.png", png_bytes(noise), "image/png"),
+                          "mask": ("m.png", png_bytes(hole), "image/png"), "padding": padding})
+    assert response.status_code == 200
+    assert "x-fillgap-saved" not in response.headers
+    assert made == []
+
+
+def test_save_dir_uses_generated_names_only(checkpoint, picture, hole, tmp_path):
+    save_dir = tmp_path / "results"
+    with running(create_app(checkpoint, ServerSettings(save_dir=save_dir))) as base:
+        response = post(base, {"image": ("../../escape.png", png_bytes(picture), "image/png"),
+                               "mask": ("/etc/m.png", png_bytes(hole), "image/png")})
+    out = decode(response)
+    saved = list(save_dir.iterdir())
+    assert [p.name for p in saved] == [response.headers["x-fillgap-saved"]]
+    assert "escape" not in saved[0].name
+    assert list(tmp_path.iterdir()) == [save_dir]
+    assert np.array_equal(np.asarray(Image.open(saved[0])), out)
+
+
+def test_concurrent_requests_share_the_loaded_model(checkpoint, picture, hole, monkeypatch):
+    app = create_app(checkpoint)
+
+    def no_reload(*args, **kwargs):
+        raise AssertionError("the model was loaded again for a request")
+
+    monkeypatch.setattr("fillgap.checkpoint.load_model", no_reload)
+    files = {"image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")}
+    with running(app) as base, concurrent.futures.ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda _: decode(post(base, files)), range(6)))
+    assert all(np.array_equal(o, outs[0]) for o in outs)
+
+
+def test_cli_errors_are_one_line(checkpoint, capsys):
+    assert main(["serve", "--model", "missing.safetensors"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fillgap: error: ") and "not found: missing.safetensors" in err[0]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--model", str(checkpoint), "--port", str(port)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"fillgap: error: cannot listen on 127.0.0.1:{port}")

@@ -1,0 +1,174 @@
+"""The page in a real browser: headless Chromium, driven by Selenium, against a live server.
+
+Skips (with the reason) only where Chromium or its driver cannot be had; `make test` installs
+them as root (Debian packages chromium and chromium-driver).
+"""
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import fillgap
+from fillgap.imageio import read_image
+from fillgap.models import create_model
+from fillgap.server import create_app, running
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+PHOTO = Path(fillgap.__file__).parent / "data" / "bundled" / "test" / "coffee.jpg"
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
+if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+    pytest.skip("Chromium is not installed (apt-get install chromium chromium-driver, or `make test` as root)",
+                allow_module_level=True)
+
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+# Flags from the machine notes: no sandbox as root, and no background traffic to a closed network.
+CHROME_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--window-size=1280,900"]
+
+READ_PICTURE = """
+const done = arguments[arguments.length - 1];
+fetch(document.getElementById("picture").src).then((r) => r.arrayBuffer()).then((buf) => {
+  const bytes = new Uint8Array(buf);
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  done(btoa(s));
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    try:
+        driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    except Exception as exc:  # a broken install is a skip with its reason, not an error in our code
+        pytest.skip(f"Chromium did not start: {str(exc).splitlines()[0]}")
+    driver.set_script_timeout(20)
+    yield driver
+    driver.quit()
+
+
+def picture_on_page(driver) -> np.ndarray:
+    data = base64.b64decode(driver.execute_async_script(READ_PICTURE))
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def wait_for(driver, attribute: str, value: str, timeout: float = 30):
+    body = driver.find_element(By.TAG_NAME, "body")
+    WebDriverWait(driver, timeout).until(lambda _: body.get_attribute(attribute) == value)
+
+
+def stroke(driver, canvas, start: tuple[int, int], moves: list[tuple[int, int]]):
+    """Drag from ``start`` (offset from the canvas centre, CSS px) through relative ``moves``."""
+    chain = ActionChains(driver).move_to_element_with_offset(canvas, *start).click_and_hold()
+    for dx, dy in moves:
+        chain = chain.move_by_offset(dx, dy)
+    chain.release().perform()
+
+
+def distance_to_polyline(h: int, w: int, points: np.ndarray) -> np.ndarray:
+    """Distance of every pixel centre to the polyline through ``points`` (image px)."""
+    yy, xx = np.mgrid[0:h, 0:w] + 0.5
+    best = np.full((h, w), np.inf)
+    for (x0, y0), (x1, y1) in zip(points[:-1], points[1:]):
+        dx, dy = x1 - x0, y1 - y0
+        t = np.clip(((xx - x0) * dx + (yy - y0) * dy) / max(dx * dx + dy * dy, 1e-9), 0, 1)
+        best = np.minimum(best, np.hypot(xx - (x0 + t * dx), yy - (y0 + t * dy)))
+    return best
+
+
+def test_brush_fill_keep_going_and_undo(browser):
+    original = read_image(PHOTO)
+    h, w = original.shape[:2]
+    with running(create_app(create_model("ffc-tiny"))) as url:
+        browser.get(url)
+        browser.find_element(By.ID, "file").send_keys(str(PHOTO))
+        wait_for(browser, "data-state", "ready")
+        canvas = browser.find_element(By.ID, "mask")
+        rect = browser.execute_script(
+            "const r = arguments[0].getBoundingClientRect();"
+            "return [r.left, r.top, r.width, r.height, arguments[0].width, arguments[0].height];", canvas)
+        left, top, css_w, css_h, canvas_w, canvas_h = rect
+        assert (canvas_w, canvas_h) == (w, h)  # the mask is painted at the picture's resolution
+        scale = canvas_w / css_w
+        brush = int(browser.find_element(By.ID, "size").get_attribute("value"))
+        radius = brush * scale / 2
+
+        # First stroke, run with the button.
+        start, moves = (-120, -40), [(90, 25), (90, 10)]
+        stroke(browser, canvas, start, moves)
+        browser.find_element(By.ID, "run").click()
+        wait_for(browser, "data-fills", "1")
+        first = picture_on_page(browser)
+        assert first.shape == original.shape
+
+        # Where the pointer went, in picture pixels (Selenium offsets are from the centre).
+        cx, cy = left + css_w / 2, top + css_h / 2
+        pts = np.cumsum(np.array([start, *moves], float), axis=0)
+        pts = np.stack([(cx + pts[:, 0] - left) * scale, (cy + pts[:, 1] - top) * scale], axis=1)
+        dist = distance_to_polyline(h, w, pts)
+        inside, outside = dist < radius - 3, dist > radius + 3
+        changed = (first != original).any(axis=2)
+        assert changed[inside].mean() > 0.6, "the fill did not change the painted stroke"
+        assert not changed[outside].any(), "pixels outside the stroke changed"
+
+        # Keep brushing on the result, run with Enter.
+        stroke(browser, canvas, (150, 110), [(0, -40)])
+        browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ENTER)
+        wait_for(browser, "data-fills", "2")
+        second = picture_on_page(browser)
+        assert (second != first).any()
+        assert np.array_equal(second[inside], first[inside])  # the first fill is kept
+
+        # Undo twice goes back past the second fill to the first result with its stroke gone.
+        browser.find_element(By.ID, "undo").click()
+        browser.find_element(By.ID, "undo").click()
+        assert np.array_equal(picture_on_page(browser), first)
+        # Before/after shows the picture as opened; download is offered.
+        browser.find_element(By.ID, "compare").click()
+        assert browser.find_element(By.ID, "original").is_displayed()
+        assert not browser.find_element(By.ID, "picture").is_displayed()
+        assert browser.find_element(By.ID, "download").is_enabled()
+        assert browser.find_element(By.ID, "message").text.startswith("Filled in")
+
+
+def test_limits_and_server_errors_are_shown_on_the_page(browser, tmp_path):
+    """Refusals come as one-line messages on the page: the pixel limit checked before upload,
+    and a 413 from the server (its JSON message, read after the server drained the upload)."""
+    from fillgap.server import ServerSettings
+
+    big, tiny = tmp_path / "big.png", tmp_path / "tiny.png"
+    Image.fromarray(np.full((40, 60, 3), 120, np.uint8)).save(big)
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(tiny)
+    # The tiny picture alone fits, the picture plus its mask and the form around them do not.
+    settings = ServerSettings(max_pixels=1000, max_upload_bytes=tiny.stat().st_size + 100)
+    message = lambda: browser.find_element(By.ID, "message").text  # noqa: E731
+    with running(create_app(create_model("ffc-tiny"), settings)) as url:
+        browser.get(url)
+        browser.find_element(By.ID, "file").send_keys(str(big))
+        WebDriverWait(browser, 10).until(lambda _: message())
+        assert "60 x 40 = 2,400 pixels" in message() and "--max-pixels" in message()
+
+        browser.find_element(By.ID, "file").send_keys(str(tiny))
+        wait_for(browser, "data-state", "ready")
+        stroke(browser, browser.find_element(By.ID, "mask"), (0, 0), [(3, 0)])
+        browser.find_element(By.ID, "run").click()
+        WebDriverWait(browser, 20).until(lambda _: message().startswith("Fill failed"))
+        assert "upload too large: the limit is" in message()
+        assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-fills") == "0"
