@@ -1,0 +1,69 @@
+"""Image-quality metrics for inpainting, on the whole picture and on the hole alone.
+
+All metrics take RGB uint8 H x W x 3 pictures (what a fill returns) and a hole mask
+H x W (> 0 = hole), and work on [0, 1] floats (data range 1):
+
+- ``psnr``, ``hole_psnr``: 10 log10(1 / MSE), MSE over every channel of the whole picture
+  or of the hole pixels only; capped at ``PSNR_CAP`` dB (identical pixels) so reports stay finite.
+- ``ssim``: torchmetrics' SSIM (11 x 11 Gaussian window, sigma 1.5), the mean of its map
+  over the whole picture (the map is full-size: torchmetrics reflect-pads the borders).
+- ``hole_ssim``: the mean of the same SSIM map over the hole pixels only.
+- ``ms_ssim``: torchmetrics' MS-SSIM (5 scales), only when the short side is above
+  ``MS_SSIM_MIN_SIDE`` (smaller pictures cannot be halved four times under the window): else None.
+- ``l1``, ``hole_l1``: mean absolute error.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torchmetrics.functional.image import (multiscale_structural_similarity_index_measure,
+                                           structural_similarity_index_measure)
+
+from .errors import FillgapError
+
+PSNR_CAP = 100.0
+MS_SSIM_MIN_SIDE = 161  # (11 - 1) * 2**4 < side: torchmetrics' requirement for 5 scales
+
+METRICS = ("psnr", "ssim", "ms_ssim", "l1", "hole_psnr", "hole_ssim", "hole_l1")
+
+
+def psnr_from_mse(mse: float) -> float:
+    return PSNR_CAP if mse <= 10 ** (-PSNR_CAP / 10) else float(-10.0 * math.log10(mse))
+
+
+def ssim_map(pred: torch.Tensor, target: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """(SSIM of the picture, H x W map averaged over channels) for 1 x C x H x W in [0, 1]."""
+    value, full = structural_similarity_index_measure(pred, target, data_range=1.0, return_full_image=True)
+    return float(value), full[0].mean(dim=0)
+
+
+def _as_double(rgb: np.ndarray) -> torch.Tensor:
+    """uint8 H x W x C -> 1 x C x H x W float64 in [0, 1] (float64: a 0.2 error stays exactly 0.2)."""
+    return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float64) / 255.0).permute(2, 0, 1)[None]
+
+
+def image_metrics(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict[str, float | None]:
+    """Every metric of ``METRICS`` for one filled picture against its original."""
+    if pred.shape != target.shape or pred.shape[:2] != np.asarray(mask).shape:
+        raise FillgapError(f"metric inputs differ in size: {pred.shape}, {target.shape}, mask {np.shape(mask)}")
+    p, t = _as_double(pred), _as_double(target)
+    hole = torch.from_numpy(np.asarray(mask) > 0)
+    err = p - t
+    out: dict[str, float | None] = {"psnr": psnr_from_mse(float(err.pow(2).mean())),
+                                    "l1": float(err.abs().mean())}
+    # SSIM's convolutions in float64 are ~50x slower on CPU; float32 changes them by < 1e-6
+    p32, t32 = p.float(), t.float()
+    out["ssim"], smap = ssim_map(p32, t32)
+    out["ms_ssim"] = None
+    if min(pred.shape[:2]) >= MS_SSIM_MIN_SIDE:
+        out["ms_ssim"] = float(multiscale_structural_similarity_index_measure(p32, t32, data_range=1.0))
+    if hole.any():
+        hole_err = err[0][:, hole]  # C x (hole pixels)
+        out["hole_psnr"] = psnr_from_mse(float(hole_err.pow(2).mean()))
+        out["hole_l1"] = float(hole_err.abs().mean())
+        out["hole_ssim"] = float(smap[hole].mean())
+    else:
+        out["hole_psnr"] = out["hole_l1"] = out["hole_ssim"] = None
+    return {k: out[k] for k in METRICS}
