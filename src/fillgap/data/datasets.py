@@ -84,6 +84,28 @@ class FolderImages:
         raise FillgapError(f"no readable images in {self.root}")
 
 
+class ManifestImages(FolderImages):
+    """The pictures listed in a manifest: a UTF-8 text file with one path per line (relative paths
+    start at the manifest's folder; blank lines and ``#`` comments are skipped).
+
+    Nothing is read up front, not even a file's existence: each access reads its file (a bad one
+    is skipped with a warning when its turn comes, as in FolderImages), so a manifest can list
+    more pictures than fit in memory and DataLoader workers stream them.
+    """
+
+    def __init__(self, manifest: str | Path, max_side: int | None = None):
+        manifest = Path(manifest)
+        try:
+            lines = manifest.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FillgapError(f"cannot read manifest {manifest}: {getattr(exc, 'strerror', None) or exc}") from None
+        root = manifest.parent
+        files = [root / line for line in (raw.strip() for raw in lines) if line and not line.startswith("#")]
+        if not files:
+            raise FillgapError(f"manifest {manifest} lists no files")
+        super().__init__(root, max_side=max_side, preload=False, files=files)
+
+
 def bundled_photos(split: str = "train") -> FolderImages:
     """The small photo set shipped in the package (``data/bundled/{train,test}``, see SOURCES.md there)."""
     return FolderImages(BUNDLED / split, preload=True)
@@ -91,7 +113,7 @@ def bundled_photos(split: str = "train") -> FolderImages:
 
 def make_source(spec: str, split: str = "train", max_side: int | None = 1536):
     """A source from a config string: ``bundled``, ``mnist`` (needs ``fillgap data prepare``),
-    ``photos`` (the prepared photo corpus) or a folder path."""
+    ``photos`` (the prepared photo corpus), a folder path, or a manifest file (one path a line)."""
     if spec == "bundled":
         return bundled_photos("test" if split in ("val", "test") else "train")
     if spec == "mnist":
@@ -101,8 +123,11 @@ def make_source(spec: str, split: str = "train", max_side: int | None = 1536):
         from .photos import photo_source
         return photo_source(split)
     path = Path(spec).expanduser()
+    if path.is_file():
+        return ManifestImages(path, max_side=max_side)
     if not path.is_dir():
-        raise FillgapError(f"data '{spec}' is neither 'bundled', 'mnist', 'photos' nor an existing folder")
+        raise FillgapError(f"data '{spec}' is neither 'bundled', 'mnist', 'photos', an existing folder "
+                           "nor a manifest file")
     return FolderImages(path, max_side=max_side, preload=False)
 
 
