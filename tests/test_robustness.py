@@ -54,7 +54,8 @@ def weights(tmp_path_factory) -> str:
 
 @pytest.fixture
 def cli(capsys, record):
-    def run(group: str, case: str, args: list, expect: int) -> str:
+    def run(group: str, case: str, args: list, expect: int, checked: str = "") -> str:
+        """Run the CLI; ``checked``: what the test verifies beyond the message (for the doc)."""
         capsys.readouterr()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -71,7 +72,7 @@ def cli(capsys, record):
             assert err.strip() == "", err
             shown = out.strip().splitlines()[-1]
         assert rc == expect, f"exit {rc}, expected {expect}: {err or out}"
-        record.add(group=group, case=case, exit=rc, shown=shown)
+        record.add(group=group, case=case, exit=rc, shown=shown, checked=checked)
         return shown
     return run
 
@@ -159,14 +160,16 @@ def test_unreadable_pictures(cli, weights):
         ("missing image file", "nowhere.png", "image not found"),
     ]
     for case, name, words in cases:
-        shown = cli("pictures", case, ["fill", name, "-m", "mask.png", "-o", "out.png", "--model", weights], 1)
+        shown = cli("pictures", case, ["fill", name, "-m", "mask.png", "-o", "out.png", "--model", weights], 1,
+                    "no output file")
         assert words in shown and name in shown
         assert not Path("out.png").exists()
     # The same files as masks.
     for case, name, words in cases[:4] + [("folder named like a picture", "a-folder.png", "got a folder")]:
         shown = cli("masks", case.replace("image", "mask"),
-                    ["fill", "good.png", "-m", name, "-o", "out.png", "--model", weights], 1)
+                    ["fill", "good.png", "-m", name, "-o", "out.png", "--model", weights], 1, "no output file")
         assert words in shown and name in shown
+        assert not Path("out.png").exists()
     shown = cli("masks", "missing mask file", ["fill", "good.png", "-m", "nowhere.png", "-o", "out.png"], 1)
     assert "mask not found" in shown
 
@@ -185,21 +188,26 @@ def test_modes_16bit_palette_grey(cli, weights):
     save("grey.png", picture(h, w, 1))
     Image.fromarray(picture(h, w)).convert("CMYK").save("cmyk.jpg", quality=95)
 
-    cli("modes", "16-bit greyscale PNG", ["fill", "deep16.png", "-m", "mask.png", "-o", "o1.png", "--model", weights], 0)
+    cli("modes", "16-bit greyscale PNG", ["fill", "deep16.png", "-m", "mask.png", "-o", "o1.png", "--model", weights], 0,
+        "unmasked pixels = the 16-bit values scaled to 8 bits")
     grey = np.clip(deep.astype(np.float64) * 255 / 65535 + 0.5, 0, 255).astype(np.uint8)
     assert_kept(read_rgb("o1.png"), np.repeat(grey[..., None], 3, 2), m)
 
     cli("modes", "dark 16-bit greyscale PNG (max 200 of 65535)",
-        ["fill", "dark16.png", "-m", "mask.png", "-o", "o2.png", "--model", weights], 0)
+        ["fill", "dark16.png", "-m", "mask.png", "-o", "o2.png", "--model", weights], 0,
+        "unmasked pixels stay dark (<= 1 of 255)")
     assert read_rgb("o2.png")[m == 0].max() <= 1  # scaled by the bit depth, not by the picture's own maximum
 
-    cli("modes", "palette PNG", ["fill", "palette.png", "-m", "mask.png", "-o", "o3.png", "--model", weights], 0)
+    cli("modes", "palette PNG", ["fill", "palette.png", "-m", "mask.png", "-o", "o3.png", "--model", weights], 0,
+        "unmasked pixels = the palette colours")
     assert_kept(read_rgb("o3.png"), np.asarray(pal.convert("RGB")), m)
 
-    cli("modes", "greyscale PNG", ["fill", "grey.png", "-m", "mask.png", "-o", "o4.png", "--model", weights], 0)
+    cli("modes", "greyscale PNG", ["fill", "grey.png", "-m", "mask.png", "-o", "o4.png", "--model", weights], 0,
+        "unmasked pixels = the grey values")
     assert_kept(read_rgb("o4.png"), np.repeat(picture(h, w, 1)[..., None], 3, 2), m)
 
-    cli("modes", "CMYK JPEG", ["fill", "cmyk.jpg", "-m", "mask.png", "-o", "o5.png", "--model", weights], 0)
+    cli("modes", "CMYK JPEG", ["fill", "cmyk.jpg", "-m", "mask.png", "-o", "o5.png", "--model", weights], 0,
+        "unmasked pixels = Pillow's RGB of the JPEG")
     assert_kept(read_rgb("o5.png"), read_rgb("cmyk.jpg"), m)
 
 
@@ -209,7 +217,8 @@ def test_alpha_is_kept(cli, weights):
     save("mask.png", m)
     rgba = picture(h, w, 4, seed=3)
     save("rgba.png", rgba)
-    cli("alpha", "RGBA PNG", ["fill", "rgba.png", "-m", "mask.png", "-o", "o1.png", "--model", weights], 0)
+    cli("alpha", "RGBA PNG", ["fill", "rgba.png", "-m", "mask.png", "-o", "o1.png", "--model", weights], 0,
+        "RGBA output; alpha identical everywhere; unmasked RGB identical")
     out = np.asarray(Image.open("o1.png"))
     assert out.shape == (h, w, 4)
     np.testing.assert_array_equal(out[..., 3], rgba[..., 3])  # alpha everywhere, hole included
@@ -217,7 +226,8 @@ def test_alpha_is_kept(cli, weights):
 
     la = np.stack([picture(h, w, 1), picture(h, w, 1, seed=9)], axis=2)
     Image.fromarray(la, "LA").save("la.png")
-    cli("alpha", "greyscale + alpha PNG", ["fill", "la.png", "-m", "mask.png", "-o", "o2.png", "--model", weights], 0)
+    cli("alpha", "greyscale + alpha PNG", ["fill", "la.png", "-m", "mask.png", "-o", "o2.png", "--model", weights], 0,
+        "alpha identical")
     np.testing.assert_array_equal(np.asarray(Image.open("o2.png"))[..., 3], la[..., 1])
 
     pal = Image.fromarray(picture(h, w)).quantize(8)
@@ -226,11 +236,12 @@ def test_alpha_is_kept(cli, weights):
     expected_alpha = np.asarray(Image.open("pal-t.png").convert("RGBA"))[..., 3]
     assert (expected_alpha == 0).any()
     cli("alpha", "palette PNG with a transparent colour",
-        ["fill", "pal-t.png", "-m", "mask.png", "-o", "o3.png", "--model", weights], 0)
+        ["fill", "pal-t.png", "-m", "mask.png", "-o", "o3.png", "--model", weights], 0,
+        "alpha identical (0 where the colour was transparent)")
     np.testing.assert_array_equal(np.asarray(Image.open("o3.png"))[..., 3], expected_alpha)
 
     shown = cli("alpha", "RGBA input, JPEG output", ["fill", "rgba.png", "-m", "mask.png", "-o", "o4.jpg",
-                                                     "--model", weights], 1)
+                                                     "--model", weights], 1, "no output file")
     assert "transparency" in shown and "o4.png" in shown
     assert not Path("o4.jpg").exists()
 
@@ -249,7 +260,8 @@ def test_exif_rotated_jpeg(cli, weights):
     m = hole(24, 16)
     save("mask-seen.png", m)
     cli("orientation", "EXIF-rotated JPEG, mask drawn as seen",
-        ["fill", "photo.jpg", "-m", "mask-seen.png", "-o", "out.png", "--model", weights], 0)
+        ["fill", "photo.jpg", "-m", "mask-seen.png", "-o", "out.png", "--model", weights], 0,
+        "output 16x24 as seen; unmasked pixels = the rotated picture")
     out = read_rgb("out.png")
     assert out.shape == (24, 16, 3)
     assert_kept(out, seen, m)
@@ -287,17 +299,20 @@ def test_huge_pictures_refused_before_decoding(cli, weights, monkeypatch):
         for case, name in [("PNG header claiming 15000x10000 (Pillow's warning range)", "claims-150mp.png"),
                            ("PNG header claiming 20000x15000 (Pillow's error range)", "claims-300mp.png"),
                            ("valid 10001x10000 PNG of zeros (decompression bomb)", "bomb.png")]:
-            shown = cli("size", case, ["fill", name, "-m", "mask.png", "-o", "out.png", "--model", weights], 1)
+            shown = cli("size", case, ["fill", name, "-m", "mask.png", "-o", "out.png", "--model", weights], 1,
+                        "no pixel decoded (spy on Pillow's load); also with warnings as errors")
             assert "image too large" in shown and "100,000,000 pixels" in shown
             shown = cli("size", case.replace("PNG", "mask PNG", 1),
-                        ["fill", "pic.png", "-m", name, "-o", "out.png", "--model", weights], 1)
+                        ["fill", "pic.png", "-m", name, "-o", "out.png", "--model", weights], 1,
+                        "no pixel of the mask decoded")
             assert "image too large" in shown
     assert set(decoded) == {(40, 40)}  # only pic.png (read before each bomb of a mask), no bomb
 
     decoded.clear()
     monkeypatch.setattr(imageio, "MAX_PIXELS", 1000)  # fillgap's own check, below Pillow's
     shown = cli("size", "40x40 picture, limit lowered to 1,000 pixels",
-                ["fill", "pic.png", "-m", "mask.png", "-o", "out.png", "--model", weights], 1)
+                ["fill", "pic.png", "-m", "mask.png", "-o", "out.png", "--model", weights], 1,
+                "no pixel decoded: fillgap's check reads the header only")
     assert "image too large: pic.png is 40x40, the limit is 1,000 pixels" in shown
     assert decoded == []
     assert not Path("out.png").exists()
@@ -309,7 +324,8 @@ def test_tiny_and_odd_sizes(cli, weights, h, w):
     m = hole(h, w)
     save("pic.png", img)
     save("mask.png", m)
-    cli("size", f"{w}x{h} picture", ["fill", "pic.png", "-m", "mask.png", "-o", "out.png", "--model", weights], 0)
+    cli("size", f"{w}x{h} picture", ["fill", "pic.png", "-m", "mask.png", "-o", "out.png", "--model", weights], 0,
+        "same size out; unmasked pixels identical")
     assert_kept(read_rgb("out.png"), img, m)
 
 
@@ -326,11 +342,14 @@ def test_empty_mask_returns_the_input_without_a_model(cli, monkeypatch):
     Image.fromarray(picture(20, 30)).save("photo.jpg", quality=80)
     save("empty.png", np.zeros((9, 14), np.uint8))
     save("empty-jpg.png", np.zeros((20, 30), np.uint8))
-    cli("masks", "empty mask (PNG in, PNG out)", ["fill", "pic.png", "-m", "empty.png", "-o", "out.png"], 0)
+    cli("masks", "empty mask (PNG in, PNG out)", ["fill", "pic.png", "-m", "empty.png", "-o", "out.png"], 0,
+        "output file = input file, byte for byte; no model loaded or run")
     assert Path("out.png").read_bytes() == Path("pic.png").read_bytes()
-    cli("masks", "empty mask (JPEG in, JPEG out)", ["fill", "photo.jpg", "-m", "empty-jpg.png", "-o", "out.jpg"], 0)
+    cli("masks", "empty mask (JPEG in, JPEG out)", ["fill", "photo.jpg", "-m", "empty-jpg.png", "-o", "out.jpg"], 0,
+        "output file = input file (no second JPEG generation); no model")
     assert Path("out.jpg").read_bytes() == Path("photo.jpg").read_bytes()  # no second JPEG generation
-    cli("masks", "empty mask (JPEG in, PNG out)", ["fill", "photo.jpg", "-m", "empty-jpg.png", "-o", "out2.png"], 0)
+    cli("masks", "empty mask (JPEG in, PNG out)", ["fill", "photo.jpg", "-m", "empty-jpg.png", "-o", "out2.png"], 0,
+        "pixels = the decoded JPEG; no model")
     np.testing.assert_array_equal(read_rgb("out2.png"), read_rgb("photo.jpg"))
 
 
@@ -339,7 +358,7 @@ def test_full_mask_and_mask_sizes(cli, weights):
     save("pic.png", img)
     save("full.png", np.full((10, 12), 255, np.uint8))
     cli("masks", "full mask (every pixel a hole)", ["fill", "pic.png", "-m", "full.png", "-o", "o1.png",
-                                                     "--model", weights], 0)
+                                                     "--model", weights], 0, "output 12x10")
     assert read_rgb("o1.png").shape == (10, 12, 3)
 
     save("small.png", hole(5, 6))
@@ -347,11 +366,13 @@ def test_full_mask_and_mask_sizes(cli, weights):
                                                    "--model", weights], 1)
     assert "mask small.png is 6x5 but the image is 12x10" in shown and "--resize-mask" in shown
     cli("masks", "mask of another size, --resize-mask",
-        ["fill", "pic.png", "-m", "small.png", "-o", "o2.png", "--model", weights, "--resize-mask"], 0)
+        ["fill", "pic.png", "-m", "small.png", "-o", "o2.png", "--model", weights, "--resize-mask"], 0,
+        "output 12x10")
     assert read_rgb("o2.png").shape == (10, 12, 3)
     save("big.png", hole(40, 48))
     cli("masks", "larger mask, --resize-mask",
-        ["fill", "pic.png", "-m", "big.png", "-o", "o3.png", "--model", weights, "--resize-mask"], 0)
+        ["fill", "pic.png", "-m", "big.png", "-o", "o3.png", "--model", weights, "--resize-mask"], 0,
+        "output 12x10")
 
 
 def test_usage_errors_are_one_line(cli):
@@ -374,11 +395,13 @@ def test_outputs_that_are_inputs(cli, weights):
                              ("output = the mask, --overwrite", "mask.png", ["--overwrite"]),
                              ("output = the input by another path", "./sub/../pic.png", ["--overwrite"])]:
         Path("sub").mkdir(exist_ok=True)
-        shown = cli("files", case, ["fill", "pic.png", "-m", "mask.png", "-o", out, "--model", weights] + extra, 1)
+        shown = cli("files", case, ["fill", "pic.png", "-m", "mask.png", "-o", out, "--model", weights] + extra, 1,
+                    "picture and mask unchanged")
         assert "is an input file" in shown
     os.symlink("pic.png", "link.png")
     shown = cli("files", "output = a link to the input, --overwrite",
-                ["fill", "pic.png", "-m", "mask.png", "-o", "link.png", "--model", weights, "--overwrite"], 1)
+                ["fill", "pic.png", "-m", "mask.png", "-o", "link.png", "--model", weights, "--overwrite"], 1,
+                "picture and mask unchanged")
     assert "is an input file" in shown
     assert (Path("pic.png").read_bytes(), Path("mask.png").read_bytes()) == before
 
@@ -387,11 +410,13 @@ def test_existing_outputs_need_overwrite(cli, weights):
     save("pic.png", picture(8, 8))
     save("mask.png", hole(8, 8))
     Path("out.png").write_bytes(b"precious")
-    shown = cli("files", "output exists", ["fill", "pic.png", "-m", "mask.png", "-o", "out.png", "--model", weights], 1)
+    shown = cli("files", "output exists", ["fill", "pic.png", "-m", "mask.png", "-o", "out.png", "--model", weights], 1,
+                "existing file unchanged")
     assert "output exists: out.png" in shown and "--overwrite" in shown
     assert Path("out.png").read_bytes() == b"precious"
     cli("files", "output exists, --overwrite",
-        ["fill", "pic.png", "-m", "mask.png", "-o", "out.png", "--model", weights, "--overwrite"], 0)
+        ["fill", "pic.png", "-m", "mask.png", "-o", "out.png", "--model", weights, "--overwrite"], 0,
+        "replaced by the filled picture")
     assert read_rgb("out.png").shape == (8, 8, 3)
     Path("folder.png").mkdir()
     shown = cli("files", "output is a folder", ["fill", "pic.png", "-m", "mask.png", "-o", "folder.png",
@@ -420,8 +445,8 @@ def test_unwritable_output_folders(cli, weights, monkeypatch):
         return real_open(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", refuse)  # root ignores chmod: simulate a read-only file system
-    shown = cli("files", "read-only output folder", ["fill", "pic.png", "-m", "mask.png", "-o", "out/o.png",
-                                                      "--model", weights], 1)
+    shown = cli("files", "read-only output folder (simulated: EROFS)",
+                ["fill", "pic.png", "-m", "mask.png", "-o", "out/o.png", "--model", weights], 1, "folder left empty")
     assert "cannot write to the folder out: Read-only file system" in shown
     assert os.listdir("out") == []
 
@@ -447,14 +472,16 @@ def test_disk_full_leaves_nothing_behind(cli, weights, monkeypatch):
     save("mask.png", hole(8, 8))
     Path("out").mkdir()
     _fail_midway(monkeypatch)
-    shown = cli("files", "disk full while writing", ["fill", "pic.png", "-m", "mask.png", "-o", "out/o.png",
-                                                      "--model", weights], 1)
+    shown = cli("files", "disk full while writing (simulated: ENOSPC after half the bytes)",
+                ["fill", "pic.png", "-m", "mask.png", "-o", "out/o.png", "--model", weights], 1,
+                "no picture and no temp file left")
     assert "cannot write out/o.png: No space left on device" in shown
     assert os.listdir("out") == []  # no picture, no temp file
 
     Path("out/o.png").write_bytes(b"the previous result")
     shown = cli("files", "disk full while replacing an output (--overwrite)",
-                ["fill", "pic.png", "-m", "mask.png", "-o", "out/o.png", "--model", weights, "--overwrite"], 1)
+                ["fill", "pic.png", "-m", "mask.png", "-o", "out/o.png", "--model", weights, "--overwrite"], 1,
+                "the old output intact, no temp file left")
     assert "No space left on device" in shown
     assert os.listdir("out") == ["o.png"]
     assert Path("out/o.png").read_bytes() == b"the previous result"  # the old file survives whole
@@ -551,7 +578,8 @@ def test_bad_checkpoints(cli, weights):
         ("a picture given as --model", "pic.png", "unreadable checkpoint"),
     ]
     for case, name, words in cases:
-        shown = cli("checkpoints", case, ["fill", "pic.png", "-m", "mask.png", "-o", "out.png", "--model", name], 1)
+        shown = cli("checkpoints", case, ["fill", "pic.png", "-m", "mask.png", "-o", "out.png", "--model", name], 1,
+                    "no output file; under 400 characters")
         assert words in shown, shown
         assert len(shown) < 400  # one readable line, not torch's list of every key
         assert not Path("out.png").exists()
@@ -620,7 +648,8 @@ def test_nan_loss_keeps_the_last_good_checkpoint(cli, monkeypatch):
         return (total * float("nan") if len(calls) == bad_step else total), parts
 
     monkeypatch.setattr(losses.CompositeLoss, "forward", nan_at_step_k)
-    shown = cli("training", f"loss becomes NaN at step {bad_step}", ["train", "--config", "nan.yaml"], 1)
+    shown = cli("training", f"loss becomes NaN at step {bad_step} (monkeypatched loss)",
+                ["train", "--config", "nan.yaml"], 1, f"run/last.pt is step {bad_step - 1}, every weight finite")
     assert "loss became nan" in shown and "last.pt" in shown
     ckpt = read_checkpoint("run/last.pt")
     assert ckpt["step"] == bad_step - 1  # the last step that finished well

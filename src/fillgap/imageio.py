@@ -60,7 +60,10 @@ def _decode(source, label: object, max_pixels: int | None = None) -> Image.Image
     try:
         # Pillow's own bomb guard (MAX_IMAGE_PIXELS) warns, then raises, inside Image.open:
         # make the warning an error too, so neither escapes as a warning or a traceback.
+        # Decoders also warn about damaged metadata ("Corrupt EXIF data"...) while the pixels
+        # are fine: silenced, the CLI's output stays one line.
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source) as img:
                 # The header gives the size before any pixel is decoded: refuse bombs cheaply.
