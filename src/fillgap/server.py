@@ -33,6 +33,7 @@ from pathlib import Path
 import anyio
 import cv2
 import numpy as np
+import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -56,6 +57,9 @@ class ServerSettings:
     # Fills run one at a time by default: on a few cores, two concurrent torch calls only
     # split the same cores, while decoding and encoding still overlap across requests.
     workers: int = 1
+    # torch intra-op threads per fill; None keeps torch's default (one per core). When other
+    # programs load the cores, 1 can be several times faster (bench/server_load.py measures it).
+    threads: int | None = None
     max_dilate: int = 200
     model_source: str = "given"  # shown by /api/models
 
@@ -207,6 +211,8 @@ def create_app(model: InpaintModel | str | Path | None = None,
         save_dir.mkdir(parents=True, exist_ok=True)
     if settings.workers < 1:
         raise FillgapError(f"workers must be at least 1, got {settings.workers}")
+    if settings.threads is not None and settings.threads < 1:
+        raise FillgapError(f"--threads must be at least 1, got {settings.threads}")
     # The network is read-only at inference (eval, no_grad), so threads may share it; the
     # limiter only bounds how many fills run at once.
     limiter = anyio.CapacityLimiter(settings.workers)
@@ -233,7 +239,8 @@ def create_app(model: InpaintModel | str | Path | None = None,
     async def models():
         from .models import list_models
         return {"loaded": info, "models": [info], "registered": list_models(),
-                "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels}}
+                "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels},
+                "threads": settings.threads or torch.get_num_threads()}
 
     async def read_body(request: Request) -> bytes:
         limit = settings.max_upload_bytes
@@ -277,6 +284,8 @@ def create_app(model: InpaintModel | str | Path | None = None,
         return rgb, alpha, mask
 
     def fill(rgb: np.ndarray, mask: np.ndarray, dilate: int) -> np.ndarray:
+        if settings.threads:
+            torch.set_num_threads(settings.threads)  # set from the thread that runs the fill
         try:
             return inpaint(rgb, mask, net, dilate=dilate)
         except FillgapError as exc:
