@@ -59,14 +59,25 @@ def fill_file(image_path: Path, mask_path: Path, out_path: Path, model: InpaintM
     return write_image(out_path, result, alpha=alpha, overwrite=overwrite)
 
 
-def find_mask(mask_dir: Path, relative: Path) -> Path | None:
-    """The mask of ``relative`` (an image path relative to its folder): same path and stem, any image suffix."""
+def find_mask(mask_dir: Path, relative: Path, existing: dict[Path, Path] | None = None,
+              image: Path | None = None) -> Path | None:
+    """The mask of ``relative`` (an image path relative to its folder): same path and stem (or stem
+    + ``_mask``), any image suffix, .png first. ``existing``: ``mask_index(mask_dir)``, to look up
+    thousands of masks without a file-system call each. ``image``: the picture itself, never its
+    own mask (masks kept beside their pictures)."""
     stem = mask_dir / relative.with_suffix("")
     for suffix in (".png", *sorted(IMAGE_SUFFIXES - {".png"})):
-        for candidate in (stem.with_suffix(suffix), stem.with_name(stem.name + "_mask").with_suffix(suffix)):
-            if candidate.exists():
-                return candidate
+        # with_name, not with_suffix: a stem may hold dots ("scan.v2")
+        for candidate in (stem.with_name(stem.name + suffix), stem.with_name(stem.name + "_mask" + suffix)):
+            found = existing.get(candidate) if existing is not None else candidate if candidate.exists() else None
+            if found is not None and not (image is not None and found.resolve() == image.resolve()):
+                return found
     return None
+
+
+def mask_index(mask_dir: Path) -> dict[Path, Path]:
+    """Every file under ``mask_dir``, keyed by its path with the suffix in lower case (".PNG" found too)."""
+    return {p.with_name(p.stem + p.suffix.lower()): p for p in Path(mask_dir).rglob("*") if p.is_file()}
 
 
 @dataclass
@@ -83,11 +94,17 @@ def plan_folder(image_dir: Path, mask_dir: Path, out_dir: Path) -> list[tuple[Pa
         raise FillgapError(f"mask folder not found: {mask_dir}")
     if out_dir.resolve() == image_dir.resolve() or out_dir.resolve() == mask_dir.resolve():
         raise FillgapError(f"output folder {out_dir} is an input folder: choose another one")
-    out_resolved = out_dir.resolve()
+    out_resolved, mask_resolved = out_dir.resolve(), mask_dir.resolve()
+    beside = mask_resolved == image_dir.resolve()  # masks in the picture folder (name_mask.png)
+    skip = [out_resolved] + ([] if beside else [mask_resolved])
+    masks = mask_index(mask_dir)
     plan = []
     for img in list_images(image_dir):
-        if out_resolved in img.resolve().parents:  # output folder nested in the input folder
+        parents = img.resolve().parents
+        if any(folder in parents for folder in skip):  # output or mask folder inside the input folder
             continue
         rel = img.relative_to(image_dir)
-        plan.append((img, find_mask(mask_dir, rel), out_dir / rel))
-    return plan
+        plan.append((img, find_mask(mask_dir, rel, masks, image=img if beside else None), out_dir / rel))
+    # Masks kept beside their pictures (--mask-dir = the input folder) are not pictures to fill.
+    used = {m.resolve() for _, m, _ in plan if m is not None}
+    return [row for row in plan if row[0].resolve() not in used]

@@ -24,6 +24,8 @@ def fill(
     dilate: int = typer.Option(0, "--dilate", min=0, help="Grow the hole by this many pixels first."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     resize_mask: bool = typer.Option(False, "--resize-mask", help="Scale a mask of another size to the picture."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Folder input: threads reading and writing files."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Folder input: same-size holes filled together."),
 ):
     """Fill the masked part of a picture (or of every picture in a folder)."""
     from .api import fill_file, plan_folder
@@ -33,25 +35,20 @@ def fill(
         if mask_dir is None:
             raise FillgapError("a folder input needs --mask-dir")
         net = load_model(model)
-        from tqdm import tqdm
-        plan = plan_folder(input, mask_dir, output)
-        done, skipped, failed = 0, 0, []
-        for img, msk, out in tqdm(plan, unit="img", disable=not sys.stderr.isatty()):
-            if msk is None:
-                failed.append((img, "no mask"))
-                continue
-            if out.exists() and not overwrite:
-                skipped += 1  # written by an earlier run: resume
-                continue
-            try:
-                fill_file(img, msk, out, net, dilate, overwrite, resize_mask)
-                done += 1
-            except FillgapError as exc:
-                failed.append((img, str(exc)))
-        typer.echo(f"filled {done}, already there {skipped}, failed {len(failed)} -> {output}")
-        for img, why in failed:
+        from .batch import fill_folder
+        try:
+            report = fill_folder(input, mask_dir, output, net, workers=workers, batch_size=batch_size,
+                                 dilate=dilate, overwrite=overwrite, resize_mask=resize_mask,
+                                 progress=sys.stderr.isatty())
+        except KeyboardInterrupt:
+            typer.echo(f"fillgap: interrupted; finished outputs are in {output}: "
+                       "run the same command again to do the rest", err=True)
+            raise typer.Exit(130)
+        typer.echo(f"filled {len(report.written)}, already there {len(report.skipped_existing)}, "
+                   f"failed {len(report.failed)} -> {output}")
+        for img, why in report.failed:
             typer.echo(f"  failed: {img}: {why}", err=True)
-        if failed:
+        if report.failed:
             raise typer.Exit(1)
         return
     if mask is None:
@@ -87,6 +84,8 @@ def train(
                  batch_size=batch_size, size=size, lr=lr, seed=seed, device=device)
     cfg = load_config(config, flags)  # config errors show here, once, before any process starts
     if nproc > 1:
+        if cfg.batch_size % nproc:
+            raise FillgapError(f"batch_size {cfg.batch_size} is not a multiple of --nproc {nproc}")
         argv = ["train"] + (["--config", str(config)] if config else []) + (["--resume"] if resume else [])
         for key, value in flags.items():
             if value is not None:
@@ -226,7 +225,10 @@ def serve(
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        app(args=argv, prog_name="fillgap", standalone_mode=False)
+        # Without standalone mode click returns (not raises) the code of a typer.Exit.
+        code = app(args=argv, prog_name="fillgap", standalone_mode=False)
+        if isinstance(code, int) and not isinstance(code, bool):
+            return code
     except FillgapError as exc:
         typer.echo(f"fillgap: error: {exc}", err=True)
         return 1

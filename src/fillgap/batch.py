@@ -1,0 +1,249 @@
+"""Filling a folder of thousands of pictures: threaded reading and writing, batched network calls,
+resumable.
+
+Pipeline: ``workers`` reader threads decode a picture and its mask and cut out the hole's window
+(the one ``fillgap.fill.inpaint`` would use) -> the calling thread stacks windows of the same size
+and runs the network on up to ``batch_size`` of them at a time -> ``workers`` writer threads
+write the results atomically. Every output equals ``fillgap.inpaint`` on its picture: same window,
+same scaling, same composite (pixels outside the hole copied bit for bit, grey levels blended).
+Windows of different sizes never share a batch (the network's result depends on the size), so
+batching pays off when holes have the same extent, e.g. a logo or a date stamp at the same place
+in every picture, or holes large enough that the window is the whole (same-size) picture.
+
+Resuming: an output that exists is skipped (unless ``overwrite``); writes are atomic (temp file,
+then rename), so an interrupted run leaves whole outputs only. SIGINT and SIGTERM let the writes
+in progress finish; after a SIGKILL, leftover temp files (``.NAME.XXXX.fillgap-tmp``) are removed
+by the next run. A lock file in the output folder keeps two runs from writing there at once.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .api import FolderReport, load_mask_for, plan_folder
+from .errors import FillgapError
+from .fill import DEFAULT_MAX_SIDE, _to_model_channels, as_mask, hole_window, run_model
+from .imageio import copy_file, mask_to_tensor, read_image_rgba, to_tensor, write_image
+from .masks import dilate as dilate_mask
+from .models import InpaintModel
+
+LOCK_NAME = ".fillgap-lock"
+TEMP_GLOB = ".*.fillgap-tmp"  # how fillgap.imageio names the temp file of an atomic write
+# One network call takes at most this many window pixels (batch x H x W): big windows go in
+# smaller batches, so memory stays bounded whatever --batch-size says.
+MAX_BATCH_PIXELS = 4 * 1024 * 1024
+
+
+@dataclass
+class _Job:
+    image: Path
+    out: Path
+    rgb: np.ndarray                   # uint8 H x W x 3
+    alpha: np.ndarray | None          # the picture's transparency, written back unchanged
+    hole_alpha: np.ndarray            # float32 H x W in [0, 1] after dilation
+    window: tuple[int, int, int, int] | None  # None: empty mask, nothing to fill
+    x: torch.Tensor | None = None     # 1 x C x h x w window, model channels
+    m: torch.Tensor | None = None     # 1 x 1 x h x w binary hole of the window
+
+
+def _prepare(image: Path, mask: Path, out: Path, channels: int, dilate: int, resize_mask: bool) -> _Job:
+    """Reader thread: decode, and cut the window exactly as ``fillgap.fill.inpaint`` does."""
+    rgb, alpha = read_image_rgba(image)
+    hole_alpha = as_mask(load_mask_for(rgb.shape[:2], mask, resize_mask))
+    if dilate:
+        hole_alpha = dilate_mask(hole_alpha, dilate)
+    hole = hole_alpha > 0
+    if not hole.any():
+        return _Job(image, out, rgb, alpha, hole_alpha, None)
+    top, bottom, left, right = window = hole_window(hole)
+    x = to_tensor(_to_model_channels(rgb[top:bottom, left:right], channels))
+    m = mask_to_tensor(hole[top:bottom, left:right].astype(np.float32))
+    return _Job(image, out, rgb, alpha, hole_alpha, window, x, m)
+
+
+def _composite(job: _Job, fill: torch.Tensor) -> np.ndarray:
+    """``fillgap.fill.inpaint``'s last step: blend by grey level inside the hole, copy outside."""
+    top, bottom, left, right = job.window
+    window = job.rgb[top:bottom, left:right]
+    a = job.hole_alpha[top:bottom, left:right][..., None]
+    f = fill.permute(1, 2, 0).numpy()
+    if f.shape[2] == 1:
+        f = np.repeat(f, 3, axis=2)
+    blended = np.clip(a * f * 255.0 + (1.0 - a) * window.astype(np.float32) + 0.5, 0, 255).astype(np.uint8)
+    out = job.rgb.copy()
+    out[top:bottom, left:right] = np.where(a > 0, blended, window)
+    return out
+
+
+@contextmanager
+def _output_lock(out_dir: Path):
+    """An exclusive lock on the output folder for the run (released by the OS if the run dies)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        yield
+        return
+    path = out_dir / LOCK_NAME
+    try:
+        fh = open(path, "a+")
+    except OSError as exc:
+        raise FillgapError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FillgapError(f"another fillgap run is writing to {out_dir} (lock {path})") from None
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # while still holding it
+    finally:
+        fh.close()
+
+
+def _remove_stale_temps(out_dir: Path) -> int:
+    """Temp files of writes cut short by a SIGKILL (safe: we hold the folder's lock)."""
+    n = 0
+    for p in out_dir.rglob(TEMP_GLOB):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM handled like Ctrl-C, so the writes in flight finish (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def fill_folder(image_dir: Path, mask_dir: Path, out_dir: Path, model: InpaintModel, *, workers: int = 2,
+                batch_size: int = 8, dilate: int = 0, overwrite: bool = False, resize_mask: bool = False,
+                progress: bool = False, max_side: int = DEFAULT_MAX_SIDE) -> FolderReport:
+    """Fill every picture under ``image_dir`` with its mask from ``mask_dir`` into ``out_dir``
+    (same relative paths). Pictures without a mask, unreadable files and failed writes are
+    listed in the report's ``failed``; existing outputs in ``skipped_existing``."""
+    if workers < 1 or batch_size < 1:
+        raise FillgapError("--workers and --batch-size must be at least 1")
+    image_dir, mask_dir, out_dir = Path(image_dir), Path(mask_dir), Path(out_dir)
+    plan = plan_folder(image_dir, mask_dir, out_dir)
+    report = FolderReport()
+    inputs = {p.resolve() for img, msk, _ in plan for p in (img, msk) if p is not None}
+    todo = []
+    for img, msk, out in plan:
+        if msk is None:
+            report.failed.append((img, "no mask"))
+        elif out.resolve() in inputs:
+            report.failed.append((img, f"output {out} is an input file"))
+        elif out.exists() and not overwrite:
+            report.skipped_existing.append(out)  # written by an earlier run: resume
+        else:
+            todo.append((img, msk, out))
+    if not todo:
+        return report
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FillgapError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
+    from tqdm import tqdm
+
+    with _output_lock(out_dir), _sigterm_as_interrupt(), \
+            tqdm(total=len(plan), initial=len(plan) - len(todo), unit="img", disable=not progress,
+                 dynamic_ncols=True) as bar:
+        _remove_stale_temps(out_dir)
+        _run(todo, model.eval(), report, bar, workers, batch_size, dilate, overwrite, resize_mask, max_side)
+    return report
+
+
+def _run(todo, model, report, bar, workers, batch_size, dilate, overwrite, resize_mask, max_side) -> None:
+    readers = ThreadPoolExecutor(workers, thread_name_prefix="fillgap-read")
+    writers = ThreadPoolExecutor(workers, thread_name_prefix="fillgap-write")
+    reads: deque[tuple[Path, Future]] = deque()
+    writes: dict[Future, Path] = {}
+    groups: dict[tuple[int, int], list[_Job]] = {}  # window size -> jobs waiting for a batch
+    lookahead = max(2 * batch_size, 4 * workers)     # decoded pictures held in memory, at most
+    pending = iter(todo)
+
+    def reap(block: bool = False) -> None:
+        done = [f for f in writes if f.done()]
+        if block and not done:
+            done = list(wait(writes, return_when=FIRST_COMPLETED).done)
+        for f in done:
+            image = writes.pop(f)
+            try:
+                report.written.append(f.result())
+            except Exception as exc:  # a full disk, a vanished folder: this file failed, go on
+                report.failed.append((image, str(exc) if isinstance(exc, FillgapError) else repr(exc)))
+            bar.update(1)
+
+    def write(job: _Job, result: np.ndarray | None) -> None:
+        while len(writes) >= 2 * workers:  # do not queue more results than the writers keep up with
+            reap(block=True)
+        if result is None:  # nothing to fill: the file itself, byte for byte, as fill_file does
+            f = writers.submit(copy_file, job.image, job.out, overwrite)
+        else:
+            f = writers.submit(write_image, job.out, result, job.alpha, overwrite)
+        writes[f] = job.image
+        reap()
+
+    def flush(key: tuple[int, int]) -> None:
+        jobs = groups.pop(key)
+        fills = run_model(model, torch.cat([j.x for j in jobs]), torch.cat([j.m for j in jobs]), max_side)
+        for job, fill in zip(jobs, fills):
+            write(job, _composite(job, fill))
+
+    try:
+        while True:
+            for img, msk, out in pending:
+                reads.append((img, readers.submit(_prepare, img, msk, out, model.channels, dilate, resize_mask)))
+                if len(reads) >= lookahead:
+                    break
+            if not reads:
+                break
+            img, fut = reads.popleft()
+            try:
+                job = fut.result()
+            except Exception as exc:  # unreadable picture or mask, wrong mask size: list it, go on
+                report.failed.append((img, str(exc) if isinstance(exc, FillgapError) else repr(exc)))
+                bar.update(1)
+                continue
+            if job.window is None:
+                write(job, None)
+                continue
+            key = tuple(job.x.shape[-2:])
+            groups.setdefault(key, []).append(job)
+            if len(groups[key]) >= batch_size or len(groups[key]) * key[0] * key[1] >= MAX_BATCH_PIXELS:
+                flush(key)
+            elif sum(map(len, groups.values())) >= lookahead:
+                flush(next(iter(groups)))  # the longest-waiting size: memory stays bounded
+        while groups:
+            flush(next(iter(groups)))
+        while writes:
+            reap(block=True)
+    finally:
+        # On an interrupt: drop the queued work, let the writes in progress finish (atomic either way).
+        readers.shutdown(wait=True, cancel_futures=True)
+        writers.shutdown(wait=True, cancel_futures=True)
+        for f, image in writes.items():  # only left over after an interrupt
+            if not f.cancelled() and f.exception() is None:
+                report.written.append(f.result())
