@@ -286,7 +286,7 @@ def _mean(values: list) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def _summarise(cases: list[dict], methods: list[str]) -> dict:
+def _summarise(cases: list[dict], methods: list[str], bucket_order: list[str]) -> dict:
     def group(selected: list[dict]) -> dict:
         out = {}
         for m in methods:
@@ -295,7 +295,7 @@ def _summarise(cases: list[dict], methods: list[str]) -> dict:
             out[m]["n"] = len(rows)
         return out
 
-    buckets = list(dict.fromkeys(c["bucket"] for c in cases))
+    buckets = [b for b in bucket_order if any(c["bucket"] == b for c in cases)]
     kinds = list(dict.fromkeys(c["kind"] for c in cases))
     return {"overall": group(cases),
             "by_bucket": {b: group([c for c in cases if c["bucket"] == b]) for b in buckets},
@@ -331,7 +331,8 @@ def run_protocol(protocol: Protocol, size: int, methods: list[Method], progress:
 
     from tqdm import tqdm
     rows = []
-    for case in tqdm(cases, unit="case", disable=not (progress and sys.stderr.isatty())):
+    tty = sys.stderr.isatty()  # in a log file: a progress line every 30 s, not a flood of redraws
+    for case in tqdm(cases, unit="case", disable=not progress, mininterval=0.5 if tty else 30, file=sys.stderr):
         image, hole = images[case.image], case.mask > 0
         row = {"image": case.image, "kind": case.kind, "bucket": bucket_label(protocol.buckets[case.bucket]),
                "hole_ratio": hole_ratio(case.mask), "draw": case.draw, "results": {}}
@@ -357,7 +358,7 @@ def run_protocol(protocol: Protocol, size: int, methods: list[Method], progress:
         "environment": environment(),
         "methods": [{"name": m.name, "kind": m.kind, "source": m.source} for m in methods],
         "grid": [c.key for c in grid_cases],
-        "summary": _summarise(rows, names),
+        "summary": _summarise(rows, names, [bucket_label(b) for b in protocol.buckets]),
         "cases": rows,
     }
     return EvalRun(result, grid, stale)
