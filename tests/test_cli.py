@@ -1,0 +1,124 @@
+"""The CLI's contract: one line on stderr and a non-zero exit for every user error, never a traceback."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from fillgap.checkpoint import export_weights, save_checkpoint
+from fillgap.cli import main
+from fillgap.models import create_model
+
+
+@pytest.fixture
+def files(tmp_path):
+    img = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "in.png")
+    mask = np.zeros((40, 48), np.uint8)
+    mask[10:20, 10:30] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "small_mask.png")
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    model = create_model("ffc-tiny")
+    export_weights(tmp_path / "tiny.safetensors", model)
+    save_checkpoint(tmp_path / "tiny.pt", model)
+    return tmp_path
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    return code, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code != 0
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_fill_writes_output_and_keeps_known_pixels(files, capsys):
+    code, err = run(["fill", files / "in.png", "--mask", files / "mask.png", "-o", files / "out.png",
+                     "--model", files / "tiny.safetensors"], capsys)
+    assert code == 0, err
+    out, src = np.asarray(Image.open(files / "out.png")), np.asarray(Image.open(files / "in.png"))
+    keep = np.asarray(Image.open(files / "mask.png")) == 0
+    assert np.array_equal(out[keep], src[keep])
+
+
+def test_fill_accepts_a_training_checkpoint(files, capsys):
+    code, err = run(["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "o.png",
+                     "--model", files / "tiny.pt"], capsys)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("case,argv,fragments", [
+    ("corrupt image", ["fill", "{d}/corrupt.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--model", "{d}/tiny.pt"],
+     ["corrupt.png"]),
+    ("mask size", ["fill", "{d}/in.png", "-m", "{d}/small_mask.png", "-o", "{d}/o.png", "--model", "{d}/tiny.pt"],
+     ["mask", "10x10", "48x40"]),
+    ("missing checkpoint", ["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--model", "{d}/no.pt"],
+     ["checkpoint not found", "no.pt"]),
+    ("missing image", ["fill", "{d}/nothere.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--model", "{d}/tiny.pt"],
+     ["not found", "nothere.png"]),
+    ("unknown model", ["train", "--model", "resnet-9000", "--out", "{d}/run"], ["unknown model 'resnet-9000'"]),
+    ("output is input", ["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/in.png", "--model", "{d}/tiny.pt"],
+     ["in.png"]),
+])
+def test_user_errors_are_one_line(files, capsys, case, argv, fragments):
+    before = (files / "in.png").read_bytes()
+    code, err = run([a.format(d=files) for a in argv], capsys)
+    assert_one_line_error(code, err, *fragments)
+    assert (files / "in.png").read_bytes() == before
+
+
+def test_unknown_config_key_is_named(files, capsys):
+    (files / "c.yaml").write_text("model: ffc-tiny\nlearning_rate: 0.1\n")
+    code, err = run(["train", "--config", files / "c.yaml"], capsys)
+    assert_one_line_error(code, err, "unknown config key 'learning_rate'")
+
+
+def test_wrong_config_type_is_named(files, capsys):
+    (files / "c.toml").write_text('model = "ffc-tiny"\nbatch_size = "lots"\n')
+    code, err = run(["train", "--config", files / "c.toml"], capsys)
+    assert_one_line_error(code, err, "batch_size")
+
+
+def test_existing_output_is_not_overwritten_without_flag(files, capsys):
+    (files / "out.png").write_bytes(b"precious")
+    code, err = run(["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "out.png",
+                     "--model", files / "tiny.pt"], capsys)
+    assert_one_line_error(code, err, "exists", "--overwrite")
+    assert (files / "out.png").read_bytes() == b"precious"
+    code, _ = run(["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "out.png",
+                   "--model", files / "tiny.pt", "--overwrite"], capsys)
+    assert code == 0
+
+
+def test_checkpoint_of_another_architecture(files, capsys):
+    save_checkpoint(files / "other.pt", create_model("seed-mnist-ae"))
+    import torch
+    ckpt = torch.load(files / "other.pt", weights_only=True)
+    ckpt["model_name"] = "ffc-tiny"  # claims to be ffc-tiny, holds other weights
+    torch.save(ckpt, files / "other.pt")
+    code, err = run(["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "o.png",
+                     "--model", files / "other.pt"], capsys)
+    assert_one_line_error(code, err, "does not match model 'ffc-tiny'")
+
+
+def test_folder_fill_never_writes_into_the_input_folder(files, capsys):
+    imgs, masks = files / "imgs", files / "masks"
+    imgs.mkdir(), masks.mkdir()
+    (imgs / "a.png").write_bytes((files / "in.png").read_bytes())
+    (masks / "a.png").write_bytes((files / "mask.png").read_bytes())
+    code, err = run(["fill", imgs, "--mask-dir", masks, "-o", imgs, "--model", files / "tiny.pt"], capsys)
+    assert_one_line_error(code, err, "input folder")
+    code, err = run(["fill", imgs, "--mask-dir", masks, "-o", files / "outdir", "--model", files / "tiny.pt"], capsys)
+    assert code == 0, err
+    assert (files / "outdir" / "a.png").exists()
+
+
+def test_masks_command_writes_pngs(tmp_path, capsys):
+    assert main(["masks", "-o", str(tmp_path / "m"), "--kind", "thin", "--count", "3", "--size", "32"]) == 0
+    assert len(list((tmp_path / "m").glob("*.png"))) == 3
