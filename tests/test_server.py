@@ -17,6 +17,7 @@ from fillgap.models import create_model
 from fillgap.server import ServerSettings, create_app, running
 
 H, W = 48, 64
+TIMEOUT = 120  # generous: the suite may run beside a training run on two cores
 
 
 def png_bytes(arr: np.ndarray, mode: str | None = None) -> bytes:
@@ -60,7 +61,7 @@ def url(checkpoint):
 
 
 def post(base: str, files: dict | None = None, data: dict | None = None, **kwargs) -> httpx.Response:
-    return httpx.post(f"{base}/api/inpaint", files=files, data=data, timeout=60, **kwargs)
+    return httpx.post(f"{base}/api/inpaint", files=files, data=data, timeout=TIMEOUT, **kwargs)
 
 
 def decode(response: httpx.Response) -> np.ndarray:
@@ -70,8 +71,8 @@ def decode(response: httpx.Response) -> np.ndarray:
 
 
 def test_health_and_models(url):
-    assert httpx.get(f"{url}/health").json() == {"status": "ok", "model": "ffc-tiny"}
-    body = httpx.get(f"{url}/api/models").json()
+    assert httpx.get(f"{url}/health", timeout=TIMEOUT).json() == {"status": "ok", "model": "ffc-tiny"}
+    body = httpx.get(f"{url}/api/models", timeout=TIMEOUT).json()
     assert body["loaded"]["name"] == "ffc-tiny"
     assert body["loaded"]["metadata"] == {"note": "server test"}
     assert body["loaded"]["source"].endswith("tiny.safetensors")
@@ -80,12 +81,12 @@ def test_health_and_models(url):
 
 
 def test_page_and_docs_are_served(url):
-    page = httpx.get(f"{url}/")
+    page = httpx.get(f"{url}/", timeout=TIMEOUT)
     assert page.status_code == 200 and '<canvas id="mask">' in page.text
     for asset in ("app.js", "style.css"):
-        assert httpx.get(f"{url}/static/{asset}").status_code == 200
-    assert httpx.get(f"{url}/docs").status_code == 200
-    spec = httpx.get(f"{url}/openapi.json").json()
+        assert httpx.get(f"{url}/static/{asset}", timeout=TIMEOUT).status_code == 200
+    assert httpx.get(f"{url}/docs", timeout=TIMEOUT).status_code == 200
+    spec = httpx.get(f"{url}/openapi.json", timeout=TIMEOUT).json()
     form = spec["paths"]["/api/inpaint"]["post"]["requestBody"]["content"]["multipart/form-data"]
     assert set(form["schema"]["required"]) == {"image", "mask"}
 
@@ -135,10 +136,11 @@ def test_missing_or_non_image_uploads(url, picture, files, status, words):
 
 
 def test_not_a_form(url):
-    response = httpx.post(f"{url}/api/inpaint", json={"image": "x"})
+    response = httpx.post(f"{url}/api/inpaint", json={"image": "x"}, timeout=TIMEOUT)
     assert response.status_code == 415
     assert "multipart/form-data" in response.json()["detail"]
-    bad = httpx.post(f"{url}/api/inpaint", content=b"--nope\r\n", headers={"content-type": "multipart/form-data"})
+    bad = httpx.post(f"{url}/api/inpaint", content=b"--nope\r\n", headers={"content-type": "multipart/form-data"},
+                     timeout=TIMEOUT)
     assert bad.status_code == 422 and "boundary" in bad.json()["detail"]
 
 

@@ -214,8 +214,10 @@ def create_app(model: InpaintModel | str | Path | None = None,
     if settings.threads is not None and settings.threads < 1:
         raise FillgapError(f"--threads must be at least 1, got {settings.threads}")
     # The network is read-only at inference (eval, no_grad), so threads may share it; the
-    # limiter only bounds how many fills run at once.
+    # limiter only bounds how many fills run at once. Decoding gets its own small bound: a
+    # 40 MP picture is 120 MB as pixels, and its mask 160 MB as float32.
     limiter = anyio.CapacityLimiter(settings.workers)
+    decode_limiter = anyio.CapacityLimiter(settings.workers + 1)
 
     app = FastAPI(title="fillgap", version=_version(),
                   description="Fill holes in pictures: brush a mask in the page at `/`, or POST to "
@@ -317,9 +319,9 @@ def create_app(model: InpaintModel | str | Path | None = None,
                   }}}}}})
     async def inpaint_endpoint(request: Request):
         body = await read_body(request)
-        parts = parse_multipart(body, request.headers.get("content-type", ""))
+        parts = await anyio.to_thread.run_sync(parse_multipart, body, request.headers.get("content-type", ""))
         dilate = _int_field(parts, "dilate", 0, 0, settings.max_dilate)
-        rgb, alpha, mask = await anyio.to_thread.run_sync(decode, parts)
+        rgb, alpha, mask = await anyio.to_thread.run_sync(decode, parts, limiter=decode_limiter)
         del body, parts
         out = await anyio.to_thread.run_sync(fill, rgb, mask, dilate, limiter=limiter)
         png = await anyio.to_thread.run_sync(encode_png, out, alpha)
@@ -365,6 +367,9 @@ def _bind(host: str, port: int):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        # Listening now, not when uvicorn starts: a client that connects as soon as the URL is
+        # printed waits in the backlog instead of being refused.
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         raise FillgapError(f"cannot listen on {host}:{port}: {exc.strerror} (choose another --port)") from None
@@ -385,7 +390,8 @@ def serve(model: str | Path | None, host: str = "127.0.0.1", port: int = 8000,
     info = app.state.model_info
     print(f"fillgap: model {info['name']} ({info['source']}); open {_url(host, sock)}/ "
           f"(API docs at /docs); Ctrl-C stops", flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    # Beyond this many open connections uvicorn answers 503 instead of queueing bodies in memory.
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", limit_concurrency=64)).run(sockets=[sock])
 
 
 @contextlib.contextmanager
