@@ -13,7 +13,7 @@ from fillgap.config import load_config
 from fillgap.data import FolderImages
 from fillgap.data.datasets import ManifestImages, make_source
 from fillgap.errors import FillgapError
-from fillgap.train import CPUSyncBatchNorm, EpochSampler, convert_cpu_sync_batchnorm, train
+from fillgap.train import CPUSyncBatchNorm, EpochSampler, Trainer, convert_cpu_sync_batchnorm, train
 
 
 @pytest.mark.parametrize("length,start", [(10, 0), (10, 4), (11, 0), (7, 6), (5, 5)])
@@ -122,6 +122,18 @@ def test_distributed_resume_continues_a_checkpoint(image_folder, tmp_path):
     got = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert got["step"] == 3 and got["world_size"] == 2
     assert _max_param_diff(ref["model"], got["model"]) < 1e-4
+
+
+def test_bf16_autocast_is_a_config_flag_off_by_default_on_cpu(image_folder, tmp_path):
+    cfg_path = _config(tmp_path, image_folder)
+    assert not Trainer(load_config(cfg_path, {"out": str(tmp_path / "a")})).bf16
+    trainer = Trainer(load_config(cfg_path, {"out": str(tmp_path / "b"), "bf16": True}))
+    with trainer._autocast():
+        assert trainer.model.down[0](torch.rand(1, 4, 32, 32)).dtype == torch.bfloat16
+    batch = next(iter(trainer.make_loader(EpochSampler(len(trainer.train_set), 0))))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    parts = trainer.train_step(batch)
+    assert np.isfinite(parts["loss"]) and _max_param_diff(before, trainer.model.state_dict()) > 0
 
 
 def test_nproc_must_divide_the_batch(image_folder, tmp_path):
