@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from selenium import webdriver
+from _browser import chrome, drag
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -28,26 +28,12 @@ from fillgap.models import create_model
 from fillgap.server import create_app, running
 
 PHOTO = Path(fillgap.__file__).parent / "data" / "bundled" / "test" / "coffee.jpg"
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars"]
 # Picture pixels of coffee.jpg (576 x 384): the spoon, from the top of its handle to its bowl,
 # and the cup's handle.
 SPOON = [(396, 62), (392, 100), (386, 140), (380, 172), (371, 206), (360, 234), (350, 272),
          (370, 272), (364, 288), (350, 294), (334, 288), (328, 272), (334, 256), (350, 250), (366, 256),
          (370, 272)]
 CUP_HANDLE = [(240, 232), (215, 234), (200, 250), (200, 272), (215, 288), (238, 291)]
-
-
-def drag(driver, canvas, zoom: float, size: tuple[int, int], points: list[tuple[int, int]]) -> None:
-    """Brush through picture points (offsets from the canvas centre at the page's zoom)."""
-    w, h = size
-    screen = [((x - w / 2) * zoom, (y - h / 2) * zoom) for x, y in points]
-    chain = ActionChains(driver).move_to_element_with_offset(canvas, round(screen[0][0]), round(screen[0][1]))
-    chain = chain.click_and_hold()
-    for (x0, y0), (x1, y1) in zip(screen, screen[1:]):
-        chain = chain.move_by_offset(round(x1) - round(x0), round(y1) - round(y0))
-    chain.release().perform()
 
 
 def main() -> None:
@@ -61,16 +47,8 @@ def main() -> None:
         if model is None:
             model = Path(tmp) / "ffc-small.safetensors"
             export_weights(model, create_model("ffc-small"))
-        options = webdriver.ChromeOptions()
-        options.binary_location = "/usr/bin/chromium"
-        for flag in FLAGS:
-            options.add_argument(flag)
-        driver = webdriver.Chrome(options=options,
-                                  service=webdriver.ChromeService(executable_path="/usr/bin/chromedriver"))
+        driver = chrome(1280, 800)
         try:
-            # The page's own size, whatever window decorations headless mode pretends to have.
-            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                                   {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False})
             with running(create_app(model)) as url:
                 driver.get(url)
                 driver.find_element(By.ID, "file").send_keys(str(PHOTO))
