@@ -430,14 +430,14 @@ def render_markdown(result: dict) -> str:
     methods = [m["name"] for m in result["methods"]]
     n_cases = len(result["cases"])
     env = result["environment"]
-    lines = [f"# Inpainting quality: protocol {p['name']} (v{p['version']}), {p['size']}x{p['size']}", ""]
+    lines = [f"# Inpainting quality: protocol {p['name']} (version {p['version']}), {p['size']}x{p['size']}", ""]
     if result.get("command"):
         lines += [f"Command: `{result['command']}`", ""]
     lines += [f"{n_cases} cases: {len(p['images'])} pictures x their (mask kind, hole-ratio bucket) cells, "
               f"mask seed {p['mask_seed']}. Outputs are composited (known pixels kept) before scoring. "
               "Seconds: wall time of the fill call alone, per image, every method in the same run "
               f"and interleaved case by case; {env['processor']}, {env['cpu_count']} logical CPUs, "
-              f"torch {env['torch']} with {env['torch_threads']} threads, load average at the end "
+              f"torch {env['torch']} with {env['torch_threads']} thread(s), load average at the end "
               f"{env['load_average']}.", ""]
     if not p.get("matches_protocol", True):
         lines += ["**Warning: the pictures or masks differ from the protocol's checksums; these numbers are "
