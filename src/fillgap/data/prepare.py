@@ -317,6 +317,11 @@ def downscale(img: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
     return img if size == (w, h) else cv2.resize(img, size, interpolation=cv2.INTER_AREA)
 
 
+def _strip(message: str, source: str) -> str:
+    """The fetch error without the source name in front (the caller puts it there once)."""
+    return message[len(source) + 2:] if message.startswith(f"{source}: ") else message
+
+
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
@@ -384,7 +389,7 @@ class _Preparer:
         try:
             return self.fetch(source, self.workdir)
         except FillgapError as exc:
-            self.error(f"{source}: unreachable, {what} not prepared: {exc}")
+            self.error(f"{source}: cannot fetch ({what} not prepared): {_strip(str(exc), source)}")
             return None
 
     def release(self, folder: Path | None) -> None:
@@ -405,7 +410,7 @@ class _Preparer:
             if not todo:
                 self.echo(f"{source}: {_n(kept, 'photo')} already prepared")
                 continue
-            folder = self.fetch_or_report(source, f"{len(todo)} photos")
+            folder = self.fetch_or_report(source, _n(len(todo), "photo"))
             if folder is None:
                 continue
             paragraphs = deb_copyright(folder, source[4:]) if source.startswith("deb:") else []
@@ -483,7 +488,7 @@ class _Preparer:
             self.mnist_from_csv(fallback)
             return
         except FillgapError as exc:
-            self.error(f"{spec.source}: unreachable, MNIST not prepared: {exc}")
+            self.error(f"{spec.source}: cannot fetch (MNIST not prepared): {_strip(str(exc), spec.source)}")
             return
         counts = {}
         for name in tqdm(todo, desc=spec.source, unit="file", disable=not self.progress, leave=False):
