@@ -393,7 +393,7 @@ class _Preparer:
             return None
 
     def release(self, folder: Path | None) -> None:
-        """Delete a fetched package once used (opencv-doc alone unpacks to ~150 MB)."""
+        """Delete a fetched package once used: the unpacked packages need not all sit on disk at once."""
         if folder is not None and folder.is_relative_to(self.workdir):
             shutil.rmtree(folder.parent if folder.name == "root" else folder, ignore_errors=True)
 
