@@ -6,10 +6,12 @@ Starts ``fillgap serve`` in a subprocess on 127.0.0.1 (a free port), then a boun
 ``--clients`` threads, each with its own httpx connection, share a fixed number of requests
 (after a few warm-up ones). Each request sends a 512x512 PNG (a bundled photo) and one of
 eight seeded "medium" stroke masks with 13-17 % holes, and checks the 200 PNG answer.
-Runs the server with torch's default thread count and with ``--threads 1``. Reports
-requests/s and latency percentiles per setting, with the machine's load average
-before and after: the server shares the cores with whatever else runs, so on a busy machine
-the figures are a lower bound. Writes bench/results/server.json.
+Runs the server with ``--threads 1`` and with torch's default thread count. Reports requests/s
+and latency percentiles per setting, with the machine's load average before and after: the
+server shares the cores with whatever else runs, so on a busy machine the figures are a lower
+bound. Also reports the server's CPU seconds per request (from /proc), which depends much less
+on what else runs, and 1 / that as an estimate of requests/s per idle core.
+Writes bench/results/server.json.
 
 Model: ``--model CKPT``, else the shipped default weights when present, else an untrained
 ffc-small exported to a temp file (same cost per request as trained weights).
@@ -79,12 +81,18 @@ def start_server(model: Path, threads: str) -> tuple[subprocess.Popen, str]:
     return proc, line.split("open ")[1].split("/ ")[0]
 
 
-def run(url: str, image: bytes, masks: list[bytes], clients: int, count: int) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(url: str, image: bytes, masks: list[bytes], clients: int, count: int, pid: int | None = None) -> dict:
     local = threading.local()
 
     def one(i: int) -> float:
         if not hasattr(local, "client"):
-            local.client = httpx.Client(base_url=url, timeout=300)
+            local.client = httpx.Client(base_url=url, timeout=3600)  # queued behind others on a busy machine
         t = time.perf_counter()
         r = local.client.post("/api/inpaint", files={"image": ("photo.png", image, "image/png"),
                                                      "mask": ("mask.png", masks[i % len(masks)], "image/png")})
@@ -93,24 +101,32 @@ def run(url: str, image: bytes, masks: list[bytes], clients: int, count: int) ->
         return time.perf_counter() - t
 
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        cpu0 = cpu_seconds(pid) if pid else 0.0
         start = time.perf_counter()
         latencies = sorted(pool.map(one, range(count)))
         wall = time.perf_counter() - start
+        cpu = (cpu_seconds(pid) - cpu0) / count if pid else None
     pct = lambda q: round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 3)  # noqa: E731
-    return {"clients": clients, "requests": count, "wall_s": round(wall, 2),
-            "requests_per_s": round(count / wall, 2),
-            "latency_s": {"p50": pct(0.5), "p90": pct(0.9), "max": round(latencies[-1], 3)}}
+    out = {"clients": clients, "requests": count, "wall_s": round(wall, 2),
+           "requests_per_s": round(count / wall, 3),
+           "latency_s": {"p50": pct(0.5), "p90": pct(0.9), "max": round(latencies[-1], 3)}}
+    if cpu is not None:
+        # What a request costs the server in CPU time, whatever share of the cores it got: on
+        # an otherwise idle core the server could do about 1 / this requests per second.
+        out["server_cpu_s_per_request"] = round(cpu, 3)
+        out["requests_per_s_per_idle_core_estimate"] = round(1 / cpu, 2) if cpu > 0 else None
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--clients", default="1,4", help="client counts to run, comma-separated")
-    ap.add_argument("--threads", default="default,1",
+    ap.add_argument("--clients", default="1,3", help="client counts to run, comma-separated")
+    ap.add_argument("--threads", default="1,default",
                     help="server --threads settings to run, comma-separated ('default': torch's choice)")
-    ap.add_argument("--requests", type=int, default=24, help="timed requests per setting")
-    ap.add_argument("--warmup", type=int, default=4)
+    ap.add_argument("--requests", type=int, default=9, help="timed requests per setting")
+    ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS / "server.json")
     args = ap.parse_args()
 
@@ -131,14 +147,19 @@ def main() -> None:
                 if args.warmup:
                     run(url, image, masks, 1, args.warmup)
                 for clients in args.clients.split(","):
-                    r = run(url, image, masks, int(clients), args.requests)
+                    r = run(url, image, masks, int(clients), args.requests, proc.pid)
                     runs.append({"server_threads": f"{threads} ({body['threads']})", **r})
                     print(f"threads {runs[-1]['server_threads']}, {r['clients']} client(s): "
                           f"{r['requests_per_s']} requests/s, p50 {r['latency_s']['p50']} s, "
-                          f"p90 {r['latency_s']['p90']} s", flush=True)
+                          f"p90 {r['latency_s']['p90']} s, server CPU {r['server_cpu_s_per_request']} s/request",
+                          flush=True)
             finally:
                 proc.terminate()
-                proc.wait(10)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
         load_after = os.getloadavg()
 
     result = {

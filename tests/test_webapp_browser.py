@@ -59,7 +59,7 @@ def browser():
         driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
     except Exception as exc:  # a broken install is a skip with its reason, not an error in our code
         pytest.skip(f"Chromium did not start: {str(exc).splitlines()[0]}")
-    driver.set_script_timeout(20)
+    driver.set_script_timeout(120)
     yield driver
     driver.quit()
 
@@ -69,7 +69,9 @@ def picture_on_page(driver) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
-def wait_for(driver, attribute: str, value: str, timeout: float = 30):
+def wait_for(driver, attribute: str, value: str, timeout: float = 300):
+    # Generous: a fill takes about a second on a quiet machine, but the suite may share two
+    # cores with a training run.
     body = driver.find_element(By.TAG_NAME, "body")
     WebDriverWait(driver, timeout).until(lambda _: body.get_attribute(attribute) == value)
 
@@ -147,6 +149,28 @@ def test_brush_fill_keep_going_and_undo(browser):
         assert browser.find_element(By.ID, "download").is_enabled()
         assert browser.find_element(By.ID, "message").text.startswith("Filled in")
 
+        # Eraser, undo/redo of paint, zoom: page-side only, no server call.
+        browser.find_element(By.ID, "compare").click()
+        painted = lambda: browser.execute_script(  # noqa: E731
+            "const c = document.getElementById('mask'); const d = c.getContext('2d')"
+            ".getImageData(0, 0, c.width, c.height).data; let n = 0;"
+            "for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n;")
+        assert painted() == 0
+        stroke(browser, canvas, (-150, 100), [(100, 0)])
+        brushed = painted()
+        assert brushed > 0.5 * 100 * brush * scale
+        browser.find_element(By.ID, "eraser").click()
+        stroke(browser, canvas, (-150, 100), [(50, 0)])
+        erased = painted()
+        assert 0 < erased < 0.8 * brushed
+        browser.find_element(By.ID, "undo").click()
+        assert painted() == brushed
+        browser.find_element(By.ID, "redo").click()
+        assert painted() == erased
+        browser.find_element(By.ID, "zoom-in").click()
+        assert browser.find_element(By.ID, "zoom-value").text == f"{round(css_w / w * 125)}%"
+        assert canvas.size["width"] == pytest.approx(css_w * 1.25, abs=1)
+
 
 def test_limits_and_server_errors_are_shown_on_the_page(browser, tmp_path):
     """Refusals come as one-line messages on the page: the pixel limit checked before upload,
@@ -162,13 +186,13 @@ def test_limits_and_server_errors_are_shown_on_the_page(browser, tmp_path):
     with running(create_app(create_model("ffc-tiny"), settings)) as url:
         browser.get(url)
         browser.find_element(By.ID, "file").send_keys(str(big))
-        WebDriverWait(browser, 10).until(lambda _: message())
+        WebDriverWait(browser, 60).until(lambda _: message())
         assert "60 x 40 = 2,400 pixels" in message() and "--max-pixels" in message()
 
         browser.find_element(By.ID, "file").send_keys(str(tiny))
         wait_for(browser, "data-state", "ready")
         stroke(browser, browser.find_element(By.ID, "mask"), (0, 0), [(3, 0)])
         browser.find_element(By.ID, "run").click()
-        WebDriverWait(browser, 20).until(lambda _: message().startswith("Fill failed"))
+        WebDriverWait(browser, 300).until(lambda _: message().startswith("Fill failed"))
         assert "upload too large: the limit is" in message()
         assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-fills") == "0"

@@ -195,6 +195,9 @@ function endStroke() {
   state.drawing = null;
   const entry = current();
   push({ image: entry.image, strokes: [...entry.strokes, stroke] });
+  // Replay from the history, so the mask is exactly what undo/redo would draw (segments drawn
+  // one by one while dragging antialias a little differently from one path).
+  redrawMask();
   updateUi();
 }
 el.mask.addEventListener("pointerup", endStroke);
