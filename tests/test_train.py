@@ -38,7 +38,7 @@ def test_tiny_model_overfits_eight_images():
 
 def test_training_writes_checkpoint_metrics_grid_and_resumes(image_folder, tmp_path):
     out = tmp_path / "run"
-    cfg = tiny_config(image_folder, out, max_steps=3)
+    cfg = tiny_config(image_folder, out, max_steps=3, epochs=10)
     summary = Trainer(cfg).fit()
     assert summary["step"] == 3
     ckpt = read_checkpoint(out / "last.pt")
@@ -47,7 +47,7 @@ def test_training_writes_checkpoint_metrics_grid_and_resumes(image_folder, tmp_p
     assert any("val_psnr_hole" in r for r in records) and any("loss" in r for r in records)
     assert list(out.glob("grid-epoch*.png"))
     # resume: continues from step 3, not from 0, and ends at the new limit
-    resumed = Trainer(tiny_config(image_folder, out, max_steps=5), resume=True)
+    resumed = Trainer(tiny_config(image_folder, out, max_steps=5, epochs=10), resume=True)
     assert resumed.step == 3
     assert resumed.fit()["step"] == 5
     assert read_checkpoint(out / "last.pt")["step"] == 5
