@@ -318,6 +318,36 @@ def test_huge_pictures_refused_before_decoding(cli, weights, monkeypatch):
     assert not Path("out.png").exists()
 
 
+def test_forged_headers_refused_before_decoding(cli, weights, monkeypatch):
+    """A few hundred bytes whose header claims megapixels: refused, not decoded into grey."""
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or real_load(self))
+    save("mask.png", hole(8, 8))
+    buf = io.BytesIO()
+    Image.fromarray(picture(8, 8)).save(buf, "JPEG")
+    jpeg = bytearray(buf.getvalue())
+    sof = jpeg.index(b"\xff\xc0")
+    jpeg[sof + 5: sof + 9] = struct.pack(">HH", 9791, 2919)  # height, width: 28.6 MP in under 1 kB
+    Path("forged.jpg").write_bytes(bytes(jpeg))
+    png_header_only("forged.png", 6000, 5000)
+    for case, name in [("JPEG header claiming 2919x9791 in under 1 kB", "forged.jpg"),
+                       ("PNG header claiming 6000x5000 in under 100 bytes", "forged.png")]:
+        shown = cli("size", case, ["fill", name, "-m", "mask.png", "-o", "out.png", "--model", weights], 1,
+                    "no pixel decoded (spy on Pillow's load)")
+        assert "more than" in shown and "can hold" in shown
+    assert decoded == []
+
+
+def test_extremely_compressible_pictures_are_not_refused(tmp_path):
+    """The bytes-per-pixel guard keeps a wide margin: flat pictures compress far, and are fine."""
+    Image.new("1", (3000, 3000)).save(tmp_path / "flat.png", optimize=True)
+    Image.new("L", (3000, 3000)).save(tmp_path / "flat.jpg", quality=1, progressive=True)
+    for name in ("flat.png", "flat.jpg"):
+        size = (tmp_path / name).stat().st_size
+        assert imageio.read_image(tmp_path / name).shape == (3000, 3000, 3), (name, size)
+
+
 @pytest.mark.parametrize("h,w", [(1, 1), (1, 7), (5, 1), (3, 5), (17, 9)])
 def test_tiny_and_odd_sizes(cli, weights, h, w):
     img = picture(h, w, seed=h * 100 + w)

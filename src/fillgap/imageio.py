@@ -69,6 +69,10 @@ def _decode(source, label: object, max_pixels: int | None = None) -> Image.Image
                 # The header gives the size before any pixel is decoded: refuse bombs cheaply.
                 if img.width * img.height > max_pixels:
                     raise _too_large(label, max_pixels, img.width, img.height)
+                nbytes = _claims_more_than_it_holds(img, source)
+                if nbytes:
+                    raise FillgapError(f"corrupt or truncated image: {label} (its header claims {img.width}x"
+                                       f"{img.height} pixels, more than {nbytes:,} bytes of {img.format} can hold)")
                 img.load()
                 return _canonical(_upright(img))
     except FillgapError:
@@ -81,6 +85,53 @@ def _decode(source, label: object, max_pixels: int | None = None) -> Image.Image
         raise FillgapError(f"not enough memory to decode {label}") from None
     except Exception as exc:  # noqa: BLE001 - see the docstring
         raise FillgapError(f"corrupt or truncated image: {label} ({_reason(exc)})") from None
+
+
+# The most pixels one byte of a complete file can hold, with a wide margin: deflate (PNG)
+# packs at most 1032 bytes into one, i.e. 8,256 one-bit pixels; a Huffman-coded JPEG spends
+# at least one bit per 8x8 block, i.e. 512 pixels per byte.
+_PIXELS_PER_BYTE = {"PNG": 20_000, "JPEG": 2_000}
+
+
+def _claims_more_than_it_holds(img: Image.Image, source) -> int:
+    """The file's size when its header claims more pixels than its bytes could hold, else 0.
+
+    A truncated or forged header (a few hundred bytes claiming 30 megapixels) would make the
+    decoder allocate the full size and fill it with grey (Pillow accepts some such JPEGs):
+    refused before decoding instead.
+    """
+    ratio = _PIXELS_PER_BYTE.get(img.format or "")
+    if ratio is None:
+        return 0
+    if isinstance(source, (str, os.PathLike)):
+        nbytes = os.stat(source).st_size
+    elif hasattr(source, "getbuffer"):
+        nbytes = source.getbuffer().nbytes
+    else:
+        return 0
+    if img.width * img.height <= nbytes * ratio:
+        return 0
+    if img.format == "JPEG":  # at most 50 kB here: read it whole to see how it is coded
+        data = Path(source).read_bytes() if isinstance(source, (str, os.PathLike)) else bytes(source.getbuffer())
+        if not _huffman_jpeg(data):
+            return 0  # arithmetic coding can beat one bit per block
+    return nbytes
+
+
+def _huffman_jpeg(data: bytes) -> bool:
+    """True if the JPEG's frame header (SOF) is one of the Huffman-coded DCT kinds."""
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xC0, 0xC1, 0xC2):
+            return True
+        if (0xC3 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)) or marker == 0xDA:
+            return False  # lossless, arithmetic-coded, or the scan began before any frame header
+        i += 2 + int.from_bytes(data[i + 2: i + 4], "big")
+    return False
 
 
 def _upright(img: Image.Image) -> Image.Image:
@@ -136,8 +187,9 @@ def _canonical(img: Image.Image) -> Image.Image:
 
 
 def _to_rgb_uint8(img: Image.Image) -> np.ndarray:
-    # np.array copies: the caller gets a writable array (torch warns on read-only ones)
-    return np.array(img.convert("RGB"), dtype=np.uint8)
+    # np.array copies: the caller gets a writable array (torch warns on read-only ones);
+    # no convert() for RGB, one full-size copy fewer on a big photo.
+    return np.array(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
