@@ -24,7 +24,7 @@ from fillgap.masks import dilate as dilate_mask
 from fillgap.models import create_model
 
 # Modest counts: the file runs in well under a minute on two busy cores.
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 sides = st.one_of(st.just(1), st.integers(1, 9), st.integers(10, 70))
 MASK_KINDS = ("empty", "full", "one-pixel", "box", "random", "soft")
@@ -119,7 +119,7 @@ def picture_in_mode(mode: str, h: int, w: int, rng: np.random.Generator) -> Imag
     return img.convert(mode)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(h=sides, w=sides, mode=st.sampled_from(MODES), kind=st.sampled_from(MASK_KINDS),
        suffix=st.sampled_from([".png", ".tif", ".webp"]), seed=st.integers(0, 2**32 - 1))
 def test_file_round_trip_keeps_pixels_and_alpha(model, h, w, mode, kind, suffix, seed):
