@@ -117,7 +117,8 @@ def _insert_chunk(r: random.Random, d: bytearray) -> bytearray:
                          bytes(r.choice(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(4))])
         if kind in (b"zTXt", b"iCCP"):
             body = b"name\0\0" + zlib.compress(r.randbytes(r.randint(0, 2000)))
-        pos = r.choice([33, len(d) - 12, r.randrange(33, len(d) - 11)])  # after IHDR, before IEND, anywhere
+        # after IHDR, before IEND, anywhere (a file cut short by an earlier step has neither)
+        pos = r.choice([min(33, len(d)), max(0, len(d) - 12), r.randrange(len(d) + 1)])
         return d[:pos] + bytearray(_png_chunk(kind, body)) + d[pos:]
     marker = r.choice([0xE0, 0xE1, 0xE2, 0xED, 0xEE, 0xFE, 0xDB, 0xC4, 0xC0, 0xDD, 0xDA])
     if marker == 0xE1 and r.random() < 0.7:
