@@ -176,6 +176,7 @@ def eval_cmd(
     methods: Optional[List[str]] = typer.Option(
         None, "--methods", help="Peers to run, comma-separated (default all: opencv-telea, opencv-ns, opencv-fsr, "
         "skimage-biharmonic, mean-fill, and fillgap-default when shipped); 'none' for checkpoints only."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Cap torch/OpenCV threads (stable timings)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing reports."),
 ):
     """Score methods on a fixed, seeded protocol: hole PSNR/SSIM and seconds per image, side by side."""
@@ -184,7 +185,7 @@ def eval_cmd(
     import shlex
     command = "fillgap " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else None
     run = evaluate(protocol, size, model or [], parse_method_list(methods), out=out, overwrite=overwrite,
-                   progress=True, command=command)
+                   progress=True, command=command, threads=threads)
     for name, row in run.result["summary"]["overall"].items():
         typer.echo(f"{name:24s} hole PSNR {row['hole_psnr']:6.2f} dB  hole SSIM {row['hole_ssim']:.3f}  "
                    f"{row['seconds']:.3f} s/image")
