@@ -78,8 +78,9 @@ def markdown(cli_rows: list[dict], fuzz_rows: list[dict], command: str) -> str:
             "0/1/0x7F/0x80/0xFE/0xFF, truncation, random bytes inserted, slices deleted or repeated, "
             "well-formed chunks or segments with hostile contents (valid PNG CRCs; EXIF, ICC, zTXt, SOF...), "
             "and header sizes changed (0, 1, wrong, or billions of pixels). Seeded, so each run tries the same "
-            "cases. A case must end as a valid result or a clean error within 10 s of CPU (a hang otherwise); a crash is any other "
-            "exception, an invalid array, a warning, a multi-line message, or (server) an answer other than "
+            "cases. A case must end as a valid result or a clean error within 10 s of CPU (else: a hang); "
+            "a crash is any other exception, an invalid array, a warning, a multi-line message, or (server) "
+            "an answer other than "
             "a PNG or a 4xx JSON `{\"detail\": ...}`.", "",
             "| Target | Cases | Valid result | Clean error | Crash | Hang |", "|---|---|---|---|---|---|"]
     for r in fuzz_rows:

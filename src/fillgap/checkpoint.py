@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .errors import FillgapError
-from .models import InpaintModel, create_model
+from .models import InpaintModel, create_model, list_models
 
 DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "ffc-default.safetensors"
 
@@ -99,7 +99,16 @@ def _build(name: str, kwargs: dict, state: dict, source: Path) -> InpaintModel:
     """The registered network ``name`` with ``state`` loaded; a mismatch is named in one line."""
     if not all(isinstance(k, str) for k in kwargs):
         raise FillgapError(f"checkpoint {source} has damaged model settings (non-text keys)")
-    model = create_model(name, **kwargs)
+    if name not in list_models():
+        raise FillgapError(f"checkpoint {source} holds model '{name}', which this fillgap does not know "
+                           f"(available: {', '.join(list_models())})")
+    try:
+        model = create_model(name, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - a layer refusing a setting raises anything
+        reason = str(exc).removeprefix(f"bad settings for model '{name}': ").strip().splitlines()
+        raise FillgapError(f"checkpoint {source}: model '{name}' cannot be built with its settings "
+                           f"{json.dumps(kwargs, default=str)[:120]} "
+                           f"({reason[0][:120] if reason else type(exc).__name__})") from None
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

@@ -123,7 +123,12 @@ def _read(path: Path) -> dict:
             import yaml
             data = yaml.safe_load(text) or {}
     except Exception as exc:  # any parser error becomes one line
-        raise FillgapError(f"cannot parse config {path}: {' '.join(str(exc).split())[:200]}") from None
+        mark = getattr(exc, "problem_mark", None)  # YAML: say what and where, not its drawing of the line
+        if getattr(exc, "problem", None) and mark is not None:
+            reason = f"{exc.problem} at line {mark.line + 1}, column {mark.column + 1}"
+        else:
+            reason = " ".join(str(exc).split())[:200]
+        raise FillgapError(f"cannot parse config {path}: {reason}") from None
     if not isinstance(data, dict):
         raise FillgapError(f"config {path} must be a mapping of keys to values")
     bad = [k for k in data if not isinstance(k, str)]
