@@ -147,8 +147,10 @@ def main() -> None:
                 if args.warmup:
                     run(url, image, masks, 1, args.warmup)
                 for clients in args.clients.split(","):
+                    before = os.getloadavg()[0]
                     r = run(url, image, masks, int(clients), args.requests, proc.pid)
-                    runs.append({"server_threads": f"{threads} ({body['threads']})", **r})
+                    runs.append({"server_threads": f"{threads} ({body['threads']})", **r,
+                                 "loadavg_1min_before_after": [round(before, 2), round(os.getloadavg()[0], 2)]})
                     print(f"threads {runs[-1]['server_threads']}, {r['clients']} client(s): "
                           f"{r['requests_per_s']} requests/s, p50 {r['latency_s']['p50']} s, "
                           f"p90 {r['latency_s']['p90']} s, server CPU {r['server_cpu_s_per_request']} s/request",

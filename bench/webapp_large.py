@@ -109,8 +109,9 @@ def main() -> None:
         ys, xs = np.nonzero(changed)
         record["first_fill_changed_pixels"] = int(changed.sum())
         record["first_fill_changed_box"] = [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())] if len(xs) else None
-        # The first stroke spans x 1500-2300, y 1200-1300, widened by the brush radius.
-        r = brush_px / 2 + 4
+        # The first stroke spans x 1500-2300, y 1200-1300, widened by the brush radius and by
+        # 2 CSS px: the pointer moves in whole CSS px, several picture px at this zoom.
+        r = brush_px / 2 + 2 / zoom
         outside = np.ones(changed.shape, bool)
         outside[int(1200 - r):int(1300 + r), int(1500 - r):int(2300 + r)] = False
         record["first_fill_outside_stroke_unchanged"] = bool(not changed[outside].any())

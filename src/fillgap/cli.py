@@ -215,7 +215,7 @@ def serve(
     max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", min=0.01, help="Largest request body accepted."),
     max_pixels: int = typer.Option(40_000_000, "--max-pixels", min=1, help="Largest picture accepted (width x height)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1,
-                                          help="Torch threads per fill (default: one per core; 1 helps on a busy machine)."),
+                                          help="Torch threads per fill (default: one per core; 1 may help on a busy machine)."),
 ):
     """Web app: brush over what should go in the browser, fill it, download the result."""
     from .server import ServerSettings, serve as run_server

@@ -58,7 +58,8 @@ class ServerSettings:
     # split the same cores, while decoding and encoding still overlap across requests.
     workers: int = 1
     # torch intra-op threads per fill; None keeps torch's default (one per core). When other
-    # programs load the cores, 1 can be several times faster (bench/server_load.py measures it).
+    # programs oversubscribe the cores, fewer threads can be faster (bench/server_load.py
+    # runs both settings).
     threads: int | None = None
     max_dilate: int = 200
     model_source: str = "given"  # shown by /api/models
