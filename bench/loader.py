@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--size", type=int, default=128)
     args = ap.parse_args()
+    load_start = os.getloadavg()
     torch.set_num_threads(1)  # the main process (workers always use 1)
     with tempfile.TemporaryDirectory(prefix="fillgap-loader-") as tmp:
         manifest = make_files(Path(tmp), args.files)
@@ -85,10 +86,11 @@ def main() -> None:
     result = {
         "what": "ManifestImages -> InpaintDataset -> DataLoader: files read, decoded, cropped, augmented, masked",
         "files": args.files, "file_size": "1024x768 JPEG", "files_mb": round(mb, 1),
-        "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(),
+        "machine": {"cpus": os.cpu_count(), "load_average_at_start": load_start,
+                    "load_average_at_end": os.getloadavg(),
                     "python": platform.python_version(), "torch": torch.__version__},
-        "note": "measured while other jobs (a training run, test suites) used the same 2 cores: "
-                "absolute numbers are depressed, compare rows with each other",
+        "note": "2-core machine shared with other jobs (a training run, test suites): see the load "
+                "averages; absolute numbers vary with them, compare rows of one run",
         "rows": rows,
     }
     RESULTS.mkdir(exist_ok=True)

@@ -98,11 +98,14 @@ class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
 
         c, dims = x.shape[1], [0, *range(2, x.dim())]
         xf = x.float()
-        count = xf.new_tensor([x.numel() // c])
-        stats = all_reduce(torch.cat([xf.sum(dims), (xf * xf).sum(dims), count]), "sum", dist.group.WORLD)
+        # Sums in float64: var = E[x^2] - E[x]^2 cancels badly in float32 when |mean| >> std.
+        count = torch.tensor([x.numel() // c], dtype=torch.float64, device=x.device)
+        sums = [xf.sum(dims, dtype=torch.float64), (xf * xf).sum(dims, dtype=torch.float64), count]
+        stats = all_reduce(torch.cat(sums), "sum", dist.group.WORLD)
         n = stats[-1]
-        mean = stats[:c] / n
-        var = (stats[c:2 * c] / n - mean * mean).clamp_min(0)
+        mean64 = stats[:c] / n
+        var = (stats[c:2 * c] / n - mean64 * mean64).clamp_min(0).float()
+        mean = mean64.float()
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked += 1
