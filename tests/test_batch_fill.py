@@ -135,12 +135,16 @@ def _fill_cmd(images, masks, out, model_path):
             "--model", str(model_path), "--workers", "2", "--batch-size", "4"]
 
 
-def _interrupt_after_first_outputs(cmd, out, sig, env):
+def _count(out):
+    return sum(p.suffix == ".png" and not p.name.startswith(".") for p in out.iterdir()) if out.is_dir() else 0
+
+
+def _interrupt_after_new_outputs(cmd, out, sig, env):
+    """Start the run; send ``sig`` as soon as it has written an output of its own."""
+    before = _count(out)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
-    while time.time() < deadline and proc.poll() is None:
-        if out.is_dir() and any(p.suffix == ".png" for p in out.iterdir()):
-            break
+    while time.time() < deadline and proc.poll() is None and _count(out) <= before:
         time.sleep(0.005)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
@@ -155,17 +159,17 @@ def test_folder_of_50_killed_midway_resumes_to_50_correct_outputs(tmp_path, mode
     cmd = _fill_cmd(images, masks, out, model_path)
 
     # SIGTERM: the writes in flight finish, the run says how to resume, exit code 130.
-    code, err = _interrupt_after_first_outputs(cmd, out, signal.SIGTERM, env)
+    code, err = _interrupt_after_new_outputs(cmd, out, signal.SIGTERM, env)
     after_term = sorted(out.iterdir())
     assert code == 130, err
     assert "run the same command again" in err and "Traceback" not in err
     assert 0 < len(after_term) < 50 and all(p.suffix == ".png" for p in after_term)
 
     # SIGKILL of the resumed run: nothing is cleaned up; a temp file of a cut write may stay.
-    code, _ = _interrupt_after_first_outputs(cmd, out, signal.SIGKILL, env)
+    code, _ = _interrupt_after_new_outputs(cmd, out, signal.SIGKILL, env)
     assert code == -signal.SIGKILL
     done = [p for p in out.iterdir() if p.suffix == ".png" and not p.name.startswith(".")]
-    assert len(after_term) <= len(done) < 50
+    assert len(after_term) < len(done) < 50
     (out / ".007.png.deadbeef.fillgap-tmp").write_bytes(b"half a picture")  # as a SIGKILL can leave
 
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
