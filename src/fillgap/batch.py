@@ -17,7 +17,6 @@ by the next run. A lock file in the output folder keeps two runs from writing th
 """
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from collections import deque
