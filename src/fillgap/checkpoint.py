@@ -16,23 +16,16 @@ from pathlib import Path
 import torch
 
 from .errors import FillgapError
+from .imageio import _atomic_write as atomic_write
 from .models import InpaintModel, create_model, list_models
 
 DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "ffc-default.safetensors"
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename: a crash never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    """Checkpoints and weights go through the same atomic writer as pictures (temp + rename,
+    normal permissions), replacing any earlier file of the run."""
+    atomic_write(path, lambda fh: fh.write(data), overwrite=True)
 
 
 def save_checkpoint(path: str | Path, model: InpaintModel, **state) -> None:
