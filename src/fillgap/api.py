@@ -85,6 +85,7 @@ class FolderReport:
     written: list[Path] = field(default_factory=list)
     skipped_existing: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # not pictures: folders named like one
 
 
 def plan_folder(image_dir: Path, mask_dir: Path, out_dir: Path) -> list[tuple[Path, Path | None, Path]]:

@@ -24,11 +24,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from .api import FolderReport, load_mask_for, plan_folder
+from .api import FolderReport, load_mask_for
+from .engines.common import RunLog, plan_outputs, skipped_entries
 from .errors import FillgapError
 from .fill import DEFAULT_MAX_SIDE, _to_model_channels, as_mask, hole_window, run_model
 from .imageio import copy_file, mask_to_tensor, read_image_rgba, to_tensor, write_image
@@ -138,43 +140,60 @@ def _sigterm_as_interrupt():
 
 def fill_folder(image_dir: Path, mask_dir: Path, out_dir: Path, model: InpaintModel, *, workers: int = 2,
                 batch_size: int = 8, dilate: int = 0, overwrite: bool = False, resize_mask: bool = False,
-                progress: bool = False, max_side: int = DEFAULT_MAX_SIDE) -> FolderReport:
+                progress: bool | str = False, max_side: int = DEFAULT_MAX_SIDE, output_format: str = "auto",
+                on_event: Callable[[str, Path, str], None] | None = None,
+                progress_every: float = 10.0) -> FolderReport:
     """Fill every picture under ``image_dir`` with its mask from ``mask_dir`` into ``out_dir``
-    (same relative paths). Pictures without a mask, unreadable files and failed writes are
-    listed in the report's ``failed``; existing outputs in ``skipped_existing``."""
+    (same relative paths; lossy inputs written as PNG unless ``output_format`` says otherwise).
+    Pictures without a mask, unreadable files and failed writes are listed in the report's
+    ``failed`` (and in ``out_dir/fillgap-failures.csv``); existing outputs in ``skipped_existing``;
+    folders named like pictures in ``skipped``. ``on_event("failed" | "skipped", path, why)`` is
+    called as they happen.
+    ``progress``: True or "bar" (a terminal), "lines" (a line every ``progress_every`` s on stdout)."""
     if workers < 1 or batch_size < 1:
         raise FillgapError("--workers and --batch-size must be at least 1")
     image_dir, mask_dir, out_dir = Path(image_dir), Path(mask_dir), Path(out_dir)
-    plan = plan_folder(image_dir, mask_dir, out_dir)
+    plan, clashes = plan_outputs(image_dir, mask_dir, out_dir, output_format)
     report = FolderReport()
+    log = RunLog(out_dir, len(plan) + len(clashes), report, progress=progress, on_event=on_event,
+                 every=progress_every)
+    log.skipped(skipped_entries(image_dir))
+    for img, why in clashes:
+        log.failed(img, why, planning=True)
     inputs = {p.resolve() for img, msk, _ in plan for p in (img, msk) if p is not None}
     todo = []
     for img, msk, out in plan:
         if msk is None:
-            report.failed.append((img, "no mask"))
+            log.failed(img, "no mask", planning=True)
         elif out.resolve() in inputs:
-            report.failed.append((img, f"output {out} is an input file"))
-        elif out.exists() and not overwrite:
+            log.failed(img, f"output {out} is an input file", planning=True)
+        elif _output_done(out) and not overwrite:
             report.skipped_existing.append(out)  # written by an earlier run: resume
         else:
             todo.append((img, msk, out))
-    if not todo:
+    if not todo and not report.failed:
         return report
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FillgapError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
-    from tqdm import tqdm
 
-    with _output_lock(out_dir), _sigterm_as_interrupt(), \
-            tqdm(total=len(plan), initial=len(plan) - len(todo), unit="img", disable=not progress,
-                 dynamic_ncols=True) as bar:
+    with _output_lock(out_dir), _sigterm_as_interrupt():
         _remove_stale_temps(out_dir)
-        _run(todo, model.eval(), report, bar, workers, batch_size, dilate, overwrite, resize_mask, max_side)
+        log.begin(len(plan) + len(clashes) - len(todo))
+        try:
+            if todo:
+                _run(todo, model.eval(), log, workers, batch_size, dilate, overwrite, resize_mask, max_side)
+        finally:
+            log.close()
     return report
 
 
-def _run(todo, model, report, bar, workers, batch_size, dilate, overwrite, resize_mask, max_side) -> None:
+def _output_done(out: Path) -> bool:
+    return out.exists()
+
+
+def _run(todo, model, log: RunLog, workers, batch_size, dilate, overwrite, resize_mask, max_side) -> None:
     readers = ThreadPoolExecutor(workers, thread_name_prefix="fillgap-read")
     writers = ThreadPoolExecutor(workers, thread_name_prefix="fillgap-write")
     reads: deque[tuple[Path, Future]] = deque()
@@ -190,16 +209,18 @@ def _run(todo, model, report, bar, workers, batch_size, dilate, overwrite, resiz
         for f in done:
             image = writes.pop(f)
             try:
-                report.written.append(f.result())
+                log.written(f.result())
             except Exception as exc:  # a full disk, a vanished folder: this file failed, go on
-                report.failed.append((image, str(exc) if isinstance(exc, FillgapError) else repr(exc)))
-            bar.update(1)
+                log.failed(image, str(exc) if isinstance(exc, FillgapError) else repr(exc))
 
     def write(job: _Job, result: np.ndarray | None) -> None:
         while len(writes) >= 2 * workers:  # do not queue more results than the writers keep up with
             reap(block=True)
-        if result is None:  # nothing to fill: the file itself, byte for byte, as fill_file does
+        if result is None and job.image.suffix.lower() == job.out.suffix.lower():
+            # nothing to fill: the file itself, byte for byte, as fill_file does
             f = writers.submit(copy_file, job.image, job.out, overwrite)
+        elif result is None:  # nothing to fill, another format: the decoded pixels
+            f = writers.submit(write_image, job.out, job.rgb, job.alpha, overwrite)
         else:
             f = writers.submit(write_image, job.out, result, job.alpha, overwrite)
         writes[f] = job.image
@@ -223,8 +244,7 @@ def _run(todo, model, report, bar, workers, batch_size, dilate, overwrite, resiz
             try:
                 job = fut.result()
             except Exception as exc:  # unreadable picture or mask, wrong mask size: list it, go on
-                report.failed.append((img, str(exc) if isinstance(exc, FillgapError) else repr(exc)))
-                bar.update(1)
+                log.failed(img, str(exc) if isinstance(exc, FillgapError) else repr(exc))
                 continue
             if job.window is None:
                 write(job, None)
@@ -245,4 +265,4 @@ def _run(todo, model, report, bar, workers, batch_size, dilate, overwrite, resiz
         writers.shutdown(wait=True, cancel_futures=True)
         for f, image in writes.items():  # only left over after an interrupt
             if not f.cancelled() and f.exception() is None:
-                report.written.append(f.result())
+                log.written(f.result())

@@ -14,43 +14,64 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="fillgap: fill holes in pictures (inpainting).")
 
 
-@app.command()
+_FILL_HELP = """Fill the masked part of a picture (or of every picture in a folder).
+
+Pixels outside the hole come back identical, except in a JPEG output: JPEG re-encoding changes
+pixels everywhere (up to tens of grey levels). A folder run therefore writes JPEG and WebP inputs
+as PNG unless --format says otherwise.
+
+Folder runs: outputs are written atomically and never over an existing file without --overwrite;
+run the same command again to resume. Failures are printed as they happen and listed in
+OUT/fillgap-failures.csv. Exit codes: 0 done, 1 error (nothing ran), 2 usage error, 3 some
+pictures failed (the others were written), 130 interrupted.
+"""
+
+
+@app.command(help=_FILL_HELP)
 def fill(
     input: Path = typer.Argument(..., help="A picture, or a folder of pictures."),
     mask: Optional[Path] = typer.Option(None, "--mask", "-m", help="Mask picture (white = hole, grey = partial)."),
     mask_dir: Optional[Path] = typer.Option(None, "--mask-dir", help="Folder of masks, same names as the pictures."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output picture, or output folder."),
+    output: Path = typer.Option(..., "--output", "-o",
+                                help="Output picture, or output folder. A .jpg output re-encodes the picture: "
+                                     "pixels outside the hole change too; .png keeps them identical."),
     model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint (.pt/.safetensors); default: the shipped model."),
     dilate: int = typer.Option(0, "--dilate", min=0, help="Grow the hole by this many pixels first."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     resize_mask: bool = typer.Option(False, "--resize-mask", help="Scale a mask of another size to the picture."),
     workers: int = typer.Option(2, "--workers", min=1, help="Folder input: threads reading and writing files."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Folder input: same-size holes filled together."),
+    output_format: str = typer.Option(
+        "auto", "--format", help="Folder input: output format. auto: PNG for JPEG/WebP inputs (pixels outside "
+        "the hole identical), the input's format otherwise; png, tif, bmp; jpg, webp or same: lossy re-encoding, "
+        "pixels outside the hole change."),
 ):
-    """Fill the masked part of a picture (or of every picture in a folder)."""
-    from .api import fill_file, plan_folder
+    from .api import fill_file
     from .checkpoint import load_model
 
     if input.is_dir():
         if mask_dir is None:
             raise FillgapError("a folder input needs --mask-dir")
+        from .engines.common import OUTPUT_FORMAT_CHOICES, exit_code, summary
+        if output_format not in OUTPUT_FORMAT_CHOICES:
+            raise FillgapError(f"unknown --format '{output_format}' (choose from {', '.join(OUTPUT_FORMAT_CHOICES)})")
         net = load_model(model)
         from .batch import fill_folder
+
+        def event(kind, path, why):  # failures and skipped entries as they happen
+            typer.echo(f"fillgap: {kind}: {path}: {why}", err=True)
+
         try:
             report = fill_folder(input, mask_dir, output, net, workers=workers, batch_size=batch_size,
                                  dilate=dilate, overwrite=overwrite, resize_mask=resize_mask,
-                                 progress=sys.stderr.isatty())
+                                 progress="bar" if sys.stderr.isatty() else "lines",
+                                 output_format=output_format, on_event=event)
         except KeyboardInterrupt:
             typer.echo(f"fillgap: interrupted; finished outputs are in {output}: "
                        "run the same command again to do the rest", err=True)
             raise typer.Exit(130)
-        typer.echo(f"filled {len(report.written)}, already there {len(report.skipped_existing)}, "
-                   f"failed {len(report.failed)} -> {output}")
-        for img, why in report.failed:
-            typer.echo(f"  failed: {img}: {why}", err=True)
-        if report.failed:
-            raise typer.Exit(1)
-        return
+        typer.echo(summary(report, output))
+        raise typer.Exit(exit_code(report))
     if mask is None:
         raise FillgapError("--mask is required for a single picture")
     # The model is loaded only once the inputs and the output have passed their checks, and
@@ -251,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("FILLGAP_DEBUG"):
             raise
         typer.echo(f"fillgap: internal error: {type(exc).__name__}: {exc} (set FILLGAP_DEBUG=1 for details)", err=True)
-        return 2
+        return 70  # EX_SOFTWARE: 1 is a user error, 2 a usage error, 3 a folder run with failures
     return 0
 
 
