@@ -29,8 +29,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .api import FolderReport, load_mask_for
-from .engines.common import RunLog, plan_outputs, skipped_entries
+from .api import FolderReport, _same_format, load_mask_for
+from .engines.common import RunLog, plan_run, triage
 from .errors import FillgapError
 from .fill import DEFAULT_MAX_SIDE, _to_model_channels, as_mask, hole_window, run_model
 from .imageio import copy_file, mask_to_tensor, read_image_rgba, to_tensor, write_image
@@ -152,45 +152,35 @@ def fill_folder(image_dir: Path, mask_dir: Path, out_dir: Path, model: InpaintMo
     ``progress``: True or "bar" (a terminal), "lines" (a line every ``progress_every`` s on stdout)."""
     if workers < 1 or batch_size < 1:
         raise FillgapError("--workers and --batch-size must be at least 1")
-    image_dir, mask_dir, out_dir = Path(image_dir), Path(mask_dir), Path(out_dir)
-    plan, clashes = plan_outputs(image_dir, mask_dir, out_dir, output_format)
-    report = FolderReport()
-    log = RunLog(out_dir, len(plan) + len(clashes), report, progress=progress, on_event=on_event,
+    out_dir = Path(out_dir)
+    run = plan_run(Path(image_dir), mask_dir, out_dir, output_format)
+    log = RunLog(out_dir, len(run.rows) + len(run.failed), progress=progress, on_event=on_event,
                  every=progress_every)
-    log.skipped(skipped_entries(image_dir))
-    for img, why in clashes:
-        log.failed(img, why, planning=True)
-    inputs = {p.resolve() for img, msk, _ in plan for p in (img, msk) if p is not None}
-    todo = []
-    for img, msk, out in plan:
-        if msk is None:
-            log.failed(img, "no mask", planning=True)
-        elif out.resolve() in inputs:
-            log.failed(img, f"output {out} is an input file", planning=True)
-        elif _output_done(out) and not overwrite:
-            report.skipped_existing.append(out)  # written by an earlier run: resume
-        else:
-            todo.append((img, msk, out))
-    if not todo and not report.failed:
-        return report
+    todo = triage(run, log, overwrite)
+    with locked_run(out_dir, log, todo):
+        if todo:
+            _run(todo, model.eval(), log, workers, batch_size, dilate, overwrite, resize_mask, max_side)
+    return log.report
+
+
+@contextmanager
+def locked_run(out_dir: Path, log: RunLog, todo: list):
+    """The output folder created and locked, stale temp files gone, the log started (when there
+    is anything to do or to record)."""
+    if not todo and not log.report.failed:
+        yield
+        return
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FillgapError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
-
     with _output_lock(out_dir), _sigterm_as_interrupt():
         _remove_stale_temps(out_dir)
-        log.begin(len(plan) + len(clashes) - len(todo))
+        log.begin(log.total - len(todo))
         try:
-            if todo:
-                _run(todo, model.eval(), log, workers, batch_size, dilate, overwrite, resize_mask, max_side)
+            yield
         finally:
             log.close()
-    return report
-
-
-def _output_done(out: Path) -> bool:
-    return out.exists()
 
 
 def _run(todo, model, log: RunLog, workers, batch_size, dilate, overwrite, resize_mask, max_side) -> None:
@@ -216,7 +206,7 @@ def _run(todo, model, log: RunLog, workers, batch_size, dilate, overwrite, resiz
     def write(job: _Job, result: np.ndarray | None) -> None:
         while len(writes) >= 2 * workers:  # do not queue more results than the writers keep up with
             reap(block=True)
-        if result is None and job.image.suffix.lower() == job.out.suffix.lower():
+        if result is None and _same_format(job.image, job.out):
             # nothing to fill: the file itself, byte for byte, as fill_file does
             f = writers.submit(copy_file, job.image, job.out, overwrite)
         elif result is None:  # nothing to fill, another format: the decoded pixels

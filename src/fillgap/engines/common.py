@@ -11,7 +11,8 @@ import csv
 import io
 import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from ..api import FolderReport, plan_folder
@@ -72,6 +73,116 @@ def plan_outputs(image_dir: Path, mask_dir: Path, out_dir: Path, output_format: 
         taken[key] = img
         plan.append((img, msk, out))
     return plan, clashes
+
+
+MANIFEST_SUFFIXES = {".csv", ".parquet"}
+
+
+def is_uri(path) -> bool:
+    return "://" in str(path)
+
+
+def local_path(path) -> Path | None:
+    """A local path for a plain path or a file:// URI; None for any other URI (s3://, gs://, ...)."""
+    text = str(path)
+    if text.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+        return Path(unquote(urlparse(text).path))
+    return None if is_uri(text) else Path(text)
+
+
+@dataclass
+class PlannedRun:
+    """What a run will do: (picture, mask or None, output) rows, pictures that already failed
+    while planning, and entries that are not pictures."""
+    rows: list = field(default_factory=list)
+    failed: list[tuple[object, str]] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def read_manifest(manifest: Path, out_dir: Path, output_format: str = "auto") -> PlannedRun:
+    """A CSV (header ``picture,mask,output``) or Parquet file of the same columns. ``output`` may be
+    left out (the picture's name in ``out_dir``) or relative (to ``out_dir``); relative pictures and
+    masks are relative to the manifest's folder. Any column may hold a URI (file://, s3://, ...)."""
+    manifest = Path(manifest)
+    try:
+        if manifest.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+            table = pq.read_table(manifest).to_pylist()
+        else:
+            with open(manifest, newline="", encoding="utf-8") as fh:
+                table = list(csv.DictReader(fh))
+    except FileNotFoundError:
+        raise FillgapError(f"manifest not found: {manifest}") from None
+    except Exception as exc:  # unreadable CSV or Parquet: one line
+        raise FillgapError(f"cannot read manifest {manifest}: {exc}") from None
+    if table and not {"picture", "mask"} <= set(table[0]):
+        raise FillgapError(f"manifest {manifest} needs the columns picture, mask (and optionally output); "
+                           f"it has {', '.join(map(str, table[0]))}")
+    base, run = manifest.parent, PlannedRun()
+    taken = {}
+
+    def resolve(value, folder):
+        value = str(value or "").strip()
+        if not value:
+            return None
+        if is_uri(value):
+            return local_path(value) or value
+        return Path(value) if Path(value).is_absolute() else folder / value
+
+    for row in table:
+        picture, mask = resolve(row.get("picture"), base), resolve(row.get("mask"), base)
+        if picture is None:
+            continue
+        name = PurePosixPath(str(picture)).name
+        out = resolve(row.get("output"), Path(out_dir))
+        if out is None:
+            out = Path(out_dir) / name
+            out = out.with_suffix(output_suffix(out, output_format))
+        if out in taken:
+            run.failed.append((picture, f"its output {out} is also the output of {taken[out]}"))
+            continue
+        taken[out] = picture
+        run.rows.append((picture, mask, out))
+    return run
+
+
+def plan_run(source: Path, mask_dir: Path | None, out_dir: Path, output_format: str = "auto") -> PlannedRun:
+    """The plan of a folder (pictures under ``source``, masks from ``mask_dir``) or of a manifest file."""
+    source = Path(source)
+    if source.is_file() and source.suffix.lower() in MANIFEST_SUFFIXES:
+        return read_manifest(source, out_dir, output_format)
+    if mask_dir is None:
+        raise FillgapError("a folder input needs --mask-dir")
+    rows, clashes = plan_outputs(source, Path(mask_dir), Path(out_dir), output_format)
+    return PlannedRun(rows, clashes, skipped_entries(source))
+
+
+def triage(run: PlannedRun, log: "RunLog", overwrite: bool, uris_ok: bool = False) -> list:
+    """The rows left to do; the others go to the log: failures (no mask, output is an input), and
+    outputs already there (a resumed run). Rows with URIs are checked by whoever writes them."""
+    log.skipped(run.skipped)
+    for picture, why in run.failed:
+        log.failed(picture, why, planning=True)
+    inputs = {p.resolve() for row in run.rows for p in row[:2] if isinstance(p, Path)}
+    todo = []
+    for img, msk, out in run.rows:
+        if msk is None:
+            log.failed(img, "no mask", planning=True)
+        elif not uris_ok and not all(isinstance(p, Path) for p in (img, msk, out)):
+            log.failed(img, "a URI (s3://, ...) needs --engine ray", planning=True)
+        elif isinstance(out, Path) and out.resolve() in inputs:
+            log.failed(img, f"output {out} is an input file", planning=True)
+        elif isinstance(out, Path) and output_done(out) and not overwrite:
+            log.report.skipped_existing.append(out)  # written by an earlier run: resume
+        else:
+            todo.append((img, msk, out))
+    return todo
+
+
+def output_done(out: Path) -> bool:
+    """An output counts as done (a rerun skips it) when it exists."""
+    return out.exists()
 
 
 class RunLog:
