@@ -13,7 +13,7 @@ from PIL import Image
 
 from fillgap import inpaint, load_model
 from fillgap.api import plan_folder
-from fillgap.batch import _output_lock, fill_folder
+from fillgap.engines.local import _output_lock, fill_folder
 from fillgap.checkpoint import save_checkpoint
 from fillgap.errors import FillgapError
 from fillgap.imageio import read_image, read_mask

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fillgap.batch import fill_folder
+from fillgap.engines.local import fill_folder
 from fillgap.checkpoint import load_model, save_checkpoint
 from fillgap.cli import main
 from fillgap.engines.common import FAILURES_NAME, read_failures

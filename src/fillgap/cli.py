@@ -56,7 +56,7 @@ def fill(
         if output_format not in OUTPUT_FORMAT_CHOICES:
             raise FillgapError(f"unknown --format '{output_format}' (choose from {', '.join(OUTPUT_FORMAT_CHOICES)})")
         net = load_model(model)
-        from .batch import fill_folder
+        from .engines.local import fill_folder
 
         def event(kind, path, why):  # failures and skipped entries as they happen
             typer.echo(f"fillgap: {kind}: {path}: {why}", err=True)

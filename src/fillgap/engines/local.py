@@ -29,13 +29,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .api import FolderReport, _same_format, load_mask_for
-from .engines.common import RunLog, plan_run, triage
-from .errors import FillgapError
-from .fill import DEFAULT_MAX_SIDE, _to_model_channels, as_mask, hole_window, run_model
-from .imageio import copy_file, mask_to_tensor, read_image_rgba, to_tensor, write_image
-from .masks import dilate as dilate_mask
-from .models import InpaintModel
+from ..api import FolderReport, _same_format, load_mask_for
+from .common import RunLog, plan_run, triage
+from ..errors import FillgapError
+from ..fill import DEFAULT_MAX_SIDE, _to_model_channels, as_mask, hole_window, run_model
+from ..imageio import copy_file, mask_to_tensor, read_image_rgba, to_tensor, write_image
+from ..masks import dilate as dilate_mask
+from ..models import InpaintModel
 
 LOCK_NAME = ".fillgap-lock"
 TEMP_GLOB = ".*.fillgap-tmp"  # how fillgap.imageio names the temp file of an atomic write
