@@ -14,8 +14,10 @@ from fillgap.data.photos import PHOTO_LIST
 from fillgap.errors import FillgapError
 from fillgap.evaluate import (EvalRun, bucket_label, build_methods, load_protocol, make_cases, masks_checksum,
                               parse_method_list, render_markdown, run_protocol, square)
+from fillgap.make_protocol import build_protocol
+from fillgap.make_protocol import main as make_protocol_main
 from fillgap.masks import hole_ratio
-from fillgap.metrics import image_metrics, ssim_map
+from fillgap.metrics import DETAIL_MIN_STD, hole_detail_ratio, image_metrics, inner_hole, laplacian_std, ssim_map
 
 
 # -- metrics against known values ---------------------------------------------------------------
@@ -86,18 +88,82 @@ def test_hole_ssim_looks_at_the_hole_only():
     assert outside["hole_ssim"] == pytest.approx(1.0, abs=1e-6)
 
 
+def _texture(amplitude: float, size: int = 64, seed: int = 0):
+    """Grey 128 +- ``amplitude`` of fixed noise, and a 40 x 40 hole."""
+    noise = np.random.default_rng(seed).uniform(-1, 1, (size, size))
+    grey = np.clip(np.round(128 + amplitude * noise), 0, 255).astype(np.uint8)
+    mask = np.zeros((size, size), np.float32)
+    mask[12:52, 8:48] = 1
+    return np.repeat(grey[..., None], 3, axis=2), mask
+
+
+def test_hole_detail_ratio_known_answers():
+    target, mask = _texture(30)
+    flat = np.where(mask[..., None] > 0, 128, target).astype(np.uint8)  # a flat fill, composited
+    doubled, _ = _texture(60)
+    doubled = np.where(mask[..., None] > 0, doubled, target).astype(np.uint8)
+    assert hole_detail_ratio(target, target, mask) == 1.0
+    assert image_metrics(target, target, mask)["hole_detail"] == 1.0
+    assert hole_detail_ratio(flat, target, mask) == 0.0  # the seam with the textured surroundings is not texture
+    assert hole_detail_ratio(doubled, target, mask) == pytest.approx(2.0, abs=0.01)  # the Laplacian is linear
+    # luma, not one channel: a texture only in blue counts with BT.601's weight 0.114
+    blue = np.full_like(target, 128)
+    blue[..., 2] = target[..., 0]
+    inner = inner_hole(mask)
+    assert laplacian_std(blue, inner) == pytest.approx(0.114 * laplacian_std(target, inner), rel=1e-9)
+
+
+def test_inner_hole_drops_the_pixels_next_to_kept_ones():
+    mask = np.zeros((8, 10), np.float32)
+    mask[2:6, 0:5] = 1  # touches the left border
+    inner = inner_hole(mask)
+    assert inner.sum() == 2 * 4 and inner[3:5, 0:4].all()  # the border column stays: its mirror is hole
+    assert not inner_hole(np.eye(8, dtype=np.float32)).any()  # a 1 px stroke has no inside
+
+
+def test_hole_detail_ratio_is_undefined_for_a_flat_original():
+    target, mask = _texture(0)
+    noisy, _ = _texture(30)
+    assert laplacian_std(target, inner_hole(mask)) < DETAIL_MIN_STD
+    assert hole_detail_ratio(noisy, target, mask) is None
+    assert image_metrics(noisy, target, mask)["hole_detail"] is None
+    assert image_metrics(noisy, noisy, np.zeros_like(mask))["hole_detail"] is None  # no hole
+    assert hole_detail_ratio(noisy, noisy, np.eye(64, dtype=np.float32)) is None  # no inner pixel
+
+
 # -- the protocol -------------------------------------------------------------------------------
-def test_v1_uses_exactly_the_test_split():
+def _split(name: str) -> list[str]:
     with open(PHOTO_LIST, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    test = [r["name"] for r in rows if r["split"] == "test"]
+        return [r["name"] for r in csv.DictReader(fh) if r["split"] == name]
+
+
+def test_v1_keeps_its_eight_test_photos():
     protocol = load_protocol("v1")
-    assert sorted(protocol.images.names) == sorted(test) and len(test) == 8
+    assert len(protocol.images.names) == 8 and set(protocol.images.names) <= set(_split("test"))
     assert protocol.images.split == "test"
-    assert not set(test) & {r["name"] for r in rows if r["split"] != "test"}
+    assert not set(_split("test")) & set(_split("train") + _split("val"))
 
 
-@pytest.mark.parametrize("name,size", [("v1", 256), ("v1", 512), ("bundled", 128), ("bundled", 256)])
+def test_v2_is_the_whole_test_split_with_v1s_mask_rules():
+    """photos.csv's test split changed without `python -m fillgap.make_protocol v2`? This fails."""
+    v1, v2 = load_protocol("v1"), load_protocol("v2")
+    assert v2.images.names == _split("test") and v2.images.split == "test" and v2.sizes == [256, 512]
+    rules = ("mask_seed", "buckets", "cells", "min_hit_rate", "max_draws", "preprocess")
+    assert all(getattr(v1, r) == getattr(v2, r) for r in rules)
+    rebuilt = build_protocol("v2", 2, checksums=False)
+    assert rebuilt.model_dump(exclude={"images_sha256", "masks_sha256"}) == \
+        v2.model_dump(exclude={"images_sha256", "masks_sha256"})
+    assert set(v2.images_sha256) == set(v2.masks_sha256) == {"256", "512"}
+    assert {g.image for g in v2.grid} <= set(v2.images.names) and len(v2.grid) == 6
+
+
+def test_make_protocol_refuses_to_rewrite_a_released_protocol(capsys):
+    assert make_protocol_main(["v1"]) == 1
+    assert "released" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name,size", [("v1", 256), ("v1", 512), ("v2", 256), ("v2", 512), ("bundled", 128),
+                                       ("bundled", 256)])
 def test_masks_match_the_stored_checksum(name, size):
     """Any change to the mask generator (or the draw rule) changes these masks: a new protocol version."""
     protocol = load_protocol(name)
@@ -208,6 +274,8 @@ def test_fillgap_eval_bundled_end_to_end(tmp_path, tiny_checkpoint, capsys):
     assert summary["overall"]["tiny"]["hole_psnr"] > summary["overall"]["mean-fill"]["hole_psnr"]
     md = (out / "eval-bundled-128.md").read_text()
     assert "| tiny |" in md and "40-50 %" in md and "Warning" not in md
+    assert "hole detail ratio" in md and "| hole detail |" in md
+    assert summary["overall"]["mean-fill"]["hole_detail"] == 0.0  # a flat colour has no texture
     grid = Image.open(out / "eval-bundled-128.png")
     assert grid.size == (128 * 4, 22 + 6 * 128)  # input, 2 methods, original; 6 rows under a label strip
 

@@ -191,8 +191,9 @@ def data_list(root: Optional[Path] = typer.Option(None, "--root", help=_ROOT_HEL
 @app.command("eval")
 def eval_cmd(
     out: Path = typer.Option(..., "--out", help="Folder for eval-<protocol>-<size>.md/.json/.png."),
-    protocol: str = typer.Option("v1", "--protocol", help="v1 (prepared test photos) | bundled | a .json file."),
-    size: int = typer.Option(256, "--size", help="Picture side: one of the protocol's sizes (v1: 256, 512)."),
+    protocol: str = typer.Option("v1", "--protocol", help="v2 (the whole prepared test split) | v1 (its first 8 "
+                                 "photos, for continuity) | bundled (shipped photos, no data needed) | a .json file."),
+    size: int = typer.Option(256, "--size", help="Picture side: one of the protocol's sizes (v1, v2: 256, 512)."),
     model: Optional[List[Path]] = typer.Option(None, "--model", help="Checkpoint to score (repeat for several)."),
     methods: Optional[List[str]] = typer.Option(
         None, "--methods", help="Peers to run, comma-separated (default all: opencv-telea, opencv-ns, opencv-fsr, "
@@ -200,16 +201,15 @@ def eval_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Cap torch/OpenCV threads (stable timings)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing reports."),
 ):
-    """Score methods on a fixed, seeded protocol: hole PSNR/SSIM and seconds per image, side by side."""
-    from .evaluate import evaluate, parse_method_list
+    """Score methods on a fixed, seeded protocol: hole PSNR/SSIM/detail ratio and seconds per image, side by side."""
+    from .evaluate import evaluate, parse_method_list, summary_line
 
     import shlex
     command = "fillgap " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else None
     run = evaluate(protocol, size, model or [], parse_method_list(methods), out=out, overwrite=overwrite,
                    progress=True, command=command, threads=threads)
     for name, row in run.result["summary"]["overall"].items():
-        typer.echo(f"{name:24s} hole PSNR {row['hole_psnr']:6.2f} dB  hole SSIM {row['hole_ssim']:.3f}  "
-                   f"{row['seconds']:.3f} s/image")
+        typer.echo(summary_line(name, row))
     for message in run.stale:
         typer.echo(f"fillgap: warning: {message}", err=True)
     typer.echo("wrote " + ", ".join(str(p) for p in run.paths.values()))
