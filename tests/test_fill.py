@@ -38,8 +38,8 @@ def test_grey_mask_blends_proportionally_without_halo(photo, tiny):
     hard = np.zeros(photo.shape[:2], np.float32)
     hard[30:60, 40:90] = 1.0
     soft = hard * 0.5
-    full = inpaint(photo, hard, tiny).astype(np.float32)
-    half = inpaint(photo, soft, tiny).astype(np.float32)
+    full = inpaint(photo, hard, tiny, blend="soft").astype(np.float32)
+    half = inpaint(photo, soft, tiny, blend="soft").astype(np.float32)
     inside = hard > 0
     # a = 0.5: the output is the mean of the full fill and the input, within rounding
     expected = 0.5 * full[inside] + 0.5 * photo[inside].astype(np.float32)
@@ -89,8 +89,8 @@ def test_large_image_is_processed_through_a_window(tiny, monkeypatch):
     """A small hole on a big picture: the network sees a small window, not the whole picture."""
     import fillgap.fill as fill_mod
     seen = []
-    real = fill_mod.run_model
-    monkeypatch.setattr(fill_mod, "run_model", lambda m, x, k, s: seen.append(x.shape) or real(m, x, k, s))
+    real = fill_mod.run
+    monkeypatch.setattr(fill_mod, "run", lambda m, x, k, *a: seen.append(x.shape) or real(m, x, k, *a))
     img = np.zeros((1500, 2000, 3), np.uint8)
     mask = np.zeros((1500, 2000), np.float32)
     mask[700:720, 900:940] = 1

@@ -368,7 +368,7 @@ def test_empty_mask_returns_the_input_without_a_model(cli, monkeypatch):
         raise AssertionError("the model was used for an empty mask")
 
     monkeypatch.setattr(fillgap.checkpoint, "load_model", no_model)
-    monkeypatch.setattr(fillgap.fill, "run_model", no_model)
+    monkeypatch.setattr(fillgap.fill, "run", no_model)
     save("pic.png", picture(9, 14))
     Image.fromarray(picture(20, 30)).save("photo.jpg", quality=80)
     save("empty.png", np.zeros((9, 14), np.uint8))

@@ -4,13 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .errors import FillgapError
-from .fill import inpaint
+from .fill import check_blend, check_dilate, check_max_side, check_strategy, inpaint
+from .fill import resize_mask as resize_mask_to
 from .imageio import (IMAGE_SUFFIXES, OUTPUT_FORMATS, check_output, copy_file, list_images, read_image_rgba,
                       read_mask, write_image)
+from .methods import FillMethod
 from .models import InpaintModel
 
 
@@ -22,10 +23,7 @@ def load_mask_for(image_shape: tuple[int, int], mask_path: Path, resize_mask: bo
         if not resize_mask:
             raise FillgapError(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but the image is {w}x{h} "
                                "(pass --resize-mask to scale it)")
-        # Area averaging when shrinking keeps thin strokes as partial holes instead of dropping them.
-        shrink = h * w < mask.shape[0] * mask.shape[1]
-        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        mask = np.clip(mask, 0.0, 1.0)
+        mask = resize_mask_to(mask, (h, w))  # the pipeline's resize: thin strokes survive
     return mask
 
 
@@ -34,19 +32,24 @@ def _same_format(a: Path, b: Path) -> bool:
     return fa is not None and fa == fb
 
 
-def fill_file(image_path: Path, mask_path: Path, out_path: Path, model: InpaintModel | str | Path | None = None,
-              dilate: int = 0, overwrite: bool = False, resize_mask: bool = False) -> Path:
+def fill_file(image_path: Path, mask_path: Path, out_path: Path,
+              model: FillMethod | InpaintModel | str | Path | None = None, dilate: int = 0,
+              overwrite: bool = False, resize_mask: bool = False, *, strategy: str = "auto",
+              max_side: int | None = None, blend: str = "hard", runtime: str = "torch") -> Path:
     """Read, fill, write one picture (alpha kept). Refuses to write over the input or the mask.
 
-    ``model``: a loaded network, or a checkpoint path (None: the shipped default), loaded
-    only when the mask has a hole. An empty mask gives the input back unchanged: the file
-    is copied byte for byte when the output has the input's format, so no re-encoding loss.
+    ``model``: anything ``fillgap.methods.get_method`` takes (None: the shipped default), loaded
+    only when the mask has a hole; the fill is ``fillgap.fill.inpaint`` with the other settings.
+    An empty mask gives the input back unchanged: the file is copied byte for byte when the
+    output has the input's format, so no re-encoding loss.
     """
     image_path, mask_path, out_path = Path(image_path), Path(mask_path), Path(out_path)
     for what, src in (("image", image_path), ("mask", mask_path)):
         if not src.exists():
             raise FillgapError(f"{what} not found: {src}")
-    # Cheap refusals first: no picture is decoded and no model loaded for an output we cannot write.
+    # Cheap refusals first: no picture is decoded and no model loaded for bad settings or an
+    # output we cannot write.
+    check_dilate(dilate), check_blend(blend), check_strategy(strategy), check_max_side(max_side)
     check_output(out_path, overwrite, inputs=(image_path, mask_path))
     rgb, alpha = read_image_rgba(image_path)
     check_output(out_path, overwrite, alpha=alpha is not None)
@@ -55,7 +58,7 @@ def fill_file(image_path: Path, mask_path: Path, out_path: Path, model: InpaintM
         if _same_format(image_path, out_path):
             return copy_file(image_path, out_path, overwrite)
         return write_image(out_path, rgb, alpha=alpha, overwrite=overwrite)
-    result = inpaint(rgb, mask, model, dilate=dilate)
+    result = inpaint(rgb, mask, model, dilate, max_side, strategy=strategy, blend=blend, runtime=runtime)
     return write_image(out_path, result, alpha=alpha, overwrite=overwrite)
 
 

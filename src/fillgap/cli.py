@@ -26,6 +26,15 @@ OUT/fillgap-failures.csv. Exit codes: 0 done, 1 error (nothing ran), 2 usage err
 pictures failed (the others were written), 130 interrupted.
 """
 
+_MODEL_HELP = ("Method: a name from `fillgap models` (e.g. opencv-telea) or a checkpoint (.pt/.safetensors); "
+               "default: the shipped model.")
+_STRATEGY_HELP = ("auto (crop when the hole's window fits the method's working size, cra beyond) | resize "
+                  "(one window, scaled down) | crop (a window per hole, native resolution) | cra (low-res fill "
+                  "+ high-frequency detail of the picture, for big holes).")
+_MAX_SIDE_HELP = "Longest window side filled at native resolution (default: the method's, 1024 for networks)."
+_BLEND_HELP = ("hard: every mask pixel > 0 is replaced (no outline of the removed object) | "
+               "soft: grey mask levels blend the fill with the original.")
+
 
 @app.command(help=_FILL_HELP)
 def fill(
@@ -35,8 +44,11 @@ def fill(
     output: Path = typer.Option(..., "--output", "-o",
                                 help="Output picture, or output folder. A .jpg output re-encodes the picture: "
                                      "pixels outside the hole change too; .png keeps them identical."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint (.pt/.safetensors); default: the shipped model."),
+    model: Optional[str] = typer.Option(None, "--model", help=_MODEL_HELP),
     dilate: int = typer.Option(0, "--dilate", min=0, help="Grow the hole by this many pixels first."),
+    strategy: str = typer.Option("auto", "--strategy", help=_STRATEGY_HELP),
+    max_side: Optional[int] = typer.Option(None, "--max-side", help=_MAX_SIDE_HELP),
+    blend: str = typer.Option("hard", "--blend", help=_BLEND_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     resize_mask: bool = typer.Option(False, "--resize-mask", help="Scale a mask of another size to the picture."),
     workers: int = typer.Option(2, "--workers", min=1, help="Folder input: threads reading and writing files."),
@@ -47,25 +59,28 @@ def fill(
         "pixels outside the hole change."),
 ):
     from .api import fill_file
-    from .checkpoint import load_model
+    from .fill import check_blend, check_max_side, check_strategy
+    from .methods import get_method
 
+    check_strategy(strategy), check_max_side(max_side), check_blend(blend)
+    settings = dict(strategy=strategy, max_side=max_side, blend=blend)
     if input.is_dir():
         if mask_dir is None:
             raise FillgapError("a folder input needs --mask-dir")
         from .engines.common import OUTPUT_FORMAT_CHOICES, exit_code, summary
         if output_format not in OUTPUT_FORMAT_CHOICES:
             raise FillgapError(f"unknown --format '{output_format}' (choose from {', '.join(OUTPUT_FORMAT_CHOICES)})")
-        net = load_model(model)
+        method = get_method(model)
         from .engines.local import fill_folder
 
         def event(kind, path, why):  # failures and skipped entries as they happen
             typer.echo(f"fillgap: {kind}: {path}: {why}", err=True)
 
         try:
-            report = fill_folder(input, mask_dir, output, net, workers=workers, batch_size=batch_size,
+            report = fill_folder(input, mask_dir, output, method, workers=workers, batch_size=batch_size,
                                  dilate=dilate, overwrite=overwrite, resize_mask=resize_mask,
                                  progress="bar" if sys.stderr.isatty() else "lines",
-                                 output_format=output_format, on_event=event)
+                                 output_format=output_format, on_event=event, **settings)
         except KeyboardInterrupt:
             typer.echo(f"fillgap: interrupted; finished outputs are in {output}: "
                        "run the same command again to do the rest", err=True)
@@ -76,7 +91,7 @@ def fill(
         raise FillgapError("--mask is required for a single picture")
     # The model is loaded only once the inputs and the output have passed their checks, and
     # not at all for an empty mask.
-    out = fill_file(input, mask, output, model, dilate, overwrite, resize_mask)
+    out = fill_file(input, mask, output, model, dilate, overwrite, resize_mask, **settings)
     typer.echo(f"wrote {out}")
 
 
@@ -147,12 +162,14 @@ def masks(
 
 @app.command("models")
 def models_cmd():
-    """List the registered models and their parameter counts."""
-    from .models import create_model, list_models
+    """List the fill methods (shipped model, classical, registered networks); * marks the default."""
+    from .methods import list_methods
 
-    for name in list_models():
-        n = sum(p.numel() for p in create_model(name).parameters())
-        typer.echo(f"{name:16s} {n / 1e6:7.2f} M parameters")
+    for row in list_methods():
+        mark = "*" if row.default else " "
+        params = f"{row.parameters / 1e6:7.2f} M parameters" if row.parameters else " " * 20
+        typer.echo(f"{mark} {row.name:20s} {row.kind:26s} {params}  max side {row.max_side}")
+    typer.echo("* default; use a name with --model (fill, serve, eval --methods) or give a checkpoint path")
 
 
 # -- data: the offline corpus (fillgap.data.prepare does the work)
@@ -231,7 +248,11 @@ def demo(
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 opens it to the network)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535),
-    model: Optional[Path] = typer.Option(None, "--model", help="Checkpoint (.pt/.safetensors); default: the shipped model."),
+    model: Optional[str] = typer.Option(None, "--model", help=_MODEL_HELP),
+    strategy: str = typer.Option("auto", "--strategy", help="Default fill strategy (a form field overrides it). "
+                                 + _STRATEGY_HELP),
+    max_side: Optional[int] = typer.Option(None, "--max-side", help=_MAX_SIDE_HELP),
+    blend: str = typer.Option("hard", "--blend", help="Default blend mode (the page has a toggle). " + _BLEND_HELP),
     save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="Also keep every result here (generated names)."),
     max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", min=0.01, help="Largest request body accepted."),
     max_pixels: int = typer.Option(40_000_000, "--max-pixels", min=1, help="Largest picture accepted (width x height)."),
@@ -242,7 +263,8 @@ def serve(
     from .server import ServerSettings, serve as run_server
 
     run_server(model, host, port, ServerSettings(max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-                                                 max_pixels=max_pixels, save_dir=save_dir, threads=threads))
+                                                 max_pixels=max_pixels, save_dir=save_dir, threads=threads,
+                                                 strategy=strategy, max_side=max_side, blend=blend))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,8 +17,9 @@ in the package, for CI and the demo). It fixes:
 - checksums of the prepared pictures and of the masks per size: a change in data preparation
   or in the mask generator shows up as a warning in every report (and fails the tests).
 
-Every method sees the same cases; its output is composited (known pixels copied from the
-original) before scoring, so all methods are judged on the hole alone. Cases are run one at a
+Every method comes from ``fillgap.methods``' registry and runs through ``fillgap.fill``'s
+pipeline, as ``fillgap fill`` would run it: its output is composited (known pixels copied from
+the original), so all methods are judged on the hole alone. Cases are run one at a
 time with every method in turn, so a change in machine load touches all methods alike.
 """
 from __future__ import annotations
@@ -227,9 +228,14 @@ def peer_names(include_default: bool = True) -> list[str]:
     return list(CLASSICAL) + ([DEFAULT_METHOD] if include_default and DEFAULT_WEIGHTS.exists() else [])
 
 
-def model_method(model, name: str, source: str) -> Method:
+def registry_method(spec, name: str | None = None) -> Method:
+    """A method of ``fillgap.methods``' registry, run through the same pipeline as ``fillgap fill``."""
     from .fill import inpaint
-    return Method(name, lambda image, mask: inpaint(image, mask, model), "model", source)
+    from .methods import get_method
+
+    method = get_method(spec)
+    kind = "classical" if method.kind == "classical" else "model"
+    return Method(name or method.name, lambda image, mask: inpaint(image, mask, method), kind, method.source)
 
 
 def _label(path: Path, taken: set[str]) -> str:
@@ -243,23 +249,20 @@ def _label(path: Path, taken: set[str]) -> str:
 
 def build_methods(peers: list[str] | None = None, checkpoints: list[str | Path] = ()) -> list[Method]:
     """The classical peers (all by default), the shipped model when present, and each checkpoint."""
-    from .checkpoint import DEFAULT_WEIGHTS, load_model
-
     known = list(CLASSICAL) + [DEFAULT_METHOD]
     chosen = peer_names() if peers is None else peers
     unknown = [p for p in chosen if p not in known]
     if unknown:
         raise FillgapError(f"unknown method '{unknown[0]}' (choose from {', '.join(known)}, or 'none'; "
                            "checkpoints go in --model)")
-    methods = [Method(n, CLASSICAL[n], "classical", f"fillgap.classical:{CLASSICAL[n].__name__}")
-               for n in chosen if n in CLASSICAL]
+    methods = [registry_method(n) for n in chosen if n in CLASSICAL]
     if DEFAULT_METHOD in chosen:
-        methods.append(model_method(load_model(None), DEFAULT_METHOD, str(DEFAULT_WEIGHTS)))
+        methods.append(registry_method(None, DEFAULT_METHOD))
     taken = {m.name for m in methods}
     for ckpt in checkpoints:
         label = _label(Path(ckpt), taken)
         taken.add(label)
-        methods.append(model_method(load_model(ckpt), label, str(ckpt)))
+        methods.append(registry_method(Path(ckpt), label))
     if not methods:
         raise FillgapError("no methods to evaluate: name some with --methods or --model")
     return methods
@@ -303,10 +306,6 @@ def _summarise(cases: list[dict], methods: list[str], bucket_order: list[str]) -
             "by_kind": {k: group([c for c in cases if c["kind"] == k]) for k in kinds}}
 
 
-def _composite(image: np.ndarray, fill: np.ndarray, hole: np.ndarray) -> np.ndarray:
-    return np.where(hole[..., None], fill, image)
-
-
 def run_protocol(protocol: Protocol, size: int, methods: list[Method], progress: bool = False,
                  command: str | None = None) -> EvalRun:
     """Every case through every method: metrics, seconds per image, and the picture grid."""
@@ -334,14 +333,13 @@ def run_protocol(protocol: Protocol, size: int, methods: list[Method], progress:
     rows = []
     tty = sys.stderr.isatty()  # in a log file: a progress line every 30 s, not a flood of redraws
     for case in tqdm(cases, unit="case", disable=not progress, mininterval=0.5 if tty else 30, file=sys.stderr):
-        image, hole = images[case.image], case.mask > 0
+        image = images[case.image]
         row = {"image": case.image, "kind": case.kind, "bucket": bucket_label(protocol.buckets[case.bucket]),
                "hole_ratio": hole_ratio(case.mask), "draw": case.draw, "results": {}}
         for m in methods:
             start = time.perf_counter()
-            fill = m.fn(image, case.mask)
+            fill = m.fn(image, case.mask)  # fillgap.fill's pipeline: composited, known pixels kept
             seconds = time.perf_counter() - start
-            fill = _composite(image, np.asarray(fill, np.uint8), hole)
             row["results"][m.name] = {**image_metrics(fill, image, case.mask), "seconds": seconds}
             if case.key in grid_keys:
                 grid_out.setdefault(case.key, {})[m.name] = fill

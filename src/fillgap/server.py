@@ -6,10 +6,11 @@ API (OpenAPI docs at ``/docs``):
 - ``POST /api/inpaint``: multipart form with ``image`` (a picture) and ``mask`` (white or
   opaque = hole, black or transparent = keep) of the same size, optional ``dilate`` (pixels)
   and ``resize_mask`` (``true`` scales a mask of another size to the picture; without it a
-  size mismatch is a 422, because a silently stretched mask fills the wrong place).
-  Answers the filled picture as PNG (alpha kept). Only a window around the hole is processed,
-  scaled to at most 1024 px on its longest side (``fillgap.fill``), so a 12 MP photo with a
-  small mask costs a small network call; pixels outside the hole come back bit-identical.
+  size mismatch is a 422, because a silently stretched mask fills the wrong place), and
+  ``strategy``, ``max_side``, ``blend`` (defaults from ``fillgap serve``'s options).
+  Answers the filled picture as PNG (alpha kept). The fill is ``fillgap.fill.inpaint``, the
+  same pipeline as the CLI: only windows around the holes are processed, so a 12 MP photo with
+  a small mask costs a small call; pixels outside the hole come back bit-identical.
 - ``GET /api/models``: the loaded model and its metadata; ``GET /health``.
 
 Errors are JSON ``{"detail": "<one line>"}``: 413 (upload or picture too large), 415 (not a
@@ -31,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
-import cv2
 import numpy as np
 import torch
 from fastapi import FastAPI, Request
@@ -40,8 +40,11 @@ from fastapi.staticfiles import StaticFiles
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from .errors import FillgapError
-from .fill import inpaint
+from .fill import (BLENDS, STRATEGIES, check_blend, check_max_side, check_strategy, inpaint,
+                   resize_mask)
+from .fill.strategies import MIN_MAX_SIDE
 from .imageio import ImageTooLargeError, encode_png, read_image_bytes, read_mask_bytes, write_image
+from .methods import FillMethod, get_method
 from .models import InpaintModel
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -63,6 +66,10 @@ class ServerSettings:
     threads: int | None = None
     max_dilate: int = 200
     model_source: str = "given"  # shown by /api/models
+    # Defaults of the fill (fillgap.fill.inpaint); the form fields of the same names override them.
+    strategy: str = "auto"
+    max_side: int | None = None
+    blend: str = "hard"
 
 
 class HTTPProblem(Exception):
@@ -162,6 +169,15 @@ def _int_field(parts: dict[str, _Part], name: str, default: int, low: int, high:
     return value
 
 
+def _choice_field(parts: dict[str, _Part], name: str, default: str, choices: tuple[str, ...]) -> str:
+    if name not in parts:
+        return default
+    text = bytes(parts[name].data).decode("utf-8", "replace").strip().lower()
+    if text not in choices:
+        raise HTTPProblem(422, f"'{name}' must be one of {', '.join(choices)}, got '{text[:20]}'")
+    return text
+
+
 def _bool_field(parts: dict[str, _Part], name: str) -> bool:
     if name not in parts:
         return False
@@ -173,35 +189,38 @@ def _bool_field(parts: dict[str, _Part], name: str) -> bool:
     raise HTTPProblem(422, f"'{name}' must be true or false, got '{text[:20]}'")
 
 
-def _model_info(model: InpaintModel, source: str, metadata: dict[str, str]) -> dict:
+def _model_info(method: FillMethod, source: str, metadata: dict[str, str]) -> dict:
+    net = getattr(method, "model", None)
     return {
-        "name": model.registry_name or type(model).__name__,
-        "settings": model.registry_kwargs,
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "name": method.name,
+        "kind": method.kind,
+        "settings": getattr(net, "registry_kwargs", {}),
+        "parameters": method.parameters_count(),
         "source": source,
-        "fixed_size": model.fixed_size,
+        "fixed_size": method.fixed_size,
+        "max_side": method.max_side,
         "metadata": metadata,
         "loaded": True,
     }
 
 
-def _load(model: InpaintModel | str | Path | None) -> tuple[InpaintModel, str, dict[str, str]]:
-    from .checkpoint import DEFAULT_WEIGHTS, load_model, weights_metadata
+def _load(model: FillMethod | InpaintModel | str | Path | None) -> tuple[FillMethod, str, dict[str, str]]:
+    from .checkpoint import weights_metadata
 
-    if isinstance(model, InpaintModel):
-        return model.eval(), "given", {}
-    path = Path(model) if model else DEFAULT_WEIGHTS
-    net = load_model(model)
-    meta = {}
-    if path.suffix == ".safetensors":
+    method = get_method(model)
+    if isinstance(model, (FillMethod, InpaintModel)):
+        return method, "given", {}
+    meta, path = {}, Path(method.source)
+    if method.kind == "network" and path.suffix == ".safetensors" and path.is_file():
         meta = {k: v for k, v in weights_metadata(path).items() if k not in ("model_name", "model_kwargs")}
-    return net, ("default" if model is None else str(path)), meta
+    return method, ("default" if model is None else method.source), meta
 
 
-def create_app(model: InpaintModel | str | Path | None = None,
+def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
                settings: ServerSettings | None = None) -> FastAPI:
-    """The app, with its model loaded now (once): a network, a checkpoint path, or None (default)."""
+    """The app, with its method loaded now (once): a name, a network, a checkpoint path, or None (default)."""
     settings = settings or ServerSettings()
+    check_strategy(settings.strategy), check_max_side(settings.max_side), check_blend(settings.blend)
     net, source, metadata = _load(model)
     info = _model_info(net, source, metadata)
     save_dir = None
@@ -283,14 +302,14 @@ def create_app(model: InpaintModel | str | Path | None = None,
             if not resize:
                 raise HTTPProblem(422, f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is {w}x{h} "
                                        "(send a mask of the same size, or resize_mask=true)")
-            mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
+            mask = resize_mask(mask, (h, w))  # the pipeline's resize: thin strokes survive
         return rgb, alpha, mask
 
-    def fill(rgb: np.ndarray, mask: np.ndarray, dilate: int) -> np.ndarray:
+    def fill(rgb: np.ndarray, mask: np.ndarray, dilate: int, options: dict) -> np.ndarray:
         if settings.threads:
             torch.set_num_threads(settings.threads)  # set from the thread that runs the fill
         try:
-            return inpaint(rgb, mask, net, dilate=dilate)
+            return inpaint(rgb, mask, net, dilate, **options)
         except FillgapError as exc:
             raise HTTPProblem(422, str(exc)) from None
 
@@ -317,14 +336,23 @@ def create_app(model: InpaintModel | str | Path | None = None,
                                  "maximum": settings.max_dilate, "description": "Grow the hole by N px"},
                       "resize_mask": {"type": "boolean", "default": False,
                                       "description": "Scale a mask of another size to the picture"},
+                      "strategy": {"type": "string", "enum": list(STRATEGIES), "default": settings.strategy,
+                                   "description": "auto | resize | crop | cra (see fillgap fill --help)"},
+                      "max_side": {"type": "integer", "minimum": MIN_MAX_SIDE,
+                                   "description": "Longest window side filled at native resolution"},
+                      "blend": {"type": "string", "enum": list(BLENDS), "default": settings.blend,
+                                "description": "hard: every mask pixel > 0 replaced; soft: grey = weight"},
                   }}}}}})
     async def inpaint_endpoint(request: Request):
         body = await read_body(request)
         parts = await anyio.to_thread.run_sync(parse_multipart, body, request.headers.get("content-type", ""))
         dilate = _int_field(parts, "dilate", 0, 0, settings.max_dilate)
+        options = {"strategy": _choice_field(parts, "strategy", settings.strategy, STRATEGIES),
+                   "blend": _choice_field(parts, "blend", settings.blend, BLENDS),
+                   "max_side": _int_field(parts, "max_side", settings.max_side, MIN_MAX_SIDE, 1 << 16)}
         rgb, alpha, mask = await anyio.to_thread.run_sync(decode, parts, limiter=decode_limiter)
         del body, parts
-        out = await anyio.to_thread.run_sync(fill, rgb, mask, dilate, limiter=limiter)
+        out = await anyio.to_thread.run_sync(fill, rgb, mask, dilate, options, limiter=limiter)
         png = await anyio.to_thread.run_sync(encode_png, out, alpha)
         headers = {"Cache-Control": "no-store"}
         if save_dir is not None:

@@ -1,11 +1,12 @@
 """Filling a folder of thousands of pictures: threaded reading and writing, batched network calls,
 resumable.
 
-Pipeline: ``workers`` reader threads decode a picture and its mask and cut out the hole's window
-(the one ``fillgap.fill.inpaint`` would use) -> the calling thread stacks windows of the same size
-and runs the network on up to ``batch_size`` of them at a time -> ``workers`` writer threads
-write the results atomically. Every output equals ``fillgap.inpaint`` on its picture: same window,
-same scaling, same composite (pixels outside the hole copied bit for bit, grey levels blended).
+Pipeline: ``workers`` reader threads decode a picture and its mask and run ``fillgap.fill``'s
+mask and plan steps (the windows ``fillgap.inpaint`` would fill) -> the calling thread stacks
+windows of the same size and strategy and runs the method (``fillgap.fill.run``) on up to
+``batch_size`` of them at a time, compositing each back (``fillgap.fill.composite``) ->
+``workers`` writer threads write each finished picture atomically. Every output equals
+``fillgap.inpaint`` on its picture: the same steps, no copy of them here.
 Windows of different sizes never share a batch (the network's result depends on the size), so
 batching pays off when holes have the same extent, e.g. a logo or a date stamp at the same place
 in every picture, or holes large enough that the window is the whole (same-size) picture.
@@ -32,9 +33,11 @@ import torch
 from ..api import FolderReport, _same_format, load_mask_for
 from .common import RunLog, plan_run, triage
 from ..errors import FillgapError
-from ..fill import DEFAULT_MAX_SIDE, _to_model_channels, as_mask, hole_window, run_model
-from ..imageio import copy_file, mask_to_tensor, read_image_rgba, to_tensor, write_image
-from ..masks import dilate as dilate_mask
+from ..fill import WindowJob, check_max_side, check_strategy, composite, prepare_mask
+from ..fill import plan as plan_windows
+from ..fill import run as run_windows
+from ..imageio import copy_file, read_image_rgba, write_image
+from ..methods import FillMethod, get_method
 from ..models import InpaintModel
 
 LOCK_NAME = ".fillgap-lock"
@@ -50,39 +53,21 @@ class _Job:
     out: Path
     rgb: np.ndarray                   # uint8 H x W x 3
     alpha: np.ndarray | None          # the picture's transparency, written back unchanged
-    hole_alpha: np.ndarray            # float32 H x W in [0, 1] after dilation
-    window: tuple[int, int, int, int] | None  # None: empty mask, nothing to fill
-    x: torch.Tensor | None = None     # 1 x C x h x w window, model channels
-    m: torch.Tensor | None = None     # 1 x 1 x h x w binary hole of the window
+    hole_alpha: np.ndarray            # float32 H x W in [0, 1]: fillgap.fill.prepare_mask's weights
+    windows: list[WindowJob]          # empty: nothing to fill
+    result: np.ndarray | None = None  # the picture being composited, window by window
+    left: int = 0                     # windows not filled yet
 
 
-def _prepare(image: Path, mask: Path, out: Path, channels: int, dilate: int, resize_mask: bool) -> _Job:
-    """Reader thread: decode, and cut the window exactly as ``fillgap.fill.inpaint`` does."""
+def _prepare(image: Path, mask: Path, out: Path, method: FillMethod, dilate: int, resize_mask: bool,
+             strategy: str, max_side: int | None, blend: str) -> _Job:
+    """Reader thread: decode, then ``fillgap.fill``'s mask and plan steps."""
     rgb, alpha = read_image_rgba(image)
-    hole_alpha = as_mask(load_mask_for(rgb.shape[:2], mask, resize_mask))
-    if dilate:
-        hole_alpha = dilate_mask(hole_alpha, dilate)
-    hole = hole_alpha > 0
-    if not hole.any():
-        return _Job(image, out, rgb, alpha, hole_alpha, None)
-    top, bottom, left, right = window = hole_window(hole)
-    x = to_tensor(_to_model_channels(rgb[top:bottom, left:right], channels))
-    m = mask_to_tensor(hole[top:bottom, left:right].astype(np.float32))
-    return _Job(image, out, rgb, alpha, hole_alpha, window, x, m)
-
-
-def _composite(job: _Job, fill: torch.Tensor) -> np.ndarray:
-    """``fillgap.fill.inpaint``'s last step: blend by grey level inside the hole, copy outside."""
-    top, bottom, left, right = job.window
-    window = job.rgb[top:bottom, left:right]
-    a = job.hole_alpha[top:bottom, left:right][..., None]
-    f = fill.permute(1, 2, 0).numpy()
-    if f.shape[2] == 1:
-        f = np.repeat(f, 3, axis=2)
-    blended = np.clip(a * f * 255.0 + (1.0 - a) * window.astype(np.float32) + 0.5, 0, 255).astype(np.uint8)
-    out = job.rgb.copy()
-    out[top:bottom, left:right] = np.where(a > 0, blended, window)
-    return out
+    hole_alpha = prepare_mask(load_mask_for(rgb.shape[:2], mask, resize_mask), rgb.shape[:2], dilate, blend)
+    if not (hole_alpha > 0).any():
+        return _Job(image, out, rgb, alpha, hole_alpha, [])
+    windows = plan_windows(rgb, hole_alpha, method, strategy, max_side)
+    return _Job(image, out, rgb, alpha, hole_alpha, windows, rgb.copy(), len(windows))
 
 
 @contextmanager
@@ -138,11 +123,11 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def fill_folder(image_dir: Path, mask_dir: Path, out_dir: Path, model: InpaintModel, *, workers: int = 2,
-                batch_size: int = 8, dilate: int = 0, overwrite: bool = False, resize_mask: bool = False,
-                progress: bool | str = False, max_side: int = DEFAULT_MAX_SIDE, output_format: str = "auto",
-                on_event: Callable[[str, Path, str], None] | None = None,
-                progress_every: float = 10.0) -> FolderReport:
+def fill_folder(image_dir: Path, mask_dir: Path, out_dir: Path, model: FillMethod | InpaintModel | str | None,
+                *, workers: int = 2, batch_size: int = 8, dilate: int = 0, overwrite: bool = False,
+                resize_mask: bool = False, progress: bool | str = False, max_side: int | None = None,
+                output_format: str = "auto", on_event: Callable[[str, Path, str], None] | None = None,
+                progress_every: float = 10.0, strategy: str = "auto", blend: str = "hard") -> FolderReport:
     """Fill every picture under ``image_dir`` with its mask from ``mask_dir`` into ``out_dir``
     (same relative paths; lossy inputs written as PNG unless ``output_format`` says otherwise).
     Pictures without a mask, unreadable files and failed writes are listed in the report's
@@ -152,6 +137,9 @@ def fill_folder(image_dir: Path, mask_dir: Path, out_dir: Path, model: InpaintMo
     ``progress``: True or "bar" (a terminal), "lines" (a line every ``progress_every`` s on stdout)."""
     if workers < 1 or batch_size < 1:
         raise FillgapError("--workers and --batch-size must be at least 1")
+    strategy, max_side = check_strategy(strategy), check_max_side(max_side)
+    fill_args = (dilate, resize_mask, strategy, max_side, blend)
+    prepare_mask(np.zeros((1, 1), np.float32), (1, 1), dilate, blend)  # bad settings fail before any file
     out_dir = Path(out_dir)
     run = plan_run(Path(image_dir), mask_dir, out_dir, output_format)
     log = RunLog(out_dir, len(run.rows) + len(run.failed), progress=progress, on_event=on_event,
@@ -159,7 +147,7 @@ def fill_folder(image_dir: Path, mask_dir: Path, out_dir: Path, model: InpaintMo
     todo = triage(run, log, overwrite)
     with locked_run(out_dir, log, todo):
         if todo:
-            _run(todo, model.eval(), log, workers, batch_size, dilate, overwrite, resize_mask, max_side)
+            _run(todo, get_method(model), log, workers, batch_size, overwrite, fill_args)
     return log.report
 
 
@@ -183,12 +171,12 @@ def locked_run(out_dir: Path, log: RunLog, todo: list):
             log.close()
 
 
-def _run(todo, model, log: RunLog, workers, batch_size, dilate, overwrite, resize_mask, max_side) -> None:
+def _run(todo, method, log: RunLog, workers, batch_size, overwrite, fill_args) -> None:
     readers = ThreadPoolExecutor(workers, thread_name_prefix="fillgap-read")
     writers = ThreadPoolExecutor(workers, thread_name_prefix="fillgap-write")
     reads: deque[tuple[Path, Future]] = deque()
     writes: dict[Future, Path] = {}
-    groups: dict[tuple[int, int], list[_Job]] = {}  # window size -> jobs waiting for a batch
+    groups: dict[tuple, list[tuple[_Job, WindowJob]]] = {}  # strategy, window size -> windows waiting
     lookahead = max(2 * batch_size, 4 * workers)     # decoded pictures held in memory, at most
     pending = iter(todo)
 
@@ -216,16 +204,26 @@ def _run(todo, model, log: RunLog, workers, batch_size, dilate, overwrite, resiz
         writes[f] = job.image
         reap()
 
-    def flush(key: tuple[int, int]) -> None:
-        jobs = groups.pop(key)
-        fills = run_model(model, torch.cat([j.x for j in jobs]), torch.cat([j.m for j in jobs]), max_side)
-        for job, fill in zip(jobs, fills):
-            write(job, _composite(job, fill))
+    max_side = fill_args[3]
+
+    def flush(key: tuple) -> None:
+        pairs = groups.pop(key)
+        step = batch_size if method.batchable else 1
+        for i in range(0, len(pairs), step):
+            chunk = pairs[i:i + step]
+            fills = run_windows(method, torch.cat([w.image for _, w in chunk]),
+                                torch.cat([w.hole for _, w in chunk]),
+                                key[0], max_side)
+            for (job, win), fill in zip(chunk, fills):
+                composite(job.result, job.rgb, job.hole_alpha, win.window, fill)
+                job.left -= 1
+                if job.left == 0:
+                    write(job, job.result)
 
     try:
         while True:
             for img, msk, out in pending:
-                reads.append((img, readers.submit(_prepare, img, msk, out, model.channels, dilate, resize_mask)))
+                reads.append((img, readers.submit(_prepare, img, msk, out, method, *fill_args)))
                 if len(reads) >= lookahead:
                     break
             if not reads:
@@ -236,14 +234,15 @@ def _run(todo, model, log: RunLog, workers, batch_size, dilate, overwrite, resiz
             except Exception as exc:  # unreadable picture or mask, wrong mask size: list it, go on
                 log.failed(img, str(exc) if isinstance(exc, FillgapError) else repr(exc))
                 continue
-            if job.window is None:
+            if not job.windows:
                 write(job, None)
                 continue
-            key = tuple(job.x.shape[-2:])
-            groups.setdefault(key, []).append(job)
-            if len(groups[key]) >= batch_size or len(groups[key]) * key[0] * key[1] >= MAX_BATCH_PIXELS:
-                flush(key)
-            elif sum(map(len, groups.values())) >= lookahead:
+            for win in job.windows:
+                key = win.key
+                groups.setdefault(key, []).append((job, win))
+                if len(groups[key]) >= batch_size or len(groups[key]) * key[1] * key[2] >= MAX_BATCH_PIXELS:
+                    flush(key)
+            while sum(map(len, groups.values())) >= lookahead:
                 flush(next(iter(groups)))  # the longest-waiting size: memory stays bounded
         while groups:
             flush(next(iter(groups)))

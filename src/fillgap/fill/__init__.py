@@ -1,0 +1,95 @@
+"""Filling holes in pictures of any size: the one pipeline every entry point uses.
+
+``inpaint(image, mask, model)``: image uint8 H x W x 3, mask H x W (float in [0, 1] or uint8
+0-255; > 0 = hole), returns uint8 H x W x 3. The API, ``fillgap fill`` (one file or a folder),
+the server and ``fillgap eval`` all go through these steps:
+
+1. ``prepare_mask`` (mask.py): normalise, resize a mask of another size without losing thin
+   strokes, dilate, apply the blend mode (``hard``: every pixel > 0 is replaced; ``soft``:
+   grey = weight of the fill).
+2. ``plan_windows`` (plan.py): one window per group of nearby holes, grown by context (half
+   the hole's size, at least 32 px); ``resize`` uses a single window around all holes.
+3. ``run`` (strategies.py): the method (``fillgap.methods``) on each window at a working
+   scale: ``resize``, ``crop``, ``cra`` or ``auto``.
+4. ``composite`` (composite.py): ``out = a * fill + (1 - a) * input`` inside the hole; pixels
+   with ``a = 0`` are copied, so they are bit-identical to the input. Every method saw the
+   whole area with ``a > 0`` as missing, so nothing of the removed object leaks into a soft edge.
+
+An empty mask gives the input back with no method loaded or run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import FillgapError
+from ..imageio import mask_to_tensor, to_tensor
+from ..methods import FillMethod, get_method
+from .composite import composite
+from .mask import BLENDS, as_mask, check_blend, check_dilate, prepare_mask, resize_mask
+from .plan import Window, hole_window, plan_windows
+from .strategies import CRA_SIDE, STRATEGIES, check_max_side, check_strategy, choose, cra_available, run
+
+
+@dataclass
+class WindowJob:
+    """One window of a picture to fill: where, by which concrete strategy, and its tensors."""
+
+    window: Window
+    strategy: str
+    image: torch.Tensor  # 1 x 3 x h x w in [0, 1]
+    hole: torch.Tensor   # 1 x 1 x h x w, 1 = hole
+
+    @property
+    def key(self) -> tuple:
+        """Jobs with the same key may be filled in one batched ``run`` call."""
+        return (self.strategy, *self.image.shape[-2:])
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise FillgapError(f"image must be uint8 H x W x 3, got {image.dtype} {image.shape}")
+    return image
+
+
+def plan(image: np.ndarray, alpha: np.ndarray, method: FillMethod, strategy: str = "auto",
+         max_side: int | None = None) -> list[WindowJob]:
+    """The windows of ``image`` to fill for the prepared weights ``alpha``, with their tensors."""
+    hole = alpha > 0
+    jobs = []
+    for win in plan_windows(hole, single=strategy == "resize"):
+        concrete = choose(strategy, method, (win.height, win.width), max_side)
+        jobs.append(WindowJob(win, concrete, to_tensor(image[win.slices]),
+                              mask_to_tensor(hole[win.slices].astype(np.float32))))
+    return jobs
+
+
+def inpaint(image: np.ndarray, mask: np.ndarray, model: FillMethod | str | None = None,
+            dilate: int = 0, max_side: int | None = None, *, strategy: str = "auto", blend: str = "hard",
+            resize_mask: bool = False, runtime: str = "torch") -> np.ndarray:
+    """Fill the holes of ``image`` (uint8 H x W x 3) marked by ``mask``; see the module doc.
+
+    ``model``: a method name (``fillgap models``), a checkpoint path, a loaded network or method,
+    or None for the shipped default. ``dilate``: grow the hole by this many pixels first.
+    ``max_side``: the longest window side filled at native resolution (default: the method's).
+    ``strategy``: auto | resize | crop | cra. ``blend``: hard | soft. ``resize_mask``: scale a
+    mask of another size to the picture.
+    """
+    image = check_image(image)
+    strategy, max_side = check_strategy(strategy), check_max_side(max_side)
+    alpha = prepare_mask(mask, image.shape[:2], dilate, blend, resize_mask)
+    if not (alpha > 0).any():
+        return image.copy()
+    method = get_method(model, runtime)
+    out = image.copy()
+    for job in plan(image, alpha, method, strategy, max_side):
+        composite(out, image, alpha, job.window, run(method, job.image, job.hole, job.strategy, max_side))
+    return out
+
+
+__all__ = ["inpaint", "prepare_mask", "plan", "plan_windows", "run", "composite", "choose", "WindowJob",
+           "Window", "as_mask", "resize_mask", "hole_window", "check_image", "check_dilate", "check_blend",
+           "check_strategy", "check_max_side", "cra_available", "STRATEGIES", "BLENDS", "CRA_SIDE"]

@@ -1,0 +1,86 @@
+"""Step 2 of a fill: which windows of the picture to fill, one per group of nearby holes."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+MARGIN_FRAC = 0.5   # context around a hole: half its size on each side ...
+MIN_MARGIN = 32     # ... and at least this many pixels
+MAX_GROUPS = 400   # more separate holes than this: one window around all
+MERGE_GAP = 16      # windows closer than this become one (two calls would share most context)
+
+
+class Window(NamedTuple):
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.top, self.bottom), slice(self.left, self.right)
+
+
+def _grow(top: int, bottom: int, left: int, right: int, shape: tuple[int, int],
+          margin_frac: float = MARGIN_FRAC, min_margin: int = MIN_MARGIN) -> Window:
+    mh = max(min_margin, int((bottom - top) * margin_frac))
+    mw = max(min_margin, int((right - left) * margin_frac))
+    h, w = shape
+    return Window(max(0, top - mh), min(h, bottom + mh), max(0, left - mw), min(w, right + mw))
+
+
+def hole_window(hole: np.ndarray, margin_frac: float = MARGIN_FRAC, min_margin: int = MIN_MARGIN) -> Window:
+    """The bounding box of every hole pixel grown by a context margin (one window for all)."""
+    rows, cols = np.flatnonzero(hole.any(axis=1)), np.flatnonzero(hole.any(axis=0))
+    return _grow(rows[0], rows[-1] + 1, cols[0], cols[-1] + 1, hole.shape, margin_frac, min_margin)
+
+
+def _close(a: Window, b: Window, gap: int) -> bool:
+    return (a.top < b.bottom + gap and b.top < a.bottom + gap and
+            a.left < b.right + gap and b.left < a.right + gap)
+
+
+def _union(a: Window, b: Window) -> Window:
+    return Window(min(a.top, b.top), max(a.bottom, b.bottom), min(a.left, b.left), max(a.right, b.right))
+
+
+def plan_windows(hole: np.ndarray, merge_gap: int = MERGE_GAP, single: bool = False) -> list[Window]:
+    """Disjoint windows covering every hole pixel: one per connected group of holes, each grown by
+    its context margin, merged while any two are within ``merge_gap`` pixels. ``single``: one
+    window around all holes (the ``resize`` strategy). Sorted top to bottom, left to right."""
+    hole = np.asarray(hole) > 0
+    if not hole.any():
+        return []
+    if single:
+        return [hole_window(hole)]
+    n, _, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
+    if n - 1 > MAX_GROUPS:  # speckle: merging thousands of windows costs more than it saves
+        return [hole_window(hole)]
+    windows = [_grow(int(y), int(y + hh), int(x), int(x + ww), hole.shape)
+               for x, y, ww, hh, _ in stats[1:n]]
+    # Merge until stable; a sweep over windows sorted by top keeps this fast for many holes.
+    merged = True
+    while merged and len(windows) > 1:
+        merged = False
+        windows.sort()
+        out: list[Window] = []
+        for win in windows:
+            for i, other in enumerate(out):
+                if _close(win, other, merge_gap):
+                    out[i] = _union(win, other)
+                    merged = True
+                    break
+            else:
+                out.append(win)
+        windows = out
+    return sorted(windows)

@@ -1,0 +1,101 @@
+"""Step 3 of a fill: run a method on one window at a working scale (the strategy).
+
+- ``resize``: one window around all holes, scaled down to the method's ``max_side`` when
+  larger, filled, scaled back up (bicubic) - fillgap's behaviour before strategies existed.
+- ``crop``: one window per group of nearby holes (``plan.plan_windows``), each filled at its
+  native resolution when it fits the method's limit, scaled down like ``resize`` otherwise.
+- ``cra``: contextual residual aggregation (Yi et al., CVPR 2020): the window is filled at
+  <= ``CRA_SIDE`` px, upsampled, and the known region's high frequencies (the picture minus
+  its blurred self) are copied into the hole with hole-to-context attention weights computed
+  at the low resolution (``fillgap.models.attention.aggregate_residual``), so a large window
+  gets a sharp fill for the cost of a small one.
+- ``auto`` (default): per window, ``crop`` when it fits the method's limit, ``cra`` beyond.
+"""
+from __future__ import annotations
+
+import numbers
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import FillgapError
+from ..methods import FillMethod
+
+STRATEGIES = ("auto", "resize", "crop", "cra")
+CRA_SIDE = 512      # long side of the low-resolution fill in ``cra``
+MIN_MAX_SIDE = 16   # smaller working sizes leave a network nothing to see
+
+
+def check_strategy(strategy) -> str:
+    if strategy not in STRATEGIES:
+        raise FillgapError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    return strategy
+
+
+def check_max_side(max_side) -> int | None:
+    if max_side is None:
+        return None
+    if isinstance(max_side, bool) or not isinstance(max_side, numbers.Integral):
+        raise FillgapError(f"max_side must be a whole number of pixels, got {max_side!r}")
+    if max_side < MIN_MAX_SIDE:
+        raise FillgapError(f"max_side must be at least {MIN_MAX_SIDE} pixels, got {max_side}")
+    return int(max_side)
+
+
+def _aggregate():
+    """``aggregate_residual`` when the attention module is part of this build, else None."""
+    try:
+        from ..models.attention import aggregate_residual
+    except ImportError:
+        return None
+    return aggregate_residual
+
+
+def cra_available() -> bool:
+    return _aggregate() is not None
+
+
+def limit_of(method: FillMethod, max_side: int | None) -> int:
+    return max_side if max_side is not None else method.max_side
+
+
+def choose(strategy: str, method: FillMethod, size: tuple[int, int], max_side: int | None = None) -> str:
+    """The concrete strategy (resize, crop or cra) for a window of ``size`` (H, W)."""
+    if strategy != "auto":
+        return strategy
+    if method.fixed_size or max(size) <= limit_of(method, max_side):
+        return "crop"
+    return "cra" if cra_available() else "crop"
+
+
+def _scaled_fill(method: FillMethod, image: torch.Tensor, hole: torch.Tensor, side: int) -> torch.Tensor:
+    """``method`` at a working size whose long side is at most ``side``, back at the window's size."""
+    h, w = image.shape[-2:]
+    s = min(1.0, side / max(h, w))
+    if method.fixed_size or s >= 1.0:
+        return method.fill(image, hole)
+    size = (max(1, round(h * s)), max(1, round(w * s)))
+    x = F.interpolate(image, size=size, mode="area").clamp(0, 1)
+    m = (F.interpolate(hole, size=size, mode="area") > 0).float()  # a part-hole pixel stays a hole
+    out = method.fill(x, m)
+    return F.interpolate(out, size=(h, w), mode="bicubic").clamp(0, 1)
+
+
+def run(method: FillMethod, image: torch.Tensor, hole: torch.Tensor, strategy: str,
+        max_side: int | None = None) -> torch.Tensor:
+    """The fill of N windows of one size (N x C x H x W in [0, 1], hole N x 1 x H x W) by one
+    concrete strategy (see ``choose``); returns N x 3 x H x W."""
+    limit = limit_of(method, max_side)
+    if strategy in ("resize", "crop"):
+        return _scaled_fill(method, image, hole, limit)
+    if strategy != "cra":
+        raise FillgapError(f"unknown strategy {strategy!r}")
+    aggregate = _aggregate()
+    if aggregate is None:
+        raise FillgapError("strategy 'cra' needs fillgap.models.attention, which this installation lacks")
+    low = min(CRA_SIDE, limit)
+    coarse = _scaled_fill(method, image, hole, low)
+    if max(image.shape[-2:]) <= low:
+        return coarse  # filled at full resolution already: no detail to restore
+    return torch.cat([aggregate(image[i:i + 1], hole[i:i + 1], coarse[i:i + 1]).clamp(0, 1)
+                      for i in range(image.shape[0])])

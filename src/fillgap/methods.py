@@ -1,0 +1,223 @@
+"""One registry of fill methods: classical algorithms beside the networks.
+
+A method is an object with ``fill(image, hole) -> image`` (image N x C x H x W float in
+[0, 1], hole N x 1 x H x W, 1 = missing) and the limits the pipeline (``fillgap.fill``)
+needs: ``max_side`` (the longest window side it works at; larger windows are scaled down or
+use the ``cra`` strategy), ``size_multiple`` and ``fixed_size`` (handled inside ``fill``).
+
+``get_method(spec)`` turns what a user names into a method:
+- None: the shipped default network;
+- a classical name (``opencv-telea``, ``opencv-ns``, ``opencv-fsr``, ``skimage-biharmonic``,
+  ``mean-fill``);
+- a network name of ``fillgap.models`` (``ffc-small``, ...: untrained, for tests and timing);
+- a checkpoint path (``.pt`` / ``.safetensors``);
+- a loaded ``InpaintModel`` or an existing ``FillMethod``.
+
+Other runtimes plug in with ``register_runtime("onnx", factory)``: ``factory(model, source)``
+gets the torch network (and where it came from) and returns a ``FillMethod``;
+``get_method(spec, runtime="onnx")`` uses it for every network.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .classical import CLASSICAL
+from .errors import FillgapError
+from .models import InpaintModel, list_models
+
+DEFAULT_NAME = "fillgap-default"
+NETWORK_MAX_SIDE = 1024  # FFC networks: largest window side filled at native resolution
+
+
+class FillMethod:
+    """Base class: a fill method and its limits. Subclasses implement ``fill``."""
+
+    name: str = ""
+    kind: str = ""             # "classical" | "network"
+    source: str = ""           # where it comes from (function, checkpoint path, registry name)
+    max_side: int = NETWORK_MAX_SIDE
+    size_multiple: int = 1
+    fixed_size: int | None = None
+    batchable: bool = True     # windows of the same size may share one call
+
+    def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def parameters_count(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} ({self.source})>"
+
+
+class ClassicalMethod(FillMethod):
+    """A ``fillgap.classical`` function (uint8 H x W x 3 in and out) as a method."""
+
+    kind = "classical"
+
+    def __init__(self, name: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], max_side: int):
+        self.name, self.fn, self.max_side = name, fn, max_side
+        self.source = f"fillgap.classical:{fn.__name__}"
+
+    def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        # The pipeline hands over uint8 pictures divided by 255, so this round trip is exact.
+        imgs = image.detach().float().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        holes = (hole[:, 0] > 0).cpu().numpy()
+        outs = []
+        for img, h in zip(imgs, holes):
+            if img.shape[2] == 1:  # grey pictures: the classical functions want three channels
+                out = self.fn(np.repeat(img, 3, axis=2), h).mean(axis=2, keepdims=True)
+            else:
+                out = self.fn(img, h)
+            outs.append(out)
+        out = torch.from_numpy(np.stack(outs).astype(np.float32)).permute(0, 3, 1, 2) / 255.0
+        return out.to(image.device)
+
+
+# Largest window side each classical method fills at native resolution (beyond: the pipeline's
+# strategies scale down or aggregate residuals). Telea/NS cost grows with the hole only; FSR
+# and the biharmonic solve grow much faster, so they get a working size like a network.
+CLASSICAL_MAX_SIDE = {"opencv-telea": 8192, "opencv-ns": 8192, "opencv-fsr": 1024,
+                      "skimage-biharmonic": 1024, "mean-fill": 1 << 20}
+
+
+class TorchNetwork(FillMethod):
+    """An ``InpaintModel`` run by torch: fixed size and size multiple handled here."""
+
+    kind = "network"
+
+    def __init__(self, model: InpaintModel, name: str = "", source: str = "given", max_side: int = NETWORK_MAX_SIDE):
+        self.model = model.eval()
+        self.name = name or model.registry_name or type(model).__name__
+        self.source = source
+        self.channels = model.channels
+        self.fixed_size = model.fixed_size
+        self.size_multiple = model.size_multiple
+        self.max_side = max_side  # fixed-size networks resize inside fill(); the pipeline does not
+
+    def parameters_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @torch.no_grad()
+    def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = image.shape
+        device = next(self.model.parameters()).device
+        x, m = image.to(device), hole.to(device)
+        if self.channels == 1 and c == 3:
+            x = x.mean(dim=1, keepdim=True)
+        size = (h, w)
+        if self.fixed_size:
+            size = (self.fixed_size, self.fixed_size)
+            down = size[0] < h or size[1] < w
+            x = F.interpolate(x, size=size, mode="area" if down else "bicubic").clamp(0, 1)
+            m = (F.interpolate(m, size=size, mode="area" if down else "bilinear") > 0).float()
+        k = self.size_multiple
+        ph, pw = (-size[0]) % k, (-size[1]) % k
+        # At least 2k: a fully convolutional net's reflect padding needs feature maps of 2+ pixels
+        # after its downsamplings (a 1x1 or 3x5 picture would otherwise crash inside the network).
+        ph, pw = max(ph, 2 * k - size[0]), max(pw, 2 * k - size[1])
+        if ph or pw:
+            mode = "reflect" if ph < size[0] and pw < size[1] else "replicate"  # reflect needs pad < size
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+            m = F.pad(m, (0, pw, 0, ph), mode=mode)
+        out = self.model(x, m)[..., : size[0], : size[1]]
+        if size != (h, w):
+            out = F.interpolate(out, size=(h, w), mode="bicubic").clamp(0, 1)
+        if out.shape[1] == 1 and c == 3:
+            out = out.expand(-1, 3, -1, -1)
+        return out.to(image.device).float()
+
+
+_RUNTIMES: dict[str, Callable[[InpaintModel, str], FillMethod]] = {
+    "torch": lambda model, source: TorchNetwork(model, source=source),
+}
+
+
+def register_runtime(name: str, factory: Callable[[InpaintModel, str], FillMethod]) -> None:
+    """Make ``get_method(..., runtime=name)`` wrap networks with ``factory(model, source)``."""
+    _RUNTIMES[name] = factory
+
+
+def runtimes() -> list[str]:
+    return list(_RUNTIMES)
+
+
+def classical_names() -> list[str]:
+    return list(CLASSICAL)
+
+
+def method_names() -> list[str]:
+    """Every name ``get_method`` accepts besides paths: default, classical, registered networks."""
+    return [DEFAULT_NAME, *CLASSICAL, *list_models()]
+
+
+def _network(model: InpaintModel, source: str, runtime: str, name: str = "") -> FillMethod:
+    if runtime not in _RUNTIMES:
+        raise FillgapError(f"unknown runtime '{runtime}' (available: {', '.join(_RUNTIMES)})")
+    method = _RUNTIMES[runtime](model, source)
+    if name:
+        method.name = name
+    return method
+
+
+def get_method(spec: FillMethod | InpaintModel | str | Path | None = None, runtime: str = "torch") -> FillMethod:
+    """The fill method named by ``spec`` (see the module doc); anything else is a FillgapError."""
+    if isinstance(spec, FillMethod):
+        return spec
+    if isinstance(spec, InpaintModel):
+        return _network(spec, "given", runtime)
+    if spec is not None and not isinstance(spec, (str, Path)):
+        raise FillgapError(f"model must be a method name, a checkpoint path or a loaded model, "
+                           f"got {type(spec).__name__}")
+    from .checkpoint import DEFAULT_WEIGHTS, load_model
+
+    text = None if spec is None else str(spec)
+    if text is None or text == DEFAULT_NAME:
+        return _network(load_model(None), str(DEFAULT_WEIGHTS), runtime, DEFAULT_NAME)
+    if text in CLASSICAL:
+        return ClassicalMethod(text, CLASSICAL[text], CLASSICAL_MAX_SIDE.get(text, NETWORK_MAX_SIDE))
+    if text in list_models() and not Path(text).exists():
+        from .models import create_model
+        return _network(create_model(text).eval(), f"fillgap.models:{text} (untrained)", runtime, text)
+    path = Path(text)
+    if not path.exists() and path.suffix.lower() not in (".pt", ".safetensors", ".pth"):
+        raise FillgapError(f"unknown model '{text}': not a method name ({', '.join(method_names())}) "
+                           "nor an existing checkpoint file")
+    return _network(load_model(path), str(path), runtime)
+
+
+@dataclass
+class MethodInfo:
+    name: str
+    kind: str
+    parameters: int
+    max_side: int
+    default: bool
+
+
+def list_methods() -> list[MethodInfo]:
+    """Every named method for ``fillgap models``: the shipped default, classical, registered networks."""
+    from .checkpoint import DEFAULT_WEIGHTS
+    from .models import create_model
+
+    rows = []
+    if DEFAULT_WEIGHTS.exists():
+        m = get_method(None)
+        rows.append(MethodInfo(DEFAULT_NAME, "network (shipped weights)", m.parameters_count(), m.max_side, True))
+    for name in CLASSICAL:
+        rows.append(MethodInfo(name, "classical", 0, CLASSICAL_MAX_SIDE.get(name, NETWORK_MAX_SIDE), False))
+    for name in list_models():
+        net = create_model(name)
+        rows.append(MethodInfo(name, "network (untrained)", sum(p.numel() for p in net.parameters()),
+                               net.fixed_size or NETWORK_MAX_SIDE, False))
+    return rows
+
+
+__all__ = ["FillMethod", "ClassicalMethod", "TorchNetwork", "get_method", "list_methods", "register_runtime",
+           "runtimes", "method_names", "classical_names", "DEFAULT_NAME"]
