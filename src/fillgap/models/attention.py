@@ -1,0 +1,265 @@
+"""Contextual attention (Yu et al., CVPR 2018) and contextual residual aggregation (Yi et al., CVPR 2020).
+
+Pure torch, batched, CPU or CUDA. Each hole position looks at every known position of a
+feature map: cosine similarity of their ``patch_size`` x ``patch_size`` patches, a softmax
+(with a temperature, ``scale``) over the known positions only, and the output is the
+weighted sum of the known positions' *values*. Values may live at a higher resolution than
+the features (an integer factor ``s`` per side): each feature position then owns an
+``s`` x ``s`` cell of the value map, which is how CRA matches at low resolution and copies
+full-resolution detail.
+
+Memory stays bounded: scores are computed for ``chunk`` query positions at a time, so the
+largest score tensor is ``N x chunk x positions``, never positions squared; with ``topk``
+only the best keys' values are gathered, which keeps large value cells cheap.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ContextualAttention", "AttentionBlock", "contextual_attention", "aggregate_residual"]
+
+
+def _patches(x: torch.Tensor, k: int) -> torch.Tensor:
+    """N x C x h x w -> N x (h*w) x (C*k*k): the k x k patch around every position (edges replicated)."""
+    r = k // 2
+    if r:
+        x = F.pad(x, (r, r, r, r), mode="replicate")
+    return F.unfold(x, k).transpose(1, 2)
+
+
+def _hole_at(hole: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A hole mask at another resolution: a cell is missing if any pixel of it is."""
+    hole = (hole > 0).to(torch.float32)
+    if tuple(hole.shape[-2:]) != tuple(size):
+        hole = F.adaptive_max_pool2d(hole, size)
+    return hole
+
+
+def _known_keys(hole: torch.Tensor, size: tuple[int, int], k: int) -> torch.Tensor:
+    """N x L bool: positions whose whole k x k patch is known (an item with none: known centres)."""
+    missing = _hole_at(hole, size)
+    valid = (F.max_pool2d(missing, k, 1, k // 2) if k > 1 else missing).flatten(1) == 0
+    centre = missing.flatten(1) == 0
+    return torch.where(valid.any(1, keepdim=True), valid, centre)
+
+
+def _match(feat: torch.Tensor, valid: torch.Tensor, queries: torch.Tensor, k: int, scale: float,
+           topk: int | None, chunk: int):
+    """Yield (query indices, weights N x c x K, key indices N x c x K or None = all L keys), chunk by chunk."""
+    keys = F.normalize(_patches(feat, k), dim=-1, eps=1e-6)  # N x L x D
+    length = keys.shape[1]
+    for start in range(0, queries.numel(), chunk):
+        q = queries[start:start + chunk]
+        scores = keys[:, q] @ keys.transpose(1, 2)  # N x c x L cosine similarities
+        scores = scores.masked_fill(~valid[:, None, :], float("-inf")) * scale
+        idx = None
+        if topk is not None and topk <= length:
+            scores, idx = scores.topk(topk, dim=-1)
+        yield q, torch.softmax(scores, dim=-1).nan_to_num(0.0), idx  # an item without keys: zero weights
+
+
+def contextual_attention(feat: torch.Tensor, hole: torch.Tensor, value: torch.Tensor | None = None, *,
+                         patch_size: int = 3, scale: float = 10.0, topk: int | None = None, fold: bool = True,
+                         queries: torch.Tensor | None = None, chunk: int = 1024) -> torch.Tensor:
+    """Attention from query positions to known key positions; see the module docstring.
+
+    feat: N x C x h x w features used for matching; hole: N x 1 x h' x w' (> 0 = missing;
+    resized to h x w by "any missing pixel"); value: N x Cv x (s*h) x (s*w), default ``feat``
+    (s = 1). Keys are the positions whose whole patch is known (if an item has none: those
+    whose centre is known; if none either, its output is zero). ``queries``: flat indices
+    (y * w + x) of the positions to compute, shared by the batch; default all. ``fold``: each
+    query writes its value patch's ``patch_size`` x ``patch_size`` cells around itself and
+    overlapping writes are averaged (Yu et al.'s transposed convolution); without it, only
+    its own cell. Returns N x Cv x (s*h) x (s*w); cells no query writes are zero.
+    """
+    n, _, h, w = feat.shape
+    value = feat if value is None else value
+    vh, vw = value.shape[-2:]
+    if value.shape[0] != n or vh % h or vw % w or vh // h != vw // w:
+        raise ValueError(f"value {tuple(value.shape)} must be an integer multiple of features {tuple(feat.shape)}")
+    s, cv, r, dev = vh // h, value.shape[1], patch_size // 2, feat.device
+    length = h * w
+    valid = _known_keys(hole.to(dev), (h, w), patch_size)
+    # Each position's s x s value cell as one vector: N x L x (Cv*s*s).
+    cells = (F.pixel_unshuffle(value, s) if s > 1 else value).flatten(2).transpose(1, 2)
+    ys, xs = torch.meshgrid(torch.arange(h, device=dev), torch.arange(w, device=dev), indexing="ij")
+    ys, xs = ys.flatten(), xs.flatten()
+    offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)] if fold else [(0, 0)]
+    queries = torch.arange(length, device=dev) if queries is None else queries.to(dev).long()
+
+    out = cells.new_zeros(n, length, cells.shape[-1])
+    count = cells.new_zeros(length)
+    batch = torch.arange(n, device=dev)[:, None, None]
+    for q, weights, idx in _match(feat, valid, queries, patch_size, scale, topk, chunk):
+        for dy, dx in offsets:
+            # Key j's value patch at this offset is the cell (y_j + dy, x_j + dx), edges replicated...
+            src = (ys + dy).clamp(0, h - 1) * w + (xs + dx).clamp(0, w - 1)
+            if idx is None:
+                vals = weights @ cells[:, src]
+            else:
+                vals = (weights.unsqueeze(-1) * cells[batch, src[idx]]).sum(2)
+            # ... and it lands on the cell (y_q + dy, x_q + dx) of the output.
+            qy, qx = ys[q] + dy, xs[q] + dx
+            inside = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
+            dest = (qy * w + qx)[inside]
+            out.index_add_(1, dest, vals[:, inside])
+            count.index_add_(0, dest, torch.ones_like(dest, dtype=count.dtype))
+    out = out / count.clamp(min=1)[None, :, None]
+    out = out.transpose(1, 2).reshape(n, cv * s * s, h, w)
+    return F.pixel_shuffle(out, s) if s > 1 else out
+
+
+class ContextualAttention(nn.Module):
+    """Softmax attention from hole patches to known patches, every position of a batch.
+
+    ``forward(feat, hole, value=None)``: see :func:`contextual_attention` (no parameters of
+    its own; cosine similarity makes it scale-free in ``feat``).
+    """
+
+    def __init__(self, patch_size: int = 3, scale: float = 10.0, topk: int | None = None, fold: bool = True,
+                 chunk: int = 1024):
+        super().__init__()
+        if patch_size < 1 or patch_size % 2 == 0:
+            raise ValueError("patch_size must be odd and positive")
+        self.patch_size, self.scale, self.topk, self.fold, self.chunk = patch_size, scale, topk, fold, chunk
+
+    def forward(self, feat: torch.Tensor, hole: torch.Tensor, value: torch.Tensor | None = None) -> torch.Tensor:
+        return contextual_attention(feat, hole, value, patch_size=self.patch_size, scale=self.scale,
+                                    topk=self.topk, fold=self.fold, chunk=self.chunk)
+
+    def extra_repr(self) -> str:
+        return f"patch_size={self.patch_size}, scale={self.scale}, topk={self.topk}, fold={self.fold}"
+
+
+class AttentionBlock(nn.Module):
+    """Residual contextual-attention block for a generator: ``x + out(attention(key(x), hole, x))``.
+
+    Matching runs on a 1x1 projection (``key_ch`` channels, cheap scores); the values are the
+    block's input itself. ``out`` starts at zero, so a new block is the identity. Maps with
+    more than ``max_positions`` positions (big pictures at inference) are matched on
+    f x f-averaged keys and copy f x f value cells, as CRA does, so the cost stays bounded.
+    """
+
+    def __init__(self, ch: int, key_ch: int = 32, patch_size: int = 3, scale: float = 10.0,
+                 max_positions: int = 64 * 64):
+        super().__init__()
+        self.key = nn.Conv2d(ch, key_ch, 1)
+        self.attention = ContextualAttention(patch_size, scale, fold=False)
+        self.out = nn.Conv2d(ch, ch, 1)
+        self.max_positions = max_positions
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        f = max(1, math.ceil(math.sqrt(h * w / self.max_positions)))
+        value = x
+        if f > 1:
+            value = F.pad(x, (0, -w % f, 0, -h % f), mode="replicate")
+        missing = _hole_at(hole, value.shape[-2:]).to(x)
+        keys = self.key(value)
+        if f > 1:
+            keys, missing = F.avg_pool2d(keys, f), F.max_pool2d(missing, f)
+        y = self.attention(keys, missing, value)[..., :h, :w]
+        return x + self.out(y)
+
+
+def _cell_pixels(cells: torch.Tensor, gw: int, s: int, big_h: int, big_w: int):
+    """Rows (n x s) and columns (n x s) of the full-resolution pixels of grid cells (edges replicated)."""
+    ar = torch.arange(s, device=cells.device)
+    rows = ((cells // gw)[:, None] * s + ar).clamp(max=big_h - 1)
+    cols = ((cells % gw)[:, None] * s + ar).clamp(max=big_w - 1)
+    return rows, cols
+
+
+def _upsampled_at(low: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, big_h: int, big_w: int) -> torch.Tensor:
+    """Bilinear upsampling of low (1 x C x h x w) to big_h x big_w, only at these cells: C x n x s x s.
+
+    Same sampling as ``F.interpolate(..., mode="bilinear", align_corners=False)``, without
+    building the full-resolution picture.
+    """
+    n, s = rows.shape
+    gy = (2 * (rows.to(low.dtype) + 0.5) / big_h - 1)[:, :, None].expand(n, s, s)
+    gx = (2 * (cols.to(low.dtype) + 0.5) / big_w - 1)[:, None, :].expand(n, s, s)
+    grid = torch.stack([gx, gy], dim=-1).reshape(1, n * s, s, 2)
+    out = F.grid_sample(low, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.reshape(low.shape[1], n, s, s)
+
+
+@torch.no_grad()
+def aggregate_residual(image: torch.Tensor, hole: torch.Tensor, coarse: torch.Tensor, *, grid: int = 64,
+                       patch_size: int = 3, scale: float = 100.0, topk: int = 4, chunk: int = 256) -> torch.Tensor:
+    """Contextual residual aggregation: a low-resolution fill made sharp at full resolution.
+
+    Interface (what ``fillgap.fill``'s ``cra`` strategy calls):
+
+    - ``image``: N x 3 x H x W float in [0, 1], full resolution (pixels under the hole are ignored);
+    - ``hole``: N x 1 x H x W, > 0 = missing (any grey level counts as missing);
+    - ``coarse``: N x 3 x h x w in [0, 1], a fill of the same window at low resolution (any
+      method; h, w <= 512 is the intended use, same aspect as the image);
+    - returns a new N x 3 x H x W tensor: ``image`` outside the hole (bit-identical), and inside
+      ``upsample(coarse) + aggregated residual`` clamped to [0, 1]; grey levels are not
+      blended (the caller composites).
+
+    Steps: the blurred picture is the h x w picture (``coarse`` where a low-resolution pixel
+    touches the hole, the area-downsampled image elsewhere) upsampled bilinearly, so the
+    residual ``R = image - blur`` is exactly the detail a fill at h x w lacks. The picture is
+    cut into cells of ``s = ceil(max(H, W) / grid)`` px; each hole cell is matched to the cells
+    whose ``patch_size`` neighbourhood is fully known, on the coarse fill (at twice the grid
+    resolution, minus the known mean colour, cosine similarity); a softmax with temperature
+    ``scale`` over the ``topk`` best keys weights their full-resolution residual cells into it.
+    Only hole cells and the chosen key cells are touched at full resolution, so the cost is a
+    ``grid``-sized attention plus ``topk`` cell copies per hole cell, and memory is the output
+    plus one area-downsampling pass.
+    """
+    if image.dim() != 4 or image.shape[1] != 3 or coarse.dim() != 4 or coarse.shape[:2] != image.shape[:2]:
+        raise ValueError(f"need image N x 3 x H x W and coarse N x 3 x h x w, got {tuple(image.shape)}, "
+                         f"{tuple(coarse.shape)}")
+    n, _, big_h, big_w = image.shape
+    if hole.shape != (n, 1, big_h, big_w):
+        raise ValueError(f"hole must be {n} x 1 x {big_h} x {big_w}, got {tuple(hole.shape)}")
+    if topk < 1 or grid < 1:
+        raise ValueError("topk and grid must be at least 1")
+    h, w = coarse.shape[-2:]
+    s = max(1, math.ceil(max(big_h, big_w) / grid))
+    gh, gw = math.ceil(big_h / s), math.ceil(big_w / s)
+    out = image.clone(memory_format=torch.contiguous_format)
+    for i in range(n):  # each item has its own hole cells as queries
+        img, missing, low = image[i:i + 1].float(), hole[i:i + 1] > 0, coarse[i:i + 1].float()
+        if not missing.any():
+            continue
+        missing = missing.float()
+        blur_low = torch.where(F.adaptive_max_pool2d(missing, (h, w)) > 0, low, F.interpolate(img, (h, w), mode="area"))
+        hole_grid = F.max_pool2d(missing, s, ceil_mode=True)  # 1 x 1 x gh x gw
+        # Matching features: the coarse fill over the grid's (padded) extent at 2x the grid,
+        # each cell's 2 x 2 sub-pixels as channels, centred on the known mean colour.
+        pad_h, pad_w = round((gh * s - big_h) * h / big_h), round((gw * s - big_w) * w / big_w)
+        feat = F.pad(low, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else low
+        feat = F.pixel_unshuffle(F.interpolate(feat, size=(2 * gh, 2 * gw), mode="area"), 2)
+        known = 1 - hole_grid
+        feat = feat - (feat * known).sum((2, 3), keepdim=True) / known.sum().clamp(min=1)
+
+        queries = hole_grid.flatten().nonzero().flatten()
+        valid = _known_keys(hole_grid, (gh, gw), patch_size)
+        flat_out, flat_missing = out[i].view(3, -1), missing.view(-1) > 0
+        for q, weights, idx in _match(feat, valid, queries, patch_size, scale, min(topk, gh * gw), chunk):
+            rows, cols = _cell_pixels(q, gw, s, big_h, big_w)
+            fill = _upsampled_at(low, rows, cols, big_h, big_w)  # 3 x c x s x s
+            krows, kcols = _cell_pixels(idx[0].flatten(), gw, s, big_h, big_w)
+            detail = img[0][:, krows[:, :, None], kcols[:, None, :]] - _upsampled_at(blur_low, krows, kcols, big_h,
+                                                                                      big_w)
+            detail = detail.view(3, *idx.shape[1:], s, s)  # 3 x c x K x s x s
+            fill = (fill + (weights[0][None, :, :, None, None] * detail).sum(2)).clamp(0, 1)
+            # Write the cells' in-picture pixels that are missing (cells never overlap).
+            ar = torch.arange(s, device=q.device)
+            y = (q // gw)[:, None, None] * s + ar[:, None]
+            x = (q % gw)[:, None, None] * s + ar
+            inside = ((y < big_h) & (x < big_w)).expand(-1, s, s)
+            lin = (y * big_w + x).expand(-1, s, s)[inside]
+            take = flat_missing[lin]
+            flat_out[:, lin[take]] = fill[:, inside][:, take].to(out.dtype)
+    return out
