@@ -101,12 +101,13 @@ def test_ffc_runs_at_twice_training_size():
         assert model(torch.rand(1, 3, s, s), mask).shape == (1, 3, s, s)
 
 
-def test_refine_model_starts_as_telea():
-    from fillgap.models.ffc import telea_fill
-    model = create_model("ffc-tiny").eval()
+@pytest.mark.parametrize("prior", ["diffusion", "telea"])
+def test_refine_model_starts_as_its_prior(prior):
+    from fillgap.models.ffc import PRIORS
+    model = create_model("ffc-tiny", prior=prior).eval()
     x = torch.rand(1, 3, 32, 32)
     mask = torch.zeros(1, 1, 32, 32)
     mask[..., 10:20, 10:20] = 1
     out = model(x, mask)
-    ref = telea_fill(x * (1 - mask), mask)
+    ref = PRIORS[prior]()(x * (1 - mask), mask)
     assert torch.allclose(out, ref.clamp(1e-3, 1 - 1e-3), atol=1e-5)

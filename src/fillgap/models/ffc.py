@@ -6,9 +6,10 @@ convolutions) and a global branch whose spectral transform mixes every pixel wit
 other one through a real FFT, so the receptive field is the whole picture from the first
 block on, and the network keeps working at resolutions above its training size.
 
-``refine=True`` (the shipped default): the network is handed a classical (OpenCV Telea)
-fill of the hole and learns a correction of it. Its last convolution starts at zero, so
-an untrained net reproduces Telea exactly, and training only has to add what
+``refine=True`` (the shipped default): the network is handed a classical fill of the hole
+(``prior``: the pure-torch multi-scale diffusion of ``prior.py``, or OpenCV Telea for
+weights trained before it) and learns a correction of it. Its last convolution starts at
+zero, so an untrained net reproduces the prior exactly, and training only has to add what
 interpolation cannot. Shared notes (flagship-probe.md) measured this beats the same
 network trained from scratch on the little data and compute we have.
 """
@@ -22,6 +23,7 @@ from torch import nn
 from .. import classical
 from . import register_model
 from .base import InpaintModel
+from .prior import DiffusionPrior
 
 
 class FourierUnit(nn.Module):
@@ -129,9 +131,12 @@ class FFCInpainter(InpaintModel):
     """Masked RGB + mask (4 channels) -> RGB. Any size that is a multiple of ``size_multiple``."""
 
     def __init__(self, width: int = 32, downsamplings: int = 2, blocks: int = 6, global_ratio: float = 0.75,
-                 enable_lfu: bool = False, refine: bool = True, max_width: int = 512):
+                 enable_lfu: bool = False, refine: bool = True, max_width: int = 512, prior: str = "diffusion"):
         super().__init__()
+        if prior not in PRIORS:
+            raise ValueError(f"unknown prior '{prior}' (choose {', '.join(PRIORS)})")
         self.refine = refine
+        self.prior = PRIORS[prior]() if refine else None
         self.size_multiple = 2 ** (downsamplings + (1 if enable_lfu else 0))
 
         def cbr(i, o, k, s, p, pad_mode="zeros"):
@@ -159,13 +164,25 @@ class FFCInpainter(InpaintModel):
             nn.init.zeros_(self.head.bias)
 
     def predict(self, masked: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-        start = telea_fill(masked, hole) if self.refine else masked
+        start = self.prior(masked, hole) if self.refine else masked
         x = self.head(self.up(self.blocks(self.down(torch.cat([start, hole], dim=1)))))
         if self.refine:
             # A correction in logit space: zero output = the classical fill, and the result
             # stays in (0, 1) without clamping away gradients.
             return torch.sigmoid(torch.logit(start.clamp(1e-3, 1 - 1e-3)) + x)
         return torch.sigmoid(x)
+
+
+class TeleaPrior(nn.Module):
+    """OpenCV Telea as the start (the first shipped weights were trained on it). NumPy on the
+    CPU inside the model: no ONNX export, a device sync per call. Kept for those weights and
+    for ablations; new models use ``DiffusionPrior``."""
+
+    def forward(self, masked: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        return telea_fill(masked, hole)
+
+
+PRIORS = {"diffusion": DiffusionPrior, "telea": TeleaPrior}
 
 
 @torch.no_grad()

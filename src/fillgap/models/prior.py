@@ -1,0 +1,91 @@
+"""The classical start that the FFC network refines, in pure torch: a multi-scale diffusion fill.
+
+The hole is filled with the solution of Laplace's equation (every hole pixel the mean of
+its four neighbours, known pixels fixed: the smoothest surface that meets the hole's
+border), then of the biharmonic equation (which also continues the border's slope, as
+scikit-image's biharmonic fill does). Plain Jacobi sweeps would need about as many
+sweeps as the hole is wide, so the solve runs coarse to fine:
+
+1. pull: a pyramid of mask-weighted averages (each level halves H and W; a pixel's value
+   is the mean of the known pixels under it, its weight the share of known pixels);
+2. push: from the coarsest level down, the upsampled coarser fill stands in for the
+   missing part of each pixel, then a few Jacobi sweeps relax the hole at that level.
+
+Batched, differentiable, deterministic, the same code on CPU and CUDA, and made of
+pooling, interpolation and small depthwise convolutions only, so it exports to ONNX with dynamic
+height and width (the level count is fixed, not derived from the shape).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_EPS = 1e-6
+
+
+class DiffusionPrior(nn.Module):
+    """``forward(masked, hole) -> filled``: N x C x H x W in [0, 1], hole N x 1 x H x W (1 = missing).
+
+    ``levels``: pyramid depth (2 ** levels is the largest hole span the pull bridges; deeper
+    levels of a small picture just stay 1 x 1). At every level ``sweeps`` Jacobi sweeps of
+    Laplace's equation, then ``bi_sweeps`` damped Jacobi sweeps of the biharmonic equation
+    (which also continues the border's gradient, like scikit-image's biharmonic fill);
+    the finest level, the most expensive, gets ``fine_sweeps`` / ``fine_bi_sweeps``.
+    ``omega`` damps the biharmonic sweeps (they diverge beyond 0.625). Known pixels come
+    back unchanged.
+    """
+
+    def __init__(self, levels: int = 9, sweeps: int = 6, fine_sweeps: int = 12, bi_sweeps: int = 24,
+                 fine_bi_sweeps: int = 12, omega: float = 0.6):
+        super().__init__()
+        if not 0 < omega < 0.625:
+            raise ValueError(f"omega must be in (0, 0.625) for the biharmonic sweeps to converge, got {omega}")
+        self.levels, self.omega = levels, omega
+        self.sweeps, self.fine_sweeps = sweeps, fine_sweeps
+        self.bi_sweeps, self.fine_bi_sweeps = bi_sweeps, fine_bi_sweeps
+        laplace = torch.tensor([[0.0, 0.25, 0.0], [0.25, 0.0, 0.25], [0.0, 0.25, 0.0]])
+        bilaplace = torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0], [0.0, 2.0, -8.0, 2.0, 0.0], [1.0, -8.0, 20.0, -8.0, 1.0],
+                                  [0.0, 2.0, -8.0, 2.0, 0.0], [0.0, 0.0, 1.0, 0.0, 0.0]])
+        self.register_buffer("neighbours", laplace.view(1, 1, 3, 3), persistent=False)
+        self.register_buffer("bilaplacian", bilaplace.view(1, 1, 5, 5), persistent=False)
+
+    @staticmethod
+    def _stencil(value: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """Depthwise stencil with replicate padding (zero normal derivative at the picture's border)."""
+        c, r = value.shape[1], kernel.shape[-1] // 2
+        return F.conv2d(F.pad(value, (r, r, r, r), mode="replicate"),
+                        kernel.to(value.dtype).expand(c, 1, -1, -1), groups=c)
+
+    def _relax(self, value, known, fixed, sweeps: int, bi_sweeps: int) -> torch.Tensor:
+        """Sweeps where ``known`` < 1; ``fixed`` = value * known stays as it is."""
+        free = 1 - known
+        for _ in range(sweeps):  # u <- mean of the 4 neighbours
+            value = fixed + free * self._stencil(value, self.neighbours)
+        for _ in range(bi_sweeps):  # u <- u - omega * (biharmonic residual) / diagonal
+            value = fixed + free * (value - self.omega / 20 * self._stencil(value, self.bilaplacian))
+        return value
+
+    def forward(self, masked: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        known = (1 - hole).to(masked.dtype)
+        # pull: mask-weighted means, level by level
+        pyramid = [(masked * known, known)]
+        for _ in range(self.levels):
+            v, k = pyramid[-1]
+            sum_k = F.avg_pool2d(k, 2, ceil_mode=True)
+            pyramid.append((F.avg_pool2d(v * k, 2, ceil_mode=True) / sum_k.clamp_min(_EPS), sum_k))
+        # coarsest level: whatever is still unknown takes the mean of the known pixels
+        v, k = pyramid[-1]
+        total = k.sum(dim=(2, 3), keepdim=True)
+        mean = (v * k).sum(dim=(2, 3), keepdim=True) / total.clamp_min(_EPS)
+        mean = torch.where(total > _EPS, mean, torch.full_like(mean, 0.5))  # nothing known at all
+        filled = v * k + mean * (1 - k)
+        # push: the upsampled coarser fill stands in for what is missing, then relax this level
+        for level in range(self.levels - 1, -1, -1):
+            v, k = pyramid[level]
+            up = F.interpolate(filled, size=v.shape[-2:], mode="bilinear", align_corners=False)
+            fixed = v * k
+            fine = level == 0
+            filled = self._relax(fixed + (1 - k) * up, k, fixed, self.fine_sweeps if fine else self.sweeps,
+                                 self.fine_bi_sweeps if fine else self.bi_sweeps)
+        return masked * known + filled * hole

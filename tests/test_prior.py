@@ -1,0 +1,99 @@
+"""The pure-torch prior the FFC network refines (models/prior.py)."""
+import numpy as np
+import pytest
+import torch
+
+from fillgap.models.prior import DiffusionPrior
+
+
+def _case(n=2, h=12, w=14, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(n, 3, h, w, generator=g)
+    hole = torch.zeros(n, 1, h, w)
+    hole[0, :, 3:8, 4:9] = 1
+    hole[1:, :, 0:4, 10:14] = 1  # touches the picture's border
+    return image, hole
+
+
+def _reference(image: np.ndarray, hole: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Slow, independent solve: one linear equation per hole pixel, sum_q K[q] u[clamp(p + q)] = 0
+    (clamped indices = the replicate padding at the picture's border), known pixels fixed."""
+    h, w = hole.shape
+    r = kernel.shape[0] // 2
+    idx = {p: i for i, p in enumerate(zip(*np.nonzero(hole)))}
+    a = np.zeros((len(idx), len(idx)))
+    out = image.copy()
+    for c in range(image.shape[0]):
+        b = np.zeros(len(idx))
+        for (y, x), i in idx.items():
+            for dy in range(-r, r + 1):
+                for dx in range(-r, r + 1):
+                    k = kernel[dy + r, dx + r]
+                    if k == 0:
+                        continue
+                    q = (min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1))
+                    if q in idx:
+                        a[i, idx[q]] += k if c == 0 else 0.0  # the same matrix for every channel
+                    else:
+                        b[i] -= k * image[c][q]
+        sol = np.linalg.solve(a, b)
+        for (y, x), i in idx.items():
+            out[c, y, x] = sol[i]
+    return out
+
+
+LAPLACE = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], float)
+BILAPLACE = np.array([[0, 0, 1, 0, 0], [0, 2, -8, 2, 0], [1, -8, 20, -8, 1], [0, 2, -8, 2, 0], [0, 0, 1, 0, 0]], float)
+
+
+@pytest.mark.parametrize("kind", ["harmonic", "biharmonic"])
+def test_prior_converges_to_the_exact_solution(kind):
+    image, hole = _case()
+    if kind == "harmonic":
+        prior, kernel = DiffusionPrior(fine_sweeps=3000, bi_sweeps=0, fine_bi_sweeps=0), LAPLACE
+    else:
+        prior, kernel = DiffusionPrior(fine_sweeps=50, fine_bi_sweeps=6000), BILAPLACE
+    out = prior(image.double() * (1 - hole.double()), hole.double())
+    for i in range(image.shape[0]):
+        ref = _reference(image[i].double().numpy(), hole[i, 0].numpy() > 0, kernel)
+        assert np.abs(out[i].numpy() - ref).max() < 1e-4
+
+
+def test_prior_is_batched_deterministic_and_keeps_known_pixels():
+    image, hole = _case(n=3)
+    prior = DiffusionPrior()
+    batch = prior(image * (1 - hole), hole)
+    one_by_one = torch.cat([prior(image[i:i + 1] * (1 - hole[i:i + 1]), hole[i:i + 1]) for i in range(3)])
+    assert torch.allclose(batch, one_by_one, atol=1e-6)
+    assert torch.equal(batch, prior(image * (1 - hole), hole))
+    assert torch.equal(batch * (1 - hole), image * (1 - hole))
+    assert batch.min() >= -0.05 and batch.max() <= 1.05  # a smooth fill stays near the known range
+
+
+def test_prior_is_differentiable_and_ignores_hidden_pixels():
+    image, hole = _case(n=1)
+    x = (image * (1 - hole)).requires_grad_(True)
+    DiffusionPrior()(x, hole).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    # what lies under the hole never reaches the fill
+    a = DiffusionPrior()(image * (1 - hole) + hole * 0.9, hole)
+    b = DiffusionPrior()(image * (1 - hole), hole)
+    assert torch.allclose(a, b)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (17, 9), (64, 48)])
+def test_prior_any_size_and_degenerate_masks(shape):
+    h, w = shape
+    image = torch.rand(1, 3, h, w)
+    full = DiffusionPrior()(torch.zeros(1, 3, h, w), torch.ones(1, 1, h, w))
+    assert torch.allclose(full, torch.full_like(full, 0.5))  # nothing known: mid grey
+    empty = DiffusionPrior()(image, torch.zeros(1, 1, h, w))
+    assert torch.equal(empty, image)
+
+
+def test_prior_flat_picture_stays_flat():
+    image = torch.full((1, 3, 40, 40), 0.3)
+    hole = torch.zeros(1, 1, 40, 40)
+    hole[..., 5:35, 8:30] = 1
+    out = DiffusionPrior()(image * (1 - hole), hole)
+    assert torch.allclose(out, image, atol=1e-5)
