@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fillgap.models import create_model
 from fillgap.models.attention import AttentionBlock, ContextualAttention, aggregate_residual, contextual_attention
 
 
@@ -75,6 +76,19 @@ def test_attention_block_starts_as_identity_and_learns():
     assert torch.equal(y, x)
     y.square().sum().backward()
     assert block.out.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("size", [(32, 32), (48, 64)])
+def test_ffc_with_attention_block(size):
+    torch.manual_seed(0)
+    model = create_model("ffc-tiny", attention=True).eval()
+    assert model.attention is not None and create_model("ffc-tiny").attention is None
+    x = torch.rand(2, 3, *size)
+    mask = torch.zeros(2, 1, *size)
+    mask[..., 4:12, 4:20] = 1
+    plain = create_model("ffc-tiny").eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("attention.")})
+    assert torch.allclose(model(x, mask), plain(x, mask))  # the zero-init block is the identity
 
 
 def _texture(h, w):

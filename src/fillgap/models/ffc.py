@@ -22,6 +22,7 @@ from torch import nn
 
 from .. import classical
 from . import register_model
+from .attention import AttentionBlock
 from .base import InpaintModel
 from .prior import DiffusionPrior
 
@@ -131,7 +132,8 @@ class FFCInpainter(InpaintModel):
     """Masked RGB + mask (4 channels) -> RGB. Any size that is a multiple of ``size_multiple``."""
 
     def __init__(self, width: int = 32, downsamplings: int = 2, blocks: int = 6, global_ratio: float = 0.75,
-                 enable_lfu: bool = False, refine: bool = True, max_width: int = 512, prior: str = "diffusion"):
+                 enable_lfu: bool = False, refine: bool = True, max_width: int = 512, prior: str = "diffusion",
+                 attention: bool = False):
         super().__init__()
         if prior not in PRIORS:
             raise ValueError(f"unknown prior '{prior}' (choose {', '.join(PRIORS)})")
@@ -151,6 +153,8 @@ class FFCInpainter(InpaintModel):
             ch = nxt
         self.down = nn.Sequential(*layers)
         self.blocks = nn.Sequential(*[FFCResBlock(ch, global_ratio, enable_lfu) for _ in range(blocks)])
+        # Optional contextual attention at the lowest resolution; starts as the identity.
+        self.attention = AttentionBlock(ch) if attention else None
         ups = []
         for _ in range(downsamplings):
             nxt = max(ch // 2, width)
@@ -165,7 +169,10 @@ class FFCInpainter(InpaintModel):
 
     def predict(self, masked: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         start = self.prior(masked, hole) if self.refine else masked
-        x = self.head(self.up(self.blocks(self.down(torch.cat([start, hole], dim=1)))))
+        x = self.blocks(self.down(torch.cat([start, hole], dim=1)))
+        if self.attention is not None:
+            x = self.attention(x, hole)
+        x = self.head(self.up(x))
         if self.refine:
             # A correction in logit space: zero output = the classical fill, and the result
             # stays in (0, 1) without clamping away gradients.
