@@ -4,9 +4,16 @@
 >>> out = fillgap.inpaint(image, mask)            # uint8 H x W x 3, mask H x W; shipped model
 >>> out = fillgap.inpaint(image, mask, model="runs/x/last.pt")
 """
-from .checkpoint import load_model
-from .errors import FillgapError
-from .fill import inpaint
+import os
+
+# Before anything imports torch: OpenMP reads its wait policy once, when the library loads.
+# Passive: a thread waiting between parallel regions sleeps instead of spinning on a core that
+# another program (or the thread it waits for) needs; see fillgap.runtime.threads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .checkpoint import load_model  # noqa: E402
+from .errors import FillgapError  # noqa: E402
+from .fill import inpaint  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["inpaint", "load_model", "FillgapError", "__version__"]

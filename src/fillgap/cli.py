@@ -36,6 +36,10 @@ _BLEND_HELP = ("hard: every mask pixel > 0 is replaced (no outline of the remove
                "soft: grey mask levels blend the fill with the original.")
 
 
+_THREADS_HELP = ("Compute threads per fill (default: $FILLGAP_THREADS, else the cores not kept busy by "
+                 "other programs right now).")
+
+
 @app.command(help=_FILL_HELP)
 def fill(
     input: Path = typer.Argument(..., help="A picture, or a folder of pictures."),
@@ -57,10 +61,14 @@ def fill(
         "auto", "--format", help="Folder input: output format. auto: PNG for JPEG/WebP inputs (pixels outside "
         "the hole identical), the input's format otherwise; png, tif, bmp; jpg, webp or same: lossy re-encoding, "
         "pixels outside the hole change."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=_THREADS_HELP),
 ):
     from .api import fill_file
     from .fill import check_blend, check_max_side, check_strategy
     from .methods import get_method
+    from .runtime.threads import set_threads
+
+    set_threads(threads)
 
     check_strategy(strategy), check_max_side(max_side), check_blend(blend)
     settings = dict(strategy=strategy, max_side=max_side, blend=blend)
@@ -93,6 +101,32 @@ def fill(
     # not at all for an empty mask.
     out = fill_file(input, mask, output, model, dilate, overwrite, resize_mask, **settings)
     typer.echo(f"wrote {out}")
+
+
+@app.command()
+def export(
+    onnx: Path = typer.Option(..., "--onnx", help="Output .onnx file."),
+    model: Optional[str] = typer.Option(None, "--model", help="Checkpoint (.pt/.safetensors) or registered name "
+                                        "(untrained weights); default: the shipped model."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
+):
+    """Export a network to ONNX (dynamic height and width) for onnxruntime or any ONNX runtime."""
+    from .checkpoint import load_model
+    from .models import create_model, list_models
+    from .runtime.onnx import export_onnx
+
+    if onnx.suffix != ".onnx":
+        raise FillgapError(f"the output should end in .onnx, got {onnx}")
+    if onnx.exists() and not overwrite:
+        raise FillgapError(f"{onnx} already exists (use --overwrite to replace it)")
+    if model is not None and model in list_models() and not Path(model).exists():
+        net, source = create_model(model).eval(), model
+    else:
+        net, source = load_model(model), model or "the shipped default model"
+    report = export_onnx(net, onnx, overwrite=overwrite, source=str(source))
+    h, w = report.check_size
+    typer.echo(f"wrote {onnx} ({report.bytes / 1e6:.1f} MB); onnxruntime vs torch at {w}x{h}: "
+               f"max difference {report.max_abs_diff:.1e}")
 
 
 @app.command()
@@ -215,7 +249,7 @@ def eval_cmd(
     methods: Optional[List[str]] = typer.Option(
         None, "--methods", help="Peers to run, comma-separated (default all: opencv-telea, opencv-ns, opencv-fsr, "
         "skimage-biharmonic, mean-fill, and fillgap-default when shipped); 'none' for checkpoints only."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Cap torch/OpenCV threads (stable timings)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=_THREADS_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing reports."),
 ):
     """Score methods on a fixed, seeded protocol: hole PSNR/SSIM/detail ratio and seconds per image, side by side."""
@@ -256,8 +290,7 @@ def serve(
     save_dir: Optional[Path] = typer.Option(None, "--save-dir", help="Also keep every result here (generated names)."),
     max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", min=0.01, help="Largest request body accepted."),
     max_pixels: int = typer.Option(40_000_000, "--max-pixels", min=1, help="Largest picture accepted (width x height)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1,
-                                          help="Torch threads per fill (default: one per core; 1 may help on a busy machine)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=_THREADS_HELP),
 ):
     """Web app: brush over what should go in the browser, fill it, download the result."""
     from .server import ServerSettings, serve as run_server

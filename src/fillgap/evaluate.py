@@ -524,17 +524,14 @@ def write_outputs(run: EvalRun, out_dir: str | Path, stem: str, overwrite: bool 
     return paths
 
 
-def set_threads(threads: int) -> None:
-    """Cap PyTorch's and OpenCV's worker threads (every method alike).
+def set_threads(threads: int | None) -> int:
+    """PyTorch's and OpenCV's worker threads (every method alike), by fillgap's one thread policy.
 
     On a shared or small machine, more threads than free cores makes timings swing tenfold;
     one thread per method gives stable, comparable seconds.
     """
-    import torch
-    if threads < 1:
-        raise FillgapError(f"--threads must be at least 1, got {threads}")
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(threads)
+    from .runtime.threads import set_threads as apply
+    return apply(threads)
 
 
 def evaluate(protocol: str | Path = "v1", size: int = 256, checkpoints: list[str | Path] = (),
@@ -542,8 +539,7 @@ def evaluate(protocol: str | Path = "v1", size: int = 256, checkpoints: list[str
              overwrite: bool = False, progress: bool = True, command: str | None = None,
              threads: int | None = None) -> EvalRun:
     """Load the protocol, build the methods, run, and (with ``out``) write the three reports."""
-    if threads is not None:
-        set_threads(threads)
+    set_threads(threads)
     proto = load_protocol(protocol)
     stem = stem or f"eval-{proto.name}-{size}"
     if out is not None:

@@ -33,7 +33,6 @@ from pathlib import Path
 
 import anyio
 import numpy as np
-import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -46,6 +45,7 @@ from .fill.strategies import MIN_MAX_SIDE
 from .imageio import ImageTooLargeError, encode_png, read_image_bytes, read_mask_bytes, write_image
 from .methods import FillMethod, get_method
 from .models import InpaintModel
+from .runtime.threads import resolve_threads, set_threads
 
 STATIC_DIR = Path(__file__).with_name("static")
 _DRAIN_BYTES = 64 * 1024 * 1024
@@ -60,9 +60,8 @@ class ServerSettings:
     # Fills run one at a time by default: on a few cores, two concurrent torch calls only
     # split the same cores, while decoding and encoding still overlap across requests.
     workers: int = 1
-    # torch intra-op threads per fill; None keeps torch's default (one per core). When other
-    # programs oversubscribe the cores, fewer threads can be faster (bench/server_load.py
-    # runs both settings).
+    # torch intra-op threads per fill; None: fillgap.runtime.threads' policy ($FILLGAP_THREADS,
+    # else the cores other programs leave free, measured per fill).
     threads: int | None = None
     max_dilate: int = 200
     model_source: str = "given"  # shown by /api/models
@@ -262,7 +261,7 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
         from .models import list_models
         return {"loaded": info, "models": [info], "registered": list_models(),
                 "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels},
-                "threads": settings.threads or torch.get_num_threads()}
+                "threads": resolve_threads(settings.threads)}
 
     async def read_body(request: Request) -> bytes:
         limit = settings.max_upload_bytes
@@ -306,8 +305,7 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
         return rgb, alpha, mask
 
     def fill(rgb: np.ndarray, mask: np.ndarray, dilate: int, options: dict) -> np.ndarray:
-        if settings.threads:
-            torch.set_num_threads(settings.threads)  # set from the thread that runs the fill
+        set_threads(settings.threads)  # from the thread that runs the fill (OpenMP's count is per thread)
         try:
             return inpaint(rgb, mask, net, dilate, **options)
         except FillgapError as exc:

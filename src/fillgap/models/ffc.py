@@ -27,20 +27,81 @@ from .base import InpaintModel
 from .prior import DiffusionPrior
 
 
+def _dft_angles(n: int, k: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(2 pi (i * j mod n) / n for i < n, j < k; n as a float tensor).
+
+    The integer mod keeps the angles exact for any n. n is read back from a tensor, not used
+    in Python arithmetic, so that an exported graph keeps H and W dynamic.
+    """
+    i = torch.arange(n, device=like.device)
+    j = torch.arange(k, device=like.device)
+    n_t = i[-1:] + 1
+    n_f = n_t.to(like.dtype)
+    return (torch.outer(i, j) % n_t).to(like.dtype) * (2 * torch.pi) / n_f, n_f
+
+
+def rfft2_matmul(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.fft.rfft2(x, norm="ortho")`` as (real, imag), by matrix products only.
+
+    ONNX has a DFT operator, but ONNX Runtime fails on the one-sided form the exporter emits
+    and falls back to a naive loop for sizes that are not powers of two; matrix products
+    export with dynamic H, W and run on the runtime's GEMM.
+    """
+    h, w = x.shape[-2:]
+    a, w_f = _dft_angles(w, w // 2 + 1, x)  # W x K
+    b, h_f = _dft_angles(h, h, x)
+    c, s = b.cos(), b.sin()
+    # along W: exp(-i a) = cos a - i sin a, with the 1 / sqrt(H W) of "ortho" folded in
+    spec = x @ (torch.cat([a.cos(), -a.sin()], dim=1) * (h_f * w_f).rsqrt())  # N C H 2K: [re | im]
+    k = a.shape[1]
+    re, im = spec[..., :k], spec[..., k:]  # slices, not chunk: the exporter folds chunk badly on dynamic sizes
+    # along H: (c - i s)(re + i im), one real product on [re; im] stacked along H
+    out = torch.cat([torch.cat([c, s], 1), torch.cat([-s, c], 1)], 0) @ torch.cat([re, im], dim=-2)
+    return out[..., :h, :], out[..., h:, :]
+
+
+def irfft2_matmul(re: torch.Tensor, im: torch.Tensor, w: int) -> torch.Tensor:
+    """``torch.fft.irfft2(complex(re, im), s=(H, w), norm="ortho")`` by matrix products only."""
+    h, k = re.shape[-2:]
+    b, h_f = _dft_angles(h, h, re)
+    c, s = b.cos(), b.sin()
+    # inverse along H: (c + i s)(re + i im)
+    g = torch.cat([torch.cat([c, -s], 1), torch.cat([s, c], 1)], 0) @ torch.cat([re, im], dim=-2)
+    g_re, g_im = g[..., :h, :], g[..., h:, :]
+    # one-sided inverse along W: bins other than 0 and w/2 stand for their mirror image too
+    # (counted twice); the imaginary part of those two drops out since sin is 0 there.
+    a, w_f = _dft_angles(w, k, re)
+    j = torch.arange(k, device=re.device).to(re.dtype)
+    twice = torch.where((j == 0) | (2 * j == w_f), 1.0, 2.0).to(re.dtype)[:, None] * (h_f * w_f).rsqrt()
+    basis = torch.cat([a.t().cos() * twice, -a.t().sin() * twice], dim=0)  # 2K x W
+    return torch.cat([g_re, g_im], dim=-1) @ basis
+
+
 class FourierUnit(nn.Module):
-    """1x1 convolution in the frequency domain: rFFT over H, W -> conv on (real, imag) -> inverse rFFT."""
+    """1x1 convolution in the frequency domain: rFFT over H, W -> conv on (real, imag) -> inverse rFFT.
+
+    ``matmul_dft`` (set for ONNX export, also on while exporting): the same transform as
+    dense DFT matrix products, equal to the FFT up to float rounding.
+    """
 
     def __init__(self, in_ch: int, out_ch: int):
         super().__init__()
         self.conv = nn.Conv2d(in_ch * 2, out_ch * 2, 1, bias=False)
         self.bn = nn.BatchNorm2d(out_ch * 2)
+        self.matmul_dft = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
-        spec = torch.fft.rfft2(x.float(), norm="ortho")  # N, C, H, W//2+1 complex
-        spec = torch.cat([spec.real, spec.imag], dim=1).to(x.dtype)
+        if self.matmul_dft or torch.onnx.is_in_onnx_export():
+            re, im = rfft2_matmul(x.float())
+        else:
+            spec = torch.fft.rfft2(x.float(), norm="ortho")  # N, C, H, W//2+1 complex
+            re, im = spec.real, spec.imag
+        spec = torch.cat([re, im], dim=1).to(x.dtype)
         spec = F.relu(self.bn(self.conv(spec)))
         real, imag = spec.float().chunk(2, dim=1)
+        if self.matmul_dft or torch.onnx.is_in_onnx_export():
+            return irfft2_matmul(real, imag, w).to(x.dtype)
         return torch.fft.irfft2(torch.complex(real, imag), s=(h, w), norm="ortho").to(x.dtype)
 
 

@@ -1,0 +1,202 @@
+"""ONNX Runtime path: export a network to an ``.onnx`` file, run it with onnxruntime.
+
+``export_onnx(model, path)`` writes a self-contained ONNX graph (weights inside) with
+dynamic height and width (multiples of the network's ``size_multiple``, at least two of
+them), inputs ``image`` (N x C x H x W float32 in [0, 1]) and ``mask`` (N x 1 x H x W,
+> 0 = hole), output ``filled`` (N x C x H x W). The Fourier units export as DFT matrix
+products (see ``fillgap.models.ffc.rfft2_matmul``). fillgap's settings ride along as
+metadata, so ``OnnxSession(path)`` needs nothing but the file.
+
+``OnnxSession``: one network in onnxruntime (CUDA execution provider when onnxruntime has
+it, else CPU), with its thread count; ``for_checkpoint`` exports a torch checkpoint once
+into a cache folder and reuses the file after that.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import FillgapError
+from ..models import InpaintModel
+
+FORMAT = "fillgap-onnx-1"  # bump when inputs, outputs or metadata change meaning
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    bytes: int
+    max_abs_diff: float  # ONNX Runtime vs torch on a check input of another size than the traced one
+    check_size: tuple[int, int]
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporter prints progress lines and warns about optional packages: keep the CLI's output clean."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _metadata(model: InpaintModel, source: str) -> dict[str, str]:
+    from .. import __version__
+    return {"fillgap_format": FORMAT, "fillgap_version": __version__, "torch_version": torch.__version__,
+            "model_name": model.registry_name or type(model).__name__,
+            "model_kwargs": json.dumps(model.registry_kwargs, default=str), "source": source,
+            "channels": str(model.channels), "size_multiple": str(model.size_multiple),
+            "fixed_size": str(model.fixed_size or 0)}
+
+
+def export_onnx(model: InpaintModel, path: str | Path, overwrite: bool = False, source: str = "",
+                check: bool = True) -> ExportReport:
+    """Write ``model`` as ONNX to ``path`` (atomically); with ``check``, compare ONNX Runtime with torch."""
+    import onnx
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FillgapError(f"{path} already exists (use --overwrite to replace it)")
+    if path.parent and not path.parent.exists():
+        raise FillgapError(f"output folder does not exist: {path.parent}")
+    model = model.eval()
+    k, fixed = model.size_multiple, model.fixed_size
+    # Traced at 16 blocks square; checked at another, non-square size below.
+    side = fixed or 16 * k
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(1, model.channels, side, side, generator=gen)
+    m = (torch.rand(1, 1, side, side, generator=gen) > 0.7).float()
+    dynamic = None
+    if not fixed:
+        # Multiples of k (the net's stride), at least 2k: what fillgap's pipeline feeds.
+        bh, bw = torch.export.Dim("h_blocks", min=2, max=8192), torch.export.Dim("w_blocks", min=2, max=8192)
+        dynamic = {"image": {2: k * bh, 3: k * bw}, "mask": {2: k * bh, 3: k * bw}}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        try:
+            with _quiet(), torch.no_grad():
+                torch.onnx.export(model, (x, m), str(tmp), dynamo=True, input_names=["image", "mask"],
+                                  output_names=["filled"], dynamic_shapes=dynamic, external_data=False)
+        except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds; the first line says which op
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise FillgapError(f"cannot export {model.registry_name or type(model).__name__} to ONNX "
+                               f"({type(exc).__name__}: {first})") from None
+        proto = onnx.load(str(tmp))
+        for key, value in _metadata(model, source).items():
+            proto.metadata_props.add(key=key, value=value)
+        onnx.save(proto, str(tmp))
+        report = ExportReport(path, tmp.stat().st_size, 0.0, (side, side))
+        if check:
+            ch, cw = (side, side) if fixed else (side + 3 * k, side - 5 * k)
+            xc = torch.rand(1, model.channels, ch, cw, generator=gen)
+            mc = (torch.rand(1, 1, ch, cw, generator=gen) > 0.6).float()
+            with torch.no_grad():
+                ref = model(xc, mc)
+            got = OnnxSession(tmp, threads=1).run(xc, mc)
+            report.max_abs_diff, report.check_size = float((got - ref).abs().max()), (ch, cw)
+            if not report.max_abs_diff < 1e-3:
+                raise FillgapError(f"the exported graph does not match the torch network "
+                                   f"(max difference {report.max_abs_diff:.3g} at {cw}x{ch})")
+        if path.exists() and not overwrite:  # appeared while we exported
+            raise FillgapError(f"{path} already exists (use --overwrite to replace it)")
+        os.replace(tmp, path)
+        return report
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("FILLGAP_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
+                                                           os.path.expanduser("~/.cache"), "fillgap")
+    return Path(root) / "onnx"
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:20]
+
+
+def providers() -> list[str]:
+    """CUDA when this onnxruntime build has it (onnxruntime-gpu), always CPU as the fallback."""
+    import onnxruntime as ort
+    have = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
+
+
+class OnnxSession:
+    """An exported fillgap network in onnxruntime: ``run(image, mask) -> filled`` on torch tensors."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FillgapError(f"ONNX file not found: {self.path}")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only
+        if threads:
+            options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Waiting workers sleep rather than spin: spinning steals the core that another program
+        # (or our own next thread) needs, the same reason fillgap sets OMP_WAIT_POLICY for torch.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers())
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own classes for bad files
+            raise FillgapError(f"unreadable ONNX file {self.path}: {str(exc).strip().splitlines()[0][:200]}") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get("fillgap_format") != FORMAT:
+            raise FillgapError(f"{self.path} is not a fillgap ONNX export (made by `fillgap export --onnx`)")
+        self.threads = threads
+        self.metadata = meta
+        self.name = meta.get("model_name", self.path.stem)
+        self.channels = int(meta["channels"])
+        self.size_multiple = int(meta["size_multiple"])
+        self.fixed_size = int(meta["fixed_size"]) or None
+        self.on_cuda = self.session.get_providers()[0] == "CUDAExecutionProvider"
+
+    def run(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        feed = {"image": np.ascontiguousarray(image.detach().cpu().float().numpy()),
+                "mask": np.ascontiguousarray(mask.detach().cpu().float().numpy())}
+        return torch.from_numpy(self.session.run(["filled"], feed)[0])
+
+    @classmethod
+    def for_checkpoint(cls, model: InpaintModel, source: str | Path | None, threads: int | None = None) -> "OnnxSession":
+        """The session of a torch network: exported once per weights file into ``cache_dir()``."""
+        from ..checkpoint import DEFAULT_WEIGHTS
+        from .. import __version__
+
+        src = Path(source) if source else DEFAULT_WEIGHTS
+        if src.suffix == ".onnx":
+            return cls(src, threads)
+        if not src.is_file():  # a registry name (untrained weights): nothing stable to cache by
+            key = hashlib.sha256(json.dumps([model.registry_name, model.registry_kwargs], default=str).encode()
+                                 + b"".join(t.numpy().tobytes() for t in model.state_dict().values())).hexdigest()[:20]
+        else:
+            key = _file_digest(src)
+        cached = cache_dir() / f"{src.stem}-{key}-fillgap{__version__}-torch{torch.__version__.split('+')[0]}.onnx"
+        if not cached.exists():
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                export_onnx(model, cached, source=str(src))
+            except FillgapError as exc:
+                if not cached.exists():  # another process may have won the race
+                    raise FillgapError(f"cannot export {src} to ONNX: {exc}") from None
+        return cls(cached, threads)

@@ -1,0 +1,153 @@
+"""Runtime: the DFT-by-matmul Fourier unit, ONNX export and onnxruntime, the one thread policy."""
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fillgap.checkpoint import export_weights
+from fillgap.cli import main
+from fillgap.errors import FillgapError
+from fillgap.models import InpaintModel, create_model
+from fillgap.models.ffc import FourierUnit, irfft2_matmul, rfft2_matmul
+from fillgap.runtime import threads as rt
+
+
+# -- DFT by matrix products == FFT
+@pytest.mark.parametrize("h,w", [(16, 16), (7, 9), (12, 5), (1, 1), (2, 3), (33, 64)])
+def test_dft_matmul_equals_fft(h, w):
+    g = torch.Generator().manual_seed(h * 100 + w)
+    x = torch.randn(2, 3, h, w, generator=g)
+    spec = torch.fft.rfft2(x, norm="ortho")
+    re, im = rfft2_matmul(x)
+    assert torch.allclose(re, spec.real, atol=1e-5) and torch.allclose(im, spec.imag, atol=1e-5)
+    # the inverse on an arbitrary (not Hermitian-consistent) half spectrum, as the unit feeds it
+    yr, yi = torch.randn(2, 3, h, w // 2 + 1, generator=g), torch.randn(2, 3, h, w // 2 + 1, generator=g)
+    ref = torch.fft.irfft2(torch.complex(yr, yi), s=(h, w), norm="ortho")
+    assert torch.allclose(irfft2_matmul(yr, yi, w), ref, atol=1e-5)
+
+
+def test_fourier_unit_variants_agree():
+    torch.manual_seed(0)
+    unit = FourierUnit(4, 4).eval()
+    unit.bn.running_mean.uniform_(-0.5, 0.5)  # not the identity batch norm: the test can fail
+    x = torch.randn(1, 4, 20, 14)
+    with torch.no_grad():
+        fft = unit(x)
+        unit.matmul_dft = True
+        mm = unit(x)
+    assert fft.abs().max() > 0.1
+    assert torch.allclose(fft, mm, atol=1e-5)
+
+
+# -- ONNX export and onnxruntime (one export for the module: the exporter takes tens of seconds)
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    d = tmp_path_factory.mktemp("onnx")
+    torch.manual_seed(0)
+    net = create_model("ffc-tiny", refine=False).eval()  # refine=False: a random, non-zero head
+    export_weights(d / "tiny.safetensors", net)
+    code = main(["export", "--onnx", str(d / "tiny.onnx"), "--model", str(d / "tiny.safetensors")])
+    assert code == 0
+    return d, net
+
+
+def test_export_round_trip_dynamic_size(exported):
+    from fillgap.runtime.onnx import OnnxSession
+    d, net = exported
+    session = OnnxSession(d / "tiny.onnx", threads=1)
+    assert (session.name, session.channels, session.size_multiple) == ("ffc-tiny", 3, 4)
+    for h, w in [(64, 64), (40, 92), (8, 8)]:  # other than the traced size, non-square, the smallest
+        g = torch.Generator().manual_seed(h + w)
+        x, m = torch.rand(1, 3, h, w, generator=g), (torch.rand(1, 1, h, w, generator=g) > 0.6).float()
+        with torch.no_grad():
+            ref = net(x, m)
+        got = session.run(x, m)
+        assert got.shape == ref.shape
+        assert (got - ref).abs().max() < 1e-4
+
+
+def test_export_refuses_to_overwrite(exported, capsys):
+    d, _ = exported
+    before = (d / "tiny.onnx").stat().st_mtime_ns
+    code = main(["export", "--onnx", str(d / "tiny.onnx"), "--model", str(d / "tiny.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 1 and "already exists" in err and "Traceback" not in err
+    assert (d / "tiny.onnx").stat().st_mtime_ns == before
+
+
+def test_onnx_session_rejects_foreign_files(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from fillgap.runtime.onnx import OnnxSession
+    (tmp_path / "x.onnx").write_bytes(b"not a graph")
+    with pytest.raises(FillgapError, match="unreadable ONNX"):
+        OnnxSession(tmp_path / "x.onnx")
+
+
+# -- threads
+def test_resolve_threads_precedence(monkeypatch):
+    monkeypatch.setenv(rt.ENV, "3")
+    assert rt.resolve_threads(1) == 1  # the option wins over the variable
+    assert rt.resolve_threads() == 3
+    monkeypatch.setenv(rt.ENV, "many")
+    with pytest.raises(FillgapError, match=rt.ENV):
+        rt.resolve_threads()
+    monkeypatch.delenv(rt.ENV)
+    monkeypatch.setattr(rt, "_cached", (-1e9, 0))
+    assert 1 <= rt.resolve_threads() <= rt.available_cores()
+
+
+def test_busy_cores_sees_a_spinning_process():
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        assert rt.busy_cores() >= 1
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+@pytest.fixture
+def tiny_files(tmp_path):
+    img = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "in.png")
+    mask = np.zeros((40, 48), np.uint8)
+    mask[10:20, 10:30] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    export_weights(tmp_path / "tiny.safetensors", create_model("ffc-tiny"))
+    return tmp_path
+
+
+@pytest.fixture
+def seen_threads(monkeypatch):
+    """torch.get_num_threads() as the network sees it, call by call."""
+    seen = []
+    original = InpaintModel.forward
+
+    def forward(self, image, mask):
+        seen.append(torch.get_num_threads())
+        return original(self, image, mask)
+
+    monkeypatch.setattr(InpaintModel, "forward", forward)
+    before = torch.get_num_threads()
+    yield seen
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("flag,env,expected", [(["--threads", "1"], None, 1), (["--threads", "3"], "1", 3),
+                                               ([], "1", 1)])
+def test_fill_threads_respected(tiny_files, seen_threads, monkeypatch, flag, env, expected):
+    if env is None:
+        monkeypatch.delenv(rt.ENV, raising=False)
+    else:
+        monkeypatch.setenv(rt.ENV, env)
+    torch.set_num_threads(2)
+    d = tiny_files
+    code = main(["fill", str(d / "in.png"), "--mask", str(d / "mask.png"), "-o", str(d / f"out{expected}.png"),
+                 "--model", str(d / "tiny.safetensors")] + flag)
+    assert code == 0
+    assert seen_threads and set(seen_threads) == {expected}
