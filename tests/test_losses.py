@@ -62,3 +62,17 @@ def test_adversarial_losses_are_finite_and_r1_positive():
     d0 = discriminator_adversarial(disc, real, fake, hole, r1_weight=0.0)
     d1 = discriminator_adversarial(disc, real, fake, hole, r1_weight=10.0)
     assert math.isfinite(g.item()) and d1.item() > d0.item()
+
+
+def test_feature_matching_zero_for_the_truth_and_grows_with_the_difference():
+    from fillgap.losses import PatchDiscriminator, feature_matching
+    torch.manual_seed(0)
+    disc = PatchDiscriminator(3, width=8)
+    real = torch.rand(2, 3, 32, 32)
+    hole = torch.zeros(2, 1, 32, 32)
+    hole[..., 8:24, 8:24] = 1
+    assert feature_matching(disc, real, real, hole) == 0
+    near = feature_matching(disc, real, real + 0.01 * torch.randn_like(real), hole)
+    far = feature_matching(disc, real, torch.rand_like(real), hole)
+    assert 0 < near < far
+    assert len(disc.features(real, hole)) == 3

@@ -89,3 +89,24 @@ def test_seed_mnist_autoencoder_trains_on_digits(tmp_path, monkeypatch):
 def test_fixed_size_model_with_wrong_size_is_refused(image_folder, tmp_path):
     with pytest.raises(FillgapError, match="works at 512x512 only"):
         Trainer(tiny_config(image_folder, tmp_path / "x", model="seed-color-ae", size=64))
+
+
+def test_init_fine_tunes_from_weights_and_refuses_another_model(image_folder, tmp_path):
+    first = tmp_path / "first"
+    Trainer(tiny_config(image_folder, first, max_steps=2, epochs=10)).fit()
+    trained = read_checkpoint(first / "last.pt")["model"]
+    # another prior holds no weights: the trained tensors carry over as they are
+    tuned = Trainer(tiny_config(image_folder, tmp_path / "tuned", max_steps=1, epochs=10,
+                                init=str(first / "last.pt"), model_kwargs={"prior": "telea"}))
+    state = tuned.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in trained.items())
+    with pytest.raises(FillgapError, match="init weights"):
+        Trainer(tiny_config(image_folder, tmp_path / "other", model="ffc-small", init=str(first / "last.pt")))
+
+
+def test_adversarial_training_with_feature_matching_logs_both(image_folder, tmp_path):
+    out = tmp_path / "gan"
+    Trainer(tiny_config(image_folder, out, max_steps=2, epochs=10, adversarial=0.1, feature_matching=1.0)).fit()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss" in r]
+    assert all("adv_g" in r and "feat_match" in r and r["feat_match"] > 0 for r in steps)

@@ -20,6 +20,7 @@ class TrainConfig(BaseModel):
 
     model: str = "ffc-small"
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    init: str | None = None           # start from these weights (.safetensors/.pt; "default" = shipped); not on --resume
     data: str = "bundled"             # bundled | mnist | photos | a folder path
     val_data: str | None = None       # default: the validation split of `data`
     size: int = 128                   # training patch size
@@ -38,6 +39,7 @@ class TrainConfig(BaseModel):
     hole_weight: float = 6.0          # pixel losses count hole pixels this much more
     adversarial: float = 0.0          # weight of the PatchGAN loss (0 = off)
     adversarial_start: int = 0        # step at which the adversarial loss switches on
+    feature_matching: float = 0.0     # weight of discriminator feature matching (with the adversarial loss)
     r1: float = 1.0
     seed: int = 0
     workers: int = 0
@@ -74,7 +76,7 @@ class TrainConfig(BaseModel):
             raise ValueError("must be a number above 0")
         return v
 
-    @field_validator("lr_final", "weight_decay", "hole_weight", "adversarial", "r1")
+    @field_validator("lr_final", "weight_decay", "hole_weight", "adversarial", "feature_matching", "r1")
     @classmethod
     def _weight(cls, v):
         if v is not None and not (math.isfinite(v) and v >= 0):

@@ -108,10 +108,29 @@ class PatchDiscriminator(nn.Module):
     def forward(self, image, hole):
         return self.net(torch.cat([image, hole], dim=1))
 
+    def features(self, image, hole) -> list[torch.Tensor]:
+        """The activations after each LeakyReLU (what feature matching compares)."""
+        x, feats = torch.cat([image, hole], dim=1), []
+        for layer in self.net:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                feats.append(x)
+        return feats
+
 
 def generator_adversarial(disc: PatchDiscriminator, fake, hole):
     """Non-saturating generator loss: -log D(fake)."""
     return F.softplus(-disc(fake, hole)).mean()
+
+
+def feature_matching(disc: PatchDiscriminator, real, fake, hole):
+    """L1 between the discriminator's features of the real and the filled picture (pix2pixHD,
+    LaMa): a denser, steadier signal than the real/fake logit alone, pulling the fill's local
+    statistics (texture) towards the truth's."""
+    with torch.no_grad():
+        real_feats = disc.features(real, hole)
+    fake_feats = disc.features(fake, hole)
+    return sum(F.l1_loss(f, r) for f, r in zip(fake_feats, real_feats)) / len(fake_feats)
 
 
 def discriminator_adversarial(disc: PatchDiscriminator, real, fake, hole, r1_weight: float = 1.0):

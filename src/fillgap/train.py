@@ -40,7 +40,8 @@ from .config import TrainConfig
 from .data import InpaintDataset, make_source
 from .errors import FillgapError
 from .imageio import to_uint8, write_image
-from .losses import CompositeLoss, PatchDiscriminator, discriminator_adversarial, generator_adversarial
+from .losses import (CompositeLoss, PatchDiscriminator, discriminator_adversarial, feature_matching,
+                     generator_adversarial)
 from .masks import MaskGenerator
 from .models import create_model
 
@@ -195,6 +196,8 @@ class Trainer:
         self.bf16 = cfg.bf16 if cfg.bf16 is not None else self.device.type == "cuda"
         torch.manual_seed(cfg.seed)
         self.model = create_model(cfg.model, **cfg.model_kwargs).to(self.device)
+        if cfg.init and not resume:
+            self._init_from(cfg.init)
         if self.distributed and cfg.sync_bn:
             if self.device.type == "cuda":
                 self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
@@ -242,6 +245,17 @@ class Trainer:
     def total_steps(self) -> int:
         by_epochs = self.cfg.epochs * self.steps_per_epoch()
         return min(by_epochs, self.cfg.max_steps) if self.cfg.max_steps else by_epochs
+
+    def _init_from(self, spec: str) -> None:
+        """Fine-tuning: the weights of an earlier run or release, into this config's network (the
+        settings may differ where they hold no weights, e.g. another prior)."""
+        from .checkpoint import load_model
+
+        source = load_model(None if spec == "default" else spec)
+        if source.registry_name != self.cfg.model:
+            raise FillgapError(f"init weights {spec} are model '{source.registry_name}', the config asks for "
+                               f"'{self.cfg.model}'")
+        self.model.load_state_dict(source.state_dict())
 
     def _resume(self) -> None:
         path = self.out / "last.pt"
@@ -322,9 +336,14 @@ class Trainer:
         loss, parts = self.loss(pred, image, hole)
         use_adv = self.disc is not None and self.step >= self.cfg.adversarial_start
         if use_adv:
-            adv = generator_adversarial(self.disc, pred * hole + image * (1 - hole), hole)
+            filled = pred * hole + image * (1 - hole)
+            adv = generator_adversarial(self.disc, filled, hole)
             loss = loss + self.cfg.adversarial * adv
             parts["adv_g"] = float(adv.detach())
+            if self.cfg.feature_matching:
+                fm = feature_matching(self.disc, image, filled, hole)
+                loss = loss + self.cfg.feature_matching * fm
+                parts["feat_match"] = float(fm.detach())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         parts["loss"] = float(loss.detach())
