@@ -42,7 +42,8 @@ _THREADS_HELP = ("Compute threads per fill (default: $FILLGAP_THREADS, else the 
 
 @app.command(help=_FILL_HELP)
 def fill(
-    input: Path = typer.Argument(..., help="A picture, or a folder of pictures."),
+    input: Path = typer.Argument(..., help="A picture, a folder of pictures, or a manifest (.csv/.parquet with "
+                                 "columns picture, mask[, output]; paths or URIs)."),
     mask: Optional[Path] = typer.Option(None, "--mask", "-m", help="Mask picture (white = hole, grey = partial)."),
     mask_dir: Optional[Path] = typer.Option(None, "--mask-dir", help="Folder of masks, same names as the pictures."),
     output: Path = typer.Option(..., "--output", "-o",
@@ -56,7 +57,13 @@ def fill(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     resize_mask: bool = typer.Option(False, "--resize-mask", help="Scale a mask of another size to the picture."),
     workers: int = typer.Option(2, "--workers", min=1, help="Folder input: threads reading and writing files."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Folder input: same-size holes filled together."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Folder input: same-size holes filled together (--engine ray: pictures per actor call)."),
+    engine: str = typer.Option("local", "--engine", help="Folder input: local (threads in this process) or "
+                               "ray (a Ray cluster: --address; pip install 'fillgap[ray]')."),
+    address: Optional[str] = typer.Option(None, "--address", help="--engine ray: auto (the cluster this machine "
+                                          "joined), ray://HOST:10001, or none to start a local Ray."),
+    actors: int = typer.Option(2, "--actors", min=1, help="--engine ray: model copies (actors), one CPU each."),
+    gpus_per_actor: float = typer.Option(0.0, "--gpus-per-actor", min=0.0, help="--engine ray: GPUs per actor."),
     output_format: str = typer.Option(
         "auto", "--format", help="Folder input: output format. auto: PNG for JPEG/WebP inputs (pixels outside "
         "the hole identical), the input's format otherwise; png, tif, bmp; jpg, webp or same: lossy re-encoding, "
@@ -72,23 +79,37 @@ def fill(
 
     check_strategy(strategy), check_max_side(max_side), check_blend(blend)
     settings = dict(strategy=strategy, max_side=max_side, blend=blend)
-    if input.is_dir():
-        if mask_dir is None:
+    from .engines.common import MANIFEST_SUFFIXES
+    manifest = input.is_file() and input.suffix.lower() in MANIFEST_SUFFIXES
+    if input.is_dir() or manifest:
+        if mask_dir is None and not manifest:
             raise FillgapError("a folder input needs --mask-dir")
         from .engines.common import OUTPUT_FORMAT_CHOICES, exit_code, summary
         if output_format not in OUTPUT_FORMAT_CHOICES:
             raise FillgapError(f"unknown --format '{output_format}' (choose from {', '.join(OUTPUT_FORMAT_CHOICES)})")
-        method = get_method(model)
-        from .engines.local import fill_folder
+        if engine not in ("local", "ray"):
+            raise FillgapError(f"unknown --engine '{engine}' (choose local or ray)")
 
         def event(kind, path, why):  # failures and skipped entries as they happen
             typer.echo(f"fillgap: {kind}: {path}: {why}", err=True)
 
+        common = dict(batch_size=batch_size, dilate=dilate, overwrite=overwrite, resize_mask=resize_mask,
+                      progress="bar" if sys.stderr.isatty() else "lines", output_format=output_format,
+                      on_event=event)
         try:
-            report = fill_folder(input, mask_dir, output, method, workers=workers, batch_size=batch_size,
-                                 dilate=dilate, overwrite=overwrite, resize_mask=resize_mask,
-                                 progress="bar" if sys.stderr.isatty() else "lines",
-                                 output_format=output_format, on_event=event, **settings)
+            if engine == "ray":
+                try:
+                    from .engines.ray import fill_ray
+                except ImportError as exc:
+                    raise FillgapError(f"--engine ray needs Ray: pip install 'fillgap[ray]' ({exc})") from None
+                # Each actor loads the method itself: a checkpoint path must be readable on every node.
+                spec = str(Path(model).resolve()) if model and Path(model).exists() else model
+                report = fill_ray(input, mask_dir, output, spec, address=address, actors=actors,
+                                  gpus_per_actor=gpus_per_actor, **common, **settings)
+            else:
+                from .engines.local import fill_folder
+                report = fill_folder(input, mask_dir, output, get_method(model), workers=workers, **common,
+                                     **settings)
         except KeyboardInterrupt:
             typer.echo(f"fillgap: interrupted; finished outputs are in {output}: "
                        "run the same command again to do the rest", err=True)
