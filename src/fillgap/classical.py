@@ -39,6 +39,20 @@ def biharmonic(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+def diffusion(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """fillgap's own multi-scale harmonic + biharmonic fill (``fillgap.models.prior``), the start the
+    shipped network refines; torch, so it also runs on a GPU and inside an exported model."""
+    import torch
+
+    from .models.prior import DiffusionPrior
+
+    hole = torch.from_numpy((np.asarray(mask) > 0).astype(np.float32))[None, None]
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    with torch.no_grad():
+        out = DiffusionPrior()(x * (1 - hole), hole)
+    return (out[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+
+
 def mean_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The trivial baseline: every hole pixel becomes the mean colour of the known pixels."""
     hole = np.asarray(mask) > 0
@@ -55,5 +69,6 @@ CLASSICAL: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "opencv-ns": navier_stokes,
     "opencv-fsr": fsr,
     "skimage-biharmonic": biharmonic,
+    "fillgap-diffusion": diffusion,
     "mean-fill": mean_fill,
 }

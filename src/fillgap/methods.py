@@ -84,7 +84,7 @@ class ClassicalMethod(FillMethod):
 # strategies scale down or aggregate residuals). Telea/NS cost grows with the hole only; FSR
 # and the biharmonic solve grow much faster, so they get a working size like a network.
 CLASSICAL_MAX_SIDE = {"opencv-telea": 8192, "opencv-ns": 8192, "opencv-fsr": 1024,
-                      "skimage-biharmonic": 1024, "mean-fill": 1 << 20}
+                      "skimage-biharmonic": 1024, "fillgap-diffusion": 4096, "mean-fill": 1 << 20}
 
 
 class TorchNetwork(FillMethod):
