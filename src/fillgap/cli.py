@@ -158,6 +158,7 @@ def train(
     out: Optional[str] = typer.Option(None, "--out", help="Run folder (checkpoints, logs, grids)."),
     epochs: Optional[int] = typer.Option(None, "--epochs"),
     max_steps: Optional[int] = typer.Option(None, "--max-steps"),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (with a checkpoint) after this much wall time."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     size: Optional[int] = typer.Option(None, "--size"),
     lr: Optional[float] = typer.Option(None, "--lr"),
@@ -171,7 +172,7 @@ def train(
     from .config import load_config
     from .train import launch, train as run_training
 
-    flags = dict(model=model, data=data, out=out, epochs=epochs, max_steps=max_steps,
+    flags = dict(model=model, data=data, out=out, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes,
                  batch_size=batch_size, size=size, lr=lr, seed=seed, device=device)
     cfg = load_config(config, flags)  # config errors show here, once, before any process starts
     if nproc > 1:
