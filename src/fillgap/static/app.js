@@ -9,7 +9,7 @@ const el = {
   zoomFit: $("zoom-fit"), zoomValue: $("zoom-value"), run: $("run"), compare: $("compare"),
   download: $("download"), message: $("message"), viewport: $("viewport"), hint: $("drop-hint"),
   stage: $("stage"), picture: $("picture"), original: $("original"), mask: $("mask"), cursor: $("cursor"),
-  info: $("info"), busy: $("busy"),
+  info: $("info"), busy: $("busy"), soft: $("soft"),
 };
 const PAINT = "rgb(255, 60, 170)";  // shown at the canvas' CSS opacity; exported as white
 const ctx = el.mask.getContext("2d");
@@ -315,6 +315,7 @@ async function runFill() {
     const form = new FormData();
     form.append("image", entry.image.blob, entry.image.blob.name || "picture.png");
     form.append("mask", await maskBlob(), "mask.png");
+    form.append("blend", el.soft.checked ? "soft" : "hard");  // hard: anti-aliased brush edges leave no ghost
     let response;
     try {
       response = await fetch("/api/inpaint", { method: "POST", body: form });

@@ -1,0 +1,286 @@
+"""High-resolution fills: strategy x hole detail ratio x hole PSNR x seconds x peak MB.
+
+    python bench/hires.py                 # writes bench/results/hires.{json,md} and docs/hires-crop.png
+
+Pictures: the `test` split's large originals (photos.csv; never the train split), scaled so the
+short side is 1600 px and centre-cropped to 2560 x 1600; and a 12 MP picture (4000 x 3000 centre
+crop of the `val` photo Dragonfly_by_Bolly). The originals come from the Debian packages named in
+photos.csv (`apt-get download lomiri-wallpapers-16.04 mate-backgrounds`, `dpkg-deb -x`); give
+their folder with --originals (default: the first of $FILLGAP_ORIGINALS, /tmp/dscan/x that has them).
+
+Holes (seeded): a 5 % blob (overlapping ellipses around one centre) and 12 % thick strokes
+(fillgap.masks' `thick` kind at full resolution, drawn until 10-14 %).
+
+Rows: each (method, strategy) runs in its own process over every case (so peak RSS is its own):
+hole detail ratio (fillgap.metrics.hole_detail_ratio), hole PSNR, seconds per fill (in process,
+after a warm-up fill) and the process's peak RSS. Then the folder comparison: `fillgap fill DIR
+--mask-dir ...` against a plain script that decodes, fills with OpenCV Telea and encodes the
+same files (both as fresh processes, wall time), and the 12 MP in-process fill (time, peak RSS).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+TEST_PHOTOS = {  # test split of photos.csv, large enough for 2560 x 1600 without upscaling
+    "LadyBird": "mate-backgrounds/usr/share/backgrounds/mate/nature/LadyBird.jpg",
+    "Picture_0B_by_freespace": "lomiri-wallpapers-16.04/usr/share/backgrounds/Picture_0B_by_freespace.jpg",
+    "picosdeeuropa_by_Aitzol_Berasategi": "lomiri-wallpapers-16.04/usr/share/backgrounds/"
+                                          "picosdeeuropa_by_Aitzol_Berasategi.jpg",
+}
+BIG_PHOTO = ("Dragonfly_by_Bolly", "lomiri-wallpapers-16.04/usr/share/backgrounds/Dragonfly_by_Bolly.jpg")
+W, H = 2560, 1600
+ROWS = [("opencv-telea", "crop"), ("fillgap-default", "resize"), ("fillgap-default", "crop"),
+        ("fillgap-default", "cra"), ("fillgap-default", "auto")]
+
+
+def originals_dir(given: str | None) -> Path:
+    candidates = [given] if given else [os.environ.get("FILLGAP_ORIGINALS"), "/tmp/dscan/x"]
+    for c in candidates:
+        if c and (Path(c) / next(iter(TEST_PHOTOS.values()))).exists():
+            return Path(c)
+    sys.exit("bench/hires.py: the large originals are not found: download and extract the Debian packages "
+             "lomiri-wallpapers-16.04 and mate-backgrounds and pass their folder with --originals")
+
+
+def fit(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Scale (area) so the picture covers w x h, centre crop."""
+    s = max(w / rgb.shape[1], h / rgb.shape[0])
+    if s < 1:
+        rgb = cv2.resize(rgb, (math.ceil(rgb.shape[1] * s), math.ceil(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA)
+    top, left = (rgb.shape[0] - h) // 2, (rgb.shape[1] - w) // 2
+    return np.ascontiguousarray(rgb[top:top + h, left:left + w])
+
+
+def blob_mask(rng: np.random.Generator, h: int, w: int, ratio: float) -> np.ndarray:
+    """One object-sized blob: ellipses around a centre until ``ratio`` of the picture is covered."""
+    mask = np.zeros((h, w), np.uint8)
+    cy, cx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w
+    r = math.sqrt(ratio * h * w / math.pi)
+    while (mask > 0).mean() < ratio:
+        oy, ox = rng.normal(0, 0.35 * r, 2)
+        axes = (int(rng.uniform(0.3, 0.6) * r), int(rng.uniform(0.3, 0.6) * r))
+        cv2.ellipse(mask, (int(cx + ox), int(cy + oy)), axes, rng.uniform(0, 180), 0, 360, 255, -1)
+    return mask
+
+
+def stroke_mask(seed: int, h: int, w: int, lo: float = 0.10, hi: float = 0.14) -> np.ndarray:
+    from fillgap.masks import make_rng, stroke_mask as strokes
+    for i in range(10_000):
+        m = strokes(make_rng(seed, 0, i), h, w, "thick")
+        if lo <= m.mean() < hi:
+            return (m * 255).astype(np.uint8)
+    raise RuntimeError("no stroke mask in range")
+
+
+def make_cases(originals: Path, folder: Path) -> list[dict]:
+    cases = []
+    for i, (name, rel) in enumerate(TEST_PHOTOS.items()):
+        rgb = fit(np.asarray(Image.open(originals / rel).convert("RGB")), W, H)
+        Image.fromarray(rgb).save(folder / f"{name}.png")
+        for kind, mask in (("blob5", blob_mask(np.random.default_rng(100 + i), H, W, 0.05)),
+                           ("strokes12", stroke_mask(200 + i, H, W))):
+            Image.fromarray(mask).save(folder / f"{name}-{kind}.png")
+            cases.append({"photo": name, "kind": kind, "image": str(folder / f"{name}.png"),
+                          "mask": str(folder / f"{name}-{kind}.png"), "hole": float((mask > 0).mean())})
+    return cases
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child_row(method: str, strategy: str, cases_json: str, crops: str) -> None:
+    """One (method, strategy) over every case in this process; prints a JSON line."""
+    import torch
+    from fillgap import inpaint
+    from fillgap.methods import get_method
+    from fillgap.metrics import hole_detail_ratio, psnr_from_mse
+
+    torch.set_num_threads(2)
+    cases = json.loads(Path(cases_json).read_text())
+    m = get_method(None if method == "fillgap-default" else method)
+    warm = np.asarray(Image.open(cases[0]["image"]).convert("RGB"))[:256, :256]
+    wm = np.zeros(warm.shape[:2], np.uint8)
+    wm[100:150, 100:150] = 255
+    inpaint(warm, wm, m, strategy=strategy)
+    rows = []
+    for case in cases:
+        img = np.asarray(Image.open(case["image"]).convert("RGB"))
+        mask = np.asarray(Image.open(case["mask"]).convert("L"))
+        t, c = time.perf_counter(), time.process_time()
+        out = inpaint(img, mask, m, strategy=strategy)
+        seconds, cpu = time.perf_counter() - t, time.process_time() - c
+        hole = mask > 0
+        err = (out[hole].astype(np.float64) - img[hole]) / 255.0
+        rows.append({"photo": case["photo"], "kind": case["kind"], "seconds": seconds, "cpu_seconds": cpu,
+                     "detail": hole_detail_ratio(out, img, mask), "hole_psnr": psnr_from_mse(float((err ** 2).mean()))})
+        if crops and case is cases[0]:
+            Image.fromarray(out).save(Path(crops) / f"{method}-{strategy}.png")
+    print(json.dumps({"method": method, "strategy": strategy, "cases": rows, "peak_mb": peak_mb()}))
+
+
+def child_big(image: str, mask: str) -> None:
+    """The 12 MP in-process fill: the first fill (model loaded before) and a second one."""
+    import torch
+    from fillgap import inpaint
+    from fillgap.methods import get_method
+
+    torch.set_num_threads(2)
+    m = get_method(None)
+    img = np.asarray(Image.open(image).convert("RGB"))
+    msk = np.asarray(Image.open(mask).convert("L"))
+    times, cpu = [], []
+    for _ in range(2):
+        t, c = time.perf_counter(), time.process_time()
+        inpaint(img, msk, m)
+        times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    print(json.dumps({"first_s": times[0], "second_s": times[1], "first_cpu_s": cpu[0], "second_cpu_s": cpu[1],
+                      "peak_mb": peak_mb(),
+                      "megapixels": img.shape[0] * img.shape[1] / 1e6, "hole": float((msk > 0).mean())}))
+
+
+PLAIN = r'''
+import sys, cv2, numpy as np
+from pathlib import Path
+from PIL import Image
+src, masks, out = map(Path, sys.argv[1:4])
+out.mkdir(exist_ok=True)
+for p in sorted(src.iterdir()):
+    rgb = np.asarray(Image.open(p).convert("RGB"))
+    m = (np.asarray(Image.open(masks / (p.stem + ".png")).convert("L")) > 0).astype(np.uint8) * 255
+    Image.fromarray(cv2.inpaint(rgb, m, 5, cv2.INPAINT_TELEA)).save(out / (p.stem + ".png"))
+'''
+
+
+def run_child(args: list[str]) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    res = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env)
+    if res.returncode:
+        sys.exit(f"child {args[:3]} failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def folder_timing(cases: list[dict], tmp: Path) -> dict:
+    """`fillgap fill` on a folder vs the plain decode + Telea + encode script, same JPEG inputs."""
+    src, masks = tmp / "folder-in", tmp / "folder-masks"
+    src.mkdir(), masks.mkdir()
+    for i, case in enumerate(cases):
+        stem = f"{i:02d}-{case['photo']}-{case['kind']}"
+        Image.open(case["image"]).save(src / f"{stem}.jpg", quality=92)
+        Image.open(case["mask"]).save(masks / f"{stem}.png")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = {}
+    for label, cmd in (("plain_telea_script", [sys.executable, "-c", PLAIN, str(src), str(masks), str(tmp / "o1")]),
+                       ("fillgap_fill", [sys.executable, "-m", "fillgap", "fill", str(src), "--mask-dir", str(masks),
+                                         "-o", str(tmp / "o2")])):
+        t = time.perf_counter()
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        out[label] = time.perf_counter() - t
+        if res.returncode:
+            sys.exit(f"{label} failed: {res.stderr[-2000:]}")
+    out["ratio"] = out["fillgap_fill"] / out["plain_telea_script"]
+    out["files"] = len(cases)
+    return out
+
+
+def crop_picture(case: dict, crops: Path, dest: Path) -> None:
+    """100 % crop around the first case's hole: original | resize | cra, labelled."""
+    img = np.asarray(Image.open(case["image"]).convert("RGB"))
+    mask = np.asarray(Image.open(case["mask"]).convert("L")) > 0
+    ys, xs = np.nonzero(mask)
+    cy, cx = int(ys.mean()), int(xs.mean())
+    ch, cw = 360, 480
+    top, left = max(0, min(H - ch, cy - ch // 2)), max(0, min(W - cw, cx - cw // 2))
+    cells = []
+    for label, path in (("original", None), ("resize", crops / "fillgap-default-resize.png"),
+                        ("cra", crops / "fillgap-default-cra.png")):
+        pic = img if path is None else np.asarray(Image.open(path).convert("RGB"))
+        cell = np.ascontiguousarray(pic[top:top + ch, left:left + cw])
+        cv2.putText(cell, label, (8, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (255, 255, 255), 2, cv2.LINE_AA)
+        cells.append(cell)
+    gap = np.full((ch, 6, 3), 255, np.uint8)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.hstack([cells[0], gap, cells[1], gap, cells[2]])).save(dest, optimize=True)
+
+
+def fmt(v: float | None, d: int = 2) -> str:
+    return "-" if v is None else f"{v:.{d}f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--originals", help="Folder holding the extracted Debian packages' files.")
+    ap.add_argument("--out", type=Path, default=RESULTS / "hires")
+    ap.add_argument("--picture", type=Path, default=ROOT / "docs" / "hires-crop.png")
+    args = ap.parse_args()
+    originals = originals_dir(args.originals)
+    load_before = open("/proc/loadavg").read().strip()
+    with tempfile.TemporaryDirectory(prefix="fillgap-hires-") as tmp:
+        tmp = Path(tmp)
+        cases = make_cases(originals, tmp)
+        (tmp / "cases.json").write_text(json.dumps(cases))
+        crops = tmp / "crops"
+        crops.mkdir()
+        rows = [run_child(["--child", m, s, str(tmp / "cases.json"), str(crops)]) for m, s in ROWS]
+        crop_picture(cases[0], crops, args.picture)
+        folder = folder_timing(cases, tmp)
+        big = fit(np.asarray(Image.open(originals / BIG_PHOTO[1]).convert("RGB")), 4000, 3000)
+        Image.fromarray(big).save(tmp / "big.png")
+        Image.fromarray(blob_mask(np.random.default_rng(7), 3000, 4000, 0.05)).save(tmp / "big-mask.png")
+        big_row = run_child(["--big", str(tmp / "big.png"), str(tmp / "big-mask.png")])
+    load_after = open("/proc/loadavg").read().strip()
+
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return sum(values) / len(values) if values else None
+
+    lines = ["| method | strategy | hole | detail ratio | hole PSNR (dB) | s / fill | CPU s / fill | peak MB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for kind in ("blob5", "strokes12"):
+            cs = [c for c in r["cases"] if c["kind"] == kind]
+            lines.append(f"| {r['method']} | {r['strategy']} | {kind} | {fmt(mean([c['detail'] for c in cs]))} | "
+                         f"{fmt(mean([c['hole_psnr'] for c in cs]))} | {fmt(mean([c['seconds'] for c in cs]))} | "
+                         f"{fmt(mean([c['cpu_seconds'] for c in cs]))} | "
+                         f"{r['peak_mb']:.0f} |")
+    md = ["# High-resolution fills (bench/hires.py)", "",
+          f"{len(TEST_PHOTOS)} test-split photos at {W}x{H}, a 5 % blob and 12 % thick strokes each; "
+          f"2 torch threads; load average before {load_before}, after {load_after}.", "", *lines, "",
+          f"Folder of {folder['files']} JPEGs: `fillgap fill` {folder['fillgap_fill']:.1f} s, plain decode + Telea + "
+          f"encode script {folder['plain_telea_script']:.1f} s: ratio {folder['ratio']:.2f}.", "",
+          f"{big_row['megapixels']:.0f} MP picture, {big_row['hole'] * 100:.1f} % blob, default model, strategy auto, "
+          f"in process: first fill {big_row['first_s']:.2f} s ({big_row['first_cpu_s']:.2f} CPU s), second "
+          f"{big_row['second_s']:.2f} s ({big_row['second_cpu_s']:.2f} CPU s), "
+          f"peak RSS {big_row['peak_mb']:.0f} MB."]
+    text = "\n".join(md) + "\n"
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps(
+        {"rows": rows, "folder": folder, "big": big_row, "load_before": load_before, "load_after": load_after,
+         "cases": [{k: c[k] for k in ("photo", "kind", "hole")} for c in cases]}, indent=1))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:
+        child_row(*sys.argv[2:6])
+    elif sys.argv[1:2] == ["--big"]:
+        child_big(*sys.argv[2:4])
+    else:
+        main()
