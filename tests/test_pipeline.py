@@ -259,3 +259,26 @@ def test_run_batches_windows_of_one_size(weights):
     single = torch.cat([run(method, x[i:i + 1], m[i:i + 1], "crop") for i in range(3)])
     assert batched.shape == (3, 3, 40, 48)
     assert torch.allclose(batched, single, atol=1e-5)
+
+
+# -- cra
+def test_cra_restores_the_high_frequencies_of_a_periodic_texture():
+    from fillgap.fill import cra_available
+    from fillgap.metrics import hole_detail_ratio
+
+    if not cra_available():
+        pytest.skip("fillgap.models.attention not in this build")
+    tile = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    img = np.tile(tile, (32, 40, 1))  # 256 x 320, period 8 px: all its detail is fine detail
+    mask = np.zeros(img.shape[:2], np.uint8)
+    mask[100:160, 130:200] = 255
+    ratios = {}
+    for strategy in ("resize", "cra"):
+        out = inpaint(img, mask, "opencv-telea", max_side=64, strategy=strategy)
+        assert np.array_equal(out[mask == 0], img[mask == 0])
+        ratios[strategy] = hole_detail_ratio(out, img, mask)
+    assert ratios["resize"] < 0.5, ratios   # a 64 px fill upscaled: the texture is gone
+    assert 0.8 < ratios["cra"] < 1.25, ratios  # the context's residual brings it back
+    # auto picks cra for a window beyond the method's limit
+    assert np.array_equal(inpaint(img, mask, "opencv-telea", max_side=64),
+                          inpaint(img, mask, "opencv-telea", max_side=64, strategy="cra"))

@@ -258,8 +258,8 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
 
     @app.get("/api/models", summary="The loaded model and its metadata")
     async def models():
-        from .models import list_models
-        return {"loaded": info, "models": [info], "registered": list_models(),
+        from .methods import method_names
+        return {"loaded": info, "models": [info], "registered": method_names(),
                 "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels},
                 "threads": resolve_threads(settings.threads)}
 
