@@ -1,11 +1,13 @@
-"""Export a training run as the shipped default model, with its model card.
+"""Export a training run as a shipped model (the default or its sharper variant), with its card.
 
-    python bench/export_default.py runs/ffc-small-photos [--command "fillgap train ..."]
+    python bench/export_default.py runs/ffc-small-v2 [--variant default] [--command "fillgap train ..."]
+    python bench/export_default.py runs/ffc-small-v2-sharp --variant sharp
 
-Writes src/fillgap/weights/ffc-default.safetensors (weights + how to rebuild them in the
-metadata) and src/fillgap/weights/MODEL_CARD.md: the training command, seed, the hash of
-the training photo list, steps, wall time, the run's validation scores, and the quality
-table from bench/results/quality-256.md when it exists (run bench/quality.py after this).
+Writes src/fillgap/weights/<file>.safetensors (weights + how to rebuild them in the metadata)
+and its model card: the training command, seed, the hash of the training photo list, steps
+and wall time (this run's plus those of the weights it was fine-tuned from, read from their
+metadata, so the card adds up the whole history), the run's validation scores, and the
+quality table of bench/results/quality-v2-256.md when it exists (run bench/quality.py first).
 """
 from __future__ import annotations
 
@@ -14,10 +16,13 @@ import hashlib
 import json
 from pathlib import Path
 
-from fillgap.checkpoint import DEFAULT_WEIGHTS, export_weights, load_model, read_checkpoint
+from fillgap.checkpoint import RELEASED_WEIGHTS, export_weights, load_model, read_checkpoint, weights_metadata
 from fillgap.data.photos import photo_list
 
 ROOT = Path(__file__).resolve().parents[1]
+CARDS = {"default": "MODEL_CARD.md", "sharp": "MODEL_CARD-sharp.md"}
+# The first shipped weights (ffc-small on a Telea start) predate the minutes field: 80 + 55 min.
+FIRST_RELEASE_MINUTES = 135.0
 
 
 def train_list_hash() -> tuple[str, int]:
@@ -27,51 +32,83 @@ def train_list_hash() -> tuple[str, int]:
     return hashlib.sha256(text.encode()).hexdigest(), len(rows)
 
 
+def inherited(cfg: dict) -> tuple[int, float, str]:
+    """Steps and minutes of the weights this run was fine-tuned from (0 when trained from scratch)."""
+    init = cfg.get("init")
+    if not init:
+        return 0, 0.0, ""
+    path = RELEASED_WEIGHTS["default"] if init == "default" else Path(init)
+    if path.suffix != ".safetensors":
+        ckpt = read_checkpoint(path)
+        return int(ckpt["step"]), 0.0, str(path)
+    meta = weights_metadata(path)
+    steps = int(meta.get("total_steps", meta.get("trained_steps", 0)))
+    minutes = float(meta.get("total_minutes", FIRST_RELEASE_MINUTES if steps else 0.0))
+    return steps, minutes, f"{path.name} ({meta.get('model_name')}, {steps} steps)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("run", type=Path)
+    ap.add_argument("--variant", choices=sorted(RELEASED_WEIGHTS), default="default")
     ap.add_argument("--command", default=None, help="the exact training command(s), for the card")
     args = ap.parse_args()
+    target = RELEASED_WEIGHTS[args.variant]
     ckpt = read_checkpoint(args.run / "last.pt")
     cfg = ckpt["config"]
     records = [json.loads(line) for line in (args.run / "metrics.jsonl").read_text().splitlines()]
     val = [r for r in records if "val_psnr_hole" in r]
-    seconds = sum(r.get("seconds", 0) for r in records if "seconds" in r)
-    train_time = max((r["time"] for r in records if "time" in r), default=0.0)
+    # "time" restarts at each (resumed) session: add up each session's last value
+    minutes, last = 0.0, 0.0
+    for r in records:
+        if "time" in r:
+            if r["time"] < last:
+                minutes += last / 60
+            last = r["time"]
+    minutes += last / 60
+    prev_steps, prev_minutes, parent = inherited(cfg)
     data_hash, n_train = train_list_hash()
     model = load_model(args.run / "last.pt")
     command = args.command or f"fillgap train --config {args.run}/config.yaml"
-    export_weights(DEFAULT_WEIGHTS, model, trained_steps=ckpt["step"], seed=cfg["seed"],
-                   train_photo_list_sha256=data_hash, config=json.dumps(cfg))
+    total_steps, total_minutes = prev_steps + ckpt["step"], prev_minutes + minutes
+    export_weights(target, model, trained_steps=ckpt["step"], total_steps=total_steps,
+                   total_minutes=round(total_minutes, 1), seed=cfg["seed"], train_photo_list_sha256=data_hash,
+                   config=json.dumps(cfg))
     params = sum(p.numel() for p in model.parameters())
-    quality = ROOT / "bench" / "results" / "quality-256.md"
+    quality = ROOT / "bench" / "results" / "quality-v2-256.md"
+    losses = dict(cfg["losses"])
+    if cfg.get("adversarial"):
+        losses.update(adversarial=cfg["adversarial"], from_step=cfg.get("adversarial_start", 0),
+                      feature_matching=cfg.get("feature_matching", 0.0), r1=cfg.get("r1"))
     card = [
-        "# Model card: fillgap default model (`ffc-default.safetensors`)", "",
-        f"- Architecture: `{cfg['model']}` {cfg['model_kwargs'] or ''} — LaMa-style fast-Fourier-convolution "
-        f"network that refines an OpenCV Telea fill ({params / 1e6:.2f} M parameters, fp32, "
-        f"{DEFAULT_WEIGHTS.stat().st_size / 1e6:.1f} MB).",
-        f"- Training command: `{command}` (config: `configs/ffc-small-photos.yaml`, data from "
-        "`fillgap data prepare --sets photos`).",
+        f"# Model card: fillgap {args.variant} model (`{target.name}`)", "",
+        f"- Architecture: `{cfg['model']}` {cfg['model_kwargs'] or ''}: a LaMa-style fast-Fourier-convolution "
+        f"network that refines fillgap's pure-torch diffusion fill ({params / 1e6:.2f} M parameters, fp32, "
+        f"{target.stat().st_size / 1e6:.1f} MB). Name in the registry: `fillgap-{args.variant}`.",
+        f"- Training command: `{command}` (data from `fillgap data prepare --sets photos`).",
+        f"- Fine-tuned from: {parent or 'nothing (trained from scratch)'}.",
         f"- Data: the {n_train} `train` photos of `src/fillgap/data/photos.csv` (list hash sha256 "
         f"`{data_hash[:16]}…` over name,sha256 rows), random multi-scale {cfg['size']}x{cfg['size']} crops "
         f"(scale {cfg['scale'][0]}–{cfg['scale'][1]} of the short side), `{cfg['masks']}` masks.",
-        f"- Losses: {cfg['losses']} with hole weight {cfg['hole_weight']}; Adam lr {cfg['lr']} cosine to "
+        f"- Losses: {losses} with hole weight {cfg['hole_weight']}; Adam lr {cfg['lr']} cosine to "
         f"{cfg['lr_final']}; batch {cfg['batch_size']}; seed {cfg['seed']}.",
-        f"- Steps: {ckpt['step']} optimiser steps ({ckpt['step'] * cfg['batch_size']:,} patches), "
-        f"{train_time / 60:.0f} min of wall time on the 2-core CPU development machine (shared with other work).",
+        f"- Steps: {ckpt['step']} optimiser steps in this run ({ckpt['step'] * cfg['batch_size']:,} patches, "
+        f"{minutes:.0f} min of wall time on the 2-core CPU development machine, shared with other work); "
+        f"{total_steps} steps and {total_minutes / 60:.1f} h in all, counting the weights it started from.",
     ]
     if val:
         v = val[-1]
-        card.append(f"- Validation (the 8 `val` photos, {cfg['val_samples']} fixed crops+masks at {cfg['size']} px): "
+        card.append(f"- Validation (`val` photos, {cfg['val_samples']} fixed crops+masks at {cfg['size']} px): "
                     f"PSNR {v['val_psnr']:.2f} dB, hole PSNR {v['val_psnr_hole']:.2f} dB.")
     if quality.exists():
-        card += ["", "## Scores on the held-out test photos (`python bench/quality.py`)", "", quality.read_text()]
+        card += ["", "## Scores on the held-out test photos (`python bench/quality.py --protocol v2`)", "",
+                 quality.read_text()]
     card += ["", "## Limits", "",
-             "Trained on about three dozen photos, mostly landscapes, plants and macro shots, on a CPU for about an "
-             "hour: it is a careful correction of a classical fill, not a generative model. It does not invent "
-             "objects or faces, and large holes in detailed scenes stay blurry. See DATA.md."]
-    (DEFAULT_WEIGHTS.parent / "MODEL_CARD.md").write_text("\n".join(card) + "\n")
-    print(f"wrote {DEFAULT_WEIGHTS} and MODEL_CARD.md (step {ckpt['step']})")
+             "Trained on a CPU for a few hours on a few hundred photos (mostly landscapes, plants, textures and "
+             "macro shots): a careful correction of a smooth classical fill, not a generative model. It does not "
+             "invent objects or faces, and large holes in detailed scenes stay smoother than the truth. See DATA.md."]
+    (target.parent / CARDS[args.variant]).write_text("\n".join(card) + "\n")
+    print(f"wrote {target} and {CARDS[args.variant]} (step {ckpt['step']}, {total_steps} in all)")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from .imageio import _atomic_write as atomic_write
 from .models import InpaintModel, create_model, list_models
 
 DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "ffc-default.safetensors"
+# Shipped weights by variant: the default (faithful) and a sharper one (adversarial training).
+RELEASED_WEIGHTS = {"default": DEFAULT_WEIGHTS, "sharp": DEFAULT_WEIGHTS.with_name("ffc-sharp.safetensors")}
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

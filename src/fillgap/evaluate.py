@@ -224,8 +224,10 @@ class Method:
 
 
 def peer_names(include_default: bool = True) -> list[str]:
-    from .checkpoint import DEFAULT_WEIGHTS
-    return list(CLASSICAL) + ([DEFAULT_METHOD] if include_default and DEFAULT_WEIGHTS.exists() else [])
+    from .checkpoint import RELEASED_WEIGHTS
+    from .methods import SHARP_NAME
+    shipped = [n for n, v in ((DEFAULT_METHOD, "default"), (SHARP_NAME, "sharp")) if RELEASED_WEIGHTS[v].exists()]
+    return list(CLASSICAL) + (shipped if include_default else [])
 
 
 def registry_method(spec, name: str | None = None) -> Method:
@@ -249,7 +251,8 @@ def _label(path: Path, taken: set[str]) -> str:
 
 def build_methods(peers: list[str] | None = None, checkpoints: list[str | Path] = ()) -> list[Method]:
     """The classical peers (all by default), the shipped model when present, and each checkpoint."""
-    known = list(CLASSICAL) + [DEFAULT_METHOD]
+    from .methods import SHARP_NAME
+    known = list(CLASSICAL) + [DEFAULT_METHOD, SHARP_NAME]
     chosen = peer_names() if peers is None else peers
     unknown = [p for p in chosen if p not in known]
     if unknown:
@@ -258,6 +261,8 @@ def build_methods(peers: list[str] | None = None, checkpoints: list[str | Path] 
     methods = [registry_method(n) for n in chosen if n in CLASSICAL]
     if DEFAULT_METHOD in chosen:
         methods.append(registry_method(None, DEFAULT_METHOD))
+    if SHARP_NAME in chosen:
+        methods.append(registry_method(SHARP_NAME))
     taken = {m.name for m in methods}
     for ckpt in checkpoints:
         label = _label(Path(ckpt), taken)
