@@ -76,3 +76,19 @@ def test_feature_matching_zero_for_the_truth_and_grows_with_the_difference():
     far = feature_matching(disc, real, torch.rand_like(real), hole)
     assert 0 < near < far
     assert len(disc.features(real, hole)) == 3
+
+
+def test_texture_energy_asks_for_the_truths_detail_not_its_position():
+    from fillgap.losses import texture_energy
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(1, 3, 32, 32, generator=g)
+    hole = torch.zeros(1, 1, 32, 32)
+    hole[..., 8:24, 8:24] = 1
+    smooth = torch.full_like(target, 0.5)
+    shifted = torch.roll(target, shifts=(0, 1), dims=(2, 3))  # same texture, other position
+    assert texture_energy(target, target, hole) < 1e-6
+    assert texture_energy(shifted, target, hole) < 0.25 * texture_energy(smooth, target, hole)
+    # cells away from the hole do not count
+    far = target.clone()
+    far[..., :4, :4] = 0.5
+    assert texture_energy(far, target, hole) < 1e-6
