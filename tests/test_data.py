@@ -9,6 +9,9 @@ import fcntl
 import gzip
 import hashlib
 import io
+import json
+import struct
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from PIL import Image
 
 from fillgap import cli
 from fillgap.data import prepare as prep
+from fillgap.data.dedup import NEAR, hamming, near_duplicates, phash
 from fillgap.data.datasets import BUNDLED, ArrayImages, FolderImages, InpaintDataset, random_patch
 from fillgap.data.mnist import idx_bytes, mnist_source, read_idx
 from fillgap.data.photos import PHOTO_LIST, SPLITS, photo_list, photo_source
@@ -74,24 +78,66 @@ def test_mnist_source_has_the_photo_source_interface(tmp_path):
 
 # ---------------------------------------------------------------- the reviewed photo list
 
-COLUMNS = ["name", "source", "path", "split", "licence", "author", "width", "height", "sha256"]
+COLUMNS = ["name", "source", "path", "split", "licence", "author", "width", "height", "sha256", "phash"]
+V1 = json.loads((Path(prep.__file__).parents[1] / "protocols" / "v1.json").read_text())
 
 
 def test_photo_list_columns_and_splits_disjoint_by_photo():
     with open(PHOTO_LIST, newline="") as fh:
         assert csv.DictReader(fh).fieldnames == COLUMNS
     rows = photo_list()
-    assert Counter(r["split"] for r in rows) == {"train": 36, "val": 8, "test": 8}
+    counts = Counter(r["split"] for r in rows)
+    assert counts["train"] >= 200 and counts["val"] >= 40 and counts["test"] >= 60 and len(rows) >= 300
     # Disjoint by photo: no name, no source file and no image content appears twice.
-    for key in ("name", "sha256"):
+    for key in ("name", "sha256", "phash"):
         assert len({r[key] for r in rows}) == len(rows), key
     assert len({(r["source"], r["path"]) for r in rows}) == len(rows)
     for r in rows:
         assert r["split"] in SPLITS
         assert r["source"].split(":")[0] in ("deb", "pip")
         assert len(r["sha256"]) == 64 and int(r["sha256"], 16) >= 0
+        assert len(r["phash"]) == 16 and int(r["phash"], 16) >= 0
         assert int(r["width"]) > 0 and int(r["height"]) > 0
         assert r["licence"] and r["author"]
+
+
+def test_protocol_v1_photos_keep_their_split():
+    splits = {r["name"]: r["split"] for r in photo_list()}
+    assert V1["images"]["split"] == "test" and len(V1["images"]["names"]) == 8
+    assert all(splits[n] == "test" for n in V1["images"]["names"])
+
+
+def test_no_photo_has_a_near_duplicate_in_another_split():
+    """The recorded perceptual hashes: a photo (or a resized/recompressed copy of it) sits in one split only."""
+    rows = photo_list()
+    pairs = near_duplicates([(r["name"], r["phash"]) for r in rows], groups=[r["split"] for r in rows])
+    assert pairs == []
+
+
+def test_near_duplicate_check_finds_the_bundled_copies_of_listed_photos():
+    """The bundled JPEGs are smaller, recompressed copies of corpus photos: the check must pair each
+    with its own row (and only with it), and would flag it if that row sat in another split."""
+    rows = photo_list()
+    files = sorted(BUNDLED.glob("*/*.jpg"))
+    listed = [(r["name"], r["phash"]) for r in rows]
+    for f in files:
+        copy = (f"bundled/{f.stem}", phash(np.asarray(Image.open(f).convert("RGB"))))
+        found = near_duplicates(listed + [copy])
+        assert [(a, b) for a, b, _ in found] == [(f.stem, copy[0])], f
+        groups = ["other" if n == f.stem else "x" for n, _ in listed] + ["x"]
+        assert len(near_duplicates(listed + [copy], groups=groups)) == 1
+
+
+def test_phash_survives_resizing_and_jpeg_but_not_another_picture():
+    pic = np.asarray(Image.open(sorted(BUNDLED.glob("*/*.jpg"))[0]).convert("RGB"))
+    small = np.asarray(Image.fromarray(pic).resize((pic.shape[1] // 3, pic.shape[0] // 3)))
+    buf = io.BytesIO()
+    Image.fromarray(small).save(buf, format="JPEG", quality=40)
+    jpeg = np.asarray(Image.open(buf))
+    assert hamming(phash(pic), phash(jpeg)) <= 4
+    assert hamming(phash(pic), phash(pic[:, ::-1])) > NEAR  # a mirror image is another picture
+    assert hamming(phash(pic), phash(_photo(300, 400, 1))) > NEAR
+    assert phash(pic[..., 0]) == phash(np.repeat(pic[..., :1], 3, axis=2))  # grey input works
 
 
 def test_bundled_photos_are_listed_in_their_split_and_in_sources_md():
@@ -345,6 +391,60 @@ def test_bad_source_files_are_named_and_skipped(world):
     assert [p.name for p in (world.root / "photos").iterdir()] == ["small.png"]
 
 
+def _rcc(files: dict[str, bytes]) -> bytes:
+    """A Qt resource bundle (format version 1) holding ``{"dir/name": bytes}``; even-numbered files
+    zlib-compressed (qCompress: 4-byte length, then the stream), the others stored."""
+    folders: dict[str, list[str]] = {}
+    for path in files:
+        folder, name = path.split("/")
+        folders.setdefault(folder, []).append(name)
+    names, offsets = b"", {}
+
+    def name_offset(text):
+        nonlocal names
+        if text not in offsets:
+            offsets[text] = len(names)
+            names += struct.pack(">HI", len(text), 0) + text.encode("utf-16-be")
+        return offsets[text]
+
+    tree = [struct.pack(">IHII", 0, 2, len(folders), 1)]  # the root, then the folders, then the files
+    blobs, first = b"", 1 + len(folders)
+    for folder, members in folders.items():
+        tree.append(struct.pack(">IHII", name_offset(folder), 2, len(members), first))
+        first += len(members)
+    for k, (path, data) in enumerate(files.items()):
+        packed = struct.pack(">I", len(data)) + zlib.compress(data) if k % 2 == 0 else data
+        tree.append(struct.pack(">IHHHI", name_offset(path.split("/")[1]), 1 if k % 2 == 0 else 0, 0, 0, len(blobs)))
+        blobs += struct.pack(">I", len(packed)) + packed
+    body = b"".join(tree)
+    head = 20
+    return (b"qres" + struct.pack(">IIII", 1, head, head + len(body), head + len(body) + len(blobs))
+            + body + blobs + names)
+
+
+def test_photos_inside_a_qt_resource_bundle_are_prepared(world, tmp_path):
+    one, two = _png(80, 60, 7), _png(40, 30, 8)
+    bundle = _rcc({"pics/one.png": one, "pics/two.png": two})
+    deb_c = _package(tmp_path / "pkg-c", {"usr/share/app/rcc/pics.rcc": bundle,
+                                          "usr/share/app/rcc/broken.rcc": bundle[:40]})
+
+    def row(name, inner, data):
+        return dict(name=name, source="deb:fake-c", path=inner, split="train", licence="CC0-1.0", author="x",
+                    width="0", height="0", sha256=hashlib.sha256(data).hexdigest())
+
+    rows = [dict(row("one", "usr/share/app/rcc/pics.rcc!/pics/one.png", one), width="80", height="60"),
+            dict(row("two", "usr/share/app/rcc/pics.rcc!/pics/two.png", two), width="40", height="30"),
+            row("gone", "usr/share/app/rcc/pics.rcc!/pics/gone.png", one),
+            row("bad", "usr/share/app/rcc/broken.rcc!/pics/one.png", one)]
+    report, fetch = world.run(fetch=FakeFetch({"deb:fake-c": deb_c}), photos=rows, sets=["photos"])
+    assert fetch.calls == ["deb:fake-c"]
+    assert sorted(report.prepared) == ["photos/one.png", "photos/two.png"]
+    assert np.array_equal(np.asarray(Image.open(world.root / "photos" / "one.png")), np.asarray(Image.open(io.BytesIO(one))))
+    assert len(report.errors) == 2
+    assert any(e == "deb:fake-c: /pics/gone.png is missing from usr/share/app/rcc/pics.rcc" for e in report.errors)
+    assert any(e.startswith("deb:fake-c: usr/share/app/rcc/broken.rcc: ") and "\n" not in e for e in report.errors)
+
+
 def test_full_disk_stops_with_the_file_named_keeps_what_was_done_and_resumes(world, monkeypatch):
     real, calls = prep.write_image, []
 
@@ -419,8 +519,10 @@ def test_data_list_prints_totals_per_split(tmp_path, capsys):
     assert cli.main(["data", "list", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     lines = {ln.split()[0]: ln.split() for ln in out.splitlines() if ln.strip()}
-    assert lines["train"][1] == "36" and lines["val"][1] == "8" and lines["test"][1] == "8"
-    assert lines["all"][1] == "52"
+    counts = Counter(r["split"] for r in photo_list())
+    for split in SPLITS:
+        assert lines[split][1] == str(counts[split])
+    assert lines["all"][1] == str(len(photo_list()))
     total_mp = sum(int(r["width"]) * int(r["height"]) for r in photo_list()) / 1e6
     assert float(lines["all"][2]) == pytest.approx(total_mp, abs=0.05)
-    assert "mnist: not prepared" in out and "0 of 52 photos prepared" in out
+    assert "mnist: not prepared" in out and f"0 of {len(photo_list())} photos prepared" in out

