@@ -154,7 +154,7 @@ def export(
 def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML or TOML config file."),
     model: Optional[str] = typer.Option(None, "--model", help="Registered model name (see `fillgap models`)."),
-    data: Optional[str] = typer.Option(None, "--data", help="bundled | mnist | photos | a folder."),
+    data: Optional[str] = typer.Option(None, "--data", help="bundled | mnist | photos | pack:FILE.npz | a folder."),
     out: Optional[str] = typer.Option(None, "--out", help="Run folder (checkpoints, logs, grids)."),
     epochs: Optional[int] = typer.Option(None, "--epochs"),
     max_steps: Optional[int] = typer.Option(None, "--max-steps"),
@@ -251,6 +251,23 @@ def data_prepare(
         typer.echo(f"fillgap: error: {line}", err=True)
     if report.errors:  # main() prints the last one the same way and exits 1
         raise FillgapError(report.errors[-1])
+
+
+@data_app.command("pack")
+def data_pack(
+    out: Path = typer.Option(..., "--out", help="The .npz file to write (train with --data pack:FILE)."),
+    root: Optional[Path] = typer.Option(None, "--root", help=_ROOT_HELP),
+    splits: str = typer.Option("train,val", "--splits", help="Comma-separated splits to include."),
+    max_side: int = typer.Option(1024, "--max-side", help="Downscale so the long side is at most this."),
+    codec: str = typer.Option("raw", "--codec", help="raw (exact pixels, deflated) | jpeg (about 8x smaller)."),
+    quality: int = typer.Option(95, "--quality", help="JPEG quality (codec jpeg)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
+):
+    """The prepared photos of some splits in one .npz file, for training on a machine without them."""
+    from .data.pack import write_pack
+
+    write_pack(out, root, [s.strip() for s in splits.split(",") if s.strip()], max_side=max_side, codec=codec,
+               quality=quality, overwrite=overwrite, echo=typer.echo)
 
 
 @data_app.command("list")

@@ -113,7 +113,11 @@ def bundled_photos(split: str = "train") -> FolderImages:
 
 def make_source(spec: str, split: str = "train", max_side: int | None = 1536):
     """A source from a config string: ``bundled``, ``mnist`` (needs ``fillgap data prepare``),
-    ``photos`` (the prepared photo corpus), a folder path, or a manifest file (one path a line)."""
+    ``photos`` (the prepared photo corpus), ``pack:FILE.npz`` (``fillgap data pack``), a folder
+    path, or a manifest file (one path a line)."""
+    if spec.startswith("pack:"):
+        from .pack import PackImages
+        return PackImages(spec[len("pack:"):], split)
     if spec == "bundled":
         return bundled_photos("test" if split in ("val", "test") else "train")
     if spec == "mnist":
@@ -126,8 +130,8 @@ def make_source(spec: str, split: str = "train", max_side: int | None = 1536):
     if path.is_file():
         return ManifestImages(path, max_side=max_side)
     if not path.is_dir():
-        raise FillgapError(f"data '{spec}' is neither 'bundled', 'mnist', 'photos', an existing folder "
-                           "nor a manifest file")
+        raise FillgapError(f"data '{spec}' is neither 'bundled', 'mnist', 'photos', 'pack:FILE.npz', an existing "
+                           "folder nor a manifest file")
     return FolderImages(path, max_side=max_side, preload=False)
 
 
