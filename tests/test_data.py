@@ -10,6 +10,8 @@ import gzip
 import hashlib
 import io
 import json
+import shutil
+import subprocess
 import struct
 import zlib
 from collections import Counter
@@ -255,9 +257,11 @@ class FakeFetch:
 
     def __init__(self, folders, unreachable=(), missing=()):
         self.folders, self.unreachable, self.missing, self.calls = folders, set(unreachable), set(missing), []
+        self.only = {}
 
-    def __call__(self, source, workdir):
+    def __call__(self, source, workdir, only=None):
         self.calls.append(source)
+        self.only[source] = only
         if source in self.missing:
             raise prep.ToolMissing("npm is not installed")
         if source in self.unreachable:
@@ -438,11 +442,30 @@ def test_photos_inside_a_qt_resource_bundle_are_prepared(world, tmp_path):
             row("bad", "usr/share/app/rcc/broken.rcc!/pics/one.png", one)]
     report, fetch = world.run(fetch=FakeFetch({"deb:fake-c": deb_c}), photos=rows, sets=["photos"])
     assert fetch.calls == ["deb:fake-c"]
+    assert fetch.only["deb:fake-c"] == ["usr/share/app/rcc/broken.rcc", "usr/share/app/rcc/pics.rcc"]
     assert sorted(report.prepared) == ["photos/one.png", "photos/two.png"]
     assert np.array_equal(np.asarray(Image.open(world.root / "photos" / "one.png")), np.asarray(Image.open(io.BytesIO(one))))
     assert len(report.errors) == 2
     assert any(e == "deb:fake-c: /pics/gone.png is missing from usr/share/app/rcc/pics.rcc" for e in report.errors)
     assert any(e.startswith("deb:fake-c: usr/share/app/rcc/broken.rcc: ") and "\n" not in e for e in report.errors)
+
+
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
+def test_a_debian_package_can_unpack_just_the_wanted_files(tmp_path):
+    tree = _package(tmp_path / "pkg", {"DEBIAN/control": b"Package: fake\nVersion: 1\nArchitecture: all\n"
+                                       b"Maintainer: x <x@example.org>\nDescription: fake\n",
+                                       "usr/share/pics/a.png": _png(10, 10, 1), "usr/share/pics/b.png": _png(10, 10, 2),
+                                       "usr/share/doc/fake/copyright": COPYRIGHT.encode()})
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(tree), str(tmp_path / "fake.deb")],
+                   check=True, capture_output=True)
+    prep._unpack_deb(tmp_path / "fake.deb", tmp_path / "some", ["usr/share/pics/b.png", "usr/share/doc/fake/copyright"], "deb:fake")
+    got = sorted(str(p.relative_to(tmp_path / "some")) for p in (tmp_path / "some").rglob("*") if p.is_file())
+    assert got == ["usr/share/doc/fake/copyright", "usr/share/pics/b.png"]
+    prep._unpack_deb(tmp_path / "fake.deb", tmp_path / "all", None, "deb:fake")
+    assert (tmp_path / "all" / "usr/share/pics/a.png").is_file()
+    (tmp_path / "bad.deb").write_bytes(b"!<arch>\nnot a package")
+    with pytest.raises(FillgapError, match="^deb:fake: cannot unpack bad.deb: "):
+        prep._unpack_deb(tmp_path / "bad.deb", tmp_path / "bad", ["x"], "deb:fake")
 
 
 def test_full_disk_stops_with_the_file_named_keeps_what_was_done_and_resumes(world, monkeypatch):

