@@ -526,7 +526,7 @@ def test_a_second_prepare_on_the_same_root_is_refused(world):
     world.root.mkdir(parents=True)
     with open(world.root / ".prepare.lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(FillgapError, match="another `fillgap data prepare` is running"):
+        with pytest.raises(FillgapError, match="another `fillgap data prepare` is using"):
             world.run()
 
 

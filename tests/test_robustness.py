@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import struct
 import warnings
@@ -22,7 +23,7 @@ import torch
 from PIL import Image, ImageFile, ImageOps
 
 from _robustness_record import Recorder
-from fillgap import imageio
+from fillgap import fsutil, imageio
 from fillgap.checkpoint import export_weights, read_checkpoint, save_checkpoint
 from fillgap.cli import main
 from fillgap.errors import FillgapError
@@ -483,19 +484,17 @@ def test_unwritable_output_folders(cli, weights, monkeypatch):
 
 
 def _fail_midway(monkeypatch, failing_errno=errno.ENOSPC):
-    """Make Pillow write half a picture, then fail as a full disk does."""
-    real_save = Image.Image.save
+    """A disk that fills up during the write: the first write() takes half the bytes, the next fails."""
+    real_write, calls = os.write, []
 
-    def half_then_fail(self, fp, format=None, **params):
-        if isinstance(fp, io.BytesIO) or not hasattr(fp, "write"):
-            return real_save(self, fp, format, **params)
-        buf = io.BytesIO()
-        real_save(self, buf, format, **params)
-        fp.write(buf.getvalue()[: len(buf.getvalue()) // 2])
-        fp.flush()
+    def half_then_fail(fd, data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[: max(1, len(data) // 2)]))
         raise OSError(failing_errno, os.strerror(failing_errno))
 
-    monkeypatch.setattr(Image.Image, "save", half_then_fail)
+    monkeypatch.setattr(fsutil, "_os_write", half_then_fail)
+    return calls
 
 
 def test_disk_full_leaves_nothing_behind(cli, weights, monkeypatch):
@@ -685,3 +684,243 @@ def test_nan_loss_keeps_the_last_good_checkpoint(cli, monkeypatch):
     ckpt = read_checkpoint("run/last.pt")
     assert ckpt["step"] == bad_step - 1  # the last step that finished well
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+# -- 4. full disks and writers that fail or lie -------------------------------------------
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp", ".tif", ".webp"])
+def test_disk_full_never_replaces_a_good_output(cli, weights, monkeypatch, suffix):
+    save("pic.png", picture(64, 64))
+    save("mask.png", hole(64, 64))
+    assert main(["fill", "pic.png", "-m", "mask.png", "-o", f"good{suffix}", "--model", weights]) == 0
+    good = Path(f"good{suffix}").read_bytes()
+    _fail_midway(monkeypatch)
+    shown = cli("disk full", f"disk full while replacing a good {suffix} output (--overwrite)",
+                ["fill", "pic.png", "-m", "mask.png", "-o", f"good{suffix}", "--model", weights, "--overwrite"], 1,
+                "the good output intact, no temp file")
+    assert "No space left on device" in shown
+    assert Path(f"good{suffix}").read_bytes() == good
+    assert sorted(os.listdir()) == sorted(["pic.png", "mask.png", f"good{suffix}"])
+
+
+def test_a_writer_that_lies_about_its_size_is_caught(cli, weights, monkeypatch):
+    """A write() that reports every byte written while only half reaches the file (a broken
+    network file system): the size check after fsync refuses it."""
+    save("pic.png", picture(32, 32))
+    save("mask.png", hole(32, 32))
+    real_write = os.write
+    monkeypatch.setattr(fsutil, "_os_write", lambda fd, data: real_write(fd, bytes(data[: len(data) // 2])) * 0
+                        + len(data))
+    shown = cli("disk full", "write() reports success but stores half the bytes (injected)",
+                ["fill", "pic.png", "-m", "mask.png", "-o", "o.jpg", "--model", weights], 1, "no output, no temp file")
+    assert "bytes reached the disk" in shown
+    assert sorted(os.listdir()) == ["mask.png", "pic.png"]
+
+
+def test_every_writer_goes_through_the_checked_write(monkeypatch, tmp_path):
+    """Pictures, checkpoints, weights, reports, prepared data and loss curves: each one fails whole."""
+    from fillgap.curves import write_loss_curve
+    from fillgap.data import prepare
+    from fillgap.evaluate import _write_text
+
+    tiny = create_model("ffc-tiny")
+    writers = {
+        "picture": lambda p: imageio.write_image(p / "a.png", picture(16, 16)),
+        "copy": lambda p: imageio.copy_file(save(str(p / "src.png"), picture(8, 8)), p / "b.png"),
+        "checkpoint": lambda p: save_checkpoint(p / "c.pt", tiny, step=1),
+        "weights": lambda p: export_weights(p / "w.safetensors", tiny),
+        "report": lambda p: _write_text(p / "r.md", "x" * 10_000),
+        "prepared data": lambda p: prepare._atomic_write(p / "d.bin", b"y" * 10_000),
+        "loss curve": lambda p: write_loss_curve([{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}], p / "l.png"),
+    }
+    for name, write in writers.items():
+        folder = tmp_path / name.replace(" ", "-")
+        folder.mkdir()
+        with monkeypatch.context() as m:
+            _fail_midway(m)
+            with pytest.raises(fsutil.WriteError, match="No space left on device") as caught:
+                write(folder)
+        assert caught.value.disk_full, name
+        assert [p.name for p in folder.iterdir() if p.name != "src.png"] == [], name
+        write(folder)  # and with a working disk it writes
+
+
+def _tmpfs(path: Path, size: str) -> Path:
+    """A small tmpfs at ``path`` (root only); the test skips where mounting is not allowed."""
+    import subprocess
+
+    path.mkdir()
+    run = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                         capture_output=True, text=True)
+    if run.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {run.stderr.strip() or run.returncode}")
+    return path
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    disk = _tmpfs(tmp_path / "disk", "256k")
+    yield disk
+    import subprocess
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_real_full_disk_single_picture(cli, weights, small_disk):
+    save("pic.png", picture(320, 320))  # about 300 kB as PNG: more than the disk holds
+    save("mask.png", hole(320, 320))
+    save("small.png", picture(16, 16))
+    save("smallmask.png", hole(16, 16))
+    target = small_disk / "o.png"
+    assert main(["fill", "small.png", "-m", "smallmask.png", "-o", str(target), "--model", weights]) == 0
+    good = target.read_bytes()
+    for suffix in (".png", ".bmp", ".tif"):
+        shown = cli("disk full", f"256 kB tmpfs, a 320x320 {suffix} output", ["fill", "pic.png", "-m", "mask.png",
+                    "-o", str(small_disk / f"big{suffix}"), "--model", weights], 1, "no output, no temp file")
+        assert "No space left on device" in shown
+    shown = cli("disk full", "256 kB tmpfs, --overwrite of a good output with a bigger one",
+                ["fill", "pic.png", "-m", "mask.png", "-o", str(target), "--model", weights, "--overwrite"], 1,
+                "the good output intact")
+    assert target.read_bytes() == good
+    assert sorted(p.name for p in small_disk.iterdir()) == ["o.png"]
+
+
+def test_real_full_disk_folder_run_stops(cli, weights, small_disk):
+    Path("in").mkdir()
+    Path("masks").mkdir()
+    for i in range(12):
+        save(f"in/{i:02d}.png", picture(96, 96, seed=i))  # ~28 kB each: about 8 fit
+        save(f"masks/{i:02d}.png", hole(96, 96))
+    out = small_disk / "out"
+    shown = cli("disk full", "folder run onto a 256 kB tmpfs (12 pictures, room for about 8)",
+                ["fill", "in", "--mask-dir", "masks", "-o", str(out), "--model", weights, "--workers", "1"], 1,
+                "stops after 3 failed writes in a row; every output whole")
+    assert "stopped: the disk is full" in shown and "run the same command again" in shown
+    written = [p for p in out.iterdir() if p.suffix == ".png"]
+    assert 0 < len(written) < 12
+    assert all(imageio.output_is_whole(p) for p in written)
+    assert not list(out.glob(fsutil.TEMP_GLOB))
+
+
+def test_resume_redoes_empty_and_cut_outputs(cli, weights):
+    Path("in").mkdir()
+    Path("masks").mkdir()
+    for i in range(4):
+        save(f"in/{i}.png", picture(24, 24, seed=i))
+        save(f"masks/{i}.png", hole(24, 24))
+    assert main(["fill", "in", "--mask-dir", "masks", "-o", "out", "--model", weights]) == 0
+    good = Path("out/2.png").read_bytes()
+    Path("out/0.png").write_bytes(b"")                       # a 0-byte file
+    Path("out/1.png").write_bytes(good[: len(good) // 2])    # a cut PNG (no IEND)
+    save("out/3.jpg", picture(24, 24))
+    Path("out/3.jpg").write_bytes(Path("out/3.jpg").read_bytes()[:-200])
+    shown = cli("disk full", "rerun over a 0-byte and a cut output", ["fill", "in", "--mask-dir", "masks", "-o", "out",
+                "--model", weights], 0, "both redone, the good ones kept")
+    assert "filled 2, already there 2" in shown
+    assert all(imageio.output_is_whole(Path(f"out/{i}.png")) for i in range(4))
+    assert not imageio.output_is_whole(Path("out/3.jpg"))  # the check itself sees a cut JPEG
+
+
+# -- 5. training runs and corrupt checkpoints ------------------------------------------------
+
+def _run_config(path: str = "run.yaml", **extra) -> str:
+    Path("data").mkdir(exist_ok=True)
+    for i in range(4):
+        save(f"data/{i}.png", picture(40, 40, seed=i))
+    keys = dict(model="ffc-tiny", data="data", size=32, batch_size=2, samples_per_epoch=4, val_samples=2,
+                epochs=2, checkpoint_every=100, log_every=1, grid_samples=1, progress="false", out="run")
+    keys.update(extra)
+    Path(path).write_text("".join(f"{k}: {v}\n" for k, v in keys.items()))
+    return path
+
+
+def _flip_inside(path: Path, tensor: torch.Tensor, n: int = 64) -> None:
+    """Flip ``n`` bytes of ``tensor``'s data where it lies in the file (found by its bytes)."""
+    raw = bytearray(path.read_bytes())
+    needle = tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()[:256]
+    at = raw.find(needle)
+    assert at > 0, "tensor bytes not found in the file"
+    for i in range(at + 16, at + 16 + n):
+        raw[i] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_corrupt_checkpoints_are_refused(cli, weights):
+    save("pic.png", picture(16, 16))
+    save("mask.png", hole(16, 16))
+    assert main(["train", "--config", _run_config()]) == 0
+    ckpt = read_checkpoint("run/last.pt")
+    big = max(ckpt["model"].values(), key=lambda t: t.numel())
+    _flip_inside(Path("run/last.pt"), big)
+    shown = cli("checkpoints", "64 flipped bytes inside a weight tensor of last.pt, --resume",
+                ["train", "--config", "run.yaml", "--resume", "--epochs", "3"], 1, "refused before training")
+    assert "is corrupt" in shown and "'model'" in shown
+    shown = cli("checkpoints", "the same last.pt given to fill", ["fill", "pic.png", "-m", "mask.png", "-o", "o.png",
+                "--model", "run/last.pt"], 1, "no output")
+    assert "is corrupt" in shown
+
+    tiny = create_model("ffc-tiny")
+    export_weights("w.safetensors", tiny)
+    _flip_inside(Path("w.safetensors"), max(tiny.state_dict().values(), key=lambda t: t.numel()))
+    shown = cli("checkpoints", "64 flipped bytes inside a tensor of a .safetensors file",
+                ["fill", "pic.png", "-m", "mask.png", "-o", "o.png", "--model", "w.safetensors"], 1, "no output")
+    assert "weights file w.safetensors is corrupt" in shown
+    assert not Path("o.png").exists()
+
+
+def test_checkpoints_without_checksums_still_load(tmp_path):
+    """Files written before the checksums (the shipped weights among them) load unchecked."""
+    from safetensors.torch import save_file
+
+    from fillgap.checkpoint import load_model
+    tiny = create_model("ffc-tiny")
+    torch.save({"model_name": "ffc-tiny", "model_kwargs": {}, "model": tiny.state_dict()}, tmp_path / "old.pt")
+    save_file({k: v.contiguous() for k, v in tiny.state_dict().items()}, tmp_path / "old.safetensors",
+              metadata={"model_name": "ffc-tiny", "model_kwargs": "{}"})
+    for name in ("old.pt", "old.safetensors"):
+        assert load_model(tmp_path / name).registry_name == "ffc-tiny"
+    assert load_model().registry_name  # the shipped default
+
+
+@pytest.mark.parametrize("entry", ["optimizer", "torch_rng", "step"])
+def test_resume_names_a_missing_entry(cli, entry):
+    assert main(["train", "--config", _run_config()]) == 0
+    ckpt = read_checkpoint("run/last.pt")
+    del ckpt[entry], ckpt["checksums"]
+    torch.save(ckpt, "run/last.pt")
+    shown = cli("checkpoints", f"last.pt without its '{entry}' entry, --resume",
+                ["train", "--config", "run.yaml", "--resume", "--epochs", "3"], 1)
+    assert f"has no '{entry}' entry" in shown
+
+
+def test_training_into_an_existing_run(cli):
+    assert main(["train", "--config", _run_config()]) == 0
+    before = Path("run/last.pt").read_bytes()
+    shown = cli("training", "train again into a folder holding a run (no --resume, no --overwrite)",
+                ["train", "--config", "run.yaml"], 1, "last.pt untouched")
+    assert "already holds a training run" in shown and "--resume" in shown and "--overwrite" in shown
+    assert Path("run/last.pt").read_bytes() == before
+    cli("training", "the same with --overwrite", ["train", "--config", "run.yaml", "--overwrite"], 0,
+        "starts over: one log line per step")
+    steps = [json.loads(line)["step"] for line in Path("run/metrics.jsonl").read_text().splitlines()
+             if "loss" in json.loads(line)]
+    assert steps == sorted(set(steps))
+    assert Path("run/loss-curve.png").exists() and list(Path("run").glob("grid-epoch*.png"))
+
+
+def test_killed_run_resumes_without_duplicates_or_temp_files(cli):
+    """A run killed after its checkpoint: the log lines past the checkpoint are not repeated,
+    and the temp file of the cut checkpoint write is removed."""
+    assert main(["train", "--config", _run_config(epochs=1)]) == 0
+    at_checkpoint = Path("run/last.pt").read_bytes()
+    assert main(["train", "--config", "run.yaml", "--resume", "--epochs", "3"]) == 0
+    Path("run/last.pt").write_bytes(at_checkpoint)  # as if killed before the later checkpoints
+    with open("run/metrics.jsonl", "a") as fh:
+        fh.write('{"step": 9, "lo')  # a line cut by the kill
+    Path("run/.last.pt.0badf00d.fillgap-tmp").write_bytes(b"half a checkpoint")
+    cli("training", "resume after a kill (log written past the checkpoint, a temp file left)",
+        ["train", "--config", "run.yaml", "--resume", "--epochs", "3"], 0,
+        "no step logged twice; the temp file removed")
+    records = [json.loads(line) for line in Path("run/metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if "loss" in r]
+    assert steps == sorted(set(steps)) and steps[-1] == 6
+    assert not list(Path("run").glob(fsutil.TEMP_GLOB))

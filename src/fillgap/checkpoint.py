@@ -4,9 +4,15 @@ Two formats:
 - training checkpoints (``.pt``): model + optimiser + step/epoch + config, for ``--resume``;
 - released weights (``.safetensors``): model weights only, with the registry name and
   settings in the file's metadata, so ``load_model(path)`` rebuilds the right network.
+
+Both carry a SHA-256 of their tensors (``.pt``: one per entry, under ``checksums``;
+``.safetensors``: ``tensor_sha256`` in the metadata), checked at every load: a flipped byte
+inside a weight is refused instead of trained on. Files written before the checksums load
+unchecked. Both are written through ``fillgap.fsutil.atomic_write``.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -14,27 +20,61 @@ from pathlib import Path
 import torch
 
 from .errors import FillgapError
-from .imageio import _atomic_write as atomic_write
+from .fsutil import atomic_write
 from .models import InpaintModel, create_model, list_models
 
 DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "ffc-default.safetensors"
 # Shipped weights by variant: the default (faithful) and a sharper one (adversarial training).
 RELEASED_WEIGHTS = {"default": DEFAULT_WEIGHTS, "sharp": DEFAULT_WEIGHTS.with_name("ffc-sharp.safetensors")}
+CHECKSUM_KEY = "tensor_sha256"  # in a .safetensors file's metadata
+CHECKSUMS = "checksums"         # in a .pt checkpoint: entry name -> SHA-256 of its tensors
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Checkpoints and weights go through the same atomic writer as pictures (temp + rename,
-    normal permissions), replacing any earlier file of the run."""
-    atomic_write(path, lambda fh: fh.write(data), overwrite=True)
+def _tensors(obj, prefix: str = ""):
+    """(name, tensor) for every tensor inside nested dicts, lists and tuples, in a fixed order."""
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for k in sorted(obj, key=str):
+            yield from _tensors(obj[k], f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _tensors(v, f"{prefix}.{i}")
+
+
+def tensor_checksum(obj) -> str | None:
+    """SHA-256 over the names, dtypes, shapes and bytes of the tensors in ``obj`` (None: no tensors)."""
+    digest, found = hashlib.sha256(), False
+    for name, t in _tensors(obj):
+        found = True
+        t = t.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{t.dtype}|{t.numel()}|".encode())
+        digest.update(memoryview(t.view(torch.uint8).numpy()))
+    return digest.hexdigest() if found else None
 
 
 def save_checkpoint(path: str | Path, model: InpaintModel, **state) -> None:
-    """Training checkpoint, written atomically (a crash never leaves a half file)."""
+    """Training checkpoint with its tensors' checksums, written atomically (whole or not at all)."""
     payload = {"model_name": model.registry_name, "model_kwargs": model.registry_kwargs,
                "model": model.state_dict(), **state}
+    payload[CHECKSUMS] = {k: c for k, v in payload.items() if (c := tensor_checksum(v)) is not None}
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    _atomic_write(Path(path), buffer.getvalue())
+    atomic_write(Path(path), buffer.getbuffer(), overwrite=True)
+
+
+def _verify_checkpoint(ckpt: dict, path: Path) -> None:
+    sums = ckpt.get(CHECKSUMS)
+    if sums is None:  # written before checksums existed
+        return
+    if not isinstance(sums, dict):
+        raise FillgapError(f"checkpoint {path} is damaged: its '{CHECKSUMS}' entry is not a table")
+    for key, expected in sums.items():
+        if key not in ckpt:
+            raise FillgapError(f"checkpoint {path} is damaged: its '{key}' entry is missing")
+        if tensor_checksum(ckpt[key]) != expected:
+            raise FillgapError(f"checkpoint {path} is corrupt: the tensors of its '{key}' entry do not match "
+                               "the checksum stored with them (damaged on disk or in a copy)")
 
 
 def _check_file(path: Path, what: str) -> None:
@@ -63,6 +103,7 @@ def read_checkpoint(path: str | Path) -> dict:
         raise FillgapError(f"not a fillgap training checkpoint: {path} (bad model name or settings)")
     if not isinstance(ckpt["model"], dict) or not all(isinstance(v, torch.Tensor) for v in ckpt["model"].values()):
         raise FillgapError(f"not a fillgap training checkpoint: {path} (its weights are not a table of tensors)")
+    _verify_checkpoint(ckpt, path)
     return ckpt
 
 
@@ -80,8 +121,8 @@ def export_weights(path: str | Path, model: InpaintModel, half: bool = False, **
     tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
                for k, v in model.state_dict().items()}
     meta = {"model_name": model.registry_name, "model_kwargs": json.dumps(model.registry_kwargs),
-            **{k: str(v) for k, v in metadata.items()}}
-    _atomic_write(Path(path), save(tensors, metadata=meta))
+            **{k: str(v) for k, v in metadata.items()}, CHECKSUM_KEY: tensor_checksum(tensors)}
+    atomic_write(Path(path), save(tensors, metadata=meta), overwrite=True)
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -142,6 +183,10 @@ def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu
         except Exception as exc:  # noqa: BLE001 - truncated or not safetensors at all
             raise FillgapError(f"unreadable weights file {path} (truncated or not safetensors): "
                                f"{type(exc).__name__}") from None
+        expected = meta.get(CHECKSUM_KEY)
+        if expected is not None and tensor_checksum(state) != expected:
+            raise FillgapError(f"weights file {path} is corrupt: its tensors do not match the checksum in its "
+                               "metadata (damaged on disk or in a copy)")
         if "model_name" not in meta:
             raise FillgapError(f"weights file {path} does not say which model it is (no fillgap metadata)")
         try:

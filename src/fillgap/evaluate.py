@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .classical import CLASSICAL
 from .errors import FillgapError
+from .fsutil import atomic_write_text
 from .imageio import read_image, write_image
 from .masks import generate, hole_ratio, make_rng
 from .metrics import METRICS, image_metrics
@@ -506,18 +506,8 @@ def check_outputs(out_dir: str | Path, stem: str, overwrite: bool) -> dict[str, 
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Temp file beside the target, then rename: a crash never leaves half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".fillgap-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; reports are for everyone who can read the folder
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    """Whole or not at all: a crash or a full disk never leaves half a report."""
+    atomic_write_text(path, text, overwrite=True)
 
 
 def write_outputs(run: EvalRun, out_dir: str | Path, stem: str, overwrite: bool = False) -> dict[str, Path]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import secrets
-import shutil
 import warnings
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import FillgapError
+from .fsutil import atomic_write
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 # Decompression-bomb guard: refuse pictures above this many pixels (about 12k x 8k).
@@ -284,87 +283,62 @@ def check_output(path: str | os.PathLike, overwrite: bool = False, alpha: bool =
     return path
 
 
-def _atomic_write(path: Path, write, overwrite: bool) -> Path:
-    """Write through ``write(binary_file)`` to a temp file beside ``path``, then rename it.
-
-    A crash or a full disk never leaves a half-written file (the temp file is removed on
-    any error), and without ``overwrite`` an existing file is never replaced, even one that
-    appeared while this one was being written.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FillgapError(f"cannot create the folder {path.parent}: {_reason(exc)}") from None
-    # Hidden name without an image suffix: folder listings and resumed batches skip it.
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.fillgap-tmp")
-    try:
-        # os.open with 0o666 lets the umask set the permissions, as for any new file
-        # (tempfile.mkstemp would make every output private to its owner, 0o600).
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    except OSError as exc:
-        raise FillgapError(f"cannot write to the folder {path.parent}: {_reason(exc)}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if the name exists: no race with another writer
-            except FileExistsError:
-                raise FillgapError(f"output exists: {path} (pass --overwrite to replace it)") from None
-            except OSError:  # a file system without hard links
-                if path.exists():
-                    raise FillgapError(f"output exists: {path} (pass --overwrite to replace it)") from None
-                os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except OSError as exc:
-        raise FillgapError(f"cannot write {path}: {_reason(exc)}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (best effort: not every system can open a folder)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | None = None,
-                overwrite: bool = False) -> Path:
-    """Write uint8 H x W x 3 (plus an optional H x W alpha) atomically; see ``_atomic_write``.
-
-    An existing file is only replaced when ``overwrite`` is set.
-    """
-    path = check_output(path, overwrite, alpha=alpha is not None)
-    fmt = OUTPUT_FORMATS[path.suffix.lower()]
+def encode_image(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str) -> bytes:
+    """uint8 H x W x 3 (plus optional H x W alpha) as the contents of a ``fmt`` file, in memory."""
     img = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
     if alpha is not None:
         img.putalpha(Image.fromarray(np.ascontiguousarray(alpha, dtype=np.uint8), "L"))
     options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    return _atomic_write(path, lambda fh: img.save(fh, format=fmt, **options), overwrite)
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **options)
+    return buffer.getbuffer()
+
+
+def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | None = None,
+                overwrite: bool = False) -> Path:
+    """Write uint8 H x W x 3 (plus an optional H x W alpha) atomically.
+
+    The file is encoded in memory first, then written whole or not at all
+    (``fillgap.fsutil.atomic_write``): a full disk is an error, never a cut picture, and an
+    existing file is only replaced when ``overwrite`` is set.
+    """
+    path = check_output(path, overwrite, alpha=alpha is not None)
+    return atomic_write(path, encode_image(rgb, alpha, OUTPUT_FORMATS[path.suffix.lower()]), overwrite)
 
 
 def copy_file(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False) -> Path:
     """Copy a file byte for byte, atomically, with the same refusals as ``write_image``."""
     src, dst = Path(src), check_output(dst, overwrite, inputs=(src,))
     try:
-        fh = open(src, "rb")
+        data = src.read_bytes()
     except OSError as exc:
         raise FillgapError(f"cannot read {src}: {_reason(exc)}") from None
-    with fh:
-        return _atomic_write(dst, lambda out: shutil.copyfileobj(fh, out), overwrite)
+    return atomic_write(dst, data, overwrite)
+
+
+def output_is_whole(path: str | os.PathLike) -> bool:
+    """True if ``path`` holds a complete picture; False for a 0-byte, cut or undecodable file.
+
+    Cheap for the common formats (a resumed run checks thousands of outputs): a JPEG must end
+    with its end-of-image marker and a PNG with its IEND chunk; other formats are decoded.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return False
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            fh.seek(max(0, size - 12))
+            tail = fh.read()
+        if head.startswith(b"\xff\xd8"):
+            return tail.rstrip(b"\x00").endswith(b"\xff\xd9")  # some writers pad after EOI
+        if head.startswith(b"\x89PNG"):
+            return tail[4:8] == b"IEND"
+        _decode(path, path)
+        return True
+    except (OSError, FillgapError):
+        return False
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:

@@ -22,7 +22,6 @@ import hashlib
 import importlib.util
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -41,6 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import FillgapError
+from ..fsutil import atomic_write, folder_lock, remove_stale_temps
 from ..imageio import read_image, read_image_bytes, write_image
 from .mnist import idx_bytes, read_idx
 from .photos import SPLITS, data_root, photo_list
@@ -275,21 +275,8 @@ def sha256_file(path: Path) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes via a temp file in the same folder, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".fillgap-", suffix=".part", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a data file should read like any other
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Whole or not at all (fillgap.fsutil.atomic_write): a full disk never leaves a cut file."""
+    atomic_write(path, data, overwrite=True)
 
 
 class Manifest:
@@ -328,8 +315,8 @@ class Manifest:
         text = json.dumps({"format": 1, "sets": self.sets, "files": dict(sorted(self.files.items()))}, indent=1)
         try:
             _atomic_write(self.path, text.encode())
-        except OSError as exc:
-            raise _Fatal(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        except FillgapError as exc:
+            raise _Fatal(str(exc)) from None
 
 
 def verify(root: str | Path | None = None) -> list[str]:
@@ -618,28 +605,18 @@ class _Preparer:
             self.echo(f"mnist: {train['count']:,} train + {test['count']:,} test digits from {source}")
 
 
-@contextlib.contextmanager
 def _lock(root: Path):
     """One prepare per root at a time (a second one would race on the same files)."""
-    try:
-        import fcntl
-    except ImportError:  # not on Windows: go without
-        yield
-        return
-    with open(root / ".prepare.lock", "a") as fh:  # "a": taking the lock does not touch the file
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise FillgapError(f"another `fillgap data prepare` is running on {root}") from None
-        yield
+    return folder_lock(root, "`fillgap data prepare`", ".prepare.lock")
 
 
 def _clean_leftovers(root: Path) -> None:
     """Remove what a killed run left behind: our temp files and fetch folders, never prepared data."""
     for folder in (root / "photos", root / "mnist"):
         if folder.is_dir():
-            for tmp in folder.glob(".fillgap-*"):
+            for tmp in folder.glob(".fillgap-*"):  # temp names of earlier versions
                 tmp.unlink(missing_ok=True)
+            remove_stale_temps(folder, recursive=False)
     for tmp in root.glob(".fetch-*"):
         shutil.rmtree(tmp, ignore_errors=True)
     for tmp in root.glob(".fillgap-*.part"):

@@ -17,7 +17,7 @@ from typing import Callable
 
 from ..api import FolderReport, plan_folder
 from ..errors import FillgapError
-from ..imageio import IMAGE_SUFFIXES
+from ..imageio import IMAGE_SUFFIXES, output_is_whole
 
 FAILURES_NAME = "fillgap-failures.csv"  # in the output folder: one row per picture that failed
 LOSSY_SUFFIXES = {".jpg", ".jpeg", ".webp"}
@@ -181,8 +181,9 @@ def triage(run: PlannedRun, log: "RunLog", overwrite: bool, uris_ok: bool = Fals
 
 
 def output_done(out: Path) -> bool:
-    """An output counts as done (a rerun skips it) when it exists."""
-    return out.exists()
+    """An output counts as done (a rerun skips it) when it exists and is a whole picture: a 0-byte
+    or cut file (another tool, an older fillgap, a full disk) is redone."""
+    return out.exists() and output_is_whole(out)
 
 
 class RunLog:

@@ -12,7 +12,9 @@ batching pays off when holes have the same extent, e.g. a logo or a date stamp a
 in every picture, or holes large enough that the window is the whole (same-size) picture.
 
 Resuming: an output that exists is skipped (unless ``overwrite``); writes are atomic (temp file,
-then rename), so an interrupted run leaves whole outputs only. SIGINT and SIGTERM let the writes
+then rename), so an interrupted run leaves whole outputs only, and an output that is empty or cut
+short (left by another tool or an older fillgap) is redone. On a full disk the run stops after
+``MAX_DISK_FULL`` failed writes in a row instead of failing every remaining picture. SIGINT and SIGTERM let the writes
 in progress finish; after a SIGKILL, leftover temp files (``.NAME.XXXX.fillgap-tmp``) are removed
 by the next run. A lock file in the output folder keeps two runs from writing there at once.
 """
@@ -36,12 +38,12 @@ from ..errors import FillgapError
 from ..fill import WindowJob, check_max_side, check_strategy, composite, prepare_mask
 from ..fill import plan as plan_windows
 from ..fill import run as run_windows
-from ..imageio import copy_file, read_image_rgba, write_image
+from ..fsutil import WriteError, folder_lock, remove_stale_temps
+from ..imageio import copy_file, output_is_whole, read_image_rgba, write_image
 from ..methods import FillMethod, get_method
 from ..models import InpaintModel
 
-LOCK_NAME = ".fillgap-lock"
-TEMP_GLOB = ".*.fillgap-tmp"  # how fillgap.imageio names the temp file of an atomic write
+MAX_DISK_FULL = 3  # failed writes in a row on a full disk before the run stops
 # One network call takes at most this many window pixels (batch x H x W): big windows go in
 # smaller batches, so memory stays bounded whatever --batch-size says.
 MAX_BATCH_PIXELS = 4 * 1024 * 1024
@@ -70,40 +72,14 @@ def _prepare(image: Path, mask: Path, out: Path, method: FillMethod, dilate: int
     return _Job(image, out, rgb, alpha, hole_alpha, windows, rgb.copy(), len(windows))
 
 
-@contextmanager
 def _output_lock(out_dir: Path):
     """An exclusive lock on the output folder for the run (released by the OS if the run dies)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock, as before
-        yield
-        return
-    path = out_dir / LOCK_NAME
-    try:
-        fh = open(path, "a+")
-    except OSError as exc:
-        raise FillgapError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise FillgapError(f"another fillgap run is writing to {out_dir} (lock {path})") from None
-        try:
-            yield
-        finally:
-            path.unlink(missing_ok=True)  # while still holding it
-    finally:
-        fh.close()
+    return folder_lock(out_dir, "fillgap run")
 
 
 def _remove_stale_temps(out_dir: Path) -> int:
     """Temp files of writes cut short by a SIGKILL (safe: we hold the folder's lock)."""
-    n = 0
-    for p in out_dir.rglob(TEMP_GLOB):
-        if p.is_file():
-            p.unlink(missing_ok=True)
-            n += 1
-    return n
+    return remove_stale_temps(out_dir)
 
 
 @contextmanager
@@ -179,6 +155,7 @@ def _run(todo, method, log: RunLog, workers, batch_size, overwrite, fill_args) -
     groups: dict[tuple, list[tuple[_Job, WindowJob]]] = {}  # strategy, window size -> windows waiting
     lookahead = max(2 * batch_size, 4 * workers)     # decoded pictures held in memory, at most
     pending = iter(todo)
+    full = [0]  # failed writes in a row on a full disk
 
     def reap(block: bool = False) -> None:
         done = [f for f in writes if f.done()]
@@ -188,19 +165,27 @@ def _run(todo, method, log: RunLog, workers, batch_size, overwrite, fill_args) -
             image = writes.pop(f)
             try:
                 log.written(f.result())
+                full[0] = 0
             except Exception as exc:  # a full disk, a vanished folder: this file failed, go on
                 log.failed(image, str(exc) if isinstance(exc, FillgapError) else repr(exc))
+                full[0] = full[0] + 1 if isinstance(exc, WriteError) and exc.disk_full else 0
+        if full[0] >= MAX_DISK_FULL:
+            raise FillgapError(f"stopped: the disk is full ({full[0]} writes in a row failed: "
+                               f"{log.report.failed[-1][1]}); {len(log.report.written)} pictures written this "
+                               "run. Free some space and run the same command again to do the rest")
 
     def write(job: _Job, result: np.ndarray | None) -> None:
         while len(writes) >= 2 * workers:  # do not queue more results than the writers keep up with
             reap(block=True)
+        # an output left empty or cut short (triage let it through) is replaced
+        replace = overwrite or (job.out.exists() and not output_is_whole(job.out))
         if result is None and _same_format(job.image, job.out):
             # nothing to fill: the file itself, byte for byte, as fill_file does
-            f = writers.submit(copy_file, job.image, job.out, overwrite)
+            f = writers.submit(copy_file, job.image, job.out, replace)
         elif result is None:  # nothing to fill, another format: the decoded pixels
-            f = writers.submit(write_image, job.out, job.rgb, job.alpha, overwrite)
+            f = writers.submit(write_image, job.out, job.rgb, job.alpha, replace)
         else:
-            f = writers.submit(write_image, job.out, result, job.alpha, overwrite)
+            f = writers.submit(write_image, job.out, result, job.alpha, replace)
         writes[f] = job.image
         reap()
 
