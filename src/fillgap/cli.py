@@ -165,6 +165,7 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed"),
     device: Optional[str] = typer.Option(None, "--device"),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start over in a run folder that holds a run."),
     nproc: int = typer.Option(1, "--nproc", min=1,
                               help="Train with this many processes on this machine (torchrun; batch split between them)."),
 ):
@@ -174,18 +175,21 @@ def train(
 
     flags = dict(model=model, data=data, out=out, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes,
                  batch_size=batch_size, size=size, lr=lr, seed=seed, device=device)
+    if resume and overwrite:
+        raise FillgapError("--resume and --overwrite exclude each other: continue the run, or start over")
     cfg = load_config(config, flags)  # config errors show here, once, before any process starts
     if nproc > 1:
         if cfg.batch_size % nproc:
             raise FillgapError(f"batch_size {cfg.batch_size} is not a multiple of --nproc {nproc}")
-        argv = ["train"] + (["--config", str(config)] if config else []) + (["--resume"] if resume else [])
+        argv = ["train"] + (["--config", str(config)] if config else []) + (["--resume"] if resume else []) \
+            + (["--overwrite"] if overwrite else [])
         for key, value in flags.items():
             if value is not None:
                 argv += [f"--{key.replace('_', '-')}", str(value)]
         launch(argv, nproc)
         typer.echo(f"done: {nproc} processes, outputs in {cfg.out}")
         return
-    summary = run_training(cfg, resume=resume)
+    summary = run_training(cfg, resume=resume, overwrite=overwrite)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one report for all ranks
         typer.echo(f"done: {summary}")
 

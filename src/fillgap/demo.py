@@ -20,7 +20,7 @@ def run_demo(out: Path, seconds: float = 60.0, size: int = 256) -> Path:
     cfg = load_config(None, dict(model="ffc-tiny", data="bundled", size=96, batch_size=8, epochs=1000,
                                  samples_per_epoch=64, val_samples=8, max_minutes=seconds / 60.0,
                                  losses={"l1": 10.0, "fft": 1.0}, out=str(out / "run"), checkpoint_every=100))
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, overwrite=True)  # the demo's own throwaway run
     summary = trainer.fit()
     print(f"trained ffc-tiny for {summary['seconds']:.0f} s, {summary['step']} steps: "
           f"held-out hole PSNR {summary['val_psnr_hole']:.2f} dB")

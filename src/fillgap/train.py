@@ -2,7 +2,11 @@
 
 Outputs in ``cfg.out``: ``last.pt`` (every ``checkpoint_every`` steps and at the end),
 ``metrics.jsonl`` (one line per log step and per epoch), ``grid-epochNNN.png``
-(input | mask | output | truth per sample) and ``config.yaml``.
+(input | mask | output | truth per sample), ``loss-curve.png`` and ``config.yaml``.
+A run folder holds one run: training into it again needs ``resume`` (continue from
+``last.pt``; log lines after that checkpoint are dropped, so none appears twice) or
+``overwrite`` (start over). The folder is locked while a run writes to it, and temp files
+of a killed run are removed when the next one starts.
 
 Distributed data parallel: under ``torchrun --nproc-per-node N -m fillgap train ...`` (or
 ``fillgap train --nproc N``) each process trains on ``batch_size / N`` samples of every global
@@ -37,8 +41,10 @@ from tqdm import tqdm
 
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .curves import read_metrics, write_loss_curve
 from .data import InpaintDataset, make_source
 from .errors import FillgapError
+from .fsutil import atomic_write_text, folder_lock, remove_stale_temps
 from .imageio import to_uint8, write_image
 from .losses import (CompositeLoss, PatchDiscriminator, discriminator_adversarial, feature_matching,
                      generator_adversarial)
@@ -172,11 +178,20 @@ def sample_grid(batch: dict, output: torch.Tensor, rows: int) -> np.ndarray:
     return to_uint8(torch.cat(row_imgs, dim=1))
 
 
+RUN_FILES = ("last.pt", "metrics.jsonl", "loss-curve.png", "grid-epoch*.png")
+
+
 class Trainer:
-    def __init__(self, cfg: TrainConfig, resume: bool = False):
+    def __init__(self, cfg: TrainConfig, resume: bool = False, overwrite: bool = False):
         self.cfg = cfg
         self.device = pick_device(cfg.device)
         self.out = Path(cfg.out)
+        self.resumed, self.overwrite = resume, overwrite
+        found = [n for n in ("last.pt", "metrics.jsonl") if (self.out / n).exists()]
+        if found and not resume and not overwrite:
+            raise FillgapError(f"{self.out} already holds a training run ({found[0]}): pass --resume to continue "
+                               "it or --overwrite to start over")
+        self.saved_step: int | None = None  # the step last.pt holds (None: nothing written yet)
         self.rank, self.world, local_rank = dist_env()
         self.distributed = self.world > 1
         self.is_main = self.rank == 0
@@ -260,22 +275,50 @@ class Trainer:
     def _resume(self) -> None:
         path = self.out / "last.pt"
         ckpt = read_checkpoint(path)
+
+        def entry(key: str, kind: type | tuple = object):
+            if key not in ckpt:
+                raise FillgapError(f"checkpoint {path} has no '{key}' entry (cut short, or not written by "
+                                   "`fillgap train`): cannot resume from it")
+            if not isinstance(ckpt[key], kind) or isinstance(ckpt[key], bool):
+                raise FillgapError(f"checkpoint {path} is damaged: its '{key}' entry is a "
+                                   f"{type(ckpt[key]).__name__}")
+            return ckpt[key]
+
+        def load(what: str, module, state) -> None:
+            try:
+                module.load_state_dict(state)
+            except Exception as exc:  # noqa: BLE001 - torch raises several kinds for a state that does not fit
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+                raise FillgapError(f"checkpoint {path}: its '{what}' entry does not fit this run ({reason})") from None
+
         if ckpt["model_name"] != self.cfg.model:
             raise FillgapError(f"{path} holds model '{ckpt['model_name']}', the config asks for '{self.cfg.model}'")
-        self.model.load_state_dict(ckpt["model"])
-        self.opt.load_state_dict(ckpt["optimizer"])
+        load("model", self.model, ckpt["model"])
+        load("optimizer", self.opt, entry("optimizer", dict))
         if self.disc is not None and "disc" in ckpt:
-            self.disc.load_state_dict(ckpt["disc"])
-            self.disc_opt.load_state_dict(ckpt["disc_optimizer"])
-        self.step, self.epoch, self.batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
+            load("disc", self.disc, ckpt["disc"])
+            load("disc_optimizer", self.disc_opt, entry("disc_optimizer", dict))
+        self.step, self.epoch, self.batch_in_epoch = entry("step", int), entry("epoch", int), entry("batch_in_epoch", int)
         if ckpt.get("batch_size", self.cfg.batch_size) != self.cfg.batch_size:
             raise FillgapError(f"{path} was trained with batch_size {ckpt['batch_size']}, the config says "
                                f"{self.cfg.batch_size}: resume with the same (global) batch size")
-        torch.set_rng_state(ckpt["torch_rng"])
+        try:
+            torch.set_rng_state(entry("torch_rng", torch.Tensor))
+        except (RuntimeError, TypeError) as exc:
+            raise FillgapError(f"checkpoint {path} is damaged: its 'torch_rng' entry is not a random "
+                               f"generator state ({str(exc)[:80]})") from None
+        self.saved_step = self.step
 
     def save(self, name: str = "last.pt") -> None:
         if not self.is_main:
             return
+        # A checkpoint with NaN or infinite weights would replace the last usable one.
+        bad = next((k for k, v in self.model.state_dict().items()
+                    if v.is_floating_point() and not torch.isfinite(v).all()), None)
+        if bad is not None:
+            raise FillgapError(f"weights became NaN or infinite by step {self.step} (e.g. {bad}): training "
+                               f"stopped; {self._kept()}")
         extra = {}
         if self.disc is not None:
             extra = {"disc": self.disc.state_dict(), "disc_optimizer": self.disc_opt.state_dict()}
@@ -283,6 +326,13 @@ class Trainer:
                         epoch=self.epoch, batch_in_epoch=self.batch_in_epoch, config=self.cfg.model_dump(),
                         batch_size=self.cfg.batch_size, world_size=self.world, rank=self.rank,
                         torch_rng=torch.get_rng_state(), **extra)
+        self.saved_step = self.step
+
+    def _kept(self) -> str:
+        """What last.pt holds now, for the message of a run that has to stop."""
+        if self.saved_step is None:
+            return f"no checkpoint was written (nothing saved in {self.out})"
+        return f"{self.out / 'last.pt'} holds the weights of step {self.saved_step}, before the problem"
 
     def log(self, record: dict) -> None:
         if self.is_main:
@@ -351,8 +401,7 @@ class Trainer:
         # global value and all of them stop together.
         parts = self._mean_over_ranks(parts)
         if not math.isfinite(parts["loss"]):
-            raise FillgapError(f"loss became {parts['loss']} at step {self.step}: training stopped, "
-                               f"the last good checkpoint is {self.out / 'last.pt'}")
+            raise FillgapError(f"loss became {parts['loss']} at step {self.step}: training stopped; {self._kept()}")
         self.opt.step()
         if use_adv:
             d_loss = discriminator_adversarial(self.disc, image, pred * hole + image * (1 - hole), hole, self.cfg.r1)
@@ -393,11 +442,31 @@ class Trainer:
                           num_workers=self.cfg.workers, drop_last=False,
                           persistent_workers=False, pin_memory=self.device.type == "cuda")
 
+    def _prepare_folder(self) -> None:
+        """Rank 0, holding the folder's lock: clear what a killed or replaced run left behind."""
+        remove_stale_temps(self.out, recursive=False)
+        if self.overwrite and not self.resumed:
+            for pattern in RUN_FILES:
+                for p in self.out.glob(pattern):
+                    p.unlink(missing_ok=True)
+        elif self.resumed:
+            # Lines logged after the checkpoint would be logged again from it: keep the others only.
+            path = self.out / "metrics.jsonl"
+            records = read_metrics(path)
+            kept = [r for r in records if isinstance(r.get("step"), int) and r["step"] <= self.step]
+            if path.exists() and (len(kept) != len(records) or path.read_text().count("\n") != len(records)):
+                atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+        atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.cfg.model_dump(), sort_keys=False))
+
     def fit(self) -> dict:
+        if not self.is_main:
+            return self._fit()
+        with folder_lock(self.out, "fillgap training run"):
+            self._prepare_folder()
+            return self._fit()
+
+    def _fit(self) -> dict:
         cfg = self.cfg
-        if self.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
         sampler = EpochSampler(len(self.train_set), cfg.seed, self.rank, self.world)
         total = self.total_steps()
         started = time.time()
@@ -435,6 +504,7 @@ class Trainer:
                 summary.update(self.validate())
                 self.log(summary)
                 self.write_grid()
+                write_loss_curve(read_metrics(self.out / "metrics.jsonl"), self.out / "loss-curve.png")
                 bar.write(f"epoch {self.epoch}: step {self.step}, val PSNR {summary['val_psnr']:.2f} dB "
                           f"(hole {summary['val_psnr_hole']:.2f} dB)")
         bar.close()
@@ -452,9 +522,9 @@ class Trainer:
             self._own_group = False
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> dict:
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict:
     """Train from ``cfg``; under torchrun (WORLD_SIZE > 1) as one rank of a distributed run."""
-    trainer = Trainer(cfg, resume=resume)
+    trainer = Trainer(cfg, resume=resume, overwrite=overwrite)
     try:
         return trainer.fit()
     finally:
