@@ -13,7 +13,8 @@ from fillgap.config import load_config
 from fillgap.data import FolderImages
 from fillgap.data.datasets import ManifestImages, make_source
 from fillgap.errors import FillgapError
-from fillgap.train import CPUSyncBatchNorm, EpochSampler, Trainer, convert_cpu_sync_batchnorm, train
+from fillgap.distributed import CPUSyncBatchNorm, convert_cpu_sync_batchnorm
+from fillgap.train import EpochSampler, Trainer, train
 
 
 @pytest.mark.parametrize("length,start", [(10, 0), (10, 4), (11, 0), (7, 6), (5, 5)])
@@ -103,7 +104,7 @@ def test_two_gloo_processes_equal_one_process_and_write_once(image_folder, tmp_p
 
     # Only rank 0 wrote: one checkpoint, one set of logs (3 step lines + 1 validation line), one grid.
     files = sorted(p.name for p in (tmp_path / "two").iterdir())
-    assert files == ["config.yaml", "grid-epoch000.png", "last.pt", "metrics.jsonl"]
+    assert files == [".fillgap-lock", "config.yaml", "grid-epoch000.png", "last.pt", "loss-curve.png", "metrics.jsonl"]
     lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 4
     single_lines = (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()

@@ -171,7 +171,8 @@ def train(
 ):
     """Train a model from a config file, flags overriding its keys."""
     from .config import load_config
-    from .train import launch, train as run_training
+    from .distributed import launch
+    from .train import train as run_training
 
     flags = dict(model=model, data=data, out=out, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes,
                  batch_size=batch_size, size=size, lr=lr, seed=seed, device=device)
