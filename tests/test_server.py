@@ -240,3 +240,134 @@ def test_cli_errors_are_one_line(checkpoint, capsys):
         assert main(["serve", "--model", str(checkpoint), "--port", str(port)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"fillgap: error: cannot listen on 127.0.0.1:{port}")
+
+
+# -- staying up: slow clients, hang-ups, bounded memory ------------------------------------
+
+def _form(picture, hole) -> tuple[bytes, str]:
+    """A multipart body and its content type, for raw-socket clients."""
+    request = httpx.Request("POST", "http://x/api/inpaint", files={
+        "image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")})
+    return request.read(), request.headers["content-type"]
+
+
+def _connect(base: str) -> socket.socket:
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def _head(base: str, length: int, ctype: str = "multipart/form-data; boundary=x") -> bytes:
+    return (f"POST /api/inpaint HTTP/1.1\r\nHost: {base}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {length}\r\n\r\n").encode()
+
+
+def test_64_slow_clients_do_not_lock_out_a_normal_request(checkpoint, picture, hole):
+    import time
+
+    body, ctype = _form(picture, hole)
+    with running(create_app(checkpoint)) as base:
+        slow = []
+        for i in range(64):  # half stuck in their headers, half in their body
+            s = _connect(base)
+            s.sendall(_head(base, len(body), ctype)[: 30] if i % 2 else _head(base, len(body), ctype) + body[:10])
+            slow.append(s)
+        try:
+            started = time.monotonic()
+            response = httpx.post(f"{base}/api/inpaint", timeout=5, files={
+                "image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")})
+            assert response.status_code == 200 and time.monotonic() - started < 5
+        finally:
+            for s in slow:
+                s.close()
+
+
+def test_stalled_clients_are_cut_off(checkpoint, picture, hole, caplog):
+    import logging
+    import time
+
+    caplog.set_level(logging.INFO, logger="fillgap")
+    body, ctype = _form(picture, hole)
+    app = create_app(checkpoint, ServerSettings(header_timeout=1, body_idle_timeout=1))
+    with running(app) as base:
+        with _connect(base) as s:  # stops in the middle of its body: 408, then closed
+            s.sendall(_head(base, len(body), ctype) + body[:100])
+            started = time.monotonic()
+            answer = s.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 408") and b"stalled" in answer
+            assert time.monotonic() - started < 4
+        with _connect(base) as s:  # stops in the middle of its head: closed
+            s.sendall(b"POST /api/inpaint HTTP/1.1\r\nHost: x\r\n")
+            started = time.monotonic()
+            assert s.recv(65536) == b"" and time.monotonic() - started < 4
+        assert post(base, {"image": ("p.png", png_bytes(picture), "image/png"),
+                           "mask": ("m.png", png_bytes(hole), "image/png")}).status_code == 200
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("no complete request head" in m for m in messages)
+    assert any('"POST /api/inpaint" 408' in m for m in messages)
+    assert any('"POST /api/inpaint" 200' in m for m in messages)  # the access log
+
+
+def test_hang_ups_are_one_line_and_never_filled(checkpoint, picture, hole, caplog, monkeypatch):
+    import logging
+    import threading
+    import time
+
+    import fillgap.server as server
+
+    caplog.set_level(logging.INFO, logger="fillgap")
+    release, filled, real = threading.Event(), [], server.inpaint
+
+    def slow_inpaint(*args, **kwargs):
+        filled.append(1)
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(server, "inpaint", slow_inpaint)
+    body, ctype = _form(picture, hole)
+    with running(create_app(checkpoint)) as base, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        first = pool.submit(post, base, {"image": ("p.png", png_bytes(picture), "image/png"),
+                                         "mask": ("m.png", png_bytes(hole), "image/png")})
+        while not filled:
+            time.sleep(0.05)
+        with _connect(base) as s:  # a whole request, then the client leaves while it waits
+            s.sendall(_head(base, len(body), ctype) + body)
+            time.sleep(0.5)
+        with _connect(base) as s:  # leaves in the middle of its upload
+            s.sendall(_head(base, len(body), ctype) + body[:200])
+            time.sleep(0.5)
+        release.set()
+        assert first.result().status_code == 200
+        time.sleep(1)
+    assert len(filled) == 1  # the one whose client stayed
+    gone = [r for r in caplog.records if "hung up" in r.getMessage()]
+    assert len(gone) == 2, [r.getMessage() for r in gone]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_busy_server_answers_503_with_retry_after_at_once(checkpoint, picture, hole, monkeypatch):
+    import threading
+    import time
+
+    import fillgap.server as server
+
+    release, filled, real = threading.Event(), [], server.inpaint
+
+    def slow_inpaint(*args, **kwargs):
+        filled.append(1)
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(server, "inpaint", slow_inpaint)
+    files = {"image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")}
+    app = create_app(checkpoint, ServerSettings(max_pixels_in_flight=H * W))  # room for one picture
+    with running(app) as base, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        first = pool.submit(post, base, files)
+        while not filled:
+            time.sleep(0.05)
+        started = time.monotonic()
+        second = post(base, files)
+        assert second.status_code == 503 and second.headers["retry-after"] == "5"
+        assert "busy" in second.json()["detail"] and time.monotonic() - started < 2
+        release.set()
+        assert first.result().status_code == 200
+        assert post(base, files).status_code == 200  # room again

@@ -20,13 +20,25 @@ field, unreadable picture, wrong mask size, bad field value).
 Safety: the body is read into memory with a byte cap (nothing spools to disk), the pixel
 count is checked from the header before decoding, no file is written unless ``save_dir`` is
 set, and then only under generated names inside it.
+
+Staying up under slow or hostile clients (``ServerSettings``): request headers must arrive
+within ``header_timeout`` s and the body without a pause over ``body_idle_timeout`` s (else
+408 and the connection closes), a request gets ``request_timeout`` s in all; the pictures being
+worked on hold at most ``max_pixels_in_flight`` pixels together (read from their headers before
+decoding) and uploads buffered in memory at most ``max_buffered_bytes``: beyond either, 503
+with Retry-After at once, instead of a queue that grows with memory. A request whose client hung up is dropped before its fill. Each
+request gets one access-log line (logger ``fillgap.access``), each hang-up one line.
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import datetime as _dt
+import io
 import logging
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +62,7 @@ from .runtime.threads import resolve_threads, set_threads
 STATIC_DIR = Path(__file__).with_name("static")
 _DRAIN_BYTES = 64 * 1024 * 1024
 log = logging.getLogger("fillgap.server")
+access_log = logging.getLogger("fillgap.access")
 
 
 @dataclass
@@ -69,14 +82,77 @@ class ServerSettings:
     strategy: str = "auto"
     max_side: int | None = None
     blend: str = "hard"
+    # Slow and stalled clients (seconds): see the module's docstring.
+    header_timeout: float = 10.0
+    body_idle_timeout: float = 15.0
+    request_timeout: float = 120.0
+    # Pixels of the pictures being decoded, filled or encoded at once, all requests together
+    # (None: 2 x max_pixels); one request always gets through. A 36 MP picture takes about
+    # 0.5 GB through decode, fill and encode, so this bounds the server's memory.
+    max_pixels_in_flight: int | None = None
+    # Upload bytes held in memory by all requests together (None: 4 x max_upload_bytes).
+    max_buffered_bytes: int | None = None
+    retry_after: int = 5  # seconds, sent with every 503
+    max_connections: int = 512  # uvicorn answers 503 beyond this many open connections
 
 
 class HTTPProblem(Exception):
     """An error answered as JSON ``{"detail": message}`` with ``status``."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+class _ClientGone(Exception):
+    """The client hung up: nobody is left to answer (logged once, no traceback)."""
+
+
+def _client(request: Request) -> str:
+    c = request.client
+    return f"{c.host}:{c.port}" if c else "-"
+
+
+class _AccessLog:
+    """One line per request: client, method, path, status, bytes sent, seconds (pure ASGI, so
+    the app's own reads of the body and of a hang-up are untouched)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, seen = time.perf_counter(), {"status": 0, "bytes": 0}
+
+        async def send_counted(message):
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                seen["bytes"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        finally:
+            c = scope.get("client")
+            access_log.info('%s "%s %s" %s %d %.3fs', f"{c[0]}:{c[1]}" if c else "-", scope["method"],
+                            scope["path"], seen["status"] or "-", seen["bytes"], time.perf_counter() - started)
+
+
+_libc = None
+
+
+def _trim_memory() -> None:
+    """Give freed heap pages back to the system after a big picture (glibc keeps them otherwise,
+    and a server's resident memory creeps up fill after fill)."""
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        _libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        _libc = False  # not glibc: nothing to do
 
 
 @dataclass
@@ -211,7 +287,8 @@ def _load(model: FillMethod | InpaintModel | str | Path | None) -> tuple[FillMet
         return method, "given", {}
     meta, path = {}, Path(method.source)
     if method.kind == "network" and path.suffix == ".safetensors" and path.is_file():
-        meta = {k: v for k, v in weights_metadata(path).items() if k not in ("model_name", "model_kwargs")}
+        hidden = ("model_name", "model_kwargs", "tensor_sha256")
+        meta = {k: v for k, v in weights_metadata(path).items() if k not in hidden}
     return method, ("default" if model is None else method.source), meta
 
 
@@ -236,7 +313,10 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
     # limiter only bounds how many fills run at once. Decoding gets its own small bound: a
     # 40 MP picture is 120 MB as pixels, and its mask 160 MB as float32.
     limiter = anyio.CapacityLimiter(settings.workers)
-    decode_limiter = anyio.CapacityLimiter(settings.workers + 1)
+    max_in_flight = settings.max_pixels_in_flight or 2 * settings.max_pixels
+    max_buffered = settings.max_buffered_bytes or 4 * settings.max_upload_bytes
+    load = {"pictures": 0, "pixels": 0, "buffered": 0}  # touched only from the event loop: no lock needed
+    busy_headers = {"Retry-After": str(settings.retry_after)}
 
     app = FastAPI(title="fillgap", version=_version(),
                   description="Fill holes in pictures: brush a mask in the page at `/`, or POST to "
@@ -245,7 +325,14 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
 
     @app.exception_handler(HTTPProblem)
     async def _problem(request: Request, exc: HTTPProblem):
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(_ClientGone)
+    async def _gone(request: Request, exc: _ClientGone):
+        log.info("client %s hung up: %s", _client(request), exc)
+        return Response(status_code=499)  # nobody reads it; shows in the access log
+
+    app.add_middleware(_AccessLog)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):  # never a traceback page
@@ -263,25 +350,47 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
                 "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels},
                 "threads": resolve_threads(settings.threads)}
 
-    async def read_body(request: Request) -> bytes:
+    async def read_body(request: Request, deadline: float) -> bytes:
+        """The whole body in memory, with the byte cap, the shared memory budget and the timeouts."""
         limit = settings.max_upload_bytes
         too_big = HTTPProblem(413, f"upload too large: the limit is {_mb(limit)} "
                                    "(start the server with a larger --max-upload-mb)")
-        body, size = bytearray(), 0
+        body, size, counted = bytearray(), 0, 0
         declared = request.headers.get("content-length")
         over = bool(declared and declared.isdigit() and int(declared) > limit)
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:  # also stops a lying or missing Content-Length
-                over = True
-            if over:
-                # Read on, discarding, for a while: a client still sending when the answer
-                # comes sees a reset connection instead of the 413 and its message.
-                body = bytearray()
-                if size > limit + _DRAIN_BYTES:
+        receive = request.receive
+        try:
+            while True:
+                wait = min(settings.body_idle_timeout, deadline - time.monotonic())
+                with anyio.move_on_after(max(wait, 0)) as idle:
+                    message = await receive()
+                if idle.cancelled_caught:
+                    raise HTTPProblem(408, f"the upload stalled ({size:,} bytes received, nothing for "
+                                           f"{wait:.0f} s): send the whole request without pauses",
+                                      {"Connection": "close"})
+                if message["type"] == "http.disconnect":
+                    raise _ClientGone(f"left during the upload after {size:,} bytes")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:  # also stops a lying or missing Content-Length
+                    over = True
+                if over:
+                    # Read on, discarding, for a while: a client still sending when the answer
+                    # comes sees a reset connection instead of the 413 and its message.
+                    body = bytearray()
+                    if size > limit + _DRAIN_BYTES:
+                        break
+                else:
+                    if load["buffered"] + len(chunk) > max_buffered:
+                        raise HTTPProblem(503, f"busy: {_mb(load['buffered'])} of uploads are already in "
+                                               f"memory; try again in {settings.retry_after} s", busy_headers)
+                    body += chunk
+                    load["buffered"] += len(chunk)
+                    counted += len(chunk)
+                if not message.get("more_body", False):
                     break
-                continue
-            body += chunk
+        finally:
+            load["buffered"] -= counted
         if over:
             raise too_big
         return bytes(body)
@@ -342,16 +451,45 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
                                 "description": "hard: every mask pixel > 0 replaced; soft: grey = weight"},
                   }}}}}})
     async def inpaint_endpoint(request: Request):
-        body = await read_body(request)
+        deadline = time.monotonic() + settings.request_timeout
+        body = await read_body(request, deadline)
         parts = await anyio.to_thread.run_sync(parse_multipart, body, request.headers.get("content-type", ""))
+        del body
+        # Room for its pixels, or 503 at once: a queue of waiting requests would each hold a
+        # decoded picture. The size comes from the picture's header; nothing is decoded yet.
+        pixels = _header_pixels(parts.get("image"))
+        if load["pictures"] and load["pixels"] + pixels > max_in_flight:
+            raise HTTPProblem(503, f"busy: {load['pictures']} pictures ({load['pixels'] / 1e6:.0f} MP) are being "
+                                   f"filled; try again in {settings.retry_after} s", busy_headers)
+        load["pictures"] += 1
+        load["pixels"] += pixels
+        try:
+            return await handle(request, parts, deadline)
+        finally:
+            load["pictures"] -= 1
+            load["pixels"] -= pixels
+
+    async def handle(request: Request, parts: dict[str, _Part], deadline: float) -> Response:
         dilate = _int_field(parts, "dilate", 0, 0, settings.max_dilate)
         options = {"strategy": _choice_field(parts, "strategy", settings.strategy, STRATEGIES),
                    "blend": _choice_field(parts, "blend", settings.blend, BLENDS),
                    "max_side": _int_field(parts, "max_side", settings.max_side, MIN_MAX_SIDE, 1 << 16)}
-        rgb, alpha, mask = await anyio.to_thread.run_sync(decode, parts, limiter=decode_limiter)
-        del body, parts
-        out = await anyio.to_thread.run_sync(fill, rgb, mask, dilate, options, limiter=limiter)
+        rgb, alpha, mask = await anyio.to_thread.run_sync(decode, parts)
+        del parts
+        with anyio.move_on_after(max(0.0, deadline - time.monotonic())) as waited:
+            await limiter.acquire()
+        if waited.cancelled_caught:
+            raise HTTPProblem(503, f"busy: no fill slot within {settings.request_timeout:g} s; try again in "
+                                   f"{settings.retry_after} s", busy_headers)
+        try:
+            if await request.is_disconnected():  # nobody would get the result: skip the fill
+                raise _ClientGone("left before the fill")
+            out = await anyio.to_thread.run_sync(fill, rgb, mask, dilate, options)
+        finally:
+            limiter.release()
+        del rgb, mask
         png = await anyio.to_thread.run_sync(encode_png, out, alpha)
+        await anyio.to_thread.run_sync(_trim_memory)
         headers = {"Cache-Control": "no-store"}
         if save_dir is not None:
             try:
@@ -366,6 +504,22 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def _header_pixels(part: _Part | None) -> int:
+    """Width x height from a picture's header (0 when unreadable: decoding will say why)."""
+    if part is None or not part.data:
+        return 0
+    import warnings
+
+    from PIL import Image
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a bomb warning: the decoder refuses it with a 413 later
+            with Image.open(io.BytesIO(part.data)) as img:  # reads the header only
+                return img.width * img.height
+    except Exception:  # noqa: BLE001 - any damaged upload: the decoder gives the real message
+        return 0
 
 
 def _label(field_name: str, part: _Part) -> str:
@@ -417,8 +571,65 @@ def serve(model: str | Path | None, host: str = "127.0.0.1", port: int = 8000,
     info = app.state.model_info
     print(f"fillgap: model {info['name']} ({info['source']}); open {_url(host, sock)}/ "
           f"(API docs at /docs); Ctrl-C stops", flush=True)
-    # Beyond this many open connections uvicorn answers 503 instead of queueing bodies in memory.
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", limit_concurrency=64)).run(sockets=[sock])
+    _log_to_stderr()
+    uvicorn.Server(_uvicorn_config(app)).run(sockets=[sock])
+
+
+def _log_to_stderr() -> None:
+    """fillgap's access and hang-up lines on stderr (uvicorn's own stay at warnings)."""
+    logger = logging.getLogger("fillgap")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def _uvicorn_config(app: FastAPI):
+    """uvicorn settings with the header timeout of ``app.state.settings``: connections that do not
+    finish their request head in time are closed, so slow clients cannot hold every slot."""
+    import h11
+    import uvicorn
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    settings: ServerSettings = app.state.settings
+
+    class Protocol(H11Protocol):
+        _head_timer = None
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self):
+            super().on_response_complete()
+            self._arm()  # the next request on this connection gets the same time for its head
+
+        def connection_lost(self, exc):
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            super().connection_lost(exc)
+
+        def _arm(self):
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            self._head_timer = self.loop.call_later(settings.header_timeout, self._head_timeout)
+
+        def _head_timeout(self):
+            # IDLE: no complete request head yet (a request in progress is SEND_BODY or DONE).
+            if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+                return
+            if self.conn.trailing_data[0]:  # part of a head arrived: a slow or stalled client
+                c = self.client
+                log.info("client %s sent no complete request head in %g s: connection closed",
+                         f"{c[0]}:{c[1]}" if c else "-", settings.header_timeout)
+            self.transport.close()
+
+    # Beyond max_connections open connections uvicorn answers 503; the timeouts keep slow
+    # clients from filling them, the memory bounds live in the app.
+    return uvicorn.Config(app, log_level="warning", http=Protocol, limit_concurrency=settings.max_connections,
+                          timeout_keep_alive=5)
 
 
 @contextlib.contextmanager
@@ -429,7 +640,7 @@ def running(app: FastAPI, host: str = "127.0.0.1", port: int = 0, timeout: float
     import uvicorn
 
     sock = _bind(host, port)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(_uvicorn_config(app))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
