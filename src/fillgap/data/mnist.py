@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FillgapError
+from .photos import data_root
+from .sources import ArrayImages
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _CODES = {np.dtype(v).str: k for k, v in _DTYPES.items()}
@@ -56,9 +58,6 @@ def mnist_source(split: str = "train", root: str | Path | None = None):
     test digits (MNIST has no separate validation set). ``root`` is the data root (the
     folder holding ``mnist/``) or the ``mnist`` folder itself.
     """
-    from .datasets import ArrayImages
-    from .photos import data_root
-
     if split not in ("train", "val", "test"):
         raise FillgapError(f"unknown split '{split}' (choose train, val or test)")
     base = Path(root) if root else data_root()

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import FillgapError
+from .sources import FolderImages
 
 PHOTO_LIST = Path(__file__).with_name("photos.csv")
 SPLITS = ("train", "val", "test")
@@ -23,8 +24,6 @@ def photo_list() -> list[dict[str, str]]:
 
 def photo_source(split: str = "train", root: str | Path | None = None):
     """The prepared photos of one split (train / val / test) as an image source."""
-    from .datasets import FolderImages
-
     if split not in SPLITS:
         raise FillgapError(f"unknown split '{split}' (choose {', '.join(SPLITS)})")
     folder = (Path(root) if root else data_root()) / "photos"
