@@ -142,6 +142,8 @@ def test_brush_fill_keep_going_and_undo(browser):
         browser.find_element(By.ID, "undo").click()
         browser.find_element(By.ID, "undo").click()
         assert np.array_equal(picture_on_page(browser), first)
+        wait_for(browser, "data-fills", "1")  # the page counts the fills of what it shows
+        assert "1 fill" in browser.find_element(By.ID, "info").text
         # Before/after shows the picture as opened; download is offered.
         browser.find_element(By.ID, "compare").click()
         assert browser.find_element(By.ID, "original").is_displayed()

@@ -14,6 +14,25 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="fillgap: fill holes in pictures (inpainting).")
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from . import __version__
+        try:
+            number = version("fillgap")
+        except PackageNotFoundError:  # run from a source tree
+            number = __version__
+        typer.echo(f"fillgap {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """fillgap: fill holes in pictures (inpainting)."""
+
+
 _FILL_HELP = """Fill the masked part of a picture (or of every picture in a folder).
 
 Pixels outside the hole come back identical, except in a JPEG output: JPEG re-encoding changes

@@ -40,7 +40,22 @@ def run_demo(out: Path, seconds: float = 60.0, size: int = 256) -> Path:
         cells += [inpaint(img, mask, m) for m in models.values()]
         cells.append(img)
         rows.append(np.concatenate(cells, axis=1))
-    grid = np.concatenate(rows, axis=0)
+    labels = ["input", "mask", *models, "original"]
+    grid = np.concatenate([_header(labels, size)] + rows, axis=0)
     path = write_image(out / "demo-grid.png", grid, overwrite=True)
-    print("columns: input | mask | " + " | ".join(models) + " | original")
+    print("columns: " + " | ".join(labels))
     return path
+
+
+def _header(labels: list[str], width: int, height: int = 28) -> np.ndarray:
+    """A white strip with one centred label per column of the grid."""
+    strip = np.full((height, width * len(labels), 3), 255, np.uint8)
+    font, scale, thick = cv2.FONT_HERSHEY_SIMPLEX, 0.55, 1
+    for i, text in enumerate(labels):
+        while cv2.getTextSize(text, font, scale, thick)[0][0] > width - 8 and scale > 0.3:
+            scale -= 0.05
+        (w, h), _ = cv2.getTextSize(text, font, scale, thick)
+        cv2.putText(strip, text, (i * width + (width - w) // 2, (height + h) // 2), font, scale, (0, 0, 0), thick,
+                    cv2.LINE_AA)
+        scale = 0.55
+    return strip

@@ -115,6 +115,26 @@ def sample_grid(batch: dict, output: torch.Tensor, rows: int) -> np.ndarray:
 RUN_FILES = ("last.pt", "metrics.jsonl", "loss-curve.png", "grid-epoch*.png")
 
 
+class _progress(tqdm):
+    """The bar of a run: in steps, or in seconds when a time budget (``max_minutes``) ends the run
+    before its steps would (the demo: a minute, not thousands of steps and hours to go)."""
+
+    def __init__(self, cfg: TrainConfig, total: int, step: int, enabled: bool):
+        self.budget = cfg.max_minutes * 60 if cfg.max_minutes is not None else None
+        if self.budget is not None:
+            super().__init__(total=round(self.budget), unit="s", desc="time budget", disable=not enabled,
+                             dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| "
+                             "{n:.0f}/{total:.0f} s [{postfix}]")
+        else:
+            super().__init__(total=total, initial=step, unit="step", disable=not enabled, dynamic_ncols=True)
+
+    def advance(self, elapsed: float) -> None:
+        if self.budget is None:
+            self.update(1)
+        else:
+            self.update(min(elapsed, self.total) - self.n)
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False, overwrite: bool = False):
         self.cfg = cfg
@@ -405,8 +425,7 @@ class Trainer:
         total = self.total_steps()
         started = time.time()
         summary: dict = {}
-        bar = tqdm(total=total, initial=self.step, disable=not (cfg.progress and self.is_main),
-                   unit="step", dynamic_ncols=True)
+        bar = _progress(cfg, total, self.step, cfg.progress and self.is_main)
         stop = self.step >= total
         while not stop and self.epoch < cfg.epochs:
             self.train_set.set_epoch(self.epoch)
@@ -415,8 +434,8 @@ class Trainer:
                 parts = self.train_step(batch)
                 self.step += 1
                 self.batch_in_epoch += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{parts['loss']:.4f}", epoch=self.epoch)
+                bar.advance(time.time() - started)
+                bar.set_postfix(step=f"{self.step}/{total}", loss=f"{parts['loss']:.4f}", epoch=self.epoch)
                 if self.step % cfg.log_every == 0:
                     self.log({"step": self.step, "epoch": self.epoch, "lr": self.lr_at(self.step),
                               "time": round(time.time() - started, 2), **parts})

@@ -57,11 +57,13 @@ function updateUi() {
   el.busy.hidden = !state.busy;
   document.body.classList.toggle("busy", state.busy);
   document.body.dataset.state = state.busy ? "busy" : has ? "ready" : "empty";
-  document.body.dataset.fills = String(state.fills);
+  // Fills in the picture shown: an undone fill no longer counts (state.fills counts them all).
+  const shown = has ? state.history.slice(0, state.index + 1).filter((e) => e.fill).length : 0;
+  document.body.dataset.fills = String(shown);
   el.sizeValue.textContent = String(state.size);
   el.zoomValue.textContent = `${Math.round(state.zoom * 100)}%`;
   if (has) {
-    const fills = state.fills === 1 ? "1 fill" : `${state.fills} fills`;
+    const fills = shown === 1 ? "1 fill" : `${shown} fills`;
     el.info.textContent = `${state.name}: ${state.width} x ${state.height} px, ${fills}` +
       (state.comparing ? " (showing the original)" : "");
   }
@@ -325,7 +327,7 @@ async function runFill() {
     if (!response.ok) throw new Error(await errorText(response));
     const blob = await response.blob();
     const url = URL.createObjectURL(blob);
-    push({ image: { blob, url }, strokes: [] });
+    push({ image: { blob, url }, strokes: [], fill: true });
     state.fills += 1;
     state.downloaded = false;
     el.picture.src = url;
