@@ -16,9 +16,7 @@ bench/results/batch_fill.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -37,7 +35,7 @@ from fillgap.imageio import write_image
 from fillgap.masks import MaskGenerator
 from fillgap.models import create_model
 
-RESULTS = Path(__file__).with_name("results")
+from _common import RESULTS, machine, save_json
 
 
 def make_folder(root: Path, count: int, size: int) -> None:
@@ -113,15 +111,12 @@ def main() -> None:
     result = {
         "what": f"fill a folder of {args.count} pictures {args.size}x{args.size} (PNG in, PNG out), pictures/s",
         "model": model_name, "torch_threads": torch.get_num_threads(),
-        "machine": {"cpus": os.cpu_count(), "load_average_at_start": load_start,
-                    "load_average_at_end": os.getloadavg(),
-                    "python": platform.python_version(), "torch": torch.__version__},
+        "machine": machine(load_average_at_start=load_start),
         "note": "2-core machine shared with other jobs (a training run, test suites): see the load "
                 "averages; absolute numbers vary with them, compare rows of one run",
         "rows": rows,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "batch_fill.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_json("batch_fill.json", result)
     print(f"wrote {RESULTS / 'batch_fill.json'}")
 
 

@@ -11,11 +11,9 @@ Writes bench/results/data.json and bench/results/data.md. Needs `fillgap data pr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
@@ -24,7 +22,7 @@ from fillgap.data.datasets import InpaintDataset
 from fillgap.data.photos import photo_source
 from fillgap.masks import MaskGenerator
 
-RESULTS = Path(__file__).with_name("results")
+from _common import machine, save_json, save_text
 
 
 def measure(source, size: int, workers: int, batches: int, batch_size: int, scale, threads: int) -> dict:
@@ -74,8 +72,8 @@ def main() -> None:
         "loadavg_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "runs": rows,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "data.json").write_text(json.dumps(result, indent=1) + "\n")
+    result["machine_info"] = machine()
+    save_json("data.json", result)
     lines = ["# Training-loader throughput (bench/data.py)", "",
              f"{result['photos']} train photos (preloaded in {result['photo_load_s']} s), mixture masks, "
              f"crop scale {scale[0]}-{scale[1]}, batch {args.batch_size}, {result['cpu_count']} CPU cores, "
@@ -85,7 +83,7 @@ def main() -> None:
              "|---|---|---|---|---|"]
     lines += [f"| {r['size']} | {r['workers']} | {r['torch_threads']} | {r['samples_per_s']} | {r['first_batch_s']} |"
               for r in rows]
-    (RESULTS / "data.md").write_text("\n".join(lines) + "\n")
+    save_text("data.md", "\n".join(lines))
     print("\n".join(lines))
 
 

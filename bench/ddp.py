@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -28,10 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 import yaml
 
-RESULTS = Path(__file__).with_name("results")
+from _common import RESULTS, machine, save_json
 
 
 def children_cpu() -> float:
@@ -104,16 +102,13 @@ def main() -> None:
     result = {
         "what": "fillgap train, 1 process vs DDP (gloo, CPU), same global batch and config",
         "config": {k: cfg[k] for k in ("model", "size", "batch_size", "losses", "data")},
-        "machine": {"cpus": cpus, "load_average_at_start": load_start,
-                    "load_average_at_end": os.getloadavg(), "python": platform.python_version(),
-                    "torch": torch.__version__},
+        "machine": machine(load_average_at_start=load_start),
         "note": "2-core machine shared with other jobs (test suites, benchmarks): wall-clock numbers are "
                 "noisy, see the rounds; CPU per step is steadier. With 2 cores, 2 processes can only win "
                 "what 1 process loses to thread synchronisation",
         "rows": rows,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ddp.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_json("ddp.json", result)
     print(f"wrote {RESULTS / 'ddp.json'}")
 
 

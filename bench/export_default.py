@@ -18,6 +18,7 @@ from pathlib import Path
 
 from fillgap.checkpoint import RELEASED_WEIGHTS, export_weights, load_model, read_checkpoint, weights_metadata
 from fillgap.data.photos import photo_list
+from fillgap.fsutil import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 CARDS = {"default": "MODEL_CARD.md", "sharp": "MODEL_CARD-sharp.md"}
@@ -107,7 +108,7 @@ def main() -> None:
              "Trained on a CPU for a few hours on a few hundred photos (mostly landscapes, plants, textures and "
              "macro shots): a careful correction of a smooth classical fill, not a generative model. It does not "
              "invent objects or faces, and large holes in detailed scenes stay smoother than the truth. See DATA.md."]
-    (target.parent / CARDS[args.variant]).write_text("\n".join(card) + "\n")
+    atomic_write_text(target.parent / CARDS[args.variant], "\n".join(card) + "\n", overwrite=True)
     print(f"wrote {target} and {CARDS[args.variant]} (step {ckpt['step']}, {total_steps} in all)")
 
 

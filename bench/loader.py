@@ -12,9 +12,7 @@ the steady rate over the rest of one shuffled pass. Writes bench/results/loader.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +27,7 @@ from fillgap.data.datasets import InpaintDataset, ManifestImages
 from fillgap.imageio import write_image
 from fillgap.masks import MaskGenerator
 
-RESULTS = Path(__file__).with_name("results")
+from _common import RESULTS, machine, save_json
 
 
 def make_files(folder: Path, count: int, width: int = 1024, height: int = 768) -> Path:
@@ -86,15 +84,12 @@ def main() -> None:
     result = {
         "what": "ManifestImages -> InpaintDataset -> DataLoader: files read, decoded, cropped, augmented, masked",
         "files": args.files, "file_size": "1024x768 JPEG", "files_mb": round(mb, 1),
-        "machine": {"cpus": os.cpu_count(), "load_average_at_start": load_start,
-                    "load_average_at_end": os.getloadavg(),
-                    "python": platform.python_version(), "torch": torch.__version__},
+        "machine": machine(load_average_at_start=load_start),
         "note": "2-core machine shared with other jobs (a training run, test suites): see the load "
                 "averages; absolute numbers vary with them, compare rows of one run",
         "rows": rows,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "loader.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_json("loader.json", result)
     print(f"wrote {RESULTS / 'loader.json'}")
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from fillgap.errors import FillgapError
 from fillgap.evaluate import evaluate, parse_method_list, summary_line
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import RESULTS
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _common import save_json, save_text
+
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ["tests/test_robustness.py", "tests/test_fuzz.py"]
 GROUPS = {  # group -> heading, in the order of the doc
@@ -122,10 +124,8 @@ def main() -> int:
         fuzz_rows = json.loads((Path(tmp) / "fuzz.json").read_text())
     command = "python bench/robustness_table.py" + ("" if args.fuzz_cases == 2000 else
                                                     f" --fuzz-cases {args.fuzz_cases}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"command": command, "cli": cli_rows, "fuzz": fuzz_rows}, indent=1) + "\n")
-    args.doc.parent.mkdir(parents=True, exist_ok=True)
-    args.doc.write_text(markdown(cli_rows, fuzz_rows, command) + "\n")
+    save_json(args.json.resolve(), {"command": command, "cli": cli_rows, "fuzz": fuzz_rows})
+    save_text(args.doc.resolve(), markdown(cli_rows, fuzz_rows, command))
     print(f"wrote {args.doc} ({len(cli_rows)} cases) and {args.json}; fuzz: "
           + ", ".join(f"{r['target']} {r['cases']} cases, {r['crash']} crashes, {r['hang']} hangs"
                       for r in fuzz_rows))

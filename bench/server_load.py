@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import io
-import json
 import os
 import platform
 import subprocess
@@ -41,7 +40,7 @@ from fillgap.imageio import read_image
 from fillgap.masks import MaskGenerator, hole_ratio
 from fillgap.models import create_model
 
-RESULTS = Path(__file__).with_name("results")
+from _common import RESULTS, machine, save_json
 PHOTO = Path(fillgap.__file__).parent / "data" / "bundled" / "test" / "coffee.jpg"
 
 
@@ -177,8 +176,8 @@ def main() -> None:
                  if load_before[0] > 0.5 * (os.cpu_count() or 1) else "quiet machine"),
         "runs": runs,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    result["machine_info"] = machine()
+    save_json(args.out, result)
     print(f"-> {args.out}")
 
 

@@ -11,7 +11,6 @@ the spectral transform are not counted, so FFC figures are a slight underestimat
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from fillgap.fill import inpaint
 from fillgap.masks import MaskGenerator, hole_ratio
 from fillgap.models import create_model
 
-RESULTS = Path(__file__).with_name("results")
+from _common import RESULTS, machine, save_json, save_text
 
 
 def timed(fn, repeats: int) -> float:
@@ -72,9 +71,10 @@ def main() -> None:
             reps = 1 if name == "skimage-biharmonic" else args.repeats
             rows.append({"method": name, "size": size, "seconds": timed(lambda: fn(img, mask), reps),
                          "params": 0, "gflops": None, "hole": hole_ratio(mask)})
-    meta = {"threads": torch.get_num_threads(), "torch": torch.__version__, "cpu_count": __import__("os").cpu_count()}
+    meta = {"threads": torch.get_num_threads(), "torch": torch.__version__, "cpu_count": __import__("os").cpu_count(),
+            "machine": machine()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    save_json(args.out.with_suffix(".json"), {"meta": meta, "rows": rows})
     lines = [f"CPU, {meta['threads']} torch threads, hole {rows[0]['hole'] * 100:.0f} % (thick strokes); "
              "median seconds per image through the real fill path", "",
              "| method | params | " + " | ".join(f"s @ {s}x{s} | GFLOPs @ {s}" for s in args.sizes) + " |",
@@ -86,7 +86,7 @@ def main() -> None:
             cells += [f"{r['seconds']:.3f}", "-" if r["gflops"] is None else f"{r['gflops']:.1f}"]
         params = next(r["params"] for r in rows if r["method"] == name)
         lines.append(f"| {name} | {params / 1e6:.2f} M | " + " | ".join(cells) + " |")
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    save_text(args.out.with_suffix(".md"), "\n".join(lines))
     print("\n".join(lines))
 
 

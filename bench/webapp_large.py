@@ -33,7 +33,7 @@ from fillgap.imageio import read_image
 from fillgap.models import create_model
 from fillgap.server import create_app, running
 
-RESULTS = Path(__file__).with_name("results")
+from _common import RESULTS, machine, save_json
 SOURCE = Path(fillgap.__file__).parent / "data" / "bundled" / "test" / "picosdeeuropa_by_Aitzol_Berasategi.jpg"
 W, H = 4000, 3000
 READ_PICTURE = """
@@ -118,7 +118,8 @@ def main() -> None:
     record["cpu_count"] = os.cpu_count()
     record["loadavg_1min"] = round(os.getloadavg()[0], 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    record["machine"] = machine()
+    save_json(args.out, record)
     print(json.dumps(record, indent=1))
     print(f"-> {args.out}")
 

@@ -1,0 +1,153 @@
+"""The web server's memory under big uploads, and across many fills.
+
+    nice -n 5 python bench/server_memory.py
+
+Starts ``fillgap serve`` (defaults: --max-pixels 40,000,000, so 2 x 40 MP of pictures in
+progress at once) in a subprocess, then:
+1. ``--parallel`` clients upload a ``--megapixels`` MP JPEG photo-like picture with a small
+   hole at the same moment; records each answer (200, or 503 + Retry-After at once when the
+   server's pixel budget is full) and the server's resident memory: peak (VmHWM) and sampled.
+2. ``--fills`` sequential 512x512 fills; resident memory before and after (growth).
+Writes bench/results/server_memory.json (with the machine's load average).
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import io
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from _common import load_average, machine, save_json
+
+
+def status(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of a process, in MB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) // 1024
+    return out
+
+
+def photo_like(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth colours plus fine noise: compresses like a photo (a few bits per pixel as JPEG)."""
+    rng = np.random.default_rng(seed)
+    low = rng.integers(0, 256, (h // 500 + 2, w // 500 + 2, 3), dtype=np.uint8)
+    big = np.asarray(Image.fromarray(low).resize((w, h), Image.BICUBIC), dtype=np.int16)
+    big += rng.integers(-12, 13, (h, 1, 1), dtype=np.int16) + rng.integers(-12, 13, (1, w, 1), dtype=np.int16)
+    return np.clip(big, 0, 255).astype(np.uint8)
+
+
+def encoded(arr: np.ndarray, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(arr).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def start_server(extra: list[str]) -> tuple[subprocess.Popen, str]:
+    cmd = [sys.executable, "-m", "fillgap", "serve", "--host", "127.0.0.1", "--port", "0", *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    if "open http://" not in line:
+        proc.kill()
+        raise SystemExit(f"the server did not start: {line.strip()}")
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    return proc, line.split("open ")[1].split("/ ")[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--megapixels", type=float, default=36.0)
+    ap.add_argument("--parallel", type=int, default=8)
+    ap.add_argument("--fills", type=int, default=60)
+    ap.add_argument("--model", default=None, help="checkpoint for --model (default: the shipped one)")
+    ap.add_argument("--out", default="server_memory.json")
+    args = ap.parse_args()
+
+    side = int(round((args.megapixels * 1e6) ** 0.5))
+    big = photo_like(side, side)
+    jpeg = encoded(big, "JPEG", quality=90)
+    del big
+    mask = np.zeros((side, side), np.uint8)
+    mask[side // 2 - 150: side // 2 + 150, side // 3: side // 3 + 400] = 255
+    mask_png = encoded(mask, "PNG")
+    small, small_mask = photo_like(512, 512, 1), np.zeros((512, 512), np.uint8)
+    small_mask[200:300, 150:330] = 255
+    small_files = {"image": ("s.png", encoded(small, "PNG"), "image/png"),
+                   "mask": ("m.png", encoded(small_mask, "PNG"), "image/png")}
+
+    load_start = load_average()
+    proc, url = start_server(["--model", args.model] if args.model else [])
+    try:
+        idle = status(proc.pid)
+        samples, stop = [], threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                samples.append(status(proc.pid)["VmRSS"])
+                time.sleep(0.1)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        barrier = threading.Barrier(args.parallel)
+
+        def upload(i: int) -> dict:
+            with httpx.Client(base_url=url, timeout=1800) as client:
+                barrier.wait()
+                t = time.perf_counter()
+                r = client.post("/api/inpaint", files={"image": ("big.jpg", jpeg, "image/jpeg"),
+                                                       "mask": ("mask.png", mask_png, "image/png")})
+                return {"status": r.status_code, "seconds": round(time.perf_counter() - t, 2),
+                        "retry_after": r.headers.get("retry-after"), "bytes": len(r.content)}
+
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
+            answers = list(pool.map(upload, range(args.parallel)))
+        burst_s = time.perf_counter() - started
+        stop.set()
+        sampler.join()
+        after_burst = status(proc.pid)
+        print(f"{args.parallel} x {args.megapixels:g} MP: statuses {[a['status'] for a in answers]}, "
+              f"peak RSS {after_burst['VmHWM']} MB (idle {idle['VmRSS']} MB)", flush=True)
+
+        with httpx.Client(base_url=url, timeout=600) as client:
+            before_fills = status(proc.pid)["VmRSS"]
+            t = time.perf_counter()
+            codes = [client.post("/api/inpaint", files=small_files).status_code for _ in range(args.fills)]
+            fills_s = time.perf_counter() - t
+            after_fills = status(proc.pid)["VmRSS"]
+        print(f"{args.fills} fills of 512x512: RSS {before_fills} -> {after_fills} MB", flush=True)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    save_json(args.out, {
+        "what": "fillgap serve (default limits) memory: parallel big uploads, then many small fills",
+        "command": "python bench/server_memory.py " + " ".join(sys.argv[1:]),
+        "model": args.model or "shipped default",
+        "burst": {"parallel": args.parallel, "megapixels": round(side * side / 1e6, 1), "side": side,
+                  "upload_bytes": len(jpeg), "wall_s": round(burst_s, 2), "answers": answers,
+                  "ok": sum(a["status"] == 200 for a in answers),
+                  "busy_503": sum(a["status"] == 503 for a in answers),
+                  "rss_idle_mb": idle["VmRSS"], "rss_peak_mb": after_burst["VmHWM"],
+                  "rss_sampled_max_mb": max(samples) if samples else None, "rss_after_mb": after_burst["VmRSS"]},
+        "fills": {"count": args.fills, "size": "512x512", "ok": codes.count(200), "wall_s": round(fills_s, 2),
+                  "rss_before_mb": before_fills, "rss_after_mb": after_fills},
+        "machine": machine(load_average_at_start=load_start),
+    })
+
+
+if __name__ == "__main__":
+    main()
