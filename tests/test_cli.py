@@ -122,3 +122,35 @@ def test_folder_fill_never_writes_into_the_input_folder(files, capsys):
 def test_masks_command_writes_pngs(tmp_path, capsys):
     assert main(["masks", "-o", str(tmp_path / "m"), "--kind", "thin", "--count", "3", "--size", "32"]) == 0
     assert len(list((tmp_path / "m").glob("*.png"))) == 3
+
+
+def test_version(capsys):
+    import fillgap
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"fillgap {fillgap.__version__}"
+
+
+def test_training_bar_counts_the_time_budget():
+    """A run ended by max_minutes shows seconds of its budget, not thousands of steps (the demo)."""
+    from fillgap.config import load_config
+    from fillgap.train import _progress
+
+    bar = _progress(load_config(None, {"epochs": 1000, "max_minutes": 1.0}), 8000, 0, False)
+    assert bar.total == 60 and bar.unit == "s"
+    bar.advance(12.5)
+    assert bar.n == 12.5
+    bar.advance(90)  # never past the budget
+    assert bar.n == 60
+    steps = _progress(load_config(None, {"epochs": 3}), 30, 5, False)
+    assert steps.total == 30 and steps.n == 5
+
+
+def test_demo_grid_has_column_labels():
+    from fillgap.demo import _header
+
+    strip = _header(["input", "mask", "tiny model (1 min)", "original"], 96)
+    assert strip.shape == (28, 4 * 96, 3)
+    for i in range(4):  # dark text in every column, on white
+        column = strip[:, i * 96:(i + 1) * 96]
+        assert (column < 100).any() and (column == 255).mean() > 0.6

@@ -759,42 +759,56 @@ def _tmpfs(path: Path, size: str) -> Path:
 
 @pytest.fixture
 def small_disk(tmp_path):
-    disk = _tmpfs(tmp_path / "disk", "256k")
+    disk = _tmpfs(tmp_path / "disk", "64k")
     yield disk
     import subprocess
     subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
+def dot(h: int, w: int) -> np.ndarray:
+    """A 2x2 hole: the fill costs next to nothing, the output is as big as the picture."""
+    m = np.zeros((h, w), np.uint8)
+    m[h // 2: h // 2 + 2, w // 2: w // 2 + 2] = 255
+    return m
+
+
 def test_real_full_disk_single_picture(cli, weights, small_disk):
-    save("pic.png", picture(320, 320))  # about 300 kB as PNG: more than the disk holds
-    save("mask.png", hole(320, 320))
+    save("pic.png", picture(160, 160))  # about 77 kB as PNG: more than the disk holds
+    save("mask.png", dot(160, 160))
     save("small.png", picture(16, 16))
     save("smallmask.png", hole(16, 16))
     target = small_disk / "o.png"
     assert main(["fill", "small.png", "-m", "smallmask.png", "-o", str(target), "--model", weights]) == 0
     good = target.read_bytes()
     for suffix in (".png", ".bmp", ".tif"):
-        shown = cli("disk full", f"256 kB tmpfs, a 320x320 {suffix} output", ["fill", "pic.png", "-m", "mask.png",
+        shown = cli("disk full", f"64 kB tmpfs, a 160x160 {suffix} output", ["fill", "pic.png", "-m", "mask.png",
                     "-o", str(small_disk / f"big{suffix}"), "--model", weights], 1, "no output, no temp file")
         assert "No space left on device" in shown
-    shown = cli("disk full", "256 kB tmpfs, --overwrite of a good output with a bigger one",
+    shown = cli("disk full", "64 kB tmpfs, --overwrite of a good output with a bigger one",
                 ["fill", "pic.png", "-m", "mask.png", "-o", str(target), "--model", weights, "--overwrite"], 1,
                 "the good output intact")
     assert target.read_bytes() == good
     assert sorted(p.name for p in small_disk.iterdir()) == ["o.png"]
 
 
-def test_real_full_disk_folder_run_stops(cli, weights, small_disk):
+def test_real_full_disk_folder_run_stops(capsys, record, weights, small_disk):
     Path("in").mkdir()
     Path("masks").mkdir()
     for i in range(12):
-        save(f"in/{i:02d}.png", picture(96, 96, seed=i))  # ~28 kB each: about 8 fit
-        save(f"masks/{i:02d}.png", hole(96, 96))
+        save(f"in/{i:02d}.png", picture(48, 48, seed=i))  # ~7 kB each: about 8 fit
+        save(f"masks/{i:02d}.png", dot(48, 48))
     out = small_disk / "out"
-    shown = cli("disk full", "folder run onto a 256 kB tmpfs (12 pictures, room for about 8)",
-                ["fill", "in", "--mask-dir", "masks", "-o", str(out), "--model", weights, "--workers", "1"], 1,
-                "stops after 3 failed writes in a row; every output whole")
-    assert "stopped: the disk is full" in shown and "run the same command again" in shown
+    capsys.readouterr()
+    code = main(["fill", "in", "--mask-dir", "masks", "-o", str(out), "--model", weights, "--workers", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and "Traceback" not in "\n".join(err)
+    assert all(line.startswith("fillgap: failed: ") for line in err[:-1])  # printed as they happen
+    assert 3 <= len(err) - 1 < 12
+    shown = err[-1]
+    assert shown.startswith("fillgap: error: stopped: the disk is full") and "run the same command again" in shown
+    record.add(group="disk full", case="folder run onto a 64 kB tmpfs (12 pictures, room for about 8)", exit=code,
+               shown=shown, checked="stops after 3 failed writes in a row (each printed as it happens); "
+                                    "every output whole")
     written = [p for p in out.iterdir() if p.suffix == ".png"]
     assert 0 < len(written) < 12
     assert all(imageio.output_is_whole(p) for p in written)

@@ -459,8 +459,8 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
         # decoded picture. The size comes from the picture's header; nothing is decoded yet.
         pixels = _header_pixels(parts.get("image"))
         if load["pictures"] and load["pixels"] + pixels > max_in_flight:
-            raise HTTPProblem(503, f"busy: {load['pictures']} pictures ({load['pixels'] / 1e6:.0f} MP) are being "
-                                   f"filled; try again in {settings.retry_after} s", busy_headers)
+            raise HTTPProblem(503, f"busy: {load['pixels'] / 1e6:.0f} MP of pictures are being filled already; "
+                                   f"try again in {settings.retry_after} s", busy_headers)
         load["pictures"] += 1
         load["pixels"] += pixels
         try:

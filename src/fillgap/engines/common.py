@@ -275,7 +275,10 @@ class RunLog:
             self.bar.close()
             self.bar = None
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:  # rows a full disk refused: they are in the report and on stderr
+                pass
             self._file = None
 
 
