@@ -31,7 +31,8 @@ GROUPS = {  # group -> heading, in the order of the doc
     "size": "Sizes: huge (decompression bombs), tiny, odd",
     "usage": "Command-line usage",
     "files": "Output files: nothing is lost",
-    "checkpoints": "Checkpoints and weights (`--model`)",
+    "disk full": "Full disks and writers that fail or lie",
+    "checkpoints": "Checkpoints and weights (`--model`, `--resume`): damaged, corrupt, incomplete",
     "configs": "Training configs (`fillgap train`)",
     "training": "Training",
 }
@@ -74,6 +75,7 @@ def markdown(cli_rows: list[dict], fuzz_rows: list[dict], command: str) -> str:
     for group in sorted({r["group"] for r in cli_rows} - set(GROUPS)):
         out += table(group, [r for r in cli_rows if r["group"] == group])
 
+    out += server_section()
     out += ["## Fuzzing", "",
             "Mutated copies of ten small valid pictures (PNG: RGB, RGBA, grey, palette with transparency, "
             "16-bit; JPEG: baseline, progressive, grey, EXIF-rotated, CMYK): bit flips, bytes set to "
@@ -104,6 +106,35 @@ def markdown(cli_rows: list[dict], fuzz_rows: list[dict], command: str) -> str:
         out += [f"| {n} | {cell(msg)} |" for msg, n in r["messages"]]
         out.append("")
     return "\n".join(out)
+
+
+def server_section() -> list[str]:
+    """Slow clients, big uploads and many fills against `fillgap serve` (bench/server_stress.py)."""
+    path = ROOT / "bench" / "results" / "server_stress.json"
+    if not path.exists():
+        return []
+    r = json.loads(path.read_text())
+    slow, burst, fills = r["slow_clients"], r["burst"], r["fills"]
+    closed = slow["closed_after_s"]
+    load = r["machine"].get("load_average_at_start") or r["machine"].get("load_average")
+    lines = ["## The web server under slow clients and big uploads", "",
+             f"Measured by `{r['command'].strip()}` against `fillgap serve` with its default limits, on "
+             f"{r['machine']['cpus']} cores with a 1/5/15-minute load average of {', '.join(map(str, load))} "
+             "at the start (other jobs running); `tests/test_server.py` checks the same behaviour on every run.", "",
+             "| Case | What happens |", "|---|---|",
+             f"| {slow['connections']} slow connections open (a third stopped in their request head, a third in "
+             f"their body, a third sending 1 byte/s), then one normal 512x512 fill | the fill answers "
+             f"{slow['normal_request']['status']} in {slow['normal_request']['seconds']} s |"]
+    for kind, c in closed.items():
+        answer = "; ".join(slow["answers"].get(kind, [])) or "-"
+        lines.append(f"| {kind} | closed by the server after {c['median']} s (max {c['max']} s), "
+                     f"answer: {cell(answer)} |")
+    lines += [f"| {burst['parallel']} clients upload a {burst['megapixels']} MP JPEG ({burst['upload_bytes'] / 1e6:.1f} MB) "
+              f"at the same moment | {burst['ok']} filled (200), {burst['busy_503']} answered 503 with Retry-After "
+              f"at once; server memory (RSS) {burst['rss_idle_mb']} MB idle, peak {burst['rss_peak_mb']} MB |",
+              f"| {fills['count']} fills of {fills['size']} one after another | RSS {fills['rss_before_mb']} MB "
+              f"before, {fills['rss_after_mb']} MB after |", ""]
+    return lines
 
 
 def main() -> int:

@@ -1,14 +1,17 @@
-"""The web server's memory under big uploads, and across many fills.
+"""The web server under stress: slow clients, big parallel uploads, many fills.
 
-    nice -n 5 python bench/server_memory.py
+    nice -n 5 python bench/server_stress.py
 
 Starts ``fillgap serve`` (defaults: --max-pixels 40,000,000, so 2 x 40 MP of pictures in
 progress at once) in a subprocess, then:
+0. ``--slow`` connections that stall or trickle 1 byte/s (a third stop in their request head, a
+   third stop in their body, a third send their body at 1 byte/s); while they are open, one
+   normal 512x512 fill is timed; then how long until the server closes each kind.
 1. ``--parallel`` clients upload a ``--megapixels`` MP JPEG photo-like picture with a small
    hole at the same moment; records each answer (200, or 503 + Retry-After at once when the
    server's pixel budget is full) and the server's resident memory: peak (VmHWM) and sampled.
 2. ``--fills`` sequential 512x512 fills; resident memory before and after (growth).
-Writes bench/results/server_memory.json (with the machine's load average).
+Writes bench/results/server_stress.json (with the machine's load average).
 """
 from __future__ import annotations
 
@@ -64,13 +67,73 @@ def start_server(extra: list[str]) -> tuple[subprocess.Popen, str]:
     return proc, line.split("open ")[1].split("/ ")[0]
 
 
+def slow_clients(url: str, count: int, files: dict) -> dict:
+    """Open ``count`` slow connections, time one normal request, then wait for the server to
+    close them (header timeout, body idle timeout, request deadline)."""
+    import socket
+
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    request = httpx.Request("POST", f"{url}/api/inpaint", files=files)
+    body = request.read()
+    head = (f"POST /api/inpaint HTTP/1.1\r\nHost: {host}\r\nContent-Type: {request.headers['content-type']}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    kinds = ["stalled head", "stalled body", "body at 1 byte/s"]
+    conns, started = [], time.monotonic()
+    for i in range(count):
+        kind = kinds[i % 3]
+        s = socket.create_connection((host, int(port)), timeout=300)
+        s.sendall(head[:30] if kind == "stalled head" else head + body[:10])
+        conns.append((kind, s))
+    closed: dict[str, list[float]] = {k: [] for k in kinds}
+    answers: dict[str, set] = {k: set() for k in kinds}
+    done = threading.Event()
+
+    def watch(kind: str, s) -> None:
+        try:
+            data = s.recv(4096)
+        except OSError:
+            data = b""
+        closed[kind].append(round(time.monotonic() - started, 1))
+        answers[kind].add(data.split(b"\r\n", 1)[0].decode("latin-1") or "closed without an answer")
+
+    def trickle() -> None:
+        offset = 10
+        while not done.is_set() and offset < len(body):
+            for kind, s in conns:
+                if kind == "body at 1 byte/s":
+                    try:
+                        s.send(body[offset:offset + 1])
+                    except OSError:
+                        pass
+            offset += 1
+            time.sleep(1)
+
+    watchers = [threading.Thread(target=watch, args=c, daemon=True) for c in conns]
+    for w in watchers:
+        w.start()
+    threading.Thread(target=trickle, daemon=True).start()
+    t = time.perf_counter()
+    r = httpx.post(f"{url}/api/inpaint", files=files, timeout=600)
+    normal = {"status": r.status_code, "seconds": round(time.perf_counter() - t, 2)}
+    for w in watchers:
+        w.join(300)
+    done.set()
+    for _, s in conns:
+        s.close()
+    return {"connections": count, "normal_request": normal,
+            "closed_after_s": {k: {"median": sorted(v)[len(v) // 2] if v else None, "max": max(v, default=None),
+                                   "count": len(v)} for k, v in closed.items()},
+            "answers": {k: sorted(v) for k, v in answers.items()}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--megapixels", type=float, default=36.0)
     ap.add_argument("--parallel", type=int, default=8)
     ap.add_argument("--fills", type=int, default=60)
     ap.add_argument("--model", default=None, help="checkpoint for --model (default: the shipped one)")
-    ap.add_argument("--out", default="server_memory.json")
+    ap.add_argument("--slow", type=int, default=64)
+    ap.add_argument("--out", default="server_stress.json")
     args = ap.parse_args()
 
     side = int(round((args.megapixels * 1e6) ** 0.5))
@@ -88,6 +151,9 @@ def main() -> None:
     load_start = load_average()
     proc, url = start_server(["--model", args.model] if args.model else [])
     try:
+        slow = slow_clients(url, args.slow, small_files)
+        print(f"{args.slow} slow connections: a normal fill answered {slow['normal_request']['status']} in "
+              f"{slow['normal_request']['seconds']} s; closed after {slow['closed_after_s']}", flush=True)
         idle = status(proc.pid)
         samples, stop = [], threading.Event()
 
@@ -137,6 +203,7 @@ def main() -> None:
         "what": "fillgap serve (default limits) memory: parallel big uploads, then many small fills",
         "command": "python bench/server_memory.py " + " ".join(sys.argv[1:]),
         "model": args.model or "shipped default",
+        "slow_clients": slow,
         "burst": {"parallel": args.parallel, "megapixels": round(side * side / 1e6, 1), "side": side,
                   "upload_bytes": len(jpeg), "wall_s": round(burst_s, 2), "answers": answers,
                   "ok": sum(a["status"] == 200 for a in answers),
