@@ -38,10 +38,10 @@ GROUPS = {  # group -> heading, in the order of the doc
 }
 
 
-def run_tests(record_dir: Path, fuzz_cases: int, fuzz_seconds: float) -> int:
+def run_tests(record_dir: Path, fuzz_cases: int, fuzz_seconds: float, tests: list[str] = TESTS) -> int:
     env = dict(os.environ, FILLGAP_ROBUSTNESS_RECORD=str(record_dir), FILLGAP_FUZZ_CASES=str(fuzz_cases),
                FILLGAP_FUZZ_SECONDS=str(fuzz_seconds))
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *TESTS]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests]
     return subprocess.call(cmd, cwd=ROOT, env=env)
 
 
@@ -55,7 +55,7 @@ def table(heading: str, rows: list[dict]) -> list[str]:
     return lines + [""]
 
 
-def markdown(cli_rows: list[dict], fuzz_rows: list[dict], command: str) -> str:
+def markdown(cli_rows: list[dict], fuzz_rows: list[dict], command: str, fuzz_command: str | None = None) -> str:
     import numpy
     import PIL
     import torch
@@ -85,7 +85,10 @@ def markdown(cli_rows: list[dict], fuzz_rows: list[dict], command: str) -> str:
             "cases. A case must end as a valid result or a clean error within 10 s of CPU (else: a hang); "
             "a crash is any other exception, an invalid array, a warning, a multi-line message, or (server) "
             "an answer other than "
-            "a PNG or a 4xx JSON `{\"detail\": ...}`.", "",
+            "a PNG or a 4xx JSON `{\"detail\": ...}`."
+            + ("" if fuzz_command in (None, command) else
+               f" These fuzz figures come from an earlier full run (`{fuzz_command}`): the cases above were "
+               "re-run with `--reuse-fuzz`."), "",
             "| Target | Cases | Valid result | Clean error | Crash | Hang |", "|---|---|---|---|---|---|"]
     for r in fuzz_rows:
         out.append(f"| `{r['target']}` | {r['cases']} | {r['valid result']} | {r['clean error']} | "
@@ -132,8 +135,8 @@ def server_section() -> list[str]:
     lines += [f"| {burst['parallel']} clients upload a {burst['megapixels']} MP JPEG ({burst['upload_bytes'] / 1e6:.1f} MB) "
               f"at the same moment | {burst['ok']} filled (200), {burst['busy_503']} answered 503 with Retry-After "
               f"at once; server memory (RSS) {burst['rss_idle_mb']} MB idle, peak {burst['rss_peak_mb']} MB |",
-              f"| {fills['count']} fills of {fills['size']} one after another | RSS {fills['rss_before_mb']} MB "
-              f"before, {fills['rss_after_mb']} MB after |", ""]
+              ] + ([f"| {fills['count']} fills of {fills['size']} one after another | RSS {fills['rss_before_mb']} MB "
+                    f"before, {fills['rss_after_mb']} MB after |"] if fills else []) + [""]
     return lines
 
 
@@ -145,18 +148,30 @@ def main() -> int:
                          "should not depend on the load)")
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "robustness.md")
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "robustness.json")
+    ap.add_argument("--reuse-fuzz", action="store_true",
+                    help="run tests/test_robustness.py only; keep the fuzz rows of the previous --json")
     args = ap.parse_args()
+    previous = json.loads(args.json.read_text()) if args.reuse_fuzz and args.json.exists() else None
+    if args.reuse_fuzz and previous is None:
+        print(f"--reuse-fuzz: no previous results in {args.json}", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory() as tmp:
-        rc = run_tests(Path(tmp), args.fuzz_cases, args.fuzz_seconds)
+        rc = run_tests(Path(tmp), args.fuzz_cases, args.fuzz_seconds, TESTS[:1] if previous else TESTS)
         if rc:
             print(f"robustness tests failed (exit {rc}): docs not written", file=sys.stderr)
             return rc
         cli_rows = json.loads((Path(tmp) / "cli.json").read_text())
-        fuzz_rows = json.loads((Path(tmp) / "fuzz.json").read_text())
+        fuzz_rows = previous["fuzz"] if previous else json.loads((Path(tmp) / "fuzz.json").read_text())
     command = "python bench/robustness_table.py" + ("" if args.fuzz_cases == 2000 else
                                                     f" --fuzz-cases {args.fuzz_cases}")
-    save_json(args.json.resolve(), {"command": command, "cli": cli_rows, "fuzz": fuzz_rows})
-    save_text(args.doc.resolve(), markdown(cli_rows, fuzz_rows, command))
+    if previous:  # the fuzz section says which run it comes from
+        command = previous.get("fuzz_command", previous["command"])
+        command_now = "python bench/robustness_table.py --reuse-fuzz"
+    else:
+        command_now = command
+    save_json(args.json.resolve(), {"command": command_now, "fuzz_command": command, "cli": cli_rows,
+                                    "fuzz": fuzz_rows})
+    save_text(args.doc.resolve(), markdown(cli_rows, fuzz_rows, command_now, command))
     print(f"wrote {args.doc} ({len(cli_rows)} cases) and {args.json}; fuzz: "
           + ", ".join(f"{r['target']} {r['cases']} cases, {r['crash']} crashes, {r['hang']} hangs"
                       for r in fuzz_rows))

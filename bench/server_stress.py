@@ -184,6 +184,8 @@ def main() -> None:
         after_burst = status(proc.pid)
         print(f"{args.parallel} x {args.megapixels:g} MP: statuses {[a['status'] for a in answers]}, "
               f"peak RSS {after_burst['VmHWM']} MB (idle {idle['VmRSS']} MB)", flush=True)
+        # saved now too: the fills below take long on a busy machine
+        save(args, side, jpeg, slow, idle, answers, burst_s, after_burst, samples, load_start, None)
 
         with httpx.Client(base_url=url, timeout=600) as client:
             before_fills = status(proc.pid)["VmRSS"]
@@ -192,6 +194,8 @@ def main() -> None:
             fills_s = time.perf_counter() - t
             after_fills = status(proc.pid)["VmRSS"]
         print(f"{args.fills} fills of 512x512: RSS {before_fills} -> {after_fills} MB", flush=True)
+        fills = {"count": args.fills, "size": "512x512", "ok": codes.count(200), "wall_s": round(fills_s, 2),
+                 "rss_before_mb": before_fills, "rss_after_mb": after_fills}
     finally:
         proc.terminate()
         try:
@@ -199,9 +203,13 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
 
+    save(args, side, jpeg, slow, idle, answers, burst_s, after_burst, samples, load_start, fills)
+
+
+def save(args, side, jpeg, slow, idle, answers, burst_s, after_burst, samples, load_start, fills) -> None:
     save_json(args.out, {
         "what": "fillgap serve (default limits) memory: parallel big uploads, then many small fills",
-        "command": "python bench/server_memory.py " + " ".join(sys.argv[1:]),
+        "command": "python bench/server_stress.py " + " ".join(sys.argv[1:]),
         "model": args.model or "shipped default",
         "slow_clients": slow,
         "burst": {"parallel": args.parallel, "megapixels": round(side * side / 1e6, 1), "side": side,
@@ -210,8 +218,7 @@ def main() -> None:
                   "busy_503": sum(a["status"] == 503 for a in answers),
                   "rss_idle_mb": idle["VmRSS"], "rss_peak_mb": after_burst["VmHWM"],
                   "rss_sampled_max_mb": max(samples) if samples else None, "rss_after_mb": after_burst["VmRSS"]},
-        "fills": {"count": args.fills, "size": "512x512", "ok": codes.count(200), "wall_s": round(fills_s, 2),
-                  "rss_before_mb": before_fills, "rss_after_mb": after_fills},
+        "fills": fills,
         "machine": machine(load_average_at_start=load_start),
     })
 
