@@ -78,7 +78,7 @@ def fill(
     workers: int = typer.Option(2, "--workers", min=1, help="Folder input: threads reading and writing files."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Folder input: same-size holes filled together (--engine ray: pictures per actor call)."),
     engine: str = typer.Option("local", "--engine", help="Folder input: local (threads in this process) or "
-                               "ray (a Ray cluster: --address; pip install 'fillgap[ray]')."),
+                               "ray (a Ray cluster: --address; needs the ray extra of fillgap)."),
     address: Optional[str] = typer.Option(None, "--address", help="--engine ray: auto (the cluster this machine "
                                           "joined), ray://HOST:10001, or none to start a local Ray."),
     actors: int = typer.Option(2, "--actors", min=1, help="--engine ray: model copies (actors), one CPU each."),
