@@ -159,3 +159,19 @@ def test_manifest_with_file_uris_through_the_actor_code(folder, tmp_path):
     assert sorted(p.name for p in report.written) == ["000.png", "one.png"]
     assert failure_names(tmp_path / "local") == ["b-junk.png"]
     assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")
+
+
+def test_a_failed_ray_job_is_one_line_and_keeps_the_lock_semantics(folder, tmp_path, monkeypatch):
+    """An actor that cannot start (or a lost node) fails the Ray job: one line, not Ray's traceback."""
+    import fillgap.engines.ray as engine
+    root, images, masks = folder
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("The actor died because of an error raised in its creation task\nTraceback ...")
+
+    monkeypatch.setattr(engine, "connect", lambda *a, **k: False)
+    monkeypatch.setattr(engine, "_execute", boom)
+    with pytest.raises(FillgapError) as err:
+        fill_ray(images, masks, tmp_path / "out", "opencv-telea")
+    assert "\n" not in str(err.value) and "run the same command again" in str(err.value)
+    assert not (tmp_path / "out" / ".fillgap-lock").exists()  # released

@@ -176,6 +176,12 @@ def fill_ray(source: Path, mask_dir: Path | None, out_dir: Path, model=None, *, 
         try:
             _execute(todo, log, model, actors, gpus_per_actor, batch_size, dilate, overwrite, resize_mask,
                      threads_per_actor, settings)
+        except (FillgapError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # an actor that cannot start, a lost node: one line, outputs kept
+            first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+            raise FillgapError(f"the Ray job failed ({type(exc).__name__}: {first[:300]}); the outputs written "
+                               "so far are kept: run the same command again to resume") from None
         finally:
             if started:
                 import ray
