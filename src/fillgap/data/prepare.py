@@ -672,13 +672,15 @@ def format_photo_list(root: str | Path | None = None) -> str:
     """The photo list with per-split totals (count, megapixels), and what is prepared under root."""
     root = Path(root).expanduser() if root else data_root()
     rows = photo_list()
-    lines = [f"{'name':36s} {'split':5s} {'source':28s} {'licence':27s} {'original':>10s} {'MP':>6s} ready"]
+    wn = max([36] + [len(r["name"]) for r in rows])
+    ws = max([28] + [len(r["source"]) for r in rows])
+    lines = [f"{'name':{wn}s} {'split':5s} {'source':{ws}s} {'licence':27s} {'original':>10s} {'MP':>6s} ready"]
     totals: dict[str, list[float]] = {s: [0, 0.0, 0.0] for s in SPLITS}
     for r in rows:
         w, h = int(r["width"]), int(r["height"])
         tw, th = target_size(w, h)
         ready = "yes" if (root / "photos" / f"{r['name']}.png").is_file() else "no"
-        lines.append(f"{r['name']:36s} {r['split']:5s} {r['source']:28s} {r['licence'][:27]:27s} "
+        lines.append(f"{r['name']:{wn}s} {r['split']:5s} {r['source']:{ws}s} {r['licence'][:27]:27s} "
                      f"{f'{w}x{h}':>10s} {w * h / 1e6:6.2f} {ready}")
         t = totals[r["split"]]
         t[0] += 1
