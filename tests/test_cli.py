@@ -136,13 +136,13 @@ def test_training_bar_counts_the_time_budget():
     from fillgap.config import load_config
     from fillgap.train import _progress
 
-    bar = _progress(load_config(None, {"epochs": 1000, "max_minutes": 1.0}), 8000, 0, False)
+    bar = _progress(load_config(None, {"epochs": 1000, "max_minutes": 1.0}), 8000, 0, True)  # on: tqdm counts
     assert bar.total == 60 and bar.unit == "s"
     bar.advance(12.5)
     assert bar.n == 12.5
     bar.advance(90)  # never past the budget
     assert bar.n == 60
-    steps = _progress(load_config(None, {"epochs": 3}), 30, 5, False)
+    steps = _progress(load_config(None, {"epochs": 3}), 30, 5, True)
     assert steps.total == 30 and steps.n == 5
 
 

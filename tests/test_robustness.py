@@ -760,7 +760,7 @@ def _tmpfs(path: Path, size: str) -> Path:
 @pytest.fixture
 def small_disk(tmp_path):
     disk = _tmpfs(tmp_path / "disk", "64k")
-    yield disk
+    yield Path("disk")  # relative to the test's folder (the current one): short names in the messages
     import subprocess
     subprocess.run(["umount", "-l", str(disk)], check=False)
 
