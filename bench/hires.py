@@ -34,8 +34,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from _common import RESULTS, machine, save_json, save_text
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 TEST_PHOTOS = {  # test split of photos.csv, large enough for 2560 x 1600 without upscaling
     "LadyBird": "mate-backgrounds/usr/share/backgrounds/mate/nature/LadyBird.jpg",
     "Picture_0B_by_freespace": "lomiri-wallpapers-16.04/usr/share/backgrounds/Picture_0B_by_freespace.jpg",
@@ -270,11 +271,10 @@ def main() -> None:
           f"peak RSS {big_row['peak_mb']:.0f} MB."]
     text = "\n".join(md) + "\n"
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"rows": rows, "folder": folder, "big": big_row, "load_before": load_before, "load_after": load_after,
-         "cases": [{k: c[k] for k in ("photo", "kind", "hole")} for c in cases]}, indent=1))
+    save_text(args.out.with_suffix(".md").resolve(), text)
+    save_json(args.out.with_suffix(".json").resolve(),
+              {"rows": rows, "folder": folder, "big": big_row, "load_before": load_before, "load_after": load_after,
+               "cases": [{k: c[k] for k in ("photo", "kind", "hole")} for c in cases], "machine": machine()})
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -25,7 +24,7 @@ from fillgap.classical import CLASSICAL
 from fillgap.evaluate import environment, load_images, load_protocol, make_cases
 
 PRIORS = ["opencv-telea", "skimage-biharmonic", "opencv-fsr", "fillgap-diffusion"]
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import RESULTS, save_json, save_text
 
 
 def time_at_512(protocol: str, count: int) -> dict[str, float]:
@@ -98,12 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         cells = [by_kind[k][m] for k in kinds] + [overall[m]]
         fmt = " | ".join(f"{c['hole_psnr']:.2f} / {c['hole_ssim']:.3f} / {c['hole_detail']:.2f}" for c in cells)
         lines.append(f"| {m} | {fmt} | {ms[m]:.0f} |")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "prior-ablation.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "prior-ablation.json").write_text(json.dumps(
-        {"by_kind": {k: {m: by_kind[k][m] for m in PRIORS + networks} for k in kinds},
-         "overall": {m: overall[m] for m in PRIORS + networks}, "ms_per_512": ms, "source": str(source.name),
-         "environment": environment()}, indent=1))
+    save_text("prior-ablation.md", "\n".join(lines))
+    save_json("prior-ablation.json",
+              {"by_kind": {k: {m: by_kind[k][m] for m in PRIORS + networks} for k in kinds},
+               "overall": {m: overall[m] for m in PRIORS + networks}, "ms_per_512": ms, "source": str(source.name),
+               "environment": environment()})
     print("\n".join(lines))
     return 0
 

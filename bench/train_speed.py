@@ -20,7 +20,9 @@ import torch
 from fillgap.config import load_config
 from fillgap.train import Trainer
 
-RESULTS = Path(__file__).resolve().parent / "results" / "train_speed.json"
+from _common import RESULTS as _RESULTS, machine, save_json
+
+RESULTS = _RESULTS / "train_speed.json"
 
 
 def main() -> None:
@@ -44,10 +46,11 @@ def main() -> None:
            "batch_size": cfg.batch_size, "size": cfg.size, "steps_timed": len(times) - 1,
            "patches_per_s": round((len(times) - 1) * cfg.batch_size / seconds, 2),
            "s_per_step": round(seconds / (len(times) - 1), 3),
-           "load_average": [round(x, 2) for x in os.getloadavg()], "cpu_count": os.cpu_count()}
+           "load_average": [round(x, 2) for x in os.getloadavg()], "cpu_count": os.cpu_count(),
+           "machine": machine()}
     print(json.dumps(row))
     rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    RESULTS.write_text(json.dumps(rows + [row], indent=1) + "\n")
+    save_json(RESULTS, rows + [row])
 
 
 if __name__ == "__main__":
