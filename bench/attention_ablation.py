@@ -48,15 +48,56 @@ def train(arm: str, minutes: float, steps: int, out: str) -> dict:
     return summary
 
 
+def score(shard: str, out: str) -> None:
+    """Protocol v1 (256 px) cases ``i::n`` through both checkpoints, as ``fillgap eval`` scores them."""
+    from fillgap.evaluate import build_methods, image_metrics, load_images, load_protocol, make_cases
+    torch.set_num_threads(1)
+    i, n = map(int, shard.split("/"))
+    protocol = load_protocol("v1")
+    images = load_images(protocol, 256)
+    cases = make_cases(protocol, 256)[i::n]
+    methods = build_methods([], [f"{out}-off/last.pt", f"{out}-on/last.pt"])
+    rows = []
+    for case in cases:
+        row = {"image": case.image, "kind": case.kind, "bucket": case.bucket}
+        for m in methods:
+            row[m.name] = image_metrics(m.fn(images[case.image], case.mask), images[case.image], case.mask)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    Path(f"{out}-eval-{i}of{n}.json").write_text(json.dumps(rows))
+
+
+def report(out: str) -> None:
+    import numpy as np
+    rows = [r for p in sorted(Path(out).parent.glob(Path(out).name + "-eval-*of*.json")) for r in json.loads(p.read_text())]
+    names = [k for k in rows[0] if k not in ("image", "kind", "bucket")]
+    print(f"{len(rows)} cases")
+    for group, sel in [("all", rows)] + [(k, [r for r in rows if r["kind"] == k]) for k in dict.fromkeys(r["kind"] for r in rows)]:
+        cells = []
+        for name in names:
+            psnr = np.mean([r[name]["hole_psnr"] for r in sel])
+            ssim = np.mean([r[name]["hole_ssim"] for r in sel])
+            cells.append(f"{name} {psnr:.3f} / {ssim:.4f}")
+        diff = [r[names[1]]["hole_psnr"] - r[names[0]]["hole_psnr"] for r in sel]
+        print(f"{group:7s} n={len(sel):3d} | " + " | ".join(cells) +
+              f" | on-off hole PSNR {np.mean(diff):+.3f} (on better in {sum(d > 0 for d in diff)}/{len(sel)})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("command", choices=["train"])
-    ap.add_argument("--arm", choices=["on", "off"], required=True)
+    ap.add_argument("command", choices=["train", "eval", "report"])
+    ap.add_argument("--shard", default="0/1", help="eval: cases i::n of the protocol, as i/n")
+    ap.add_argument("--arm", choices=["on", "off"])
     ap.add_argument("--minutes", type=float, default=45.0)
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--out", default="runs/ablation-attention")
     args = ap.parse_args()
-    train(args.arm, args.minutes, args.steps, args.out)
+    if args.command == "train":
+        train(args.arm, args.minutes, args.steps, args.out)
+    elif args.command == "eval":
+        score(args.shard, args.out)
+    else:
+        report(args.out)
 
 
 if __name__ == "__main__":
