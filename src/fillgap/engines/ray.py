@@ -23,7 +23,7 @@ from typing import Callable
 
 from ..api import FolderReport
 from ..errors import FillgapError
-from .common import RunLog, local_path, plan_run, triage
+from .common import RunLog, local_path, output_done, plan_run, triage
 
 STATUS_WRITTEN, STATUS_EXISTS, STATUS_FAILED = "written", "exists", "failed"
 
@@ -87,9 +87,12 @@ def fill_one(picture, mask, output, method, dilate: int = 0, overwrite: bool = F
     out, img, msk = local_path(output), local_path(picture), local_path(mask)
     try:
         if out is not None and img is not None and msk is not None:
+            replace = overwrite
             if (out.exists() or out.is_symlink()) and not overwrite:
-                return STATUS_EXISTS, ""
-            fill_file(img, msk, out, method, dilate, overwrite, resize_mask, **(settings or {}))
+                if output_done(out):
+                    return STATUS_EXISTS, ""
+                replace = True  # empty or cut short (another tool, a full disk): redone, as locally
+            fill_file(img, msk, out, method, dilate, replace, resize_mask, **(settings or {}))
             return STATUS_WRITTEN, ""
         return _fill_uri(picture, mask, output, method, dilate, overwrite, resize_mask, settings or {}), ""
     except Exception as exc:  # one bad picture never stops the job
