@@ -297,3 +297,15 @@ def test_a_generator_change_is_flagged_in_the_report(tmp_path):
     assert not run.result["protocol"]["matches_protocol"]
     assert "Warning" in render_markdown(run.result)
     assert run.grid.shape == (22 + 128, 128 * 4, 3)
+
+
+def test_every_kth_case_is_a_subset_with_unchanged_checksums():
+    protocol = load_protocol("bundled")
+    full = run_protocol(protocol, 128, build_methods(["mean-fill"]))
+    third = run_protocol(protocol, 128, build_methods(["mean-fill"]), every=3)
+    assert [c["image"] + c["kind"] + c["bucket"] for c in third.result["cases"]] == \
+        [c["image"] + c["kind"] + c["bucket"] for c in full.result["cases"][::3]]
+    assert not third.stale and third.result["protocol"]["every"] == 3
+    assert "every 3th case" in render_markdown(third.result)
+    with pytest.raises(FillgapError):
+        run_protocol(protocol, 128, build_methods(["mean-fill"]), every=0)
