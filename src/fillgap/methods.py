@@ -68,7 +68,7 @@ class ClassicalMethod(FillMethod):
 
     def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         # The pipeline hands over uint8 pictures divided by 255, so this round trip is exact.
-        imgs = image.detach().float().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        imgs = image.detach().float().mul(255).round_().clamp_(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
         holes = (hole[:, 0] > 0).cpu().numpy()
         outs = []
         for img, h in zip(imgs, holes):
@@ -77,7 +77,7 @@ class ClassicalMethod(FillMethod):
             else:
                 out = self.fn(img, h)
             outs.append(out)
-        out = torch.from_numpy(np.stack(outs).astype(np.float32)).permute(0, 3, 1, 2) / 255.0
+        out = torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).float().div_(255.0)
         return out.to(image.device)
 
 
@@ -131,7 +131,7 @@ class TorchNetwork(FillMethod):
         if size != (h, w):
             out = F.interpolate(out, size=(h, w), mode="bicubic").clamp(0, 1)
         if out.shape[1] == 1 and c == 3:
-            out = out.expand(-1, 3, -1, -1)
+            out = out.repeat(1, 3, 1, 1)
         return out.to(image.device).float()
 
 

@@ -55,7 +55,7 @@ class _Job:
     out: Path
     rgb: np.ndarray                   # uint8 H x W x 3
     alpha: np.ndarray | None          # the picture's transparency, written back unchanged
-    hole_alpha: np.ndarray            # float32 H x W in [0, 1]: fillgap.fill.prepare_mask's weights
+    hole_alpha: np.ndarray            # H x W: fillgap.fill.prepare_mask's weights (bool for --blend hard)
     windows: list[WindowJob]          # empty: nothing to fill
     result: np.ndarray | None = None  # the picture being composited, window by window
     left: int = 0                     # windows not filled yet

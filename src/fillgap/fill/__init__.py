@@ -58,7 +58,7 @@ def check_image(image: np.ndarray) -> np.ndarray:
 def plan(image: np.ndarray, alpha: np.ndarray, method: FillMethod, strategy: str = "auto",
          max_side: int | None = None) -> list[WindowJob]:
     """The windows of ``image`` to fill for the prepared weights ``alpha``, with their tensors."""
-    hole = alpha > 0
+    hole = alpha if alpha.dtype == bool else alpha > 0
     jobs = []
     for win in plan_windows(hole, single=strategy == "resize"):
         concrete = choose(strategy, method, (win.height, win.width), max_side)
@@ -81,7 +81,7 @@ def inpaint(image: np.ndarray, mask: np.ndarray, model: FillMethod | str | None 
     image = check_image(image)
     strategy, max_side = check_strategy(strategy), check_max_side(max_side)
     alpha = prepare_mask(mask, image.shape[:2], dilate, blend, resize_mask)
-    if not (alpha > 0).any():
+    if not (alpha if alpha.dtype == bool else alpha > 0).any():
         return image.copy()
     method = get_method(model, runtime)
     out = image.copy()

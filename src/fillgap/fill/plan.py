@@ -8,6 +8,7 @@ import numpy as np
 
 MARGIN_FRAC = 0.5   # context around a hole: half its size on each side ...
 MIN_MARGIN = 32     # ... and at least this many pixels
+POOL = 4           # grouping works on the hole max-pooled by this factor
 MAX_GROUPS = 400   # more separate holes than this: one window around all
 MERGE_GAP = 16      # windows closer than this become one (two calls would share most context)
 
@@ -63,11 +64,22 @@ def plan_windows(hole: np.ndarray, merge_gap: int = MERGE_GAP, single: bool = Fa
         return []
     if single:
         return [hole_window(hole)]
-    n, _, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
+    # Groups found on a 4x max-pooled hole (a 12 MP picture's label image would be 48 MB), then
+    # each group's exact bounding box from the full-resolution hole inside its coarse box.
+    h, w = hole.shape
+    ph, pw = (-h) % POOL, (-w) % POOL
+    pooled = np.pad(hole, ((0, ph), (0, pw))) if ph or pw else hole
+    pooled = pooled.reshape((h + ph) // POOL, POOL, (w + pw) // POOL, POOL).any(axis=(1, 3))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(pooled.astype(np.uint8), connectivity=8)
     if n - 1 > MAX_GROUPS:  # speckle: merging thousands of windows costs more than it saves
         return [hole_window(hole)]
-    windows = [_grow(int(y), int(y + hh), int(x), int(x + ww), hole.shape)
-               for x, y, ww, hh, _ in stats[1:n]]
+    windows = []
+    for x, y, ww, hh, _ in stats[1:n]:
+        top, left = y * POOL, x * POOL
+        sub = hole[top:(y + hh) * POOL, left:(x + ww) * POOL]
+        rows, cols = np.flatnonzero(sub.any(axis=1)), np.flatnonzero(sub.any(axis=0))
+        windows.append(_grow(int(top + rows[0]), int(top + rows[-1] + 1), int(left + cols[0]),
+                             int(left + cols[-1] + 1), hole.shape))
     # Merge until stable; a sweep over windows sorted by top keeps this fast for many holes.
     merged = True
     while merged and len(windows) > 1:
