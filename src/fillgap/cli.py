@@ -55,6 +55,9 @@ _BLEND_HELP = ("hard: every mask pixel > 0 is replaced (no outline of the remove
                "soft: grey mask levels blend the fill with the original.")
 
 
+_RUNTIME_HELP = ("torch | onnx: run networks in onnxruntime (CPU, or CUDA with onnxruntime-gpu); a checkpoint is "
+                 "exported once into ~/.cache/fillgap/onnx ($FILLGAP_CACHE). A --model ending in .onnx always "
+                 "runs in onnxruntime.")
 _THREADS_HELP = ("Compute threads per fill (default: $FILLGAP_THREADS, else the cores not kept busy by "
                  "other programs right now).")
 
@@ -88,6 +91,7 @@ def fill(
         "the hole identical), the input's format otherwise; png, tif, bmp; jpg, webp or same: lossy re-encoding, "
         "pixels outside the hole change."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=_THREADS_HELP),
+    runtime: str = typer.Option("torch", "--runtime", help=_RUNTIME_HELP),
 ):
     from .api import fill_file
     from .fill import check_blend, check_max_side, check_strategy
@@ -95,6 +99,7 @@ def fill(
     from .runtime.threads import set_threads
 
     set_threads(threads)
+    _check_runtime(runtime)
 
     check_strategy(strategy), check_max_side(max_side), check_blend(blend)
     settings = dict(strategy=strategy, max_side=max_side, blend=blend)
@@ -108,6 +113,8 @@ def fill(
             raise FillgapError(f"unknown --format '{output_format}' (choose from {', '.join(OUTPUT_FORMAT_CHOICES)})")
         if engine not in ("local", "ray"):
             raise FillgapError(f"unknown --engine '{engine}' (choose local or ray)")
+        if engine == "ray" and runtime != "torch":
+            raise FillgapError("--runtime onnx runs with the local engine only (for now)")
 
         def event(kind, path, why):  # failures and skipped entries as they happen
             typer.echo(f"fillgap: {kind}: {path}: {why}", err=True)
@@ -127,7 +134,7 @@ def fill(
                                   gpus_per_actor=gpus_per_actor, **common, **settings)
             else:
                 from .engines.local import fill_folder
-                report = fill_folder(input, mask_dir, output, get_method(model), workers=workers, **common,
+                report = fill_folder(input, mask_dir, output, get_method(model, runtime), workers=workers, **common,
                                      **settings)
         except KeyboardInterrupt:
             typer.echo(f"fillgap: interrupted; finished outputs are in {output}: "
@@ -139,8 +146,14 @@ def fill(
         raise FillgapError("--mask is required for a single picture")
     # The model is loaded only once the inputs and the output have passed their checks, and
     # not at all for an empty mask.
-    out = fill_file(input, mask, output, model, dilate, overwrite, resize_mask, **settings)
+    out = fill_file(input, mask, output, model, dilate, overwrite, resize_mask, runtime=runtime, **settings)
     typer.echo(f"wrote {out}")
+
+
+def _check_runtime(runtime: str) -> None:
+    from .methods import runtimes
+    if runtime not in runtimes():
+        raise FillgapError(f"unknown runtime '{runtime}' (choose from {', '.join(runtimes())})")
 
 
 @app.command()
@@ -314,14 +327,16 @@ def eval_cmd(
         "skimage-biharmonic, mean-fill, and fillgap-default when shipped); 'none' for checkpoints only."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=_THREADS_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing reports."),
+    runtime: str = typer.Option("torch", "--runtime", help=_RUNTIME_HELP),
 ):
     """Score methods on a fixed, seeded protocol: hole PSNR/SSIM/detail ratio and seconds per image, side by side."""
     from .evaluate import evaluate, parse_method_list, summary_line
 
     import shlex
     command = "fillgap " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else None
+    _check_runtime(runtime)
     run = evaluate(protocol, size, model or [], parse_method_list(methods), out=out, overwrite=overwrite,
-                   progress=True, command=command, threads=threads)
+                   progress=True, command=command, threads=threads, runtime=runtime)
     for name, row in run.result["summary"]["overall"].items():
         typer.echo(summary_line(name, row))
     for message in run.stale:
@@ -354,13 +369,16 @@ def serve(
     max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", min=0.01, help="Largest request body accepted."),
     max_pixels: int = typer.Option(40_000_000, "--max-pixels", min=1, help="Largest picture accepted (width x height)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=_THREADS_HELP),
+    runtime: str = typer.Option("torch", "--runtime", help=_RUNTIME_HELP),
 ):
     """Web app: brush over what should go in the browser, fill it, download the result."""
     from .server import ServerSettings, serve as run_server
 
+    _check_runtime(runtime)
     run_server(model, host, port, ServerSettings(max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                                                  max_pixels=max_pixels, save_dir=save_dir, threads=threads,
-                                                 strategy=strategy, max_side=max_side, blend=blend))
+                                                 strategy=strategy, max_side=max_side, blend=blend,
+                                                 runtime=runtime))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -230,12 +230,14 @@ def peer_names(include_default: bool = True) -> list[str]:
     return list(CLASSICAL) + (shipped if include_default else [])
 
 
-def registry_method(spec, name: str | None = None) -> Method:
+def registry_method(spec, name: str | None = None, runtime: str = "torch") -> Method:
     """A method of ``fillgap.methods``' registry, run through the same pipeline as ``fillgap fill``."""
     from .fill import inpaint
     from .methods import get_method
 
-    method = get_method(spec)
+    method = get_method(spec, runtime)
+    if runtime != "torch" and method.kind == "network":
+        name = f"{name or method.name} ({runtime})"
     kind = "classical" if method.kind == "classical" else "model"
     return Method(name or method.name, lambda image, mask: inpaint(image, mask, method), kind, method.source)
 
@@ -249,7 +251,8 @@ def _label(path: Path, taken: set[str]) -> str:
     return label
 
 
-def build_methods(peers: list[str] | None = None, checkpoints: list[str | Path] = ()) -> list[Method]:
+def build_methods(peers: list[str] | None = None, checkpoints: list[str | Path] = (),
+                  runtime: str = "torch") -> list[Method]:
     """The classical peers (all by default), the shipped model when present, and each checkpoint."""
     from .methods import SHARP_NAME
     known = list(CLASSICAL) + [DEFAULT_METHOD, SHARP_NAME]
@@ -260,14 +263,14 @@ def build_methods(peers: list[str] | None = None, checkpoints: list[str | Path] 
                            "checkpoints go in --model)")
     methods = [registry_method(n) for n in chosen if n in CLASSICAL]
     if DEFAULT_METHOD in chosen:
-        methods.append(registry_method(None, DEFAULT_METHOD))
+        methods.append(registry_method(None, DEFAULT_METHOD, runtime))
     if SHARP_NAME in chosen:
-        methods.append(registry_method(SHARP_NAME))
+        methods.append(registry_method(SHARP_NAME, runtime=runtime))
     taken = {m.name for m in methods}
     for ckpt in checkpoints:
         label = _label(Path(ckpt), taken)
         taken.add(label)
-        methods.append(registry_method(Path(ckpt), label))
+        methods.append(registry_method(Path(ckpt), label, runtime))
     if not methods:
         raise FillgapError("no methods to evaluate: name some with --methods or --model")
     return methods
@@ -537,16 +540,18 @@ def set_threads(threads: int | None) -> int:
 def evaluate(protocol: str | Path = "v1", size: int = 256, checkpoints: list[str | Path] = (),
              methods: list[str] | None = None, out: str | Path | None = None, stem: str | None = None,
              overwrite: bool = False, progress: bool = True, command: str | None = None,
-             threads: int | None = None, every: int = 1) -> EvalRun:
-    """Load the protocol, build the methods, run, and (with ``out``) write the three reports."""
+             threads: int | None = None, every: int = 1, runtime: str = "torch") -> EvalRun:
+    """Load the protocol, build the methods, run, and (with ``out``) write the three reports.
+
+    ``runtime``: how networks run (``torch`` or ``onnx``, see ``fillgap.methods``); classical peers are unaffected."""
     set_threads(threads)
     proto = load_protocol(protocol)
     stem = stem or f"eval-{proto.name}-{size}"
     if out is not None:
         check_outputs(out, stem, overwrite)  # fail before minutes of work, not after
     # Checksum mismatches are in run.stale and in the reports: the caller decides how to show them.
-    run = run_protocol(proto, size, build_methods(methods, checkpoints), progress=progress, command=command,
-                       every=every)
+    run = run_protocol(proto, size, build_methods(methods, checkpoints, runtime), progress=progress,
+                       command=command, every=every)
     if out is not None:
         run.paths = write_outputs(run, out, stem, overwrite)
     return run

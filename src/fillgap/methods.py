@@ -105,10 +105,18 @@ class TorchNetwork(FillMethod):
     def parameters_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """The network call itself (other runtimes override this, the padding stays here)."""
+        return self.model(x, m)
+
     @torch.no_grad()
     def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         n, c, h, w = image.shape
-        device = next(self.model.parameters()).device
+        device = self.device
         x, m = image.to(device), hole.to(device)
         if self.channels == 1 and c == 3:
             x = x.mean(dim=1, keepdim=True)
@@ -127,7 +135,7 @@ class TorchNetwork(FillMethod):
             mode = "reflect" if ph < size[0] and pw < size[1] else "replicate"  # reflect needs pad < size
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
             m = F.pad(m, (0, pw, 0, ph), mode=mode)
-        out = self.model(x, m)[..., : size[0], : size[1]]
+        out = self._forward(x, m)[..., : size[0], : size[1]]
         if size != (h, w):
             out = F.interpolate(out, size=(h, w), mode="bicubic").clamp(0, 1)
         if out.shape[1] == 1 and c == 3:
@@ -135,8 +143,14 @@ class TorchNetwork(FillMethod):
         return out.to(image.device).float()
 
 
+def _onnx_runtime(model: InpaintModel, source: str) -> FillMethod:
+    from .runtime.onnx import OnnxNetwork  # onnxruntime loads only when asked for
+    return OnnxNetwork.from_model(model, source)
+
+
 _RUNTIMES: dict[str, Callable[[InpaintModel, str], FillMethod]] = {
     "torch": lambda model, source: TorchNetwork(model, source=source),
+    "onnx": _onnx_runtime,
 }
 
 
@@ -189,6 +203,9 @@ def get_method(spec: FillMethod | InpaintModel | str | Path | None = None, runti
         from .models import create_model
         return _network(create_model(text).eval(), f"fillgap.models:{text} (untrained)", runtime, text)
     path = Path(text)
+    if path.suffix.lower() == ".onnx":  # made by `fillgap export --onnx`: runs in onnxruntime whatever the runtime
+        from .runtime.onnx import OnnxNetwork
+        return OnnxNetwork(path)
     if not path.exists() and path.suffix.lower() not in (".pt", ".safetensors", ".pth"):
         raise FillgapError(f"unknown model '{text}': not a method name ({', '.join(method_names())}) "
                            "nor an existing checkpoint file")

@@ -76,6 +76,7 @@ class ServerSettings:
     # torch intra-op threads per fill; None: fillgap.runtime.threads' policy ($FILLGAP_THREADS,
     # else the cores other programs leave free, measured per fill).
     threads: int | None = None
+    runtime: str = "torch"  # or "onnx": networks run in onnxruntime (fillgap.runtime.onnx)
     max_dilate: int = 200
     model_source: str = "given"  # shown by /api/models
     # Defaults of the fill (fillgap.fill.inpaint); the form fields of the same names override them.
@@ -279,10 +280,11 @@ def _model_info(method: FillMethod, source: str, metadata: dict[str, str]) -> di
     }
 
 
-def _load(model: FillMethod | InpaintModel | str | Path | None) -> tuple[FillMethod, str, dict[str, str]]:
+def _load(model: FillMethod | InpaintModel | str | Path | None,
+          runtime: str = "torch") -> tuple[FillMethod, str, dict[str, str]]:
     from .checkpoint import weights_metadata
 
-    method = get_method(model)
+    method = get_method(model, runtime)
     if isinstance(model, (FillMethod, InpaintModel)):
         return method, "given", {}
     meta, path = {}, Path(method.source)
@@ -297,7 +299,7 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
     """The app, with its method loaded now (once): a name, a network, a checkpoint path, or None (default)."""
     settings = settings or ServerSettings()
     check_strategy(settings.strategy), check_max_side(settings.max_side), check_blend(settings.blend)
-    net, source, metadata = _load(model)
+    net, source, metadata = _load(model, settings.runtime)
     info = _model_info(net, source, metadata)
     save_dir = None
     if settings.save_dir is not None:

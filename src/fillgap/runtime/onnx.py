@@ -8,8 +8,10 @@ products (see ``fillgap.models.ffc.rfft2_matmul``). fillgap's settings ride alon
 metadata, so ``OnnxSession(path)`` needs nothing but the file.
 
 ``OnnxSession``: one network in onnxruntime (CUDA execution provider when onnxruntime has
-it, else CPU), with its thread count; ``for_checkpoint`` exports a torch checkpoint once
-into a cache folder and reuses the file after that.
+it, else CPU), with its thread count. ``OnnxNetwork``: the ``onnx`` runtime of
+``fillgap.methods`` (``--runtime onnx``; ``--model X.onnx``); a torch checkpoint is exported
+once into a cache folder (``$FILLGAP_CACHE/onnx``, default ``~/.cache/fillgap/onnx``) and
+the file is reused after that.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import io
 import json
 import logging
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import FillgapError
+from ..methods import NETWORK_MAX_SIDE, TorchNetwork
 from ..models import InpaintModel
 
 FORMAT = "fillgap-onnx-1"  # bump when inputs, outputs or metadata change meaning
@@ -78,13 +82,15 @@ def export_onnx(model: InpaintModel, path: str | Path, overwrite: bool = False, 
     # Traced at 16 blocks square; checked at another, non-square size below.
     side = fixed or 16 * k
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(1, model.channels, side, side, generator=gen)
-    m = (torch.rand(1, 1, side, side, generator=gen) > 0.7).float()
-    dynamic = None
+    # A batch of 2: the exporter would fix a batch dimension of size 1 in the graph.
+    x = torch.rand(2, model.channels, side, side, generator=gen)
+    m = (torch.rand(2, 1, side, side, generator=gen) > 0.7).float()
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    dynamic = {"image": {0: batch}, "mask": {0: batch}}
     if not fixed:
         # Multiples of k (the net's stride), at least 2k: what fillgap's pipeline feeds.
         bh, bw = torch.export.Dim("h_blocks", min=2, max=8192), torch.export.Dim("w_blocks", min=2, max=8192)
-        dynamic = {"image": {2: k * bh, 3: k * bw}, "mask": {2: k * bh, 3: k * bw}}
+        dynamic = {"image": {0: batch, 2: k * bh, 3: k * bw}, "mask": {0: batch, 2: k * bh, 3: k * bw}}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         try:
@@ -177,26 +183,75 @@ class OnnxSession:
                 "mask": np.ascontiguousarray(mask.detach().cpu().float().numpy())}
         return torch.from_numpy(self.session.run(["filled"], feed)[0])
 
-    @classmethod
-    def for_checkpoint(cls, model: InpaintModel, source: str | Path | None, threads: int | None = None) -> "OnnxSession":
-        """The session of a torch network: exported once per weights file into ``cache_dir()``."""
-        from ..checkpoint import DEFAULT_WEIGHTS
-        from .. import __version__
 
-        src = Path(source) if source else DEFAULT_WEIGHTS
-        if src.suffix == ".onnx":
-            return cls(src, threads)
-        if not src.is_file():  # a registry name (untrained weights): nothing stable to cache by
-            key = hashlib.sha256(json.dumps([model.registry_name, model.registry_kwargs], default=str).encode()
-                                 + b"".join(t.numpy().tobytes() for t in model.state_dict().values())).hexdigest()[:20]
-        else:
-            key = _file_digest(src)
-        cached = cache_dir() / f"{src.stem}-{key}-fillgap{__version__}-torch{torch.__version__.split('+')[0]}.onnx"
-        if not cached.exists():
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                export_onnx(model, cached, source=str(src))
-            except FillgapError as exc:
-                if not cached.exists():  # another process may have won the race
-                    raise FillgapError(f"cannot export {src} to ONNX: {exc}") from None
-        return cls(cached, threads)
+def exported_path(model: InpaintModel, source: str | Path | None) -> Path:
+    """The ONNX file of a torch network: exported once per weights into ``cache_dir()``, then reused."""
+    from .. import __version__
+    from ..checkpoint import DEFAULT_WEIGHTS
+
+    src = Path(source) if source else DEFAULT_WEIGHTS
+    if src.is_file():
+        key = _file_digest(src)
+    else:  # a registry name or a model built in memory: the weights themselves are the key
+        h = hashlib.sha256(json.dumps([model.registry_name, model.registry_kwargs], default=str).encode())
+        for t in model.state_dict().values():
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        key = h.hexdigest()[:20]
+    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in (src.stem if src.is_file() else
+                                                                          model.registry_name or "model"))
+    cached = cache_dir() / f"{stem}-{key}-{FORMAT}-fillgap{__version__}-torch{torch.__version__.split('+')[0]}.onnx"
+    if not cached.exists():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            export_onnx(model, cached, source=str(src))
+        except FillgapError:
+            if not cached.exists():  # else another process exported it meanwhile
+                raise
+    return cached
+
+
+class OnnxNetwork(TorchNetwork):
+    """A network run by onnxruntime: ``fillgap.methods``' ``onnx`` runtime and ``--model X.onnx``.
+
+    The pipeline's padding and scaling are TorchNetwork's; only the network call differs. One
+    session per thread count (onnxruntime fixes it per session): the count is torch's current
+    one, which ``fillgap.runtime.threads.set_threads`` sets for every entry point.
+    """
+
+    def __init__(self, path: str | Path, name: str = "", source: str = "", model: InpaintModel | None = None):
+        self.path = Path(path)
+        self._sessions: dict[int, OnnxSession] = {}
+        self._lock = threading.Lock()
+        first = self._session()
+        self.model = model  # the torch network it came from, if any (parameter count)
+        self.name = name or first.name
+        self.source = source or str(self.path)
+        self.channels, self.fixed_size, self.size_multiple = first.channels, first.fixed_size, first.size_multiple
+        self.max_side = NETWORK_MAX_SIDE
+        self.providers = first.session.get_providers()
+
+    @classmethod
+    def from_model(cls, model: InpaintModel, source: str) -> "OnnxNetwork":
+        """The ``onnx`` runtime's factory: export once into the cache, then run the file."""
+        return cls(exported_path(model, source), source=source, model=model)
+
+    def _session(self) -> OnnxSession:
+        n = torch.get_num_threads()
+        with self._lock:
+            if n not in self._sessions:
+                self._sessions[n] = OnnxSession(self.path, threads=n)
+            return self._sessions[n]
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")  # inputs go in as NumPy; a CUDA provider copies them itself
+
+    def _forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return self._session().run(x, m)
+
+    def parameters_count(self) -> int:
+        if self.model is not None:
+            return sum(p.numel() for p in self.model.parameters())
+        import onnx
+        graph = onnx.load(str(self.path), load_external_data=False).graph
+        return sum(int(np.prod(t.dims)) for t in graph.initializer)
