@@ -17,6 +17,15 @@ from fillgap.models.ffc import FourierUnit, irfft2_matmul, rfft2_matmul
 from fillgap.runtime import threads as rt
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch (and so onnxruntime) thread: on a busy machine two threads wait for each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # -- DFT by matrix products == FFT
 @pytest.mark.parametrize("h,w", [(16, 16), (7, 9), (12, 5), (1, 1), (2, 3), (33, 64)])
 def test_dft_matmul_equals_fft(h, w):
