@@ -112,7 +112,7 @@ def test_onnx_fill_matches_torch_fill_on_bundled_photos(exported):
     d, net = exported
     onnx_method = get_method(d / "tiny.onnx")
     assert onnx_method.name == "ffc-tiny" and type(onnx_method).__name__ == "OnnxNetwork"
-    for i, photo in enumerate(bundled_photos("test")):
+    for i, photo in zip(range(3), bundled_photos("test")):  # the 3 shipped test photos
         img = photo[:90, :118].copy()  # not a multiple of 4: the padding path too
         mask = MaskGenerator("box", seed=i)(90, 118, 0, 0)
         ref = inpaint(img, mask, get_method(net))
