@@ -68,8 +68,7 @@ def exported(tmp_path_factory):
     d = tmp_path_factory.mktemp("onnx")
     net = _tiny_net()
     export_weights(d / "tiny.safetensors", net)
-    # The CLI in its own process: after torch's exporter has run, torch calls in the same process
-    # get much slower (seen with torch 2.13), which would slow every later test here.
+    # The real command, in its own process (the exporter's tracing state stays out of this one).
     src = Path(__file__).resolve().parents[1] / "src"
     proc = subprocess.run([sys.executable, "-m", "fillgap", "export", "--onnx", str(d / "tiny.onnx"),
                            "--model", str(d / "tiny.safetensors")], capture_output=True, text=True,
