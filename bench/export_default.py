@@ -33,9 +33,9 @@ def train_list_hash() -> tuple[str, int]:
     return hashlib.sha256(text.encode()).hexdigest(), len(rows)
 
 
-def inherited(cfg: dict) -> tuple[int, float, str]:
+def inherited(cfg: dict, init: str | None = None) -> tuple[int, float, str]:
     """Steps and minutes of the weights this run was fine-tuned from (0 when trained from scratch)."""
-    init = cfg.get("init")
+    init = init or cfg.get("init")
     if not init:
         return 0, 0.0, ""
     path = RELEASED_WEIGHTS["default"] if init == "default" else Path(init)
@@ -53,6 +53,8 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("--variant", choices=sorted(RELEASED_WEIGHTS), default="default")
     ap.add_argument("--command", default=None, help="the exact training command(s), for the card")
+    ap.add_argument("--init", default=None, help="the weights the run started from, when its config's "
+                    "`init: default` no longer names them (the default was replaced since)")
     args = ap.parse_args()
     target = RELEASED_WEIGHTS[args.variant]
     ckpt = read_checkpoint(args.run / "last.pt")
@@ -67,7 +69,7 @@ def main() -> None:
                 minutes += last / 60
             last = r["time"]
     minutes += last / 60
-    prev_steps, prev_minutes, parent = inherited(cfg)
+    prev_steps, prev_minutes, parent = inherited(cfg, args.init)
     data_hash, n_train = train_list_hash()
     model = load_model(args.run / "last.pt")
     command = args.command or f"fillgap train --config {args.run}/config.yaml"

@@ -48,3 +48,22 @@ def test_default_model_runs_at_twice_its_training_size(default_model):
     mask[60:200, 100:300] = 1.0
     out = fillgap.inpaint(img, mask, default_model)
     assert out.shape == img.shape and np.array_equal(out[mask == 0], img[mask == 0])
+
+
+def test_default_model_is_pure_torch(default_model):
+    """The start it refines is the torch diffusion prior: no NumPy/OpenCV inside forward, so it
+    runs on a GPU and exports."""
+    from fillgap.models.prior import DiffusionPrior
+    assert isinstance(default_model.prior, DiffusionPrior)
+
+
+def test_sharp_variant_is_shipped_with_its_card_and_fills():
+    from fillgap.checkpoint import RELEASED_WEIGHTS
+    from fillgap.methods import SHARP_NAME, get_method
+    path = RELEASED_WEIGHTS["sharp"]
+    assert path.exists() and path.stat().st_size < 25e6
+    assert (path.parent / "MODEL_CARD-sharp.md").exists()
+    img = np.ascontiguousarray(bundled_photos("test")[1][:128, :128])
+    mask = MaskGenerator("box", seed=3)(128, 128, 0, 0)
+    out = fillgap.inpaint(img, mask, get_method(SHARP_NAME))
+    assert np.array_equal(out[mask == 0], img[mask == 0]) and not np.array_equal(out, img)
