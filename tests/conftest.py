@@ -28,3 +28,13 @@ def image_folder(tmp_path):
         low = g.integers(0, 256, (4, 4, 3), dtype=np.uint8)
         Image.fromarray(low).resize((48, 40), Image.BILINEAR).save(folder / f"img{i}.png")
     return folder
+
+
+@pytest.fixture
+def one_thread():
+    """One torch intra-op thread (and so one onnxruntime thread) for the test: on a busy 2-core
+    machine two threads wait for each other; a distributed rank also runs with one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

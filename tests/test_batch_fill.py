@@ -20,13 +20,7 @@ from fillgap.imageio import read_image, read_mask
 from fillgap.models import create_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: torch's thread pool crawls on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -55,13 +55,7 @@ def test_cpu_sync_batchnorm_is_batchnorm_in_one_process():
     torch.testing.assert_close(converted(x), expected)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread, as each rank has: faster on a busy 2-core machine (no spinning)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _config(tmp_path, folder, **extra):

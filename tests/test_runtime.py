@@ -18,13 +18,7 @@ from fillgap.models.ffc import FourierUnit, irfft2_matmul, rfft2_matmul
 from fillgap.runtime import threads as rt
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch (and so onnxruntime) thread: on a busy machine two threads wait for each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 # -- DFT by matrix products == FFT
