@@ -48,6 +48,33 @@ def test_fourier_unit_variants_agree():
     assert torch.allclose(fft, mm, atol=1e-5)
 
 
+# -- torch-bf16: the same network with bfloat16 convolutions
+def test_bf16_runtime_fills_close_to_fp32_and_really_uses_bf16():
+    from fillgap.data import bundled_photos
+    from fillgap.fill import inpaint
+    from fillgap.masks import MaskGenerator
+    from fillgap.methods import get_method
+    torch.manual_seed(0)
+    net = create_model("ffc-tiny").eval()
+    torch.nn.init.normal_(net.head.weight, std=0.05)  # not the identity on the prior: the test can fail
+    fast = get_method(net, "torch-bf16")
+    seen = []  # the dtypes the convolutions computed in
+    for mod in net.modules():
+        if isinstance(mod, torch.nn.Conv2d):
+            mod.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
+    img = next(iter(bundled_photos("test")))[:64, :80].copy()
+    mask = MaskGenerator("box", seed=3)(64, 80, 0, 0)
+    got = inpaint(img, mask, fast)
+    assert torch.bfloat16 in seen
+    seen.clear()
+    ref = inpaint(img, mask, get_method(net))
+    assert torch.bfloat16 not in seen
+    hole = mask > 0
+    assert (ref[hole] != img[hole]).any() and np.array_equal(got[~hole], img[~hole])
+    diff = np.abs(got.astype(int) - ref.astype(int))[hole]
+    assert diff.max() <= 3 and diff.mean() < 0.5
+
+
 # -- ONNX export and onnxruntime (one export for the module: the exporter takes tens of seconds)
 def _tiny_net() -> InpaintModel:
     """ffc-tiny without the prior (the exporter's time grows with the op count; the prior's many

@@ -55,8 +55,9 @@ _BLEND_HELP = ("hard: every mask pixel > 0 is replaced (no outline of the remove
                "soft: grey mask levels blend the fill with the original.")
 
 
-_RUNTIME_HELP = ("torch | onnx: run networks in onnxruntime (CPU, or CUDA with onnxruntime-gpu); a checkpoint is "
-                 "exported once into ~/.cache/fillgap/onnx ($FILLGAP_CACHE). A --model ending in .onnx always "
+_RUNTIME_HELP = ("torch | torch-bf16 | onnx. torch-bf16: convolutions in bfloat16 (faster where the CPU has bf16 "
+                 "instructions). onnx: networks run in onnxruntime (CPU, or CUDA with onnxruntime-gpu); a checkpoint "
+                 "is exported once into ~/.cache/fillgap/onnx ($FILLGAP_CACHE). A --model ending in .onnx always "
                  "runs in onnxruntime.")
 _THREADS_HELP = ("Compute threads per fill (default: $FILLGAP_THREADS, else the cores not kept busy by "
                  "other programs right now).")
@@ -114,7 +115,7 @@ def fill(
         if engine not in ("local", "ray"):
             raise FillgapError(f"unknown --engine '{engine}' (choose local or ray)")
         if engine == "ray" and runtime != "torch":
-            raise FillgapError("--runtime onnx runs with the local engine only (for now)")
+            raise FillgapError(f"--runtime {runtime} runs with the local engine only (for now)")
 
         def event(kind, path, why):  # failures and skipped entries as they happen
             typer.echo(f"fillgap: {kind}: {path}: {why}", err=True)

@@ -93,8 +93,10 @@ class TorchNetwork(FillMethod):
 
     kind = "network"
 
-    def __init__(self, model: InpaintModel, name: str = "", source: str = "given", max_side: int = NETWORK_MAX_SIDE):
+    def __init__(self, model: InpaintModel, name: str = "", source: str = "given", max_side: int = NETWORK_MAX_SIDE,
+                 bf16: bool = False):
         self.model = model.eval()
+        self.bf16 = bf16  # convolutions in bfloat16 (torch autocast): the ``torch-bf16`` runtime
         self.name = name or model.registry_name or type(model).__name__
         self.source = source
         self.channels = model.channels
@@ -111,6 +113,9 @@ class TorchNetwork(FillMethod):
 
     def _forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """The network call itself (other runtimes override this, the padding stays here)."""
+        if self.bf16:
+            with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                return self.model(x, m).float()
         return self.model(x, m)
 
     @torch.no_grad()
@@ -150,6 +155,9 @@ def _onnx_runtime(model: InpaintModel, source: str) -> FillMethod:
 
 _RUNTIMES: dict[str, Callable[[InpaintModel, str], FillMethod]] = {
     "torch": lambda model, source: TorchNetwork(model, source=source),
+    # bfloat16 convolutions: about 1.5x faster on CPUs with native bf16 (AVX512-BF16, AMX) and on GPUs,
+    # fills within about 1/255 of fp32 (bench/precision.py measures both)
+    "torch-bf16": lambda model, source: TorchNetwork(model, source=source, bf16=True),
     "onnx": _onnx_runtime,
 }
 

@@ -108,4 +108,4 @@ def run(method: FillMethod, image: torch.Tensor, hole: torch.Tensor, strategy: s
     coarse = _low_fill(method, image, hole, low)
     if coarse.shape[-2:] == image.shape[-2:]:
         return coarse  # filled at full resolution already: no detail to restore
-    return aggregate(image, hole, coarse, topk=CRA_TOPK).clamp(0, 1)
+    return aggregate(image, hole, coarse, topk=CRA_TOPK).clamp_(0, 1)  # in place: a window-sized copy less
