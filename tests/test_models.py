@@ -111,3 +111,23 @@ def test_refine_model_starts_as_its_prior(prior):
     out = model(x, mask)
     ref = PRIORS[prior]()(x * (1 - mask), mask)
     assert torch.allclose(out, ref.clamp(1e-3, 1 - 1e-3), atol=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["ffc-tiny", "ffc-small"])
+def test_for_inference_folds_batch_norms_without_changing_the_fill(preset):
+    torch.manual_seed(0)
+    net = create_model(preset).eval()
+    for m in net.modules():  # batch norms that are not the identity, and a head that is not zero
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5), m.bias.data.uniform_(-0.2, 0.2)
+    torch.nn.init.normal_(net.head.weight, std=0.05)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fast = net.for_inference()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    x, hole = torch.rand(2, 3, 32, 48), (torch.rand(2, 1, 32, 48) > 0.6).float()
+    with torch.no_grad():
+        ref, got = net(x, hole), fast(x, hole)
+    assert (ref - x).abs().max() > 0.05  # the network does something
+    assert torch.allclose(ref, got, atol=1e-5)
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())  # the original is untouched

@@ -57,9 +57,9 @@ def test_bf16_runtime_fills_close_to_fp32_and_really_uses_bf16():
     torch.manual_seed(0)
     net = create_model("ffc-tiny").eval()
     torch.nn.init.normal_(net.head.weight, std=0.05)  # not the identity on the prior: the test can fail
-    fast = get_method(net, "torch-bf16")
+    fast, plain = get_method(net, "torch-bf16"), get_method(net)
     seen = []  # the dtypes the convolutions computed in
-    for mod in net.modules():
+    for mod in [*fast.model.modules(), *plain.model.modules()]:
         if isinstance(mod, torch.nn.Conv2d):
             mod.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
     img = next(iter(bundled_photos("test")))[:64, :80].copy()
@@ -67,7 +67,7 @@ def test_bf16_runtime_fills_close_to_fp32_and_really_uses_bf16():
     got = inpaint(img, mask, fast)
     assert torch.bfloat16 in seen
     seen.clear()
-    ref = inpaint(img, mask, get_method(net))
+    ref = inpaint(img, mask, plain)
     assert torch.bfloat16 not in seen
     hole = mask > 0
     assert (ref[hole] != img[hole]).any() and np.array_equal(got[~hole], img[~hole])

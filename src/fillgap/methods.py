@@ -95,7 +95,7 @@ class TorchNetwork(FillMethod):
 
     def __init__(self, model: InpaintModel, name: str = "", source: str = "given", max_side: int = NETWORK_MAX_SIDE,
                  bf16: bool = False):
-        self.model = model.eval()
+        self.model = model.for_inference()  # e.g. batch norms folded (a copy: ``model`` stays as it is)
         self.bf16 = bf16  # convolutions in bfloat16 (torch autocast): the ``torch-bf16`` runtime
         self.name = name or model.registry_name or type(model).__name__
         self.source = source

@@ -15,6 +15,8 @@ network trained from scratch on the little data and compute we have.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -244,6 +246,10 @@ class FFCInpainter(InpaintModel):
         return torch.sigmoid(x)
 
 
+    def for_inference(self) -> "FFCInpainter":
+        return fold_batchnorm(copy.deepcopy(self).eval())
+
+
 class TeleaPrior(nn.Module):
     """OpenCV Telea as the start (the first shipped weights were trained on it). NumPy on the
     CPU inside the model: no ONNX export, a device sync per call. Kept for those weights and
@@ -283,3 +289,54 @@ def _factory(preset: str):
 
 for _name in PRESETS:
     register_model(_name)(_factory(_name))
+
+
+# -- inference: batch norms folded into the convolutions before them -----------------------------
+def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode batch norm as y = scale * x + shift (per channel)."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
+def _scale_conv(conv: nn.Conv2d | nn.ConvTranspose2d, scale: torch.Tensor, shift: torch.Tensor | None) -> None:
+    """conv <- scale * conv + shift, per output channel (weights changed in place)."""
+    axis = 1 if isinstance(conv, nn.ConvTranspose2d) else 0
+    shape = [1] * conv.weight.dim()
+    shape[axis] = -1
+    conv.weight.mul_(scale.view(shape))
+    if conv.bias is not None:
+        conv.bias.mul_(scale)
+    if shift is not None:
+        if conv.bias is None:
+            conv.bias = nn.Parameter(torch.zeros_like(shift))
+        conv.bias.add_(shift)
+
+
+@torch.no_grad()
+def fold_batchnorm(model: FFCInpainter) -> FFCInpainter:
+    """The same eval-mode network with every batch norm folded into the convolution(s) that feed
+    it (equal up to float rounding): fewer passes over memory and no batch-norm outputs to hold,
+    which a CPU fill at high resolution feels. For inference only: modifies ``model`` in place."""
+    if model.training:
+        raise ValueError("fold_batchnorm is for an eval-mode network (model.eval() first)")
+    for seq in [model.down, model.up, *(m.squeeze for m in model.modules() if isinstance(m, SpectralTransform))]:
+        for i in range(len(seq) - 1):
+            if isinstance(seq[i], (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(seq[i + 1], nn.BatchNorm2d):
+                _scale_conv(seq[i], *_bn_affine(seq[i + 1]))
+                seq[i + 1] = nn.Identity()
+    for unit in [m for m in model.modules() if isinstance(m, FourierUnit)]:
+        _scale_conv(unit.conv, *_bn_affine(unit.bn))
+        unit.bn = nn.Identity()
+    for layer in [m for m in model.modules() if isinstance(m, FFCBnAct)]:
+        ffc = layer.ffc
+        # out_l = l2l(x_l) + g2l(x_g); out_g = l2g(x_l) + g2g(x_g), g2g ending in the 1x1 ``expand``
+        for bn_name, convs in (("bn_l", [ffc.l2l, ffc.g2l]), ("bn_g", [ffc.l2g, ffc.g2g and ffc.g2g.expand])):
+            bn = getattr(layer, bn_name)
+            if not isinstance(bn, nn.BatchNorm2d):
+                continue
+            scale, shift = _bn_affine(bn)
+            convs = [c for c in convs if c is not None]
+            for k, conv in enumerate(convs):
+                _scale_conv(conv, scale, shift if k == 0 else None)
+            setattr(layer, bn_name, nn.Identity())
+    return model
