@@ -229,12 +229,13 @@ def aggregate_residual(image: torch.Tensor, hole: torch.Tensor, coarse: torch.Te
     gh, gw = math.ceil(big_h / s), math.ceil(big_w / s)
     out = image.clone(memory_format=torch.contiguous_format)
     for i in range(n):  # each item has its own hole cells as queries
-        img, missing, low = image[i:i + 1].float(), hole[i:i + 1] > 0, coarse[i:i + 1].float()
-        if not missing.any():
+        # The hole as given (no full-resolution float copy: a 12 MP window cannot spare it);
+        # max-pooling then "> 0" = "any missing pixel under this cell".
+        img, holes, low = image[i:i + 1].float(), hole[i:i + 1].float(), coarse[i:i + 1].float()
+        if not (holes > 0).any():
             continue
-        missing = missing.float()
-        blur_low = torch.where(F.adaptive_max_pool2d(missing, (h, w)) > 0, low, F.interpolate(img, (h, w), mode="area"))
-        hole_grid = F.max_pool2d(missing, s, ceil_mode=True)  # 1 x 1 x gh x gw
+        blur_low = torch.where(F.adaptive_max_pool2d(holes, (h, w)) > 0, low, F.interpolate(img, (h, w), mode="area"))
+        hole_grid = (F.max_pool2d(holes, s, ceil_mode=True) > 0).float()  # 1 x 1 x gh x gw
         # Matching features: the coarse fill over the grid's (padded) extent at 2x the grid,
         # each cell's 2 x 2 sub-pixels as channels, centred on the known mean colour.
         pad_h, pad_w = round((gh * s - big_h) * h / big_h), round((gw * s - big_w) * w / big_w)
@@ -245,7 +246,7 @@ def aggregate_residual(image: torch.Tensor, hole: torch.Tensor, coarse: torch.Te
 
         queries = hole_grid.flatten().nonzero().flatten()
         valid = _known_keys(hole_grid, (gh, gw), patch_size)
-        flat_out, flat_missing = out[i].view(3, -1), missing.view(-1) > 0
+        flat_out, flat_missing = out[i].view(3, -1), holes.view(-1) > 0
         for q, weights, idx in _match(feat, valid, queries, patch_size, scale, min(topk, gh * gw), chunk):
             rows, cols = _cell_pixels(q, gw, s, big_h, big_w)
             fill = _upsampled_at(low, rows, cols, big_h, big_w)  # 3 x c x s x s
