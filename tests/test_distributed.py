@@ -77,9 +77,6 @@ def _max_param_diff(a, b):
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "open bug: 2 gloo processes and 1 process end up to 0.005 apart after 3 steps (lr 0.01) unless "
-    "the model refines an OpenCV Telea start; also on the code before the torch prior with refine=False"))
 def test_two_gloo_processes_equal_one_process_and_write_once(image_folder, tmp_path):
     """Plain means as losses (hole_weight 1): the DDP step must equal the single-process step."""
     cfg_path = _config(tmp_path, image_folder)
@@ -97,7 +94,18 @@ def test_two_gloo_processes_equal_one_process_and_write_once(image_folder, tmp_p
     from fillgap.models import create_model
     init = create_model("ffc-tiny").state_dict()
     assert _max_param_diff(one["model"], init) > 1e-3  # training moved the weights
-    assert _max_param_diff(one["model"], two["model"]) < 1e-4  # ... the same way in both runs
+    # ... the same way in both runs. Not compared weight by weight: Adam's first steps move each
+    # weight by about lr * sign(gradient), so a weight whose gradient is ~0 (everything behind
+    # the zero-initialised head at first) moves +-lr by the rounding of a sum that the two runs
+    # add in another order. Adam's first moments (running means of the gradients) compare
+    # instead: they scale with the gradients, so a wrong reduction (a sum instead of a mean,
+    # one rank's half only) is off by 50 % or more; the two runs agree within 3 %.
+    m1, m2 = one["optimizer"]["state"], two["optimizer"]["state"]
+    assert m1.keys() == m2.keys()
+    for k in m1:
+        a, b = m1[k]["exp_avg"], m2[k]["exp_avg"]
+        assert (a - b).abs().max() <= 0.03 * a.abs().max() + 1e-12, k
+    assert _max_param_diff(one["model"], two["model"]) < 0.1  # at most a few lr-sized sign steps apart
 
     # Only rank 0 wrote: one checkpoint, one set of logs (3 step lines + 1 validation line), one grid.
     files = sorted(p.name for p in (tmp_path / "two").iterdir())
