@@ -24,7 +24,7 @@ from PIL import Image
 from fillgap import cli
 from fillgap.data import prepare as prep
 from fillgap.data.dedup import NEAR, hamming, near_duplicates, phash
-from fillgap.data.datasets import BUNDLED, ArrayImages, FolderImages, InpaintDataset, random_patch
+from fillgap.data.datasets import BUNDLED, ArrayImages, FolderImages, InpaintDataset, bundled_photos, random_patch
 from fillgap.data.mnist import idx_bytes, mnist_source, read_idx
 from fillgap.data.photos import PHOTO_LIST, SPLITS, photo_list, photo_source
 from fillgap.errors import FillgapError
@@ -150,6 +150,15 @@ def test_bundled_photos_are_listed_in_their_split_and_in_sources_md():
     for f in files:
         assert splits[f.stem] == f.parent.name, f  # a bundled test photo is a test photo of the corpus
         assert f"{f.parent.name}/{f.name}" in sources_md, f
+
+
+def test_a_for_loop_over_bundled_photos_ends_after_the_last_one():
+    photos = bundled_photos("test")
+    seen = list(photos)  # the sequence protocol: ends at IndexError (it used to wrap around forever)
+    assert len(seen) == len(photos) > 0
+    assert np.array_equal(photos[-1], seen[-1])
+    with pytest.raises(IndexError):
+        photos[len(photos)]
 
 
 def test_photo_source_names_the_missing_files(tmp_path):

@@ -78,6 +78,9 @@ class FolderImages:
         return len(self.files)
 
     def __getitem__(self, i: int) -> np.ndarray:
+        if not -len(self.files) <= i < len(self.files):  # ends a for loop (sequence protocol)
+            raise IndexError(f"image {i} of {len(self.files)}")
+        i %= len(self.files)
         if i in self._cache:
             return self._cache[i]
         # A file that went bad after listing: warn, and hand the next good one instead.
