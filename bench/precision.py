@@ -1,9 +1,9 @@
 """Lower precision for the network: speed against hole-PSNR cost.
 
-    python bench/precision.py --model runs/x/last.pt     # writes bench/results/precision.{json,md}
+    python bench/precision.py [--model runs/x/last.pt]   # writes bench/results/precision.{json,md}
 
 Variants of one trained FFC model, each through the real fill path (``fillgap.inpaint``):
-- torch fp32 (reference), torch bf16 (``torch.autocast``; the Fourier units stay fp32);
+- torch fp32 (reference), torch bf16 (``--runtime torch-bf16``: ``torch.autocast``; the Fourier units stay fp32);
 - onnx fp32 (``--runtime onnx``), onnx int8 (onnxruntime's dynamic quantisation of the
   exported graph: int8 weights, activations quantised per call).
 Quality: hole PSNR against the original pictures on the bundled test photos (256x256 centre
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
+from fillgap.checkpoint import DEFAULT_WEIGHTS
 from fillgap.data import bundled_photos
 from fillgap.fill import inpaint
 from fillgap.masks import MaskGenerator
@@ -36,17 +36,6 @@ RESULTS = Path(__file__).with_name("results")
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-12)))
-
-
-def bf16(method):
-    """The same torch method with the forward pass under bfloat16 autocast."""
-    inner = method._forward
-
-    def forward(x, m):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return inner(x, m).float()
-    method._forward = forward
-    return method
 
 
 def int8(onnx_method, out_dir: Path):
@@ -70,7 +59,7 @@ def int8(onnx_method, out_dir: Path):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="A trained FFC checkpoint (.pt/.safetensors).")
+    ap.add_argument("--model", default=str(DEFAULT_WEIGHTS), help="A trained FFC checkpoint (default: the shipped one).")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=RESULTS / "precision")
@@ -80,7 +69,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="fillgap-precision-"))
     fp32 = get_method(args.model)
     onnx32 = get_method(args.model, runtime="onnx")
-    variants = {"torch fp32": fp32, "torch bf16 (autocast)": bf16(get_method(args.model)),
+    variants = {"torch fp32": fp32, "torch bf16 (--runtime torch-bf16)": get_method(args.model, runtime="torch-bf16"),
                 "onnx fp32": onnx32}
     try:
         variants["onnx int8 (dynamic)"] = int8(onnx32, work)
