@@ -16,12 +16,11 @@ import hashlib
 import json
 from pathlib import Path
 
-from fillgap.checkpoint import RELEASED_WEIGHTS, export_weights, load_model, read_checkpoint, weights_metadata
+from fillgap.checkpoint import RELEASED_CARDS, RELEASED_WEIGHTS, export_weights, load_model, read_checkpoint, weights_metadata
 from fillgap.data.photos import photo_list
 from fillgap.fsutil import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
-CARDS = {"default": "MODEL_CARD.md", "sharp": "MODEL_CARD-sharp.md"}
 # The first shipped weights (ffc-small on a Telea start) predate the minutes field: 80 + 55 min.
 FIRST_RELEASE_MINUTES = 135.0
 
@@ -110,8 +109,8 @@ def main() -> None:
              "Trained on a CPU for a few hours on a few hundred photos (mostly landscapes, plants, textures and "
              "macro shots): a careful correction of a smooth classical fill, not a generative model. It does not "
              "invent objects or faces, and large holes in detailed scenes stay smoother than the truth. See DATA.md."]
-    atomic_write_text(target.parent / CARDS[args.variant], "\n".join(card) + "\n", overwrite=True)
-    print(f"wrote {target} and {CARDS[args.variant]} (step {ckpt['step']}, {total_steps} in all)")
+    atomic_write_text(target.parent / RELEASED_CARDS[args.variant], "\n".join(card) + "\n", overwrite=True)
+    print(f"wrote {target} and {RELEASED_CARDS[args.variant]} (step {ckpt['step']}, {total_steps} in all)")
 
 
 if __name__ == "__main__":

@@ -57,13 +57,16 @@ def test_default_model_is_pure_torch(default_model):
     assert isinstance(default_model.prior, DiffusionPrior)
 
 
-def test_sharp_variant_is_shipped_with_its_card_and_fills():
-    from fillgap.checkpoint import RELEASED_WEIGHTS
-    from fillgap.methods import SHARP_NAME, get_method
-    path = RELEASED_WEIGHTS["sharp"]
+@pytest.mark.parametrize("variant", ["default", "sharp"])
+def test_every_shipped_variant_has_its_card_a_name_and_fills(variant):
+    from fillgap.checkpoint import RELEASED_CARDS, RELEASED_WEIGHTS
+    from fillgap.methods import get_method, list_methods, shipped_names
+    path = RELEASED_WEIGHTS[variant]
     assert path.exists() and path.stat().st_size < 25e6
-    assert (path.parent / "MODEL_CARD-sharp.md").exists()
+    assert (path.parent / RELEASED_CARDS[variant]).exists()
+    name = f"fillgap-{variant}"
+    assert shipped_names()[name] == variant and name in {m.name for m in list_methods()}
     img = np.ascontiguousarray(bundled_photos("test")[1][:128, :128])
     mask = MaskGenerator("box", seed=3)(128, 128, 0, 0)
-    out = fillgap.inpaint(img, mask, get_method(SHARP_NAME))
+    out = fillgap.inpaint(img, mask, get_method(name))
     assert np.array_equal(out[mask == 0], img[mask == 0]) and not np.array_equal(out, img)

@@ -47,7 +47,6 @@ from .masks import generate, hole_ratio, make_rng
 from .metrics import METRICS, image_metrics
 
 PROTOCOL_DIR = Path(__file__).with_name("protocols")
-DEFAULT_METHOD = "fillgap-default"
 
 
 # -- the protocol file -------------------------------------------------------------------------
@@ -225,8 +224,8 @@ class Method:
 
 def peer_names(include_default: bool = True) -> list[str]:
     from .checkpoint import RELEASED_WEIGHTS
-    from .methods import SHARP_NAME
-    shipped = [n for n, v in ((DEFAULT_METHOD, "default"), (SHARP_NAME, "sharp")) if RELEASED_WEIGHTS[v].exists()]
+    from .methods import shipped_names
+    shipped = [n for n, v in shipped_names().items() if RELEASED_WEIGHTS[v].exists()]
     return list(CLASSICAL) + (shipped if include_default else [])
 
 
@@ -254,18 +253,15 @@ def _label(path: Path, taken: set[str]) -> str:
 def build_methods(peers: list[str] | None = None, checkpoints: list[str | Path] = (),
                   runtime: str = "torch") -> list[Method]:
     """The classical peers (all by default), the shipped model when present, and each checkpoint."""
-    from .methods import SHARP_NAME
-    known = list(CLASSICAL) + [DEFAULT_METHOD, SHARP_NAME]
+    from .methods import shipped_names
+    known = list(CLASSICAL) + list(shipped_names())
     chosen = peer_names() if peers is None else peers
     unknown = [p for p in chosen if p not in known]
     if unknown:
         raise FillgapError(f"unknown method '{unknown[0]}' (choose from {', '.join(known)}, or 'none'; "
                            "checkpoints go in --model)")
     methods = [registry_method(n) for n in chosen if n in CLASSICAL]
-    if DEFAULT_METHOD in chosen:
-        methods.append(registry_method(None, DEFAULT_METHOD, runtime))
-    if SHARP_NAME in chosen:
-        methods.append(registry_method(SHARP_NAME, runtime=runtime))
+    methods += [registry_method(n, runtime=runtime) for n in shipped_names() if n in chosen]
     taken = {m.name for m in methods}
     for ckpt in checkpoints:
         label = _label(Path(ckpt), taken)

@@ -32,7 +32,13 @@ from .errors import FillgapError
 from .models import InpaintModel, list_models
 
 DEFAULT_NAME = "fillgap-default"
-SHARP_NAME = "fillgap-sharp"  # the shipped variant trained with an adversarial loss (more texture)
+
+
+def shipped_names() -> dict[str, str]:
+    """Method name -> variant of every shipped set of weights (``checkpoint.RELEASED_WEIGHTS``)."""
+    from .checkpoint import RELEASED_WEIGHTS
+    return {f"fillgap-{variant}": variant for variant in RELEASED_WEIGHTS}
+
 NETWORK_MAX_SIDE = 1024  # FFC networks: largest window side filled at native resolution
 
 
@@ -177,7 +183,7 @@ def classical_names() -> list[str]:
 
 def method_names() -> list[str]:
     """Every name ``get_method`` accepts besides paths: default, classical, registered networks."""
-    return [DEFAULT_NAME, SHARP_NAME, *CLASSICAL, *list_models()]
+    return [*shipped_names(), *CLASSICAL, *list_models()]
 
 
 def _network(model: InpaintModel, source: str, runtime: str, name: str = "") -> FillMethod:
@@ -200,11 +206,12 @@ def get_method(spec: FillMethod | InpaintModel | str | Path | None = None, runti
                            f"got {type(spec).__name__}")
     from .checkpoint import DEFAULT_WEIGHTS, RELEASED_WEIGHTS, load_model
 
-    text = None if spec is None else str(spec)
-    if text is None or text == DEFAULT_NAME:
+    text = DEFAULT_NAME if spec is None else str(spec)
+    if text == DEFAULT_NAME:
         return _network(load_model(None), str(DEFAULT_WEIGHTS), runtime, DEFAULT_NAME)
-    if text == SHARP_NAME:
-        return _network(load_model(RELEASED_WEIGHTS["sharp"]), str(RELEASED_WEIGHTS["sharp"]), runtime, SHARP_NAME)
+    if text in shipped_names():
+        path = RELEASED_WEIGHTS[shipped_names()[text]]
+        return _network(load_model(path), str(path), runtime, text)
     if text in CLASSICAL:
         return ClassicalMethod(text, CLASSICAL[text], CLASSICAL_MAX_SIDE.get(text, NETWORK_MAX_SIDE))
     if text in list_models() and not Path(text).exists():
@@ -231,17 +238,15 @@ class MethodInfo:
 
 def list_methods() -> list[MethodInfo]:
     """Every named method for ``fillgap models``: the shipped default, classical, registered networks."""
-    from .checkpoint import DEFAULT_WEIGHTS, RELEASED_WEIGHTS
+    from .checkpoint import RELEASED_NOTES, RELEASED_WEIGHTS
     from .models import create_model
 
     rows = []
-    if DEFAULT_WEIGHTS.exists():
-        m = get_method(None)
-        rows.append(MethodInfo(DEFAULT_NAME, "network (shipped weights)", m.parameters_count(), m.max_side, True))
-    if RELEASED_WEIGHTS["sharp"].exists():
-        m = get_method(SHARP_NAME)
-        rows.append(MethodInfo(SHARP_NAME, "network (shipped weights, sharper)", m.parameters_count(), m.max_side,
-                               False))
+    for name, variant in shipped_names().items():
+        if RELEASED_WEIGHTS[variant].exists():
+            m = get_method(name)
+            rows.append(MethodInfo(name, RELEASED_NOTES[variant], m.parameters_count(), m.max_side,
+                                   name == DEFAULT_NAME))
     for name in CLASSICAL:
         rows.append(MethodInfo(name, "classical", 0, CLASSICAL_MAX_SIDE.get(name, NETWORK_MAX_SIDE), False))
     for name in list_models():
@@ -252,4 +257,4 @@ def list_methods() -> list[MethodInfo]:
 
 
 __all__ = ["FillMethod", "ClassicalMethod", "TorchNetwork", "get_method", "list_methods", "register_runtime",
-           "runtimes", "method_names", "classical_names", "DEFAULT_NAME", "SHARP_NAME"]
+           "runtimes", "method_names", "classical_names", "shipped_names", "DEFAULT_NAME"]
