@@ -57,6 +57,13 @@ class DiffusionPrior(nn.Module):
         """Sum of weighted shifted copies, replicate padding (zero normal derivative at the picture's border)."""
         r = max(max(abs(dy), abs(dx)) for dy, dx in taps)
         padded = F.pad(value, (r, r, r, r), mode="replicate")
+        if torch.onnx.is_in_onnx_export():
+            # One depthwise convolution per sweep: slices would make the graph ~10x larger (thousands
+            # of nodes the exporter's optimiser crawls over); onnxruntime runs the convolution well.
+            rows = [[taps.get((dy, dx), 0.0) for dx in range(-r, r + 1)] for dy in range(-r, r + 1)]
+            c = value.shape[1]
+            kernel = torch.tensor([[rows]] * c, dtype=value.dtype, device=value.device)  # c x 1 x k x k
+            return F.conv2d(padded, kernel, groups=c)
         out = None
         for (dy, dx), weight in taps.items():
             # rows r+dy .. H+r+dy of the padded picture: slices with a negative end keep H, W dynamic in ONNX
