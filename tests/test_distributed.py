@@ -77,6 +77,21 @@ def _max_param_diff(a, b):
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
 
 
+def _assert_same_training(one: dict, two: dict) -> None:
+    """Two checkpoints trained the same way, up to float rounding. Not compared weight by weight:
+    Adam's first steps move each weight by about lr * sign(gradient), so a weight whose gradient
+    is ~0 (everything behind the zero-initialised head at first) moves +-lr by the rounding of a
+    sum that the two runs add in another order. Adam's first moments (running means of the
+    gradients) compare instead: they scale with the gradients, so a wrong reduction (a sum
+    instead of a mean, one rank's half only) is off by 50 % or more; equal runs agree within 3 %."""
+    m1, m2 = one["optimizer"]["state"], two["optimizer"]["state"]
+    assert m1.keys() == m2.keys()
+    for k in m1:
+        a, b = m1[k]["exp_avg"], m2[k]["exp_avg"]
+        assert (a - b).abs().max() <= 0.03 * a.abs().max() + 1e-12, k
+    assert _max_param_diff(one["model"], two["model"]) < 0.1  # at most a few lr-sized sign steps apart
+
+
 def test_two_gloo_processes_equal_one_process_and_write_once(image_folder, tmp_path):
     """Plain means as losses (hole_weight 1): the DDP step must equal the single-process step."""
     cfg_path = _config(tmp_path, image_folder)
@@ -94,18 +109,7 @@ def test_two_gloo_processes_equal_one_process_and_write_once(image_folder, tmp_p
     from fillgap.models import create_model
     init = create_model("ffc-tiny").state_dict()
     assert _max_param_diff(one["model"], init) > 1e-3  # training moved the weights
-    # ... the same way in both runs. Not compared weight by weight: Adam's first steps move each
-    # weight by about lr * sign(gradient), so a weight whose gradient is ~0 (everything behind
-    # the zero-initialised head at first) moves +-lr by the rounding of a sum that the two runs
-    # add in another order. Adam's first moments (running means of the gradients) compare
-    # instead: they scale with the gradients, so a wrong reduction (a sum instead of a mean,
-    # one rank's half only) is off by 50 % or more; the two runs agree within 3 %.
-    m1, m2 = one["optimizer"]["state"], two["optimizer"]["state"]
-    assert m1.keys() == m2.keys()
-    for k in m1:
-        a, b = m1[k]["exp_avg"], m2[k]["exp_avg"]
-        assert (a - b).abs().max() <= 0.03 * a.abs().max() + 1e-12, k
-    assert _max_param_diff(one["model"], two["model"]) < 0.1  # at most a few lr-sized sign steps apart
+    _assert_same_training(one, two)
 
     # Only rank 0 wrote: one checkpoint, one set of logs (3 step lines + 1 validation line), one grid.
     files = sorted(p.name for p in (tmp_path / "two").iterdir())
@@ -127,7 +131,7 @@ def test_distributed_resume_continues_a_checkpoint(image_folder, tmp_path):
     ref = torch.load(tmp_path / "ref" / "last.pt", weights_only=True)
     got = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert got["step"] == 3 and got["world_size"] == 2
-    assert _max_param_diff(ref["model"], got["model"]) < 1e-4
+    _assert_same_training(ref, got)
 
 
 def test_bf16_autocast_is_a_config_flag_off_by_default_on_cpu(image_folder, tmp_path):

@@ -57,7 +57,7 @@ def test_bf16_runtime_fills_close_to_fp32_and_really_uses_bf16():
     torch.manual_seed(0)
     net = create_model("ffc-tiny").eval()
     torch.nn.init.normal_(net.head.weight, std=0.05)  # not the identity on the prior: the test can fail
-    fast, plain = get_method(net, "torch-bf16"), get_method(net)
+    fast, plain = get_method(net, "torch-bf16"), get_method(net, "torch")
     seen = []  # the dtypes the convolutions computed in
     for mod in [*fast.model.modules(), *plain.model.modules()]:
         if isinstance(mod, torch.nn.Conv2d):
@@ -73,6 +73,18 @@ def test_bf16_runtime_fills_close_to_fp32_and_really_uses_bf16():
     assert (ref[hole] != img[hole]).any() and np.array_equal(got[~hole], img[~hole])
     diff = np.abs(got.astype(int) - ref.astype(int))[hole]
     assert diff.max() <= 3 and diff.mean() < 0.5
+
+
+def test_auto_runtime_is_the_default_and_uses_bf16_only_where_the_cpu_has_it(monkeypatch):
+    from fillgap import methods
+    net = create_model("ffc-tiny")
+    assert methods.get_method(net).bf16 == methods.native_bf16("cpu")  # "auto" is the default
+    for flags, expected in (("fpu avx512f avx512_bf16 sse", True), ("fpu avx512f sse", False)):
+        methods.native_bf16.cache_clear()
+        monkeypatch.setattr(methods.Path, "read_text", lambda self, *a, **k: f"flags\t\t: {flags}\n")
+        assert methods.get_method(net, "auto").bf16 is expected
+        assert methods.get_method(net, "torch").bf16 is False
+    methods.native_bf16.cache_clear()
 
 
 # -- ONNX export and onnxruntime (one export for the module: the exporter takes tens of seconds)

@@ -11,7 +11,7 @@ from .fill import check_blend, check_dilate, check_max_side, check_strategy, inp
 from .fill import resize_mask as resize_mask_to
 from .imageio import (IMAGE_SUFFIXES, OUTPUT_FORMATS, check_output, copy_file, list_images, read_image_rgba,
                       read_mask, write_image)
-from .methods import FillMethod
+from .methods import DEFAULT_RUNTIME, FillMethod
 from .models import InpaintModel
 
 
@@ -35,7 +35,7 @@ def _same_format(a: Path, b: Path) -> bool:
 def fill_file(image_path: Path, mask_path: Path, out_path: Path,
               model: FillMethod | InpaintModel | str | Path | None = None, dilate: int = 0,
               overwrite: bool = False, resize_mask: bool = False, *, strategy: str = "auto",
-              max_side: int | None = None, blend: str = "hard", runtime: str = "torch") -> Path:
+              max_side: int | None = None, blend: str = "hard", runtime: str = DEFAULT_RUNTIME) -> Path:
     """Read, fill, write one picture (alpha kept). Refuses to write over the input or the mask.
 
     ``model``: anything ``fillgap.methods.get_method`` takes (None: the shipped default), loaded

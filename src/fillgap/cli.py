@@ -55,10 +55,11 @@ _BLEND_HELP = ("hard: every mask pixel > 0 is replaced (no outline of the remove
                "soft: grey mask levels blend the fill with the original.")
 
 
-_RUNTIME_HELP = ("torch | torch-bf16 | onnx. torch-bf16: convolutions in bfloat16 (faster where the CPU has bf16 "
-                 "instructions). onnx: networks run in onnxruntime (CPU, or CUDA with onnxruntime-gpu); a checkpoint "
-                 "is exported once into ~/.cache/fillgap/onnx ($FILLGAP_CACHE). A --model ending in .onnx always "
-                 "runs in onnxruntime.")
+_RUNTIME_HELP = ("auto | torch | torch-bf16 | onnx. auto: torch, in bfloat16 where the CPU (AVX512-BF16, AMX) or "
+                 "GPU computes it natively, else fp32. torch: fp32. torch-bf16: bfloat16 convolutions anywhere. "
+                 "onnx: networks run in onnxruntime (CPU, or CUDA with onnxruntime-gpu); a checkpoint is exported "
+                 "once into ~/.cache/fillgap/onnx ($FILLGAP_CACHE). A --model ending in .onnx always runs in "
+                 "onnxruntime.")
 _THREADS_HELP = ("Compute threads per fill (default: $FILLGAP_THREADS, else the cores not kept busy by "
                  "other programs right now).")
 
@@ -92,7 +93,7 @@ def fill(
         "the hole identical), the input's format otherwise; png, tif, bmp; jpg, webp or same: lossy re-encoding, "
         "pixels outside the hole change."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=_THREADS_HELP),
-    runtime: str = typer.Option("torch", "--runtime", help=_RUNTIME_HELP),
+    runtime: str = typer.Option("auto", "--runtime", help=_RUNTIME_HELP),
 ):
     from .api import fill_file
     from .fill import check_blend, check_max_side, check_strategy
@@ -114,9 +115,6 @@ def fill(
             raise FillgapError(f"unknown --format '{output_format}' (choose from {', '.join(OUTPUT_FORMAT_CHOICES)})")
         if engine not in ("local", "ray"):
             raise FillgapError(f"unknown --engine '{engine}' (choose local or ray)")
-        if engine == "ray" and runtime != "torch":
-            raise FillgapError(f"--runtime {runtime} runs with the local engine only (for now)")
-
         def event(kind, path, why):  # failures and skipped entries as they happen
             typer.echo(f"fillgap: {kind}: {path}: {why}", err=True)
 
@@ -132,7 +130,7 @@ def fill(
                 # Each actor loads the method itself: a checkpoint path must be readable on every node.
                 spec = str(Path(model).resolve()) if model and Path(model).exists() else model
                 report = fill_ray(input, mask_dir, output, spec, address=address, actors=actors,
-                                  gpus_per_actor=gpus_per_actor, **common, **settings)
+                                  gpus_per_actor=gpus_per_actor, runtime=runtime, **common, **settings)
             else:
                 from .engines.local import fill_folder
                 report = fill_folder(input, mask_dir, output, get_method(model, runtime), workers=workers, **common,
@@ -328,7 +326,7 @@ def eval_cmd(
         "skimage-biharmonic, mean-fill, and fillgap-default when shipped); 'none' for checkpoints only."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=_THREADS_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing reports."),
-    runtime: str = typer.Option("torch", "--runtime", help=_RUNTIME_HELP),
+    runtime: str = typer.Option("auto", "--runtime", help=_RUNTIME_HELP),
 ):
     """Score methods on a fixed, seeded protocol: hole PSNR/SSIM/detail ratio and seconds per image, side by side."""
     from .evaluate import evaluate, parse_method_list, summary_line
@@ -370,7 +368,7 @@ def serve(
     max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", min=0.01, help="Largest request body accepted."),
     max_pixels: int = typer.Option(40_000_000, "--max-pixels", min=1, help="Largest picture accepted (width x height)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=_THREADS_HELP),
-    runtime: str = typer.Option("torch", "--runtime", help=_RUNTIME_HELP),
+    runtime: str = typer.Option("auto", "--runtime", help=_RUNTIME_HELP),
 ):
     """Web app: brush over what should go in the browser, fill it, download the result."""
     from .server import ServerSettings, serve as run_server

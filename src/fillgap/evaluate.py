@@ -44,6 +44,7 @@ from .errors import FillgapError
 from .fsutil import atomic_write_text
 from .imageio import read_image, write_image
 from .masks import generate, hole_ratio, make_rng
+from .methods import DEFAULT_RUNTIME
 from .metrics import METRICS, image_metrics
 
 PROTOCOL_DIR = Path(__file__).with_name("protocols")
@@ -229,13 +230,13 @@ def peer_names(include_default: bool = True) -> list[str]:
     return list(CLASSICAL) + (shipped if include_default else [])
 
 
-def registry_method(spec, name: str | None = None, runtime: str = "torch") -> Method:
+def registry_method(spec, name: str | None = None, runtime: str = DEFAULT_RUNTIME) -> Method:
     """A method of ``fillgap.methods``' registry, run through the same pipeline as ``fillgap fill``."""
     from .fill import inpaint
     from .methods import get_method
 
     method = get_method(spec, runtime)
-    if runtime != "torch" and method.kind == "network":
+    if runtime not in ("torch", DEFAULT_RUNTIME) and method.kind == "network":
         name = f"{name or method.name} ({runtime})"
     kind = "classical" if method.kind == "classical" else "model"
     return Method(name or method.name, lambda image, mask: inpaint(image, mask, method), kind, method.source)
@@ -251,7 +252,7 @@ def _label(path: Path, taken: set[str]) -> str:
 
 
 def build_methods(peers: list[str] | None = None, checkpoints: list[str | Path] = (),
-                  runtime: str = "torch") -> list[Method]:
+                  runtime: str = DEFAULT_RUNTIME) -> list[Method]:
     """The classical peers (all by default), the shipped model when present, and each checkpoint."""
     from .methods import shipped_names
     known = list(CLASSICAL) + list(shipped_names())
@@ -536,7 +537,7 @@ def set_threads(threads: int | None) -> int:
 def evaluate(protocol: str | Path = "v1", size: int = 256, checkpoints: list[str | Path] = (),
              methods: list[str] | None = None, out: str | Path | None = None, stem: str | None = None,
              overwrite: bool = False, progress: bool = True, command: str | None = None,
-             threads: int | None = None, every: int = 1, runtime: str = "torch") -> EvalRun:
+             threads: int | None = None, every: int = 1, runtime: str = DEFAULT_RUNTIME) -> EvalRun:
     """Load the protocol, build the methods, run, and (with ``out``) write the three reports.
 
     ``runtime``: how networks run (``torch`` or ``onnx``, see ``fillgap.methods``); classical peers are unaffected."""

@@ -55,7 +55,7 @@ from .fill import (BLENDS, STRATEGIES, check_blend, check_max_side, check_strate
                    resize_mask)
 from .fill.strategies import MIN_MAX_SIDE
 from .imageio import ImageTooLargeError, encode_png, read_image_bytes, read_mask_bytes, write_image
-from .methods import FillMethod, get_method
+from .methods import DEFAULT_RUNTIME, FillMethod, get_method
 from .models import InpaintModel
 from .runtime.threads import resolve_threads, set_threads
 
@@ -76,7 +76,7 @@ class ServerSettings:
     # torch intra-op threads per fill; None: fillgap.runtime.threads' policy ($FILLGAP_THREADS,
     # else the cores other programs leave free, measured per fill).
     threads: int | None = None
-    runtime: str = "torch"  # or "onnx": networks run in onnxruntime (fillgap.runtime.onnx)
+    runtime: str = DEFAULT_RUNTIME  # see fillgap.methods: auto, torch, torch-bf16, onnx
     max_dilate: int = 200
     model_source: str = "given"  # shown by /api/models
     # Defaults of the fill (fillgap.fill.inpaint); the form fields of the same names override them.
@@ -281,7 +281,7 @@ def _model_info(method: FillMethod, source: str, metadata: dict[str, str]) -> di
 
 
 def _load(model: FillMethod | InpaintModel | str | Path | None,
-          runtime: str = "torch") -> tuple[FillMethod, str, dict[str, str]]:
+          runtime: str = DEFAULT_RUNTIME) -> tuple[FillMethod, str, dict[str, str]]:
     from .checkpoint import weights_metadata
 
     method = get_method(model, runtime)

@@ -106,12 +106,12 @@ class FillActor:
     batch of rows is filled and written."""
 
     def __init__(self, model, dilate: int, overwrite: bool, resize_mask: bool, threads: int,
-                 settings: dict | None = None):
+                 settings: dict | None = None, runtime: str = "auto"):
         import torch
 
         from ..methods import get_method
         torch.set_num_threads(max(1, threads))
-        self.method = get_method(model)
+        self.method = get_method(model, runtime)
         network = getattr(self.method, "model", None)
         if torch.cuda.is_available() and isinstance(network, torch.nn.Module):
             network.cuda()  # an actor given a GPU (--gpus-per-actor) uses it
@@ -152,7 +152,8 @@ def fill_ray(source: Path, mask_dir: Path | None, out_dir: Path, model=None, *, 
              overwrite: bool = False, resize_mask: bool = False, output_format: str = "auto",
              progress: bool | str = False, on_event: Callable[[str, Path, str], None] | None = None,
              progress_every: float = 10.0, threads_per_actor: int = 1, num_cpus: int | None = None,
-             strategy: str = "auto", max_side: int | None = None, blend: str = "hard") -> FolderReport:
+             strategy: str = "auto", max_side: int | None = None, blend: str = "hard",
+             runtime: str = "auto") -> FolderReport:
     """The Ray engine: ``source`` a folder (masks in ``mask_dir``) or a manifest (.csv/.parquet).
     ``model``: anything ``fillgap.methods.get_method`` takes (a name or a checkpoint path is loaded
     by each actor; a loaded network or method is shipped to each actor once). Returns the same
@@ -164,7 +165,7 @@ def fill_ray(source: Path, mask_dir: Path | None, out_dir: Path, model=None, *, 
         raise FillgapError("--actors and --batch-size must be at least 1, --gpus-per-actor at least 0")
     check_dilate(dilate), check_blend(blend)
     settings = dict(strategy=check_strategy(strategy), max_side=check_max_side(max_side), blend=blend)
-    get_method(model)  # a bad name or checkpoint fails here, once, not in every actor
+    get_method(model, runtime)  # a bad name, checkpoint or runtime fails here, once, not in every actor
     out_dir = Path(out_dir)
     run = plan_run(Path(source), mask_dir, out_dir, output_format)
     log = RunLog(out_dir, len(run.rows) + len(run.failed), progress=progress, on_event=on_event,
@@ -178,7 +179,7 @@ def fill_ray(source: Path, mask_dir: Path | None, out_dir: Path, model=None, *, 
         started = connect(address, num_cpus)
         try:
             _execute(todo, log, model, actors, gpus_per_actor, batch_size, dilate, overwrite, resize_mask,
-                     threads_per_actor, settings)
+                     threads_per_actor, settings, runtime)
         except (FillgapError, KeyboardInterrupt):
             raise
         except Exception as exc:  # an actor that cannot start, a lost node: one line, outputs kept
@@ -193,7 +194,7 @@ def fill_ray(source: Path, mask_dir: Path | None, out_dir: Path, model=None, *, 
 
 
 def _execute(todo, log: RunLog, model, actors, gpus_per_actor, batch_size, dilate, overwrite, resize_mask,
-             threads, settings) -> None:
+             threads, settings, runtime) -> None:
     import ray
     import ray.data
 
@@ -212,7 +213,7 @@ def _execute(todo, log: RunLog, model, actors, gpus_per_actor, batch_size, dilat
                         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads, num_gpus=gpus_per_actor or None,
                         fn_constructor_kwargs=dict(model=model, dilate=dilate, overwrite=overwrite,
                                                    resize_mask=resize_mask, threads=threads,
-                                                   settings=settings))
+                                                   settings=settings, runtime=runtime))
     seen = set()
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         for output, status, reason in zip(batch["output"], batch["status"], batch["reason"]):

@@ -26,7 +26,7 @@ import torch
 
 from ..errors import FillgapError
 from ..imageio import mask_to_tensor, to_tensor
-from ..methods import FillMethod, get_method
+from ..methods import DEFAULT_RUNTIME, FillMethod, get_method
 from .composite import composite
 from .mask import BLENDS, as_mask, check_blend, check_dilate, prepare_mask, resize_mask
 from .plan import Window, hole_window, plan_windows
@@ -69,7 +69,7 @@ def plan(image: np.ndarray, alpha: np.ndarray, method: FillMethod, strategy: str
 
 def inpaint(image: np.ndarray, mask: np.ndarray, model: FillMethod | str | None = None,
             dilate: int = 0, max_side: int | None = None, *, strategy: str = "auto", blend: str = "hard",
-            resize_mask: bool = False, runtime: str = "torch") -> np.ndarray:
+            resize_mask: bool = False, runtime: str = DEFAULT_RUNTIME) -> np.ndarray:
     """Fill the holes of ``image`` (uint8 H x W x 3) marked by ``mask``; see the module doc.
 
     ``model``: a method name (``fillgap models``), a checkpoint path, a loaded network or method,
