@@ -18,7 +18,6 @@ import time
 import warnings
 import zlib
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest

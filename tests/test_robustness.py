@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile
 
 from _robustness_record import Recorder
 from fillgap import fsutil, imageio
