@@ -67,7 +67,7 @@ def main() -> None:
     threads = set_threads(args.threads)
     load_before = Path("/proc/loadavg").read_text().strip()
     work = Path(tempfile.mkdtemp(prefix="fillgap-precision-"))
-    fp32 = get_method(args.model)
+    fp32 = get_method(args.model, runtime="torch")
     onnx32 = get_method(args.model, runtime="onnx")
     variants = {"torch fp32": fp32, "torch bf16 (--runtime torch-bf16)": get_method(args.model, runtime="torch-bf16"),
                 "onnx fp32": onnx32}

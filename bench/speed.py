@@ -9,11 +9,13 @@ get (``fillgap.inpaint`` with a ``fillgap.methods`` method), after one warm-up c
 is the median of ``--repeats`` runs, all in one process with ``--threads`` threads, so the rows
 compare as ratios even on a machine that other work keeps busy (load recorded).
 
-Breakdown (default model, torch): decode (PNG bytes -> pixels), prior (the classical start the
+Rows for the default model: torch fp32, the default runtime ``auto`` (bf16 where the CPU computes
+it natively), onnxruntime. Breakdown (default model, torch fp32 and auto): decode (PNG bytes -> pixels), prior (the classical start the
 network refines), network (the rest of the forward pass), pipeline + composite (windows,
 padding, blending: the fill minus the forward pass), encode (pixels -> PNG). FLOPs: PyTorch's
 FlopCounterMode (convolutions and matrix products; the torch path's FFTs are not counted).
-FLOP bound: network GFLOPs / the fp32 matrix-product rate measured here with the same threads.
+FLOP bound: network GFLOPs / the matrix-product rate (fp32, or bf16 for the bf16 path) measured
+here with the same threads.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from fillgap.data import bundled_photos
 from fillgap.fill import inpaint
 from fillgap.imageio import encode_png, read_image_bytes
 from fillgap.masks import MaskGenerator, hole_ratio
-from fillgap.methods import CLASSICAL, get_method
+from fillgap.methods import CLASSICAL, get_method, native_bf16
 from fillgap.runtime.threads import set_threads
 
 RESULTS = Path(__file__).with_name("results")
@@ -49,9 +51,9 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def peak_gflops(seconds: float = 1.0, n: int = 1024) -> float:
-    """fp32 matrix-product rate with the current threads: the best of repeated n x n products."""
-    a, b = torch.rand(n, n), torch.rand(n, n)
+def peak_gflops(seconds: float = 1.0, n: int = 1024, dtype: torch.dtype = torch.float32) -> float:
+    """Matrix-product rate in ``dtype`` with the current threads: the best of repeated n x n products."""
+    a, b = torch.rand(n, n, dtype=dtype), torch.rand(n, n, dtype=dtype)
     best, end = 0.0, time.perf_counter() + seconds
     torch.mm(a, b)
     while time.perf_counter() < end:
@@ -158,17 +160,21 @@ def main() -> None:
     args = ap.parse_args()
     threads = set_threads(args.threads)
     load_before = Path("/proc/loadavg").read_text().strip()
-    peak = peak_gflops()
+    peak = {"fp32": peak_gflops(), "bf16": peak_gflops(dtype=torch.bfloat16)}
     photo = bundled_photos("test")[0]
-    default = get_method(None) if DEFAULT_WEIGHTS.exists() else get_method("ffc-small")
-    methods = {"fillgap default (torch)": default}
+    spec = None if DEFAULT_WEIGHTS.exists() else "ffc-small"
+    default = get_method(spec, runtime="torch")
+    auto = get_method(spec)  # the default runtime: bf16 where the CPU computes it natively
+    auto_bf16 = native_bf16("cpu")
+    auto_label = f"fillgap default (auto: {'bf16' if auto_bf16 else 'fp32'} here)"
+    methods = {"fillgap default (torch fp32)": default, auto_label: auto}
     onnx_spec = args.onnx_model
     onnx_error = None
     try:
         methods["fillgap default (onnx runtime)" if onnx_spec is None else
                 f"{Path(onnx_spec).stem} (onnx runtime)"] = get_method(onnx_spec, runtime="onnx")
         if onnx_spec is not None:
-            methods[f"{Path(onnx_spec).stem} (torch)"] = get_method(onnx_spec)
+            methods[f"{Path(onnx_spec).stem} (torch)"] = get_method(onnx_spec, runtime="torch")
     except Exception as exc:  # noqa: BLE001 - reported in the results, the torch rows still run
         onnx_error = f"{type(exc).__name__}: {exc}"[:300]
     if not args.skip_slow:
@@ -192,7 +198,9 @@ def main() -> None:
                 row["gflops"] = forward_flops(method.model, x, m)[0] / 1e9
             rows.append(row)
             print(f"{size} {name}: {row['seconds']:.3f} s", flush=True)
-        breakdowns[str(size)] = breakdown(default, img, mask, args.repeats, peak)
+        breakdowns[f"{size} torch fp32"] = breakdown(default, img, mask, args.repeats, peak["fp32"])
+        breakdowns[f"{size} {auto_label[17:-1]}"] = breakdown(auto, img, mask, args.repeats,
+                                                           peak["bf16" if auto_bf16 else "fp32"])
     meta = {"threads": threads, "torch": torch.__version__, "cpu_count": os.cpu_count(),
             "matmul_gflops": peak, "loadavg_before": load_before,
             "loadavg_after": Path("/proc/loadavg").read_text().strip(), "onnx_error": onnx_error,
@@ -202,7 +210,7 @@ def main() -> None:
                                                         indent=1) + "\n")
     lines = [f"CPU, {threads} threads, hole {rows[0]['hole'] * 100:.0f} % (thick strokes); median seconds per "
              f"image through the real fill path. Load before: {load_before}; after: {meta['loadavg_after']}. "
-             f"fp32 matrix products here: {peak:.0f} GFLOP/s.", "",
+             f"Matrix products here: {peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} GFLOP/s bf16.", "",
              "| method | params | " + " | ".join(f"s @ {s}x{s} | GFLOPs @ {s}" for s in args.sizes) + " |",
              "|---|---|" + "---|---|" * len(args.sizes)]
     for name in dict.fromkeys(r["method"] for r in rows):
@@ -215,8 +223,9 @@ def main() -> None:
     if onnx_error:
         lines += ["", f"onnx runtime row missing: {onnx_error}"]
     if breakdowns:
-        lines += ["", "Default model (torch), seconds per fill by part; network against the FLOP bound:", "",
-                  "| size | decode | prior | network | pipeline + composite | encode | fill (no I/O) | "
+        lines += ["", "Default model, seconds per fill by part; network against the FLOP bound (the matrix-product "
+                  "rate of the precision it runs in):", "",
+                  "| size, runtime | decode | prior | network | pipeline + composite | encode | fill (no I/O) | "
                   "network GFLOPs | FLOP bound s | network / bound |", "|---|---|---|---|---|---|---|---|---|---|"]
         for s, b in breakdowns.items():
             lines.append(f"| {s} | {b['decode_s']:.3f} | {b['prior_s']:.3f} | {b['network_s']:.3f} | "

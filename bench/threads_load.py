@@ -6,9 +6,10 @@ Each setting runs in its own process (OpenMP reads its wait policy once, when to
 - ``torch default``: torch imported before fillgap, so OpenMP keeps its default spin-then-sleep
   waiting, and torch's default thread count (one per core): what fillgap did before;
 - ``passive, all cores``: fillgap's passive waiting, still one thread per core;
-- ``fillgap default``: passive waiting and ``fillgap.runtime.threads``' count (free cores, measured
-  before every fill, as ``fillgap fill`` does);
-- ``onnx, fillgap default``: the same policy with the onnx runtime (when the model exports).
+- ``fillgap threads``: passive waiting and ``fillgap.runtime.threads``' count (free cores, measured
+  before every fill, as ``fillgap fill`` does), fp32 torch; ``fillgap default``: the same with
+  the default runtime (``auto``: bf16 where the CPU has it);
+- ``onnx, fillgap threads``: the same policy with the onnx runtime (when the model exports).
 
 For each, the median of ``--repeats`` fills through ``fillgap.inpaint`` (after a warm-up) on an
 idle machine, then with a spinning process at this process's priority (one core busy), and
@@ -30,8 +31,9 @@ RESULTS = Path(__file__).with_name("results")
 SETTINGS = {
     "torch default (2 threads, default OpenMP wait)": dict(torch_first=True, threads=0, runtime="torch"),
     "passive wait, one thread per core": dict(torch_first=False, threads=0, runtime="torch"),
-    "fillgap default (passive, free cores)": dict(torch_first=False, threads=None, runtime="torch"),
-    "onnx runtime, fillgap default": dict(torch_first=False, threads=None, runtime="onnx"),
+    "fillgap threads (passive, free cores), fp32": dict(torch_first=False, threads=None, runtime="torch"),
+    "fillgap default (passive, free cores, runtime auto)": dict(torch_first=False, threads=None, runtime="auto"),
+    "onnx runtime, fillgap threads": dict(torch_first=False, threads=None, runtime="onnx"),
 }
 
 CHILD = r"""

@@ -44,7 +44,7 @@ from .errors import FillgapError
 from .fsutil import atomic_write_text
 from .imageio import read_image, write_image
 from .masks import generate, hole_ratio, make_rng
-from .methods import DEFAULT_RUNTIME
+from .methods import DEFAULT_RUNTIME, native_bf16
 from .metrics import METRICS, image_metrics
 
 PROTOCOL_DIR = Path(__file__).with_name("protocols")
@@ -382,6 +382,7 @@ def environment() -> dict:
             "opencv": cv2.__version__, "scikit-image": skimage.__version__, "torchmetrics": torchmetrics.__version__,
             "machine": platform.machine(), "processor": _cpu_name(), "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "opencv_threads": cv2.getNumThreads(),
+            "cpu_bf16": native_bf16("cpu"),  # the default runtime ("auto") fills in bf16 where True
             "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None}
 
 
@@ -452,8 +453,9 @@ def render_markdown(result: dict) -> str:
               f"mask seed {p['mask_seed']}. Outputs are composited (known pixels kept) before scoring. "
               "Seconds: wall time of the fill call alone, per image, every method in the same run "
               f"and interleaved case by case; {env['processor']}, {env['cpu_count']} logical CPUs, "
-              f"torch {env['torch']} with {env['torch_threads']} thread(s), load average at the end "
-              f"{env['load_average']}.", ""]
+              f"torch {env['torch']} with {env['torch_threads']} thread(s)"
+              f"{'; networks in bf16 (runtime auto on a bf16 CPU)' if env.get('cpu_bf16') else ''}, "
+              f"load average at the end {env['load_average']}.", ""]
     if not p.get("matches_protocol", True):
         lines += ["**Warning: the pictures or masks differ from the protocol's checksums; these numbers are "
                   "not comparable with earlier reports.**", ""]

@@ -101,9 +101,12 @@ class TorchNetwork(FillMethod):
     kind = "network"
 
     def __init__(self, model: InpaintModel, name: str = "", source: str = "given", max_side: int = NETWORK_MAX_SIDE,
-                 bf16: bool = False):
+                 bf16: bool | None = False):
+        self._parameters = sum(p.numel() for p in model.parameters())  # the trained network's count
         self.model = model.for_inference()  # e.g. batch norms folded (a copy: ``model`` stays as it is)
-        self.bf16 = bf16  # convolutions in bfloat16 (torch autocast): the ``torch-bf16`` runtime
+        # Convolutions in bfloat16 (torch autocast): True (``torch-bf16``), False (``torch``), or None
+        # (``auto``: decided per call by the device the input is on, see ``native_bf16``).
+        self.bf16 = bf16
         self.name = name or model.registry_name or type(model).__name__
         self.source = source
         self.channels = model.channels
@@ -112,7 +115,7 @@ class TorchNetwork(FillMethod):
         self.max_side = max_side  # fixed-size networks resize inside fill(); the pipeline does not
 
     def parameters_count(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
+        return self._parameters
 
     @property
     def device(self) -> torch.device:
@@ -120,7 +123,7 @@ class TorchNetwork(FillMethod):
 
     def _forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """The network call itself (other runtimes override this, the padding stays here)."""
-        if self.bf16:
+        if self.bf16 or (self.bf16 is None and native_bf16(x.device.type)):
             with torch.autocast(x.device.type, dtype=torch.bfloat16):
                 return self.model(x, m).float()
         return self.model(x, m)
@@ -163,9 +166,12 @@ def _onnx_runtime(model: InpaintModel, source: str) -> FillMethod:
 @functools.lru_cache(maxsize=None)
 def native_bf16(device: str = "cpu") -> bool:
     """Whether ``device`` computes bfloat16 natively: a CPU with AVX512-BF16 or AMX (Linux
-    /proc/cpuinfo), a CUDA GPU that torch says supports it. Elsewhere bf16 is emulated (slow)."""
+    /proc/cpuinfo), a CUDA GPU that computes it (Ampere or later). Elsewhere bf16 is emulated
+    (slow) or not there."""
     if device.startswith("cuda"):
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device != "cpu":
+        return False
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -173,16 +179,11 @@ def native_bf16(device: str = "cpu") -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def _auto_runtime(model: InpaintModel, source: str) -> FillMethod:
-    device = next(model.parameters()).device.type if any(True for _ in model.parameters()) else "cpu"
-    return TorchNetwork(model, source=source, bf16=native_bf16(device))
-
-
 DEFAULT_RUNTIME = "auto"
 _RUNTIMES: dict[str, Callable[[InpaintModel, str], FillMethod]] = {
     # the default: torch, in bfloat16 where the hardware has it (bench/precision.py: the same hole
     # PSNR to 0.01 dB, 1.4x faster on an AVX512-BF16 CPU), else fp32
-    "auto": _auto_runtime,
+    "auto": lambda model, source: TorchNetwork(model, source=source, bf16=None),
     "torch": lambda model, source: TorchNetwork(model, source=source),
     # bfloat16 convolutions: about 1.5x faster on CPUs with native bf16 (AVX512-BF16, AMX) and on GPUs,
     # fills within about 1/255 of fp32 (bench/precision.py measures both)

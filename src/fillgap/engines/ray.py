@@ -109,12 +109,12 @@ class FillActor:
                  settings: dict | None = None, runtime: str = "auto"):
         import torch
 
-        from ..methods import get_method
+        from ..methods import TorchNetwork, get_method
         torch.set_num_threads(max(1, threads))
         self.method = get_method(model, runtime)
-        network = getattr(self.method, "model", None)
-        if torch.cuda.is_available() and isinstance(network, torch.nn.Module):
-            network.cuda()  # an actor given a GPU (--gpus-per-actor) uses it
+        # an actor given a GPU (--gpus-per-actor) runs a torch network there (onnxruntime picks its own device)
+        if torch.cuda.is_available() and type(self.method) is TorchNetwork:
+            self.method.model.cuda()
         self.options = (dilate, overwrite, resize_mask, settings or {})
 
     def __call__(self, batch):

@@ -246,7 +246,7 @@ def aggregate_residual(image: torch.Tensor, hole: torch.Tensor, coarse: torch.Te
 
         queries = hole_grid.flatten().nonzero().flatten()
         valid = _known_keys(hole_grid, (gh, gw), patch_size)
-        flat_out, flat_missing = out[i].view(3, -1), holes.view(-1) > 0
+        flat_out, flat_missing = out[i].view(3, -1), holes.reshape(-1) > 0
         for q, weights, idx in _match(feat, valid, queries, patch_size, scale, min(topk, gh * gw), chunk):
             rows, cols = _cell_pixels(q, gw, s, big_h, big_w)
             fill = _upsampled_at(low, rows, cols, big_h, big_w)  # 3 x c x s x s

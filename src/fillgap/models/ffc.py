@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm  # BatchNorm2d and the synchronised kinds
 
 from .. import classical
 from . import register_model
@@ -292,7 +293,7 @@ for _name in PRESETS:
 
 
 # -- inference: batch norms folded into the convolutions before them -----------------------------
-def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+def _bn_affine(bn: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode batch norm as y = scale * x + shift (per channel)."""
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     return scale, bn.bias - bn.running_mean * scale
@@ -321,10 +322,10 @@ def fold_batchnorm(model: FFCInpainter) -> FFCInpainter:
         raise ValueError("fold_batchnorm is for an eval-mode network (model.eval() first)")
     for seq in [model.down, model.up, *(m.squeeze for m in model.modules() if isinstance(m, SpectralTransform))]:
         for i in range(len(seq) - 1):
-            if isinstance(seq[i], (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(seq[i + 1], nn.BatchNorm2d):
+            if isinstance(seq[i], (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(seq[i + 1], _BatchNorm):
                 _scale_conv(seq[i], *_bn_affine(seq[i + 1]))
                 seq[i + 1] = nn.Identity()
-    for unit in [m for m in model.modules() if isinstance(m, FourierUnit)]:
+    for unit in [m for m in model.modules() if isinstance(m, FourierUnit) and isinstance(m.bn, _BatchNorm)]:
         _scale_conv(unit.conv, *_bn_affine(unit.bn))
         unit.bn = nn.Identity()
     for layer in [m for m in model.modules() if isinstance(m, FFCBnAct)]:
@@ -332,7 +333,7 @@ def fold_batchnorm(model: FFCInpainter) -> FFCInpainter:
         # out_l = l2l(x_l) + g2l(x_g); out_g = l2g(x_l) + g2g(x_g), g2g ending in the 1x1 ``expand``
         for bn_name, convs in (("bn_l", [ffc.l2l, ffc.g2l]), ("bn_g", [ffc.l2g, ffc.g2g and ffc.g2g.expand])):
             bn = getattr(layer, bn_name)
-            if not isinstance(bn, nn.BatchNorm2d):
+            if not isinstance(bn, _BatchNorm):  # none there, or folded already
                 continue
             scale, shift = _bn_affine(bn)
             convs = [c for c in convs if c is not None]
