@@ -236,7 +236,7 @@ def registry_method(spec, name: str | None = None, runtime: str = DEFAULT_RUNTIM
     from .methods import get_method
 
     method = get_method(spec, runtime)
-    if runtime not in ("torch", DEFAULT_RUNTIME) and method.kind == "network":
+    if runtime != DEFAULT_RUNTIME and method.kind == "network":
         name = f"{name or method.name} ({runtime})"
     kind = "classical" if method.kind == "classical" else "model"
     return Method(name or method.name, lambda image, mask: inpaint(image, mask, method), kind, method.source)
@@ -454,7 +454,7 @@ def render_markdown(result: dict) -> str:
               "Seconds: wall time of the fill call alone, per image, every method in the same run "
               f"and interleaved case by case; {env['processor']}, {env['cpu_count']} logical CPUs, "
               f"torch {env['torch']} with {env['torch_threads']} thread(s)"
-              f"{'; networks in bf16 (runtime auto on a bf16 CPU)' if env.get('cpu_bf16') else ''}, "
+              f"{'; networks without a runtime in their name ran in bf16 (auto, on a bf16 CPU)' if env.get('cpu_bf16') else ''}, "
               f"load average at the end {env['load_average']}.", ""]
     if not p.get("matches_protocol", True):
         lines += ["**Warning: the pictures or masks differ from the protocol's checksums; these numbers are "
