@@ -372,6 +372,9 @@ def run_protocol(protocol: Protocol, size: int, methods: list[Method], progress:
     return EvalRun(result, grid, stale)
 
 
+BF16_NOTE = "; networks without a runtime in their name ran in bf16 (auto, on a bf16 CPU)"
+
+
 def environment() -> dict:
     import skimage
     import torch
@@ -454,7 +457,7 @@ def render_markdown(result: dict) -> str:
               "Seconds: wall time of the fill call alone, per image, every method in the same run "
               f"and interleaved case by case; {env['processor']}, {env['cpu_count']} logical CPUs, "
               f"torch {env['torch']} with {env['torch_threads']} thread(s)"
-              f"{'; networks without a runtime in their name ran in bf16 (auto, on a bf16 CPU)' if env.get('cpu_bf16') else ''}, "
+              f"{BF16_NOTE if env.get('cpu_bf16') else ''}, "
               f"load average at the end {env['load_average']}.", ""]
     if not p.get("matches_protocol", True):
         lines += ["**Warning: the pictures or masks differ from the protocol's checksums; these numbers are "
