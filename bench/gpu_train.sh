@@ -7,7 +7,7 @@
 # PACK: the training data in one file, made beforehand on any machine with
 #       `fillgap data pack --out PACK` (train + val photos; see DATA.md);
 # OUT: the run folder (checkpoints, metrics, grids); an existing OUT/last.pt is resumed;
-# MINUTES: wall-time budget of the training itself; CONFIG: default configs/ffc-small-v2-gpu.yaml.
+# MINUTES: wall-time budget of the training itself; CONFIG: default configs/ffc-small-v3-gpu.yaml.
 #
 # Install: the machine's own PyTorch (CUDA) is used as it is; fillgap runs from src/ and
 # only the pure-Python packages it lacks are installed, from wheels in gpu-wheels/ when the
@@ -15,7 +15,7 @@
 # `pip download -d gpu-wheels --only-binary :all: --python-version 3.12 --platform manylinux2014_x86_64 pydantic typer`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pack=$1 out=$2 minutes=$3 config=${4:-configs/ffc-small-v2-gpu.yaml}
+pack=$1 out=$2 minutes=$3 config=${4:-configs/ffc-small-v3-gpu.yaml}
 PY=${PYTHON:-python3}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 

@@ -26,9 +26,10 @@ from .models import InpaintModel, create_model, list_models
 DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "ffc-default.safetensors"
 # Shipped weights by variant (method name ``fillgap-<variant>``), each with a model card, and
 # what ``fillgap models`` says about it.
-RELEASED_WEIGHTS = {"default": DEFAULT_WEIGHTS, "sharp": DEFAULT_WEIGHTS.with_name("ffc-sharp.safetensors")}
-RELEASED_CARDS = {"default": "MODEL_CARD.md", "sharp": "MODEL_CARD-sharp.md"}
-RELEASED_NOTES = {"default": "network (shipped weights)", "sharp": "network (shipped weights, sharper)"}
+RELEASED_WEIGHTS = {"default": DEFAULT_WEIGHTS, "smooth": DEFAULT_WEIGHTS.with_name("ffc-smooth.safetensors")}
+RELEASED_CARDS = {"default": "MODEL_CARD.md", "smooth": "MODEL_CARD-smooth.md"}
+RELEASED_NOTES = {"default": "network (shipped weights: faithful and textured)",
+                  "smooth": "network (shipped weights: smooth, best hole SSIM)"}
 CHECKSUM_KEY = "tensor_sha256"  # in a .safetensors file's metadata
 CHECKSUMS = "checksums"         # in a .pt checkpoint: entry name -> SHA-256 of its tensors
 
