@@ -182,10 +182,10 @@ def native_bf16(device: str = "cpu") -> bool:
 DEFAULT_RUNTIME = "auto"
 _RUNTIMES: dict[str, Callable[[InpaintModel, str], FillMethod]] = {
     # the default: torch, in bfloat16 where the hardware has it (bench/precision.py: the same hole
-    # PSNR to 0.01 dB, 1.4x faster on an AVX512-BF16 CPU), else fp32
+    # PSNR to 0.01 dB, 1.3x faster at 512 px on an AVX512-BF16 CPU), else fp32
     "auto": lambda model, source: TorchNetwork(model, source=source, bf16=None),
     "torch": lambda model, source: TorchNetwork(model, source=source),
-    # bfloat16 convolutions: about 1.5x faster on CPUs with native bf16 (AVX512-BF16, AMX) and on GPUs,
+    # bfloat16 convolutions: about 1.3x faster on CPUs with native bf16 (AVX512-BF16, AMX) and on GPUs,
     # fills within about 1/255 of fp32 (bench/precision.py measures both)
     "torch-bf16": lambda model, source: TorchNetwork(model, source=source, bf16=True),
     "onnx": _onnx_runtime,
