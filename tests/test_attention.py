@@ -135,6 +135,8 @@ def test_aggregate_residual_batched_deterministic_and_checks_shapes():
     assert torch.equal(aggregate_residual(img, torch.zeros_like(hole), coarse), img)
     with pytest.raises(ValueError):
         aggregate_residual(img, hole[:, :, :40], coarse)
+    scratch = img.clone()  # in place: the same result, written into the input
+    assert aggregate_residual(scratch, hole, coarse, inplace=True) is scratch and torch.equal(scratch, out)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -39,7 +39,7 @@ class WindowJob:
 
     window: Window
     strategy: str
-    image: torch.Tensor  # 1 x 3 x h x w in [0, 1]
+    image: torch.Tensor  # 1 x 3 x h x w uint8: ``run`` makes the [0, 1] floats when it needs them
     hole: torch.Tensor   # 1 x 1 x h x w, 1 = hole
 
     @property
@@ -62,7 +62,9 @@ def plan(image: np.ndarray, alpha: np.ndarray, method: FillMethod, strategy: str
     jobs = []
     for win in plan_windows(hole, single=strategy == "resize"):
         concrete = choose(strategy, method, (win.height, win.width), max_side)
-        jobs.append(WindowJob(win, concrete, to_tensor(image[win.slices]),
+        # uint8 until ``run`` needs floats: a 12 MP picture's window in float is 4x the memory,
+        # and ``cra`` needs it only after its low-resolution pass
+        jobs.append(WindowJob(win, concrete, to_tensor(image[win.slices], dtype=torch.uint8),
                               mask_to_tensor(hole[win.slices].astype(np.float32))))
     return jobs
 

@@ -192,7 +192,8 @@ def _upsampled_at(low: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, big
 
 @torch.no_grad()
 def aggregate_residual(image: torch.Tensor, hole: torch.Tensor, coarse: torch.Tensor, *, grid: int = 64,
-                       patch_size: int = 3, scale: float = 100.0, topk: int = 4, chunk: int = 256) -> torch.Tensor:
+                       patch_size: int = 3, scale: float = 100.0, topk: int = 4, chunk: int = 256,
+                       inplace: bool = False) -> torch.Tensor:
     """Contextual residual aggregation: a low-resolution fill made sharp at full resolution.
 
     Interface (what ``fillgap.fill``'s ``cra`` strategy calls):
@@ -203,7 +204,9 @@ def aggregate_residual(image: torch.Tensor, hole: torch.Tensor, coarse: torch.Te
       method; h, w <= 512 is the intended use, same aspect as the image);
     - returns a new N x 3 x H x W tensor: ``image`` outside the hole (bit-identical), and inside
       ``upsample(coarse) + aggregated residual`` clamped to [0, 1]; grey levels are not
-      blended (the caller composites).
+      blended (the caller composites). ``inplace=True``: the result is written into ``image``
+      (contiguous floats the caller no longer needs), one window-sized copy less; safe, as
+      only missing pixels are written and only known ones read.
 
     Steps: the blurred picture is the h x w picture (``coarse`` where a low-resolution pixel
     touches the hole, the area-downsampled image elsewhere) upsampled bilinearly, so the
@@ -227,7 +230,8 @@ def aggregate_residual(image: torch.Tensor, hole: torch.Tensor, coarse: torch.Te
     h, w = coarse.shape[-2:]
     s = max(1, math.ceil(max(big_h, big_w) / grid))
     gh, gw = math.ceil(big_h / s), math.ceil(big_w / s)
-    out = image.clone(memory_format=torch.contiguous_format)
+    inplace = inplace and image.is_floating_point() and image.is_contiguous()
+    out = image if inplace else image.clone(memory_format=torch.contiguous_format)
     for i in range(n):  # each item has its own hole cells as queries
         # The hole as given (no full-resolution float copy: a 12 MP window cannot spare it);
         # max-pooling then "> 0" = "any missing pixel under this cell".
