@@ -139,14 +139,14 @@ def child_row(method: str, strategy: str, cases_json: str, crops: str) -> None:
     print(json.dumps({"method": method, "strategy": strategy, "cases": rows, "peak_mb": peak_mb()}))
 
 
-def child_big(image: str, mask: str) -> None:
+def child_big(image: str, mask: str, runtime: str = "auto") -> None:
     """The 12 MP in-process fill: the first fill (model loaded before) and a second one."""
     import torch
     from fillgap import inpaint
     from fillgap.methods import get_method
 
     torch.set_num_threads(2)
-    m = get_method(None)
+    m = get_method(None, runtime)
     img = np.asarray(Image.open(image).convert("RGB"))
     msk = np.asarray(Image.open(mask).convert("L"))
     times, cpu = [], []
@@ -264,6 +264,8 @@ def main() -> None:
         Image.fromarray(big).save(tmp / "big.png")
         Image.fromarray(blob_mask(np.random.default_rng(7), 3000, 4000, 0.05)).save(tmp / "big-mask.png")
         big_row = run_child(["--big", str(tmp / "big.png"), str(tmp / "big-mask.png")], args.cache)
+        # the same in fp32: bf16 autocast holds casts of the activations (more memory)
+        big_fp32 = run_child(["--big", str(tmp / "big.png"), str(tmp / "big-mask.png"), "torch"], None)
     load_after = open("/proc/loadavg").read().strip()
 
     def mean(values):
@@ -290,12 +292,13 @@ def main() -> None:
           f"{big_row['megapixels']:.0f} MP picture, {big_row['hole'] * 100:.1f} % blob, default model, strategy auto, "
           f"in process: first fill {big_row['first_s']:.2f} s ({big_row['first_cpu_s']:.2f} CPU s), second "
           f"{big_row['second_s']:.2f} s ({big_row['second_cpu_s']:.2f} CPU s), "
-          f"peak RSS {big_row['peak_mb']:.0f} MB."]
+          f"peak RSS {big_row['peak_mb']:.0f} MB; with `--runtime torch` (fp32): first {big_fp32['first_s']:.2f} s, "
+          f"second {big_fp32['second_s']:.2f} s, peak RSS {big_fp32['peak_mb']:.0f} MB."]
     text = "\n".join(md) + "\n"
     print(text)
     save_text(args.out.with_suffix(".md").resolve(), text)
     save_json(args.out.with_suffix(".json").resolve(),
-              {"rows": rows, "folder": folder, "big": big_row, "load_before": load_before, "load_after": load_after,
+              {"rows": rows, "folder": folder, "big": big_row, "big_fp32": big_fp32, "load_before": load_before, "load_after": load_after,
                "cases": [{k: c[k] for k in ("photo", "kind", "hole")} for c in cases], "machine": machine()})
 
 
@@ -303,6 +306,6 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         child_row(*sys.argv[2:6])
     elif sys.argv[1:2] == ["--big"]:
-        child_big(*sys.argv[2:4])
+        child_big(*sys.argv[2:5])
     else:
         main()
