@@ -27,7 +27,7 @@ from fillgap.checkpoint import DEFAULT_WEIGHTS
 from fillgap.data import bundled_photos
 from fillgap.fill import inpaint
 from fillgap.masks import MaskGenerator
-from fillgap.methods import get_method
+from fillgap.methods import get_method, native_bf16
 from fillgap.runtime.threads import set_threads
 
 RESULTS = Path(__file__).with_name("results")
@@ -102,7 +102,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     meta = {"model": args.model, "threads": threads, "cases": len(cases), "loadavg_before": load_before,
             "loadavg_after": Path("/proc/loadavg").read_text().strip(),
-            "cpu_bf16": "avx512_bf16" in Path("/proc/cpuinfo").read_text()}
+            "cpu_bf16": native_bf16("cpu")}
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     base = rows[0]
     lines = [f"Model {args.model}, {threads} threads, {len(cases)} fills (3 bundled test photos x 4 mask kinds, "

@@ -545,7 +545,8 @@ def evaluate(protocol: str | Path = "v1", size: int = 256, checkpoints: list[str
              threads: int | None = None, every: int = 1, runtime: str = DEFAULT_RUNTIME) -> EvalRun:
     """Load the protocol, build the methods, run, and (with ``out``) write the three reports.
 
-    ``runtime``: how networks run (``torch`` or ``onnx``, see ``fillgap.methods``); classical peers are unaffected."""
+    ``runtime``: how networks run (``auto``, ``torch``, ``torch-bf16``, ``onnx``, see ``fillgap.methods``);
+    classical peers are unaffected."""
     set_threads(threads)
     proto = load_protocol(protocol)
     stem = stem or f"eval-{proto.name}-{size}"

@@ -341,20 +341,19 @@ def output_is_whole(path: str | os.PathLike) -> bool:
         return False
 
 
-def to_tensor(rgb: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 H x W x 3 -> float 1 x 3 x H x W in [0, 1] (``dtype=torch.uint8``: the same pixels
-    as 0-255, a quarter of the memory; ``as_float`` turns them into the float form later)."""
+def to_tensor(rgb: np.ndarray, uint8: bool = False) -> torch.Tensor:
+    """uint8 H x W x 3 -> float 1 x 3 x H x W in [0, 1] (``uint8=True``: the same pixels as 0-255,
+    a quarter of the memory; ``as_float`` turns them into the float form later)."""
     rgb = np.ascontiguousarray(rgb)
     if not rgb.flags.writeable:  # torch warns on read-only arrays (e.g. np.asarray of a PIL image)
         rgb = rgb.copy()
-    return as_float(torch.from_numpy(rgb).permute(2, 0, 1)[None].contiguous(), dtype)
+    image = torch.from_numpy(rgb).permute(2, 0, 1)[None].contiguous()
+    return image if uint8 else as_float(image)
 
 
-def as_float(image: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A uint8 picture tensor as floats in [0, 1] (a new tensor); a float one as it is."""
-    if image.dtype != torch.uint8 or dtype == torch.uint8:
-        return image
-    return image.to(dtype).div_(255.0)
+def as_float(image: torch.Tensor) -> torch.Tensor:
+    """A uint8 picture tensor as float32 in [0, 1] (a new tensor); a float one as it is."""
+    return image.float().div_(255.0) if image.dtype == torch.uint8 else image
 
 
 def mask_to_tensor(mask: np.ndarray) -> torch.Tensor:

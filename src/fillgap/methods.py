@@ -232,11 +232,11 @@ def get_method(spec: FillMethod | InpaintModel | str | Path | None = None,
     from .checkpoint import DEFAULT_WEIGHTS, RELEASED_WEIGHTS, load_model
 
     text = DEFAULT_NAME if spec is None else str(spec)
-    if text == DEFAULT_NAME:
-        return _network(load_model(None), str(DEFAULT_WEIGHTS), runtime, DEFAULT_NAME)
-    if text in shipped_names():
-        path = RELEASED_WEIGHTS[shipped_names()[text]]
-        return _network(load_model(path), str(path), runtime, text)
+    variant = shipped_names().get(text)
+    if variant is not None:
+        path = RELEASED_WEIGHTS[variant]
+        # None for the default: load_model says "missing from the package" if it is gone
+        return _network(load_model(None if path == DEFAULT_WEIGHTS else path), str(path), runtime, text)
     if text in CLASSICAL:
         return ClassicalMethod(text, CLASSICAL[text], CLASSICAL_MAX_SIDE.get(text, NETWORK_MAX_SIDE))
     if text in list_models() and not Path(text).exists():

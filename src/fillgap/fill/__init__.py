@@ -64,7 +64,7 @@ def plan(image: np.ndarray, alpha: np.ndarray, method: FillMethod, strategy: str
         concrete = choose(strategy, method, (win.height, win.width), max_side)
         # uint8 until ``run`` needs floats: a 12 MP picture's window in float is 4x the memory,
         # and ``cra`` needs it only after its low-resolution pass
-        jobs.append(WindowJob(win, concrete, to_tensor(image[win.slices], dtype=torch.uint8),
+        jobs.append(WindowJob(win, concrete, to_tensor(image[win.slices], uint8=True),
                               mask_to_tensor(hole[win.slices].astype(np.float32))))
     return jobs
 
