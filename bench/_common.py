@@ -1,6 +1,6 @@
 """What every benchmark shares: where results go, the machine they ran on, and how they are saved.
 
-    from _common import RESULTS, machine, save_json, save_text
+    from _common import RESULTS, machine, save_json, save_text, stop_process
 
 ``machine()`` records the CPU count, versions and the 1-minute load average (the machines these
 run on are shared, so every figure is stored with the load it was measured under); the result
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -30,6 +31,16 @@ def machine(**extra) -> dict:
             "torch_threads": torch.get_num_threads(), "nice": os.nice(0), "load_average": load_average()}
     info.update(extra)
     return info
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 30) -> None:
+    """Ask a child (e.g. a server under test) to end, kill it after ``grace`` seconds, and reap it."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def save_text(path: str | Path, text: str) -> Path:

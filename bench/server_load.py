@@ -40,7 +40,7 @@ from fillgap.imageio import read_image
 from fillgap.masks import MaskGenerator, hole_ratio
 from fillgap.models import create_model
 
-from _common import RESULTS, machine, save_json
+from _common import RESULTS, machine, save_json, stop_process
 PHOTO = Path(fillgap.__file__).parent / "data" / "bundled" / "test" / "coffee.jpg"
 
 
@@ -155,12 +155,7 @@ def main() -> None:
                           f"p90 {r['latency_s']['p90']} s, server CPU {r['server_cpu_s_per_request']} s/request",
                           flush=True)
             finally:
-                proc.terminate()
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop_process(proc)
         load_after = os.getloadavg()
 
     result = {

@@ -28,7 +28,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from _common import load_average, machine, save_json
+from _common import load_average, machine, save_json, stop_process
 
 
 def status(pid: int) -> dict[str, int]:
@@ -197,11 +197,7 @@ def main() -> None:
         fills = {"count": args.fills, "size": "512x512", "ok": codes.count(200), "wall_s": round(fills_s, 2),
                  "rss_before_mb": before_fills, "rss_after_mb": after_fills}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
     save(args, side, jpeg, slow, idle, answers, burst_s, after_burst, samples, load_start, fills)
 

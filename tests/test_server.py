@@ -309,14 +309,13 @@ def test_stalled_clients_are_cut_off(checkpoint, picture, hole, caplog):
     assert any('"POST /api/inpaint" 200' in m for m in messages)  # the access log
 
 
-def test_hang_ups_are_one_line_and_never_filled(checkpoint, picture, hole, caplog, monkeypatch):
-    import logging
+@pytest.fixture
+def held_fills(monkeypatch):
+    """The server's fills wait until released: (release event, list with one entry per fill started)."""
     import threading
-    import time
 
     import fillgap.server as server
 
-    caplog.set_level(logging.INFO, logger="fillgap")
     release, filled, real = threading.Event(), [], server.inpaint
 
     def slow_inpaint(*args, **kwargs):
@@ -325,6 +324,16 @@ def test_hang_ups_are_one_line_and_never_filled(checkpoint, picture, hole, caplo
         return real(*args, **kwargs)
 
     monkeypatch.setattr(server, "inpaint", slow_inpaint)
+    yield release, filled
+    release.set()  # a failed test leaves no server thread waiting
+
+
+def test_hang_ups_are_one_line_and_never_filled(checkpoint, picture, hole, caplog, held_fills):
+    import logging
+    import time
+
+    caplog.set_level(logging.INFO, logger="fillgap")
+    release, filled = held_fills
     body, ctype = _form(picture, hole)
     with running(create_app(checkpoint)) as base, concurrent.futures.ThreadPoolExecutor(1) as pool:
         first = pool.submit(post, base, {"image": ("p.png", png_bytes(picture), "image/png"),
@@ -346,20 +355,10 @@ def test_hang_ups_are_one_line_and_never_filled(checkpoint, picture, hole, caplo
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-def test_busy_server_answers_503_with_retry_after_at_once(checkpoint, picture, hole, monkeypatch):
-    import threading
+def test_busy_server_answers_503_with_retry_after_at_once(checkpoint, picture, hole, held_fills):
     import time
 
-    import fillgap.server as server
-
-    release, filled, real = threading.Event(), [], server.inpaint
-
-    def slow_inpaint(*args, **kwargs):
-        filled.append(1)
-        release.wait(30)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(server, "inpaint", slow_inpaint)
+    release, filled = held_fills
     files = {"image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")}
     app = create_app(checkpoint, ServerSettings(max_pixels_in_flight=H * W))  # room for one picture
     with running(app) as base, concurrent.futures.ThreadPoolExecutor(1) as pool:
