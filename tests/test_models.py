@@ -113,6 +113,25 @@ def test_refine_model_starts_as_its_prior(prior):
     assert torch.allclose(out, ref.clamp(1e-3, 1 - 1e-3), atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["reflect", "zeros"])
+@pytest.mark.parametrize("kernel", [(7, 7), (3, 5)])
+def test_column_sum_conv_equals_the_convolution(mode, kernel):
+    from fillgap.models.ffc import ColumnSumConv
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8, 3, kernel, padding=(kernel[0] // 2, kernel[1] // 2), padding_mode=mode)
+    fast = ColumnSumConv(conv)
+    x = torch.rand(2, 8, 19, 33)
+    with torch.no_grad():
+        ref = conv(x)
+        assert torch.allclose(fast(x), ref, atol=1e-5)
+        assert torch.allclose(fast(x.contiguous(memory_format=torch.channels_last)), ref, atol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # float32 out, bf16 rounding only inside
+            got = fast(x)
+        assert got.dtype == torch.float32 and torch.allclose(got, ref, atol=0.05)
+    with pytest.raises(ValueError):
+        ColumnSumConv(torch.nn.Conv2d(8, 3, 3, stride=2, padding=1))
+
+
 @pytest.mark.parametrize("preset", ["ffc-tiny", "ffc-small"])
 def test_for_inference_folds_batch_norms_without_changing_the_fill(preset):
     torch.manual_seed(0)
@@ -125,6 +144,7 @@ def test_for_inference_folds_batch_norms_without_changing_the_fill(preset):
     before = {k: v.clone() for k, v in net.state_dict().items()}
     fast = net.for_inference()
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert not isinstance(fast.head, torch.nn.Conv2d)  # the 3-channel head as column sums
     x, hole = torch.rand(2, 3, 32, 48), (torch.rand(2, 1, 32, 48) > 0.6).float()
     with torch.no_grad():
         ref, got = net(x, hole), fast(x, hole)

@@ -83,7 +83,7 @@ def test_auto_runtime_is_the_default_and_uses_bf16_only_where_the_cpu_has_it(mon
         methods.native_bf16.cache_clear()
         monkeypatch.setattr(methods.Path, "read_text", lambda self, *a, **k: f"flags\t\t: {flags}\n")
         auto, seen = methods.get_method(net, "auto"), []
-        auto.model.head.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
+        auto.model.down[0].register_forward_hook(lambda mod, args, out: seen.append(out.dtype))  # a convolution
         auto.fill(torch.rand(1, 3, 16, 16), torch.ones(1, 1, 16, 16))
         assert (seen == [torch.bfloat16]) is expected
         assert methods.get_method(net, "torch").bf16 is False
