@@ -163,3 +163,25 @@ def test_attention_block_bounds_large_maps():
     hole[..., 10:20, 5:15] = 1
     y = block(x, hole)
     assert y.shape == x.shape and torch.isfinite(y).all() and not torch.equal(y, x)
+
+
+def test_aggregate_residual_on_uint8_is_the_float_result_rounded():
+    """A uint8 picture (what the pipeline's cra strategy hands over, to spare a float copy of a
+    big window) gives the float result rounded half up, and its own pixels outside the hole."""
+    g = torch.Generator().manual_seed(5)
+    pixels = torch.randint(0, 256, (1, 3, 64, 80), generator=g, dtype=torch.uint8)
+    img = pixels.float() / 255
+    hole = torch.zeros(1, 1, 64, 80)
+    hole[..., 20:40, 25:60] = 1
+    coarse = F.interpolate(img, size=(16, 20), mode="area")
+    want = (aggregate_residual(img, hole, coarse) * 255 + 0.5).clamp(0, 255).to(torch.uint8)
+    got = aggregate_residual(pixels, hole, coarse)
+    assert got.dtype == torch.uint8 and torch.equal(got, want)
+    scratch = pixels.clone()
+    assert aggregate_residual(scratch, hole, coarse, inplace=True) is scratch and torch.equal(scratch, want)
+
+
+def test_area_resize_of_uint8_equals_the_float_interpolation():
+    from fillgap.imageio import area_resize, as_float
+    pixels = torch.randint(0, 256, (2, 3, 37, 50), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    assert torch.equal(area_resize(pixels, (10, 13)), F.interpolate(as_float(pixels), size=(10, 13), mode="area"))

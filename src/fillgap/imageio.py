@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import FillgapError
@@ -354,6 +355,16 @@ def to_tensor(rgb: np.ndarray, uint8: bool = False) -> torch.Tensor:
 def as_float(image: torch.Tensor) -> torch.Tensor:
     """A uint8 picture tensor as float32 in [0, 1] (a new tensor); a float one as it is."""
     return image.float().div_(255.0) if image.dtype == torch.uint8 else image
+
+
+def area_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """N x C x H x W uint8 or float -> float32 in [0, 1] at ``size`` by area averaging. A uint8
+    picture becomes floats one channel at a time (the same numbers): a 12 MP window's float copy
+    would be 4x its bytes at the moment a fill's memory peaks."""
+    if image.dtype != torch.uint8:
+        return F.interpolate(image, size=size, mode="area")
+    return torch.cat([F.interpolate(as_float(image[:, c:c + 1]), size=size, mode="area")
+                      for c in range(image.shape[1])], dim=1)
 
 
 def mask_to_tensor(mask: np.ndarray) -> torch.Tensor:

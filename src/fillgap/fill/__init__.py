@@ -86,9 +86,12 @@ def inpaint(image: np.ndarray, mask: np.ndarray, model: FillMethod | str | None 
     if not (alpha if alpha.dtype == bool else alpha > 0).any():
         return image.copy()
     method = get_method(model, runtime)
-    out = image.copy()
+    out = None
     for job in plan(image, alpha, method, strategy, max_side):
-        composite(out, image, alpha, job.window, run(method, job.image, job.hole, job.strategy, max_side))
+        fill = run(method, job.image, job.hole, job.strategy, max_side)
+        if out is None:  # made after the first fill: a big picture's copy is not held through it
+            out = image.copy()
+        composite(out, image, alpha, job.window, fill)
     return out
 
 

@@ -11,11 +11,15 @@ def composite(out: np.ndarray, image: np.ndarray, alpha: np.ndarray, window: Win
               fill: torch.Tensor | np.ndarray) -> None:
     """Write ``out[window] = a * fill + (1 - a) * image`` where the weight ``a`` > 0, and the
     picture's own pixels where ``a`` = 0 (bit-identical). ``fill``: 3 x h x w (or 1 x 3 x h x w)
-    float in [0, 1] for the window, overwritten (consumed); ``image``/``out``: uint8 H x W x 3;
-    ``alpha``: float H x W weights, or bool (hard blend)."""
+    float in [0, 1] for the window, overwritten (consumed), or uint8 (rounded already, as
+    ``cra`` returns it); ``image``/``out``: uint8 H x W x 3; ``alpha``: float H x W weights,
+    or bool (hard blend)."""
     if isinstance(fill, np.ndarray):
         fill = torch.from_numpy(fill).permute(2, 0, 1)
-    fill = (fill[0] if fill.dim() == 4 else fill).detach().cpu().float()
+    fill = (fill[0] if fill.dim() == 4 else fill).detach().cpu()
+    rounded_already = fill.dtype == torch.uint8
+    if not rounded_already:
+        fill = fill.float()
     region, target = image[window.slices], out[window.slices]
     a = alpha[window.slices]
     # Full-weight pixels (all of them in the hard blend): the fill, rounded; no float copy of
@@ -25,9 +29,13 @@ def composite(out: np.ndarray, image: np.ndarray, alpha: np.ndarray, window: Win
     if part is not None and part.any():  # grey weights (soft blend): blend those pixels alone
         ys, xs = np.nonzero(part)
         w = a[ys, xs][:, None].astype(np.float32)
-        f = fill[:, torch.from_numpy(ys), torch.from_numpy(xs)].T.numpy()
-        target[ys, xs] = np.clip(w * f * 255.0 + (1.0 - w) * region[ys, xs].astype(np.float32) + 0.5,
+        f = fill[:, torch.from_numpy(ys), torch.from_numpy(xs)].T.float().numpy()  # 0-255 scale
+        if not rounded_already:
+            f *= 255.0
+        target[ys, xs] = np.clip(w * f + (1.0 - w) * region[ys, xs].astype(np.float32) + 0.5,
                                  0, 255).astype(np.uint8)
     # In place: the fill is consumed here (a window's float copy is what big pictures cannot afford).
-    rounded = fill.mul_(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    if not rounded_already:
+        fill = fill.mul_(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8)
+    rounded = fill.permute(1, 2, 0).numpy()
     np.copyto(target, rounded, where=full[..., None])

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import FillgapError
-from ..imageio import as_float
+from ..imageio import area_resize, as_float
 from ..methods import FillMethod
 
 STRATEGIES = ("auto", "resize", "crop", "cra")
@@ -75,14 +75,14 @@ def choose(strategy: str, method: FillMethod, size: tuple[int, int], max_side: i
 
 def _low_fill(method: FillMethod, image: torch.Tensor, hole: torch.Tensor, side: int) -> torch.Tensor:
     """``method``'s fill at a working size whose long side is at most ``side`` (not scaled back).
-    ``image``: uint8 or [0, 1] floats; a uint8 one is turned into floats only for the moment
-    it is scaled down, so that the full-resolution floats are not held during the fill."""
+    ``image``: uint8 or [0, 1] floats; a uint8 one is scaled down without a full-resolution
+    float copy (``area_resize``)."""
     h, w = image.shape[-2:]
     s = min(1.0, side / max(h, w))
     if method.fixed_size or s >= 1.0:
         return method.fill(as_float(image), hole)
     size = (max(1, round(h * s)), max(1, round(w * s)))
-    x = F.interpolate(as_float(image), size=size, mode="area").clamp(0, 1)
+    x = area_resize(image, size).clamp(0, 1)
     m = (F.interpolate(hole, size=size, mode="area") > 0).float()  # a part-hole pixel stays a hole
     return method.fill(x, m)
 
@@ -98,7 +98,9 @@ def _scaled_fill(method: FillMethod, image: torch.Tensor, hole: torch.Tensor, si
 def run(method: FillMethod, image: torch.Tensor, hole: torch.Tensor, strategy: str,
         max_side: int | None = None) -> torch.Tensor:
     """The fill of N windows of one size (N x C x H x W uint8, or floats in [0, 1]; hole
-    N x 1 x H x W) by one concrete strategy (see ``choose``); returns N x 3 x H x W floats."""
+    N x 1 x H x W) by one concrete strategy (see ``choose``); returns N x 3 x H x W floats in
+    [0, 1], except ``cra`` on uint8 windows: the fill rounded to uint8, written into ``image``
+    (the pipeline's own copy of the window), so no full-resolution float copy is made."""
     limit = limit_of(method, max_side)
     if strategy in ("resize", "crop"):
         return _scaled_fill(method, image, hole, limit)
@@ -111,6 +113,6 @@ def run(method: FillMethod, image: torch.Tensor, hole: torch.Tensor, strategy: s
     coarse = _low_fill(method, image, hole, low)
     if coarse.shape[-2:] == image.shape[-2:]:
         return coarse  # filled at full resolution already: no detail to restore
-    # a uint8 window becomes floats only now, after the low-resolution pass, and they are ours to overwrite
-    return aggregate(as_float(image), hole, coarse, topk=CRA_TOPK,
-                     inplace=image.dtype == torch.uint8).clamp_(0, 1)
+    if image.dtype == torch.uint8:  # the window is the pipeline's copy: its hole is written over
+        return aggregate(image, hole, coarse, topk=CRA_TOPK, inplace=True)
+    return aggregate(image, hole, coarse, topk=CRA_TOPK).clamp_(0, 1)

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..imageio import area_resize, as_float
+
 __all__ = ["ContextualAttention", "AttentionBlock", "contextual_attention", "aggregate_residual"]
 
 
@@ -198,15 +200,17 @@ def aggregate_residual(image: torch.Tensor, hole: torch.Tensor, coarse: torch.Te
 
     Interface (what ``fillgap.fill``'s ``cra`` strategy calls):
 
-    - ``image``: N x 3 x H x W float in [0, 1], full resolution (pixels under the hole are ignored);
+    - ``image``: N x 3 x H x W float in [0, 1], or uint8 0-255, full resolution (pixels under
+      the hole are ignored);
     - ``hole``: N x 1 x H x W, > 0 = missing (any grey level counts as missing);
     - ``coarse``: N x 3 x h x w in [0, 1], a fill of the same window at low resolution (any
       method; h, w <= 512 is the intended use, same aspect as the image);
-    - returns a new N x 3 x H x W tensor: ``image`` outside the hole (bit-identical), and inside
-      ``upsample(coarse) + aggregated residual`` clamped to [0, 1]; grey levels are not
-      blended (the caller composites). ``inplace=True``: the result is written into ``image``
-      (contiguous floats the caller no longer needs), one window-sized copy less; safe, as
-      only missing pixels are written and only known ones read.
+    - returns a new N x 3 x H x W tensor of ``image``'s dtype: ``image`` outside the hole
+      (bit-identical), and inside ``upsample(coarse) + aggregated residual`` clamped to [0, 1]
+      (uint8: times 255, rounded half up, as ``fillgap.fill.composite`` rounds); grey levels
+      are not blended (the caller composites). ``inplace=True``: the result is written into
+      ``image`` (contiguous, and the caller no longer needs it), one window-sized copy less;
+      safe, as only missing pixels are written and only known ones read.
 
     Steps: the blurred picture is the h x w picture (``coarse`` where a low-resolution pixel
     touches the hole, the area-downsampled image elsewhere) upsampled bilinearly, so the
@@ -230,15 +234,19 @@ def aggregate_residual(image: torch.Tensor, hole: torch.Tensor, coarse: torch.Te
     h, w = coarse.shape[-2:]
     s = max(1, math.ceil(max(big_h, big_w) / grid))
     gh, gw = math.ceil(big_h / s), math.ceil(big_w / s)
-    inplace = inplace and image.is_floating_point() and image.is_contiguous()
+    inplace = inplace and image.is_contiguous()
     out = image if inplace else image.clone(memory_format=torch.contiguous_format)
+    as_uint8 = out.dtype == torch.uint8
     for i in range(n):  # each item has its own hole cells as queries
         # The hole as given (no full-resolution float copy: a 12 MP window cannot spare it);
         # max-pooling then "> 0" = "any missing pixel under this cell".
-        img, holes, low = image[i:i + 1].float(), hole[i:i + 1].float(), coarse[i:i + 1].float()
+        # a uint8 picture stays uint8 (a 12 MP window in floats is 4x the bytes): read as floats cell by cell
+        img, holes, low = image[i:i + 1], hole[i:i + 1].float(), coarse[i:i + 1].float()
+        if not img.dtype == torch.uint8:
+            img = img.float()
         if not (holes > 0).any():
             continue
-        blur_low = torch.where(F.adaptive_max_pool2d(holes, (h, w)) > 0, low, F.interpolate(img, (h, w), mode="area"))
+        blur_low = torch.where(F.adaptive_max_pool2d(holes, (h, w)) > 0, low, area_resize(img, (h, w)))
         hole_grid = (F.max_pool2d(holes, s, ceil_mode=True) > 0).float()  # 1 x 1 x gh x gw
         # Matching features: the coarse fill over the grid's (padded) extent at 2x the grid,
         # each cell's 2 x 2 sub-pixels as channels, centred on the known mean colour.
@@ -255,8 +263,8 @@ def aggregate_residual(image: torch.Tensor, hole: torch.Tensor, coarse: torch.Te
             rows, cols = _cell_pixels(q, gw, s, big_h, big_w)
             fill = _upsampled_at(low, rows, cols, big_h, big_w)  # 3 x c x s x s
             krows, kcols = _cell_pixels(idx[0].flatten(), gw, s, big_h, big_w)
-            detail = img[0][:, krows[:, :, None], kcols[:, None, :]] - _upsampled_at(blur_low, krows, kcols, big_h,
-                                                                                      big_w)
+            detail = as_float(img[0][:, krows[:, :, None], kcols[:, None, :]]) - _upsampled_at(blur_low, krows, kcols,
+                                                                                                big_h, big_w)
             detail = detail.view(3, *idx.shape[1:], s, s)  # 3 x c x K x s x s
             fill = (fill + (weights[0][None, :, :, None, None] * detail).sum(2)).clamp(0, 1)
             # Write the cells' in-picture pixels that are missing (cells never overlap).
@@ -266,5 +274,7 @@ def aggregate_residual(image: torch.Tensor, hole: torch.Tensor, coarse: torch.Te
             inside = ((y < big_h) & (x < big_w)).expand(-1, s, s)
             lin = (y * big_w + x).expand(-1, s, s)[inside]
             take = flat_missing[lin]
-            flat_out[:, lin[take]] = fill[:, inside][:, take].to(out.dtype)
+            fill = fill[:, inside][:, take]
+            flat_out[:, lin[take]] = fill.mul_(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8) if as_uint8 \
+                else fill.to(out.dtype)
     return out
