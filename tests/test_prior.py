@@ -110,3 +110,15 @@ def test_export_form_of_the_sweeps_equals_the_eager_form(monkeypatch):
     exported_form = prior(x, hole)
     assert torch.allclose(eager, exported_form, atol=1e-5)
     assert (eager - x).abs().max() > 0.05
+
+
+def test_small_levels_as_matrix_products_equal_the_slice_sweeps():
+    """Levels of at most DENSE_MAX_PIXELS pixels sweep by matrix products: the same fill."""
+    g = torch.Generator().manual_seed(4)
+    x, hole = torch.rand(2, 3, 40, 56, generator=g), (torch.rand(2, 1, 40, 56, generator=g) > 0.6).float()
+    dense, slices = DiffusionPrior(), DiffusionPrior()
+    slices.DENSE_MAX_PIXELS = 0
+    assert torch.allclose(dense(x * (1 - hole), hole), slices(x * (1 - hole), hole), atol=1e-5)
+    tiny = torch.rand(1, 3, 12, 9, generator=g), torch.zeros(1, 1, 12, 9)
+    tiny[1][..., 3:8, 2:6] = 1  # every level dense, the finest included
+    assert torch.allclose(dense(tiny[0] * (1 - tiny[1]), tiny[1]), slices(tiny[0] * (1 - tiny[1]), tiny[1]), atol=1e-5)
