@@ -78,12 +78,15 @@ def _max_param_diff(a, b):
 
 
 def _assert_same_training(one: dict, two: dict) -> None:
-    """Two checkpoints trained the same way, up to float rounding. Not compared weight by weight:
-    Adam's first steps move each weight by about lr * sign(gradient), so a weight whose gradient
-    is ~0 (everything behind the zero-initialised head at first) moves +-lr by the rounding of a
-    sum that the two runs add in another order. Adam's first moments (running means of the
-    gradients) compare instead: they scale with the gradients, so a wrong reduction (a sum
-    instead of a mean, one rank's half only) is off by 50 % or more; equal runs agree within 3 %."""
+    """Two checkpoints whose last step started from the same weights and moments (a first step,
+    or a step after a common start), up to float rounding. Not compared weight by weight: each
+    Adam step moves a weight whose gradient is new (its first one, or the first since the
+    zero-initialised head let it through) by about lr * sign(gradient), so a weight whose
+    gradient is ~0 moves +-lr by the rounding of a sum that two runs add in another order, and
+    from then on the runs differ chaotically (up to 20 % in the moments after 3 steps, for 1e-7
+    changes in the prior's rounding). Adam's first moments (running means of the gradients)
+    compare instead: they scale with the gradients, so a wrong reduction (a sum instead of a
+    mean, one rank's half only) is off by 50 % or more; equal runs agree within 3 %."""
     m1, m2 = one["optimizer"]["state"], two["optimizer"]["state"]
     assert m1.keys() == m2.keys()
     for k in m1:
@@ -109,7 +112,13 @@ def test_two_gloo_processes_equal_one_process_and_write_once(image_folder, tmp_p
     from fillgap.models import create_model
     init = create_model("ffc-tiny").state_dict()
     assert _max_param_diff(one["model"], init) > 1e-3  # training moved the weights
-    _assert_same_training(one, two)
+    # the gradients themselves: one step each, from the same start (see _assert_same_training)
+    train(load_config(cfg_path, {"out": str(tmp_path / "one-step"), "max_steps": 1}))
+    run = _fillgap("train", "--config", str(cfg_path), "--out", str(tmp_path / "two-step"), "--nproc", "2",
+                   "--max-steps", "1")
+    assert run.returncode == 0, run.stderr[-2000:]
+    _assert_same_training(torch.load(tmp_path / "one-step" / "last.pt", weights_only=True),
+                          torch.load(tmp_path / "two-step" / "last.pt", weights_only=True))
 
     # Only rank 0 wrote: one checkpoint, one set of logs (3 step lines + 1 validation line), one grid.
     files = sorted(p.name for p in (tmp_path / "two").iterdir())

@@ -119,6 +119,8 @@ def test_small_levels_as_matrix_products_equal_the_slice_sweeps():
     dense, slices = DiffusionPrior(), DiffusionPrior()
     slices.DENSE_MAX_PIXELS = 0
     assert torch.allclose(dense(x * (1 - hole), hole), slices(x * (1 - hole), hole), atol=1e-5)
+    # a picture's fill does not depend on its batch-mates (bit for bit, as with the slices)
+    assert torch.equal(dense(x[:1] * (1 - hole[:1]), hole[:1]), dense(x * (1 - hole), hole)[:1])
     tiny = torch.rand(1, 3, 12, 9, generator=g), torch.zeros(1, 1, 12, 9)
     tiny[1][..., 3:8, 2:6] = 1  # every level dense, the finest included
     assert torch.allclose(dense(tiny[0] * (1 - tiny[1]), tiny[1]), slices(tiny[0] * (1 - tiny[1]), tiny[1]), atol=1e-5)

@@ -99,11 +99,14 @@ class DiffusionPrior(nn.Module):
         n, c, h, w = value.shape
         if h * w <= self.DENSE_MAX_PIXELS and not torch.onnx.is_in_onnx_export():
             lap, bi = self._sweep_matrices(h, w, self.omega, value.dtype, value.device)
+            # bmm, one product per picture: ``flat @ lap`` would fold the batch into one product
+            # whose rounding depends on the batch size (a fill would then depend on its batch-mates)
+            lap, bi = lap.expand(n, -1, -1), bi.expand(n, -1, -1)
             flat, fixed, free = value.reshape(n, c, h * w), fixed.reshape(n, c, h * w), free.reshape(n, 1, h * w)
             for _ in range(sweeps):
-                flat = torch.addcmul(fixed, free, flat @ lap)
+                flat = torch.addcmul(fixed, free, torch.bmm(flat, lap))
             for _ in range(bi_sweeps):
-                flat = torch.addcmul(fixed, free, flat @ bi)
+                flat = torch.addcmul(fixed, free, torch.bmm(flat, bi))
             return flat.view(n, c, h, w)
         for _ in range(sweeps):  # u <- mean of the 4 neighbours
             value = torch.addcmul(fixed, free, self._stencil(value, self.LAPLACE))
