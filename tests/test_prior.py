@@ -124,3 +124,16 @@ def test_small_levels_as_matrix_products_equal_the_slice_sweeps():
     tiny = torch.rand(1, 3, 12, 9, generator=g), torch.zeros(1, 1, 12, 9)
     tiny[1][..., 3:8, 2:6] = 1  # every level dense, the finest included
     assert torch.allclose(dense(tiny[0] * (1 - tiny[1]), tiny[1]), slices(tiny[0] * (1 - tiny[1]), tiny[1]), atol=1e-5)
+
+
+def test_prior_runs_in_float32_under_bf16_autocast():
+    """The runtime 'auto' wraps the whole network in bf16 autocast; the prior (a solver) must
+    not follow it: bf16 matrix-product sweeps cost 0.13 dB hole PSNR on a 1024 px pass."""
+    g = torch.Generator().manual_seed(6)
+    x, hole = torch.rand(1, 3, 48, 40, generator=g), torch.zeros(1, 1, 48, 40)
+    hole[..., 10:38, 8:32] = 1  # large: the coarse levels (the matrix-product sweeps) shape its middle
+    prior = DiffusionPrior()
+    ref = prior(x * (1 - hole), hole)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = prior(x * (1 - hole), hole)
+    assert got.dtype == torch.float32 and torch.allclose(got, ref, atol=1e-6)

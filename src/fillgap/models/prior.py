@@ -116,6 +116,14 @@ class DiffusionPrior(nn.Module):
         return value
 
     def forward(self, masked: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        if torch.is_autocast_enabled(masked.device.type):
+            # a solver, always in float32: autocast would run its matrix products in bf16 (measured:
+            # -0.13 dB hole PSNR on a 1024 px pass)
+            with torch.autocast(masked.device.type, enabled=False):
+                return self._solve(masked.float(), hole.float())
+        return self._solve(masked, hole)
+
+    def _solve(self, masked: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         known = (1 - hole).to(masked.dtype)
         # pull: mask-weighted means, level by level
         pyramid = [(masked * known, known)]
