@@ -253,10 +253,10 @@ class FFCInpainter(InpaintModel):
 
     def predict(self, masked: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         start = self.prior(masked, hole) if self.refine else masked
-        # Channels-last for the full-resolution convolutions (oneDNN runs them about 2x faster on a CPU);
-        # the FFT blocks gain nothing from it, so they get the usual layout.
+        # Channels-last throughout (oneDNN runs the full-resolution convolutions about 2x faster on a
+        # CPU in it; through the FFT blocks it is neutral in fp32 and about 4 % faster in bf16).
         x = self.down(torch.cat([start, hole], dim=1).contiguous(memory_format=torch.channels_last))
-        x = self.blocks(x.contiguous())
+        x = self.blocks(x)
         if self.attention is not None:
             x = self.attention(x, hole)
         x = self.head(self.up(x.contiguous(memory_format=torch.channels_last))).contiguous()
