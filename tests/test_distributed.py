@@ -83,9 +83,9 @@ def _assert_same_training(one: dict, two: dict) -> None:
     Adam step moves a weight whose gradient is new (its first one, or the first since the
     zero-initialised head let it through) by about lr * sign(gradient), so a weight whose
     gradient is ~0 moves +-lr by the rounding of a sum that two runs add in another order, and
-    from then on the runs differ chaotically (up to 20 % in the moments after 3 steps, for 1e-7
-    changes in the prior's rounding). Adam's first moments (running means of the gradients)
-    compare instead: they scale with the gradients, so a wrong reduction (a sum instead of a
+    from then on the runs differ chaotically (2-21 % in the moments after 3 steps, depending on
+    the seed, or on a 1e-7 change in the prior's rounding). Adam's first moments (running means
+    of the gradients) compare instead: they scale with the gradients, so a wrong reduction (a sum instead of a
     mean, one rank's half only) is off by 50 % or more; equal runs agree within 3 %."""
     m1, m2 = one["optimizer"]["state"], two["optimizer"]["state"]
     assert m1.keys() == m2.keys()

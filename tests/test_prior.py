@@ -137,3 +137,14 @@ def test_prior_runs_in_float32_under_bf16_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = prior(x * (1 - hole), hole)
     assert got.dtype == torch.float32 and torch.allclose(got, ref, atol=1e-6)
+
+
+def test_tracing_the_prior_leaves_no_fake_tensors_in_its_matrix_cache():
+    """torch.compile / torch.export trace with fake tensors: the matrix-product sweeps, whose
+    matrices are cached per size, must not run then (a later real call would meet fake matrices)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    x, hole = torch.rand(1, 3, 12, 9), torch.zeros(1, 1, 12, 9)
+    hole[..., 3:8, 2:6] = 1
+    with FakeTensorMode():
+        DiffusionPrior()(torch.rand(1, 3, 12, 9), torch.ones(1, 1, 12, 9))
+    assert torch.isfinite(DiffusionPrior()(x * (1 - hole), hole)).all()

@@ -358,9 +358,9 @@ def as_float(image: torch.Tensor) -> torch.Tensor:
 
 
 def area_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """N x C x H x W uint8 or float -> float32 in [0, 1] at ``size`` by area averaging. A uint8
-    picture becomes floats one channel at a time (the same numbers): a 12 MP window's float copy
-    would be 4x its bytes at the moment a fill's memory peaks."""
+    """N x C x H x W at ``size`` by area averaging: uint8 -> float32 in [0, 1], made one channel
+    at a time (the same numbers: a 12 MP window's float copy would be 4x its bytes at the moment
+    a fill's memory peaks); floats -> the same dtype and range."""
     if image.dtype != torch.uint8:
         return F.interpolate(image, size=size, mode="area")
     return torch.cat([F.interpolate(as_float(image[:, c:c + 1]), size=size, mode="area")

@@ -12,8 +12,9 @@ def composite(out: np.ndarray, image: np.ndarray, alpha: np.ndarray, window: Win
     """Write ``out[window] = a * fill + (1 - a) * image`` where the weight ``a`` > 0, and the
     picture's own pixels where ``a`` = 0 (bit-identical). ``fill``: 3 x h x w (or 1 x 3 x h x w)
     float in [0, 1] for the window, overwritten (consumed), or uint8 (rounded already, as
-    ``cra`` returns it); ``image``/``out``: uint8 H x W x 3; ``alpha``: float H x W weights,
-    or bool (hard blend)."""
+    ``cra`` returns it: full-weight pixels are then the same, grey-weight ones of a soft blend
+    may be 1 level off the float path's, rounded twice); ``image``/``out``: uint8 H x W x 3;
+    ``alpha``: float H x W weights, or bool (hard blend)."""
     if isinstance(fill, np.ndarray):
         fill = torch.from_numpy(fill).permute(2, 0, 1)
     fill = (fill[0] if fill.dim() == 4 else fill).detach().cpu()

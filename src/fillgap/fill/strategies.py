@@ -99,8 +99,9 @@ def run(method: FillMethod, image: torch.Tensor, hole: torch.Tensor, strategy: s
         max_side: int | None = None) -> torch.Tensor:
     """The fill of N windows of one size (N x C x H x W uint8, or floats in [0, 1]; hole
     N x 1 x H x W) by one concrete strategy (see ``choose``); returns N x 3 x H x W floats in
-    [0, 1], except ``cra`` on uint8 windows: the fill rounded to uint8, written into ``image``
-    (the pipeline's own copy of the window), so no full-resolution float copy is made."""
+    [0, 1], except ``cra`` on uint8 windows larger than its working size: the fill rounded to
+    uint8 and written over the hole pixels of ``image`` itself (contiguous windows; the pipeline
+    hands over its own copies), so no full-resolution float copy is made."""
     limit = limit_of(method, max_side)
     if strategy in ("resize", "crop"):
         return _scaled_fill(method, image, hole, limit)

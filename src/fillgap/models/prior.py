@@ -23,6 +23,7 @@ import functools
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch._subclasses.fake_tensor import is_fake
 
 _EPS = 1e-6
 
@@ -83,7 +84,7 @@ class DiffusionPrior(nn.Module):
         return out
 
     @classmethod
-    @functools.lru_cache(maxsize=64)
+    @functools.lru_cache(maxsize=64)  # at most 64 x 2 x 256 KB (fp32), kept for the process's life
     def _sweep_matrices(cls, h: int, w: int, omega: float, dtype: torch.dtype, device: torch.device):
         """(Laplace, damped biharmonic) sweeps of an h x w picture as hw x hw matrices M, for
         ``flat_value @ M``; row j is the sweep's response to the unit picture at pixel j."""
@@ -97,7 +98,9 @@ class DiffusionPrior(nn.Module):
         """Sweeps where ``known`` < 1; ``fixed`` = value * known stays as it is."""
         free = 1 - known
         n, c, h, w = value.shape
-        if h * w <= self.DENSE_MAX_PIXELS and not torch.onnx.is_in_onnx_export():
+        # not while exporting or tracing: the cached matrices must be real tensors, made eagerly
+        if not (torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling() or is_fake(value)) \
+                and h * w <= self.DENSE_MAX_PIXELS:
             lap, bi = self._sweep_matrices(h, w, self.omega, value.dtype, value.device)
             # bmm, one product per picture: ``flat @ lap`` would fold the batch into one product
             # whose rounding depends on the batch size (a fill would then depend on its batch-mates)
