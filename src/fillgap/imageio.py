@@ -357,6 +357,12 @@ def as_float(image: torch.Tensor) -> torch.Tensor:
     return image.float().div_(255.0) if image.dtype == torch.uint8 else image
 
 
+def round_to_uint8_(image: torch.Tensor) -> torch.Tensor:
+    """Floats in [0, 1] -> uint8 0-255, rounded half up (the pipeline's one rounding, so a fill
+    rounded early equals one rounded at composite time); ``image``'s values are consumed."""
+    return image.mul_(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8)
+
+
 def area_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """N x C x H x W at ``size`` by area averaging: uint8 -> float32 in [0, 1], made one channel
     at a time (the same numbers: a 12 MP window's float copy would be 4x its bytes at the moment

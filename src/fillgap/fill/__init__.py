@@ -39,7 +39,9 @@ class WindowJob:
 
     window: Window
     strategy: str
-    image: torch.Tensor  # 1 x 3 x h x w uint8, the pipeline's own copy: strategies read it as floats when they need them (``cra`` writes its fill into it)
+    # 1 x 3 x h x w uint8, the pipeline's own copy: strategies read it as floats when they need
+    # them (``cra`` writes its fill into it)
+    image: torch.Tensor
     hole: torch.Tensor   # 1 x 1 x h x w, 1 = hole
 
     @property

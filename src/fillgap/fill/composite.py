@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..imageio import round_to_uint8_
 from .plan import Window
 
 
@@ -37,6 +38,6 @@ def composite(out: np.ndarray, image: np.ndarray, alpha: np.ndarray, window: Win
                                  0, 255).astype(np.uint8)
     # In place: the fill is consumed here (a window's float copy is what big pictures cannot afford).
     if not rounded_already:
-        fill = fill.mul_(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8)
+        fill = round_to_uint8_(fill)
     rounded = fill.permute(1, 2, 0).numpy()
     np.copyto(target, rounded, where=full[..., None])

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..imageio import area_resize, as_float
+from ..imageio import area_resize, as_float, round_to_uint8_
 
 __all__ = ["ContextualAttention", "AttentionBlock", "contextual_attention", "aggregate_residual"]
 
@@ -207,7 +207,7 @@ def aggregate_residual(image: torch.Tensor, hole: torch.Tensor, coarse: torch.Te
       method; h, w <= 512 is the intended use, same aspect as the image);
     - returns a new N x 3 x H x W tensor of ``image``'s dtype: ``image`` outside the hole
       (bit-identical), and inside ``upsample(coarse) + aggregated residual`` clamped to [0, 1]
-      (uint8: times 255, rounded half up, as ``fillgap.fill.composite`` rounds); grey levels
+      (uint8: rounded by ``imageio.round_to_uint8_``, as ``fillgap.fill.composite`` rounds); grey levels
       are not blended (the caller composites). ``inplace=True``: the result is written into
       ``image`` (contiguous, and the caller no longer needs it), one window-sized copy less;
       safe, as only missing pixels are written and only known ones read.
@@ -242,7 +242,7 @@ def aggregate_residual(image: torch.Tensor, hole: torch.Tensor, coarse: torch.Te
         # max-pooling then "> 0" = "any missing pixel under this cell".
         # a uint8 picture stays uint8 (a 12 MP window in floats is 4x the bytes): read as floats cell by cell
         img, holes, low = image[i:i + 1], hole[i:i + 1].float(), coarse[i:i + 1].float()
-        if not img.dtype == torch.uint8:
+        if img.dtype != torch.uint8:
             img = img.float()
         if not (holes > 0).any():
             continue
@@ -275,6 +275,5 @@ def aggregate_residual(image: torch.Tensor, hole: torch.Tensor, coarse: torch.Te
             lin = (y * big_w + x).expand(-1, s, s)[inside]
             take = flat_missing[lin]
             fill = fill[:, inside][:, take]
-            flat_out[:, lin[take]] = fill.mul_(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8) if as_uint8 \
-                else fill.to(out.dtype)
+            flat_out[:, lin[take]] = round_to_uint8_(fill) if as_uint8 else fill.to(out.dtype)
     return out
