@@ -43,6 +43,16 @@ def stop_process(proc: subprocess.Popen, grace: float = 30) -> None:
         proc.wait()
 
 
+def proc_memory_mb(pid: int) -> dict[str, int]:
+    """VmRSS (resident now) and VmHWM (its peak) of a process, in MB (Linux /proc)."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) // 1024
+    return out
+
+
 def save_text(path: str | Path, text: str) -> Path:
     from fillgap.fsutil import atomic_write_text
 

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from _common import RESULTS, machine, save_json, save_text
+from _common import RESULTS, machine, proc_memory_mb, save_json, save_text
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_PHOTOS = {  # test split of photos.csv, large enough for 2560 x 1600 without upscaling
@@ -106,14 +106,6 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def current_mb() -> float:
-    """Resident memory now (Linux /proc)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def child_row(method: str, strategy: str, cases_json: str, crops: str) -> None:
     """One (method, strategy) over every case in this process; prints a JSON line."""
     import torch
@@ -157,7 +149,7 @@ def child_big(image: str, mask: str, runtime: str = "auto") -> None:
     m = get_method(None, runtime)
     img = np.asarray(Image.open(image).convert("RGB"))
     msk = np.asarray(Image.open(mask).convert("L"))
-    loaded = current_mb()  # torch, the model, the picture and its mask: the floor under the fills
+    loaded = proc_memory_mb(os.getpid())["VmRSS"]  # torch, the model, the picture and its mask: the floor under the fills
     times, cpu = [], []
     for _ in range(2):
         t, c = time.perf_counter(), time.process_time()

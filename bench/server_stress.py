@@ -22,23 +22,12 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
 from PIL import Image
 
-from _common import load_average, machine, save_json, stop_process
-
-
-def status(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak) of a process, in MB."""
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0]) // 1024
-    return out
+from _common import load_average, machine, proc_memory_mb, save_json, stop_process
 
 
 def photo_like(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -154,12 +143,12 @@ def main() -> None:
         slow = slow_clients(url, args.slow, small_files)
         print(f"{args.slow} slow connections: a normal fill answered {slow['normal_request']['status']} in "
               f"{slow['normal_request']['seconds']} s; closed after {slow['closed_after_s']}", flush=True)
-        idle = status(proc.pid)
+        idle = proc_memory_mb(proc.pid)
         samples, stop = [], threading.Event()
 
         def sample():
             while not stop.is_set():
-                samples.append(status(proc.pid)["VmRSS"])
+                samples.append(proc_memory_mb(proc.pid)["VmRSS"])
                 time.sleep(0.1)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -181,18 +170,18 @@ def main() -> None:
         burst_s = time.perf_counter() - started
         stop.set()
         sampler.join()
-        after_burst = status(proc.pid)
+        after_burst = proc_memory_mb(proc.pid)
         print(f"{args.parallel} x {args.megapixels:g} MP: statuses {[a['status'] for a in answers]}, "
               f"peak RSS {after_burst['VmHWM']} MB (idle {idle['VmRSS']} MB)", flush=True)
         # saved now too: the fills below take long on a busy machine
         save(args, side, jpeg, slow, idle, answers, burst_s, after_burst, samples, load_start, None)
 
         with httpx.Client(base_url=url, timeout=600) as client:
-            before_fills = status(proc.pid)["VmRSS"]
+            before_fills = proc_memory_mb(proc.pid)["VmRSS"]
             t = time.perf_counter()
             codes = [client.post("/api/inpaint", files=small_files).status_code for _ in range(args.fills)]
             fills_s = time.perf_counter() - t
-            after_fills = status(proc.pid)["VmRSS"]
+            after_fills = proc_memory_mb(proc.pid)["VmRSS"]
         print(f"{args.fills} fills of 512x512: RSS {before_fills} -> {after_fills} MB", flush=True)
         fills = {"count": args.fills, "size": "512x512", "ok": codes.count(200), "wall_s": round(fills_s, 2),
                  "rss_before_mb": before_fills, "rss_after_mb": after_fills}
