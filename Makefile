@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install bench clean browser
+.PHONY: demo test install bench clean browser gpu-kit
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,18 @@ test: $(STAMP) browser
 bench: $(STAMP)
 	$(PY) bench/quality.py
 	$(PY) bench/speed.py
+
+# What a bare GPU machine needs beside the checkout (bench/gpu_train.sh): the train + val photos in
+# one file (JPEG 90, long side 1024: about 34 MB, so the whole tree stays under a 64 MiB upload)
+# and wheels of the pure-Python packages such machines lack (pydantic), for Python 3.11 and 3.12.
+GPU_WHEELS := pydantic pydantic-core annotated-types typing-inspection typing-extensions
+gpu-kit: $(STAMP)
+	$(VENV)/bin/fillgap data prepare --sets photos
+	$(VENV)/bin/fillgap data pack --out .gpu/train-pack.npz --codec jpeg --quality 90 --overwrite
+	for v in 3.11 3.12; do $(PY) -m pip download -q --no-deps --only-binary=:all: --python-version $$v \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d .gpu/wheels \
+		$$($(PY) -m pip freeze | grep -iE "^($$(echo $(GPU_WHEELS) | sed 's/-/[-_]/g; s/ /|/g'))==") || exit 1; done
 
 clean:
 	rm -rf $(VENV) demo-output runs

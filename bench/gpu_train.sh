@@ -2,41 +2,58 @@
 # Train the flagship on a bare GPU machine from a checkout of this repo, so the GPU's time
 # goes to training, not preparing:
 #
-#   bench/gpu_train.sh PACK OUT MINUTES [CONFIG]
+#   bench/gpu_train.sh PACK RUN MINUTES [CONFIG]
 #
-# PACK: the training data in one file, made beforehand on any machine with
-#       `fillgap data pack --out PACK` (train + val photos; see DATA.md);
-# OUT: the run folder (checkpoints, metrics, grids); an existing OUT/last.pt is resumed;
+# PACK: the training data in one file (train + val photos; `make gpu-kit` writes .gpu/train-pack.npz);
+# RUN: the run folder (checkpoints, metrics, grids); an existing RUN/last.pt is resumed;
 # MINUTES: wall-time budget of the training itself; CONFIG: default configs/ffc-small-v3-gpu.yaml.
+# Environment: COLLECT=DIR copies what to keep (last.pt, metrics.jsonl, config.yaml, train.log,
+# loss-curve.png, the newest grid: 6 files) into DIR at the end, for a machine that sends back
+# only a few files; DEVICE=cpu rehearses the whole script without a GPU; PYTHON picks the interpreter.
 #
-# Install: the machine's own PyTorch (CUDA) is used as it is; fillgap runs from src/ and
-# only the pure-Python packages it lacks are installed, from wheels in gpu-wheels/ when the
-# machine has no package registry (fetch them beforehand with
-# `pip download -d gpu-wheels --only-binary :all: --python-version 3.12 --platform manylinux2014_x86_64 pydantic typer`).
+# Install: the machine's own PyTorch (CUDA) is used as it is; fillgap runs from src/ and only
+# the pure-Python packages it lacks are installed, from the wheels in .gpu/wheels (`make gpu-kit`
+# fetches them for Python 3.11 and 3.12) when that folder exists, else from the package registry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pack=$1 out=$2 minutes=$3 config=${4:-configs/ffc-small-v3-gpu.yaml}
-PY=${PYTHON:-python3}
+pack=$1 run=$2 minutes=$3 config=${4:-configs/ffc-small-v3-gpu.yaml}
+PY=${PYTHON:-python3} device=${DEVICE:-cuda} wheels=${FILLGAP_WHEELS:-.gpu/wheels}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 
 missing=$($PY - <<'PY'
 import importlib.util
 need = {"pydantic": "pydantic", "yaml": "pyyaml", "typer": "typer", "safetensors": "safetensors",
-        "cv2": "opencv-python-headless", "skimage": "scikit-image", "tqdm": "tqdm", "PIL": "pillow"}
+        "cv2": "opencv-python-headless", "skimage": "scikit-image", "tqdm": "tqdm", "PIL": "pillow",
+        "matplotlib": "matplotlib"}
 print(" ".join(pkg for mod, pkg in need.items() if importlib.util.find_spec(mod) is None))
 PY
 )
 if [ -n "$missing" ]; then
   echo "installing: $missing"
-  if [ -d gpu-wheels ]; then
-    $PY -m pip install -q --no-index --find-links gpu-wheels $missing
+  if [ -d "$wheels" ]; then
+    $PY -m pip install -q --no-index --find-links "$wheels" $missing
   else
     $PY -m pip install -q $missing
   fi
 fi
-$PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('GPU:', torch.cuda.get_device_name(0), 'torch', torch.__version__)"
+if [ "$device" = cuda ]; then
+  $PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('GPU:', torch.cuda.get_device_name(0), 'torch', torch.__version__)"
+fi
 
 resume=()
-[ -f "$out/last.pt" ] && resume=(--resume)
-set -x
-$PY -m fillgap train --config "$config" --data "pack:$pack" --out "$out" --max-minutes "$minutes" "${resume[@]}"
+[ -f "$run/last.pt" ] && resume=(--resume)
+mkdir -p "$run"
+status=0
+$PY -m fillgap train --config "$config" --data "pack:$pack" --out "$run" --max-minutes "$minutes" \
+  --device "$device" "${resume[@]}" 2>&1 | tee -a "$run/train.log" || status=$?
+
+if [ -n "${COLLECT:-}" ]; then
+  mkdir -p "$COLLECT"
+  for f in last.pt metrics.jsonl config.yaml train.log loss-curve.png; do
+    [ -f "$run/$f" ] && cp "$run/$f" "$COLLECT/"
+  done
+  newest=$(ls -t "$run"/grid-*.png 2>/dev/null | head -1 || true)
+  [ -n "$newest" ] && cp "$newest" "$COLLECT/"
+  ls -la "$COLLECT"
+fi
+exit $status
