@@ -252,7 +252,10 @@ class FFCInpainter(InpaintModel):
             nn.init.zeros_(self.head.bias)
 
     def predict(self, masked: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-        start = self.prior(masked, hole) if self.refine else masked
+        return self.network(self.prior(masked, hole) if self.refine else masked, hole)
+
+    def network(self, start: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        """Everything after the prior: the learned part that refines ``start`` (the prior's fill)."""
         # Channels-last throughout (oneDNN runs the full-resolution convolutions about 2x faster on a
         # CPU in it; through the FFT blocks it is neutral in fp32 and about 4 % faster in bf16).
         x = self.down(torch.cat([start, hole], dim=1).contiguous(memory_format=torch.channels_last))
