@@ -26,7 +26,9 @@ def navier_stokes(image: np.ndarray, mask: np.ndarray, radius: int = 5) -> np.nd
 def fsr(image: np.ndarray, mask: np.ndarray, mode: str = "fast") -> np.ndarray:
     """OpenCV-contrib frequency selective reconstruction (strongest classical method on thin masks)."""
     algo = {"fast": cv2.xphoto.INPAINT_FSR_FAST, "best": cv2.xphoto.INPAINT_FSR_BEST}[mode]
-    out = np.zeros_like(image)
+    # A C-contiguous output buffer: OpenCV writes into a copy of any other (zeros_like of a strided
+    # view is strided too), so the fill would silently stay black.
+    out = np.zeros(image.shape, np.uint8)
     known = 255 - _hole_u8(mask)  # xphoto wants 255 = known pixel
     cv2.xphoto.inpaint(np.ascontiguousarray(image), known, out, algo)
     return out

@@ -79,7 +79,12 @@ class ClassicalMethod(FillMethod):
         holes = (hole[:, 0] > 0).cpu().numpy()
         outs = []
         for img, h in zip(imgs, holes):
-            if img.shape[2] == 1:  # grey pictures: the classical functions want three channels
+            img = np.ascontiguousarray(img)  # a view of the N x H x W x C array: OpenCV wants it packed
+            if h.all():
+                # nothing known to fill from: mid grey, as the networks and mean-fill give (Telea and NS
+                # would return the picture unchanged, the biharmonic solve fails)
+                out = np.full_like(img, 128)
+            elif img.shape[2] == 1:  # grey pictures: the classical functions want three channels
                 out = self.fn(np.repeat(img, 3, axis=2), h).mean(axis=2, keepdims=True)
             else:
                 out = self.fn(img, h)
