@@ -8,8 +8,10 @@ crop of the `val` photo Dragonfly_by_Bolly). The originals come from the Debian 
 photos.csv (`apt-get download lomiri-wallpapers-16.04 mate-backgrounds`, `dpkg-deb -x`); give
 their folder with --originals (default: the first of $FILLGAP_ORIGINALS, /tmp/dscan/x that has them).
 
-Holes (seeded): a 5 % blob (overlapping ellipses around one centre) and 12 % thick strokes
-(fillgap.masks' `thick` kind at full resolution, drawn until 10-14 %).
+Holes (seeded): a 5 % blob (overlapping ellipses around one centre), 12 % thick strokes
+(fillgap.masks' `thick` kind at full resolution, drawn until 10-14 %) and scratches (three 4 px
+polylines across the picture: a thin hole in a window larger than the network's 1024 px, which
+`auto` fills in native-resolution tiles, not by cra).
 
 Rows: each (method, strategy) runs in its own process over every case (so peak RSS is its own):
 hole detail ratio (fillgap.metrics.hole_detail_ratio), hole PSNR, seconds per fill (in process,
@@ -45,9 +47,12 @@ TEST_PHOTOS = {  # test split of photos.csv, large enough for 2560 x 1600 withou
 }
 BIG_PHOTO = ("Dragonfly_by_Bolly", "lomiri-wallpapers-16.04/usr/share/backgrounds/Dragonfly_by_Bolly.jpg")
 W, H = 2560, 1600
-# crop and auto are not rows of their own: every window here is larger than the network's
-# 1024 px, so crop fills it as resize does and auto picks cra (the "auto picks" column checks).
-ROWS = [("opencv-telea", "crop"), ("fillgap-default", "resize"), ("fillgap-default", "cra")]
+# crop is not a row of its own: every window here is larger than the network's 1024 px, so crop
+# fills it as resize does; auto picks cra for the blob and strokes, tiles for the scratches (the
+# "auto picks" line checks).
+ROWS = [("opencv-telea", "crop"), ("fillgap-default", "resize"), ("fillgap-default", "cra"),
+        ("fillgap-default", "auto")]
+KINDS = ("blob5", "strokes12", "scratches4")
 
 
 def originals_dir(given: str | None) -> Path:
@@ -89,13 +94,23 @@ def stroke_mask(seed: int, h: int, w: int, lo: float = 0.10, hi: float = 0.14) -
     raise RuntimeError("no stroke mask in range")
 
 
+def scratch_mask(rng: np.random.Generator, h: int, w: int, width: int = 4, count: int = 3) -> np.ndarray:
+    """``count`` polylines of 4 random points across the picture, ``width`` px wide."""
+    mask = np.zeros((h, w), np.uint8)
+    for _ in range(count):
+        points = np.stack([rng.uniform(0, w, 4), rng.uniform(0, h, 4)], axis=1).astype(np.int32)
+        cv2.polylines(mask, [points], False, 255, width)
+    return mask
+
+
 def make_cases(originals: Path, folder: Path) -> list[dict]:
     cases = []
     for i, (name, rel) in enumerate(TEST_PHOTOS.items()):
         rgb = fit(np.asarray(Image.open(originals / rel).convert("RGB")), W, H)
         Image.fromarray(rgb).save(folder / f"{name}.png")
         for kind, mask in (("blob5", blob_mask(np.random.default_rng(100 + i), H, W, 0.05)),
-                           ("strokes12", stroke_mask(200 + i, H, W))):
+                           ("strokes12", stroke_mask(200 + i, H, W)),
+                           ("scratches4", scratch_mask(np.random.default_rng(300 + i), H, W))):
             Image.fromarray(mask).save(folder / f"{name}-{kind}.png")
             cases.append({"photo": name, "kind": kind, "image": str(folder / f"{name}.png"),
                           "mask": str(folder / f"{name}-{kind}.png"), "hole": float((mask > 0).mean())})
@@ -110,7 +125,7 @@ def child_row(method: str, strategy: str, cases_json: str, crops: str) -> None:
     """One (method, strategy) over every case in this process; prints a JSON line."""
     import torch
     from fillgap import inpaint
-    from fillgap.fill import choose, plan_windows
+    from fillgap.fill import plan
     from fillgap.methods import get_method
     from fillgap.metrics import hole_detail_ratio, psnr_from_mse
 
@@ -125,10 +140,10 @@ def child_row(method: str, strategy: str, cases_json: str, crops: str) -> None:
     for case in cases:
         img = np.asarray(Image.open(case["image"]).convert("RGB"))
         mask = np.asarray(Image.open(case["mask"]).convert("L"))
-        auto = sorted({choose("auto", m, (w.height, w.width)) for w in plan_windows(mask > 0)})
         t, c = time.perf_counter(), time.process_time()
         out = inpaint(img, mask, m, strategy=strategy)
         seconds, cpu = time.perf_counter() - t, time.process_time() - c
+        auto = sorted({"tiles" if job.write else job.strategy for job in plan(img, mask > 0, m, "auto")})
         hole = mask > 0
         err = (out[hole].astype(np.float64) - img[hole]) / 255.0
         rows.append({"photo": case["photo"], "kind": case["kind"], "seconds": seconds, "cpu_seconds": cpu,
@@ -260,7 +275,8 @@ def main() -> None:
             crops = args.cache
         rows = [run_child(["--child", m, s, str(tmp / "cases.json"), str(crops)], args.cache) for m, s in ROWS]
         crop_picture(cases[0], crops, args.picture)
-        folder = folder_timing(cases, tmp)
+        # the folder comparison on the blob and strokes cases, as before the scratches were added
+        folder = folder_timing([c for c in cases if c["kind"] != "scratches4"], tmp)
         big = fit(np.asarray(Image.open(originals / BIG_PHOTO[1]).convert("RGB")), 4000, 3000)
         Image.fromarray(big).save(tmp / "big.png")
         Image.fromarray(blob_mask(np.random.default_rng(7), 3000, 4000, 0.05)).save(tmp / "big-mask.png")
@@ -276,7 +292,7 @@ def main() -> None:
     lines = ["| method | strategy | hole | detail ratio | hole PSNR (dB) | s / fill | CPU s / fill | peak MB |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        for kind in ("blob5", "strokes12"):
+        for kind in KINDS:
             cs = [c for c in r["cases"] if c["kind"] == kind]
             lines.append(f"| {r['method']} | {r['strategy']} | {kind} | {fmt(mean([c['detail'] for c in cs]))} | "
                          f"{fmt(mean([c['hole_psnr'] for c in cs]))} | {fmt(mean([c['seconds'] for c in cs]))} | "
@@ -286,7 +302,8 @@ def main() -> None:
     lines.append("")
     lines.append(f"Strategy auto (the default) picks: {', '.join(picks)} (per window, over every case above).")
     md = ["# High-resolution fills (bench/hires.py)", "",
-          f"{len(TEST_PHOTOS)} test-split photos at {W}x{H}, a 5 % blob and 12 % thick strokes each; "
+          f"{len(TEST_PHOTOS)} test-split photos at {W}x{H}, a 5 % blob, 12 % thick strokes and three 4 px "
+          f"scratches each (hole {mean([c['hole'] for c in cases if c['kind'] == 'scratches4']) * 100:.1f} %); "
           f"2 torch threads; load average before {load_before}, after {load_after}.", "", *lines, "",
           f"Folder of {folder['files']} JPEGs: `fillgap fill` {folder['fillgap_fill']:.1f} s, plain decode + Telea + "
           f"encode script {folder['plain_telea_script']:.1f} s: ratio {folder['ratio']:.2f}.", "",

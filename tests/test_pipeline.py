@@ -12,7 +12,7 @@ from PIL import Image
 from fillgap import inpaint
 from fillgap.checkpoint import export_weights
 from fillgap.errors import FillgapError
-from fillgap.fill import composite, plan_windows, prepare_mask, run
+from fillgap.fill import composite, plan, plan_windows, prepare_mask, run
 from fillgap.fill.plan import Window
 from fillgap.methods import ClassicalMethod, FillMethod, TorchNetwork, get_method, list_methods, register_runtime
 from fillgap.models import create_model
@@ -142,6 +142,59 @@ def test_a_mask_over_the_whole_picture_gives_mid_grey(name, shape):
     img = np.full(shape + (3,), 30, np.uint8)
     out = inpaint(img, np.ones(shape, np.uint8), name)
     assert (out == 128).all()
+
+
+def thin_line_mask(h, w, width=3):
+    import cv2
+    mask = np.zeros((h, w), np.uint8)
+    cv2.polylines(mask, [np.array([[3, 5], [w - 20, h // 3], [w // 3, h - 4]], np.int32)], False, 255, width)
+    return mask
+
+
+def test_thin_tiles_write_every_hole_pixel_once_and_fit_the_limit():
+    from fillgap.fill import thin_tiles
+    hole = thin_line_mask(300, 500) > 0
+    window = Window(0, 300, 0, 500)
+    pieces = thin_tiles(hole, window, 160)
+    written = np.zeros(hole.shape, int)
+    for context, write in pieces:
+        assert context.height <= 160 and context.width <= 160
+        assert context.top <= write.top and write.bottom <= context.bottom
+        assert context.left <= write.left and write.right <= context.right
+        written[write.slices] += 1
+    assert len(pieces) > 4 and (written[hole] == 1).all()
+    disc = np.zeros(hole.shape, np.uint8)
+    import cv2
+    cv2.circle(disc, (250, 150), 60, 255, -1)
+    assert thin_tiles(disc > 0, window, 160) is None  # thick: cra's job
+
+
+def test_auto_fills_a_thin_hole_of_a_large_window_at_native_resolution(tmp_path):
+    """A scratch across a window larger than the method's limit: auto cuts it into native tiles (a
+    working-scale fill shrank it below a pixel and cra pasted other places' texture into it), so
+    Telea limited to 160 px gives what Telea on the whole picture gives, through the API and the
+    folder engine alike."""
+    from fillgap.engines.local import fill_folder
+    img = picture(240, 360, seed=5)
+    mask = thin_line_mask(240, 360)
+    method = get_method("opencv-telea")
+    jobs = plan(img, mask > 0, method, "auto", 160)
+    assert len(jobs) > 1 and all(j.strategy == "crop" and max(j.image.shape[-2:]) <= 160 for j in jobs)
+    native = inpaint(img, mask, method)
+    tiled = inpaint(img, mask, method, max_side=160)
+    cra = inpaint(img, mask, method, max_side=160, strategy="cra")
+    hole = mask > 0
+
+    def err(out):
+        return np.abs(out[hole].astype(int) - img[hole]).mean()
+    assert err(tiled) < 1.01 * err(native) and err(tiled) < 0.8 * err(cra)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(img).save(tmp_path / "in" / "a.png")
+    Image.fromarray(mask).save(tmp_path / "masks" / "a.png")
+    assert not fill_folder(tmp_path / "in", tmp_path / "masks", tmp_path / "out", "opencv-telea", max_side=160).failed
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "a.png").convert("RGB")), tiled)
+
 
 # -- the same pixels from every entry point
 def test_api_cli_folder_and_server_return_identical_pixels(tmp_path, weights):

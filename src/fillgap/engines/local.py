@@ -200,7 +200,7 @@ def _run(todo, method, log: RunLog, workers, batch_size, overwrite, fill_args) -
                                 torch.cat([w.hole for _, w in chunk]),
                                 key[0], max_side)
             for (job, win), fill in zip(chunk, fills):
-                composite(job.result, job.rgb, job.hole_alpha, win.window, fill)
+                composite(job.result, job.rgb, job.hole_alpha, win.window, fill, win.write)
                 job.left -= 1
                 if job.left == 0:
                     write(job, job.result)

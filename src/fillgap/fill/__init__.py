@@ -8,7 +8,9 @@ the server and ``fillgap eval`` all go through these steps:
    strokes, dilate, apply the blend mode (``hard``: every pixel > 0 is replaced; ``soft``:
    grey = weight of the fill).
 2. ``plan_windows`` (plan.py): one window per group of nearby holes, grown by context (half
-   the hole's size, at least 32 px); ``resize`` uses a single window around all holes.
+   the hole's size, at least 32 px); ``resize`` uses a single window around all holes. Under
+   ``auto``, a thin hole (scratches, wires, text) in a window too large for the method is cut
+   into native-resolution tiles along it (``thin_tiles``) instead of a scaled-down fill.
 3. ``run`` (strategies.py): the method (``fillgap.methods``) on each window at a working
    scale: ``resize``, ``crop``, ``cra`` or ``auto``.
 4. ``composite`` (composite.py): ``out = a * fill + (1 - a) * input`` inside the hole; pixels
@@ -29,8 +31,8 @@ from ..imageio import mask_to_tensor, to_tensor
 from ..methods import DEFAULT_RUNTIME, FillMethod, get_method
 from .composite import composite
 from .mask import BLENDS, as_mask, check_blend, check_dilate, prepare_mask, resize_mask
-from .plan import Window, hole_window, plan_windows
-from .strategies import CRA_SIDE, STRATEGIES, check_max_side, check_strategy, choose, cra_available, run
+from .plan import Window, hole_window, plan_windows, thin_tiles
+from .strategies import CRA_SIDE, STRATEGIES, check_max_side, check_strategy, choose, cra_available, limit_of, run
 
 
 @dataclass
@@ -43,6 +45,9 @@ class WindowJob:
     # them (``cra`` writes its fill into it)
     image: torch.Tensor
     hole: torch.Tensor   # 1 x 1 x h x w, 1 = hole
+    # the part of ``window`` whose hole pixels this job's fill is written to (None: all of it);
+    # a tile of a thin hole sees a margin of context that other tiles write
+    write: Window | None = None
 
     @property
     def key(self) -> tuple:
@@ -64,10 +69,16 @@ def plan(image: np.ndarray, alpha: np.ndarray, method: FillMethod, strategy: str
     jobs = []
     for win in plan_windows(hole, single=strategy == "resize"):
         concrete = choose(strategy, method, (win.height, win.width), max_side)
-        # uint8 until ``run`` needs floats: a 12 MP picture's window in float is 4x the memory,
-        # and ``cra`` needs it only after its low-resolution pass
-        jobs.append(WindowJob(win, concrete, to_tensor(image[win.slices], uint8=True),
-                              mask_to_tensor(hole[win.slices].astype(np.float32))))
+        pieces = [(win, None)]
+        if strategy == "auto" and concrete == "cra":
+            tiles = thin_tiles(hole, win, limit_of(method, max_side))
+            if tiles:
+                pieces, concrete = tiles, "crop"
+        for window, write in pieces:
+            # uint8 until ``run`` needs floats: a 12 MP picture's window in float is 4x the memory,
+            # and ``cra`` needs it only after its low-resolution pass
+            jobs.append(WindowJob(window, concrete, to_tensor(image[window.slices], uint8=True),
+                                  mask_to_tensor(hole[window.slices].astype(np.float32)), write))
     return jobs
 
 
@@ -93,10 +104,10 @@ def inpaint(image: np.ndarray, mask: np.ndarray, model: FillMethod | str | None 
         fill = run(method, job.image, job.hole, job.strategy, max_side)
         if out is None:  # made after the first fill: a big picture's copy is not held through it
             out = image.copy()
-        composite(out, image, alpha, job.window, fill)
+        composite(out, image, alpha, job.window, fill, job.write)
     return out
 
 
 __all__ = ["inpaint", "prepare_mask", "plan", "plan_windows", "run", "composite", "choose", "WindowJob",
            "Window", "as_mask", "resize_mask", "hole_window", "check_image", "check_dilate", "check_blend",
-           "check_strategy", "check_max_side", "cra_available", "STRATEGIES", "BLENDS", "CRA_SIDE"]
+           "check_strategy", "check_max_side", "cra_available", "thin_tiles", "STRATEGIES", "BLENDS", "CRA_SIDE"]

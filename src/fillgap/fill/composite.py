@@ -9,16 +9,20 @@ from .plan import Window
 
 
 def composite(out: np.ndarray, image: np.ndarray, alpha: np.ndarray, window: Window,
-              fill: torch.Tensor | np.ndarray) -> None:
+              fill: torch.Tensor | np.ndarray, write: Window | None = None) -> None:
     """Write ``out[window] = a * fill + (1 - a) * image`` where the weight ``a`` > 0, and the
     picture's own pixels where ``a`` = 0 (bit-identical). ``fill``: 3 x h x w (or 1 x 3 x h x w)
     float in [0, 1] for the window, overwritten (consumed), or uint8 (rounded already, as
     ``cra`` returns it: full-weight pixels are then the same, grey-weight ones of a soft blend
     may be 1 level off the float path's, rounded twice); ``image``/``out``: uint8 H x W x 3;
-    ``alpha``: float H x W weights, or bool (hard blend)."""
+    ``alpha``: float H x W weights, or bool (hard blend). ``write``: only this part of ``window``
+    is written (a tile's own pixels; its margin belongs to other tiles)."""
     if isinstance(fill, np.ndarray):
         fill = torch.from_numpy(fill).permute(2, 0, 1)
     fill = (fill[0] if fill.dim() == 4 else fill).detach().cpu()
+    if write is not None and write != window:
+        fill = fill[:, write.top - window.top:write.bottom - window.top, write.left - window.left:write.right - window.left]
+        window = write
     rounded_already = fill.dtype == torch.uint8
     if not rounded_already:
         fill = fill.float()
