@@ -359,3 +359,51 @@ def test_cra_restores_the_high_frequencies_of_a_periodic_texture():
     # auto picks cra for a window beyond the method's limit
     assert np.array_equal(inpaint(img, mask, "opencv-telea", max_side=64),
                           inpaint(img, mask, "opencv-telea", max_side=64, strategy="cra"))
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tif"])
+def test_a_fill_keeps_the_photos_colour_profile_and_exif(tmp_path, suffix):
+    """A photographer's file comes back with its ICC profile (a wide-gamut photo shown without it
+    has the wrong colours) and its EXIF, less the orientation tag: the pixels are upright now."""
+    from PIL import ImageCms
+    from fillgap.api import fill_file
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"   # make
+    exif[0x0112] = 6         # orientation: shown turned by 90 degrees
+    Image.fromarray(picture(48, 64)).save(tmp_path / "in.jpg", icc_profile=icc, exif=exif.tobytes(), quality=95)
+    mask = np.zeros((64, 48), np.uint8)  # the upright picture's size
+    mask[20:30, 10:20] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    fill_file(tmp_path / "in.jpg", tmp_path / "m.png", tmp_path / f"out{suffix}", "mean-fill")
+    out = Image.open(tmp_path / f"out{suffix}")
+    assert out.size == (48, 64)
+    assert out.info.get("icc_profile") == icc
+    assert out.getexif().get(0x010F) == "Canon" and out.getexif().get(0x0112, 1) == 1
+
+
+def test_a_profile_of_another_colour_space_is_not_put_on_the_rgb_output(tmp_path):
+    from PIL import ImageCms
+    from fillgap.api import fill_file
+    grey_icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    grey_icc[16:20] = b"GRAY"  # the header's colour-space field: a grey picture's profile
+    Image.fromarray(picture(40, 50)[..., 0], "L").save(tmp_path / "in.png", icc_profile=bytes(grey_icc))
+    mask = np.zeros((40, 50), np.uint8)
+    mask[10:20, 10:20] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    fill_file(tmp_path / "in.png", tmp_path / "m.png", tmp_path / "out.png", "mean-fill")
+    assert "icc_profile" not in Image.open(tmp_path / "out.png").info
+
+
+def test_the_folder_engine_keeps_the_colour_profile_too(tmp_path):
+    from PIL import ImageCms
+    from fillgap.engines.local import fill_folder
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    (tmp_path / "in").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(picture(40, 50)).save(tmp_path / "in" / "a.jpg", icc_profile=icc)
+    mask = np.zeros((40, 50), np.uint8)
+    mask[10:20, 10:20] = 255
+    Image.fromarray(mask).save(tmp_path / "masks" / "a.png")
+    assert not fill_folder(tmp_path / "in", tmp_path / "masks", tmp_path / "out", "mean-fill").failed
+    assert Image.open(tmp_path / "out" / "a.png").info.get("icc_profile") == icc

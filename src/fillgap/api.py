@@ -9,7 +9,7 @@ import numpy as np
 from .errors import FillgapError
 from .fill import check_blend, check_dilate, check_max_side, check_strategy, inpaint
 from .fill import resize_mask as resize_mask_to
-from .imageio import (IMAGE_SUFFIXES, OUTPUT_FORMATS, check_output, copy_file, list_images, read_image_rgba,
+from .imageio import (IMAGE_SUFFIXES, OUTPUT_FORMATS, check_output, copy_file, list_images, read_picture,
                       read_mask, write_image)
 from .methods import DEFAULT_RUNTIME, FillMethod
 from .models import InpaintModel
@@ -51,15 +51,15 @@ def fill_file(image_path: Path, mask_path: Path, out_path: Path,
     # output we cannot write.
     check_dilate(dilate), check_blend(blend), check_strategy(strategy), check_max_side(max_side)
     check_output(out_path, overwrite, inputs=(image_path, mask_path))
-    rgb, alpha = read_image_rgba(image_path)
+    rgb, alpha, metadata = read_picture(image_path)  # colour profile and EXIF go into the output
     check_output(out_path, overwrite, alpha=alpha is not None)
     mask = load_mask_for(rgb.shape[:2], mask_path, resize_mask)
     if not (mask > 0).any():
         if _same_format(image_path, out_path):
             return copy_file(image_path, out_path, overwrite)
-        return write_image(out_path, rgb, alpha=alpha, overwrite=overwrite)
+        return write_image(out_path, rgb, alpha=alpha, overwrite=overwrite, metadata=metadata)
     result = inpaint(rgb, mask, model, dilate, max_side, strategy=strategy, blend=blend, runtime=runtime)
-    return write_image(out_path, result, alpha=alpha, overwrite=overwrite)
+    return write_image(out_path, result, alpha=alpha, overwrite=overwrite, metadata=metadata)
 
 
 def find_mask(mask_dir: Path, relative: Path, existing: dict[Path, Path] | None = None,

@@ -39,7 +39,7 @@ from ..fill import WindowJob, check_max_side, check_strategy, composite, prepare
 from ..fill import plan as plan_windows
 from ..fill import run as run_windows
 from ..fsutil import WriteError, folder_lock, remove_stale_temps
-from ..imageio import copy_file, output_is_whole, read_image_rgba, write_image
+from ..imageio import copy_file, output_is_whole, read_picture, write_image
 from ..methods import FillMethod, get_method
 from ..models import InpaintModel
 
@@ -55,6 +55,7 @@ class _Job:
     out: Path
     rgb: np.ndarray                   # uint8 H x W x 3
     alpha: np.ndarray | None          # the picture's transparency, written back unchanged
+    metadata: dict[str, bytes]        # colour profile and EXIF, written back (imageio.picture_metadata)
     hole_alpha: np.ndarray            # H x W: fillgap.fill.prepare_mask's weights (bool for --blend hard)
     windows: list[WindowJob]          # empty: nothing to fill
     result: np.ndarray | None = None  # the picture being composited, window by window
@@ -64,12 +65,12 @@ class _Job:
 def _prepare(image: Path, mask: Path, out: Path, method: FillMethod, dilate: int, resize_mask: bool,
              strategy: str, max_side: int | None, blend: str) -> _Job:
     """Reader thread: decode, then ``fillgap.fill``'s mask and plan steps."""
-    rgb, alpha = read_image_rgba(image)
+    rgb, alpha, metadata = read_picture(image)
     hole_alpha = prepare_mask(load_mask_for(rgb.shape[:2], mask, resize_mask), rgb.shape[:2], dilate, blend)
     if not (hole_alpha > 0).any():
-        return _Job(image, out, rgb, alpha, hole_alpha, [])
+        return _Job(image, out, rgb, alpha, metadata, hole_alpha, [])
     windows = plan_windows(rgb, hole_alpha, method, strategy, max_side)
-    return _Job(image, out, rgb, alpha, hole_alpha, windows, rgb.copy(), len(windows))
+    return _Job(image, out, rgb, alpha, metadata, hole_alpha, windows, rgb.copy(), len(windows))
 
 
 def _output_lock(out_dir: Path):
@@ -183,9 +184,9 @@ def _run(todo, method, log: RunLog, workers, batch_size, overwrite, fill_args) -
             # nothing to fill: the file itself, byte for byte, as fill_file does
             f = writers.submit(copy_file, job.image, job.out, replace)
         elif result is None:  # nothing to fill, another format: the decoded pixels
-            f = writers.submit(write_image, job.out, job.rgb, job.alpha, replace)
+            f = writers.submit(write_image, job.out, job.rgb, job.alpha, replace, job.metadata)
         else:
-            f = writers.submit(write_image, job.out, result, job.alpha, replace)
+            f = writers.submit(write_image, job.out, result, job.alpha, replace, job.metadata)
         writes[f] = job.image
         reap()
 

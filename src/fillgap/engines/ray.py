@@ -44,17 +44,15 @@ def _read_bytes(uri: str) -> bytes:
 
 def _fill_uri(picture, mask, output, method, dilate: int, overwrite: bool, resize_mask: bool, settings: dict) -> str:
     """One picture where some path is a remote URI: bytes through pyarrow, same fill and encoding."""
-    import io
-
     import pyarrow.fs as pafs
 
     from ..fill import inpaint
-    from ..imageio import OUTPUT_FORMATS, read_image_bytes, read_mask_bytes
+    from ..imageio import OUTPUT_FORMATS, encode_image, read_mask_bytes, read_picture_bytes
 
     def load(p):
         return Path(p).read_bytes() if local_path(p) is not None else _read_bytes(str(p))
 
-    rgb, alpha = read_image_bytes(load(picture), name=str(picture))
+    rgb, alpha, metadata = read_picture_bytes(load(picture), name=str(picture))
     m = read_mask_bytes(load(mask), name=str(mask))
     if m.shape != rgb.shape[:2] and not resize_mask:
         raise FillgapError(f"mask {mask} is {m.shape[1]}x{m.shape[0]} but the image is "
@@ -63,19 +61,14 @@ def _fill_uri(picture, mask, output, method, dilate: int, overwrite: bool, resiz
     fmt = OUTPUT_FORMATS.get(PurePosixPath(str(output)).suffix.lower())
     if fmt is None:
         raise FillgapError(f"unknown output format for {output}")
-    from PIL import Image
-    img = Image.fromarray(result, "RGB")
-    if alpha is not None:
-        img.putalpha(Image.fromarray(alpha, "L"))
-    buffer = io.BytesIO()
-    img.save(buffer, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+    data = encode_image(result, alpha, fmt, metadata)  # as fill_file writes it: profile and EXIF kept
     fs, path = pafs.FileSystem.from_uri(str(output))
     if fs.get_file_info(path).type != pafs.FileType.NotFound and not overwrite:
         return STATUS_EXISTS
     parent, name = path.rsplit("/", 1) if "/" in path else ("", path)
     tmp = f"{parent}/.{name}.{secrets.token_hex(4)}.fillgap-tmp" if parent else f".{name}.fillgap-tmp"
     with fs.open_output_stream(tmp) as fh:
-        fh.write(buffer.getvalue())
+        fh.write(data)
     fs.move(tmp, path)
     return STATUS_WRITTEN
 
