@@ -65,6 +65,9 @@ def test_fill_accepts_a_training_checkpoint(files, capsys):
     ("unknown model", ["train", "--model", "resnet-9000", "--out", "{d}/run"], ["unknown model 'resnet-9000'"]),
     ("output is input", ["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/in.png", "--model", "{d}/tiny.pt"],
      ["in.png"]),
+    ("output name too long", ["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/" + "a" * 300 + ".png",
+                              "--model", "mean-fill"], ["too long", "aaaa"]),
+    ("mask size too large", ["masks", "-o", "{d}/m", "--size", "100000"], ["--size", "16384"]),
 ])
 def test_user_errors_are_one_line(files, capsys, case, argv, fragments):
     before = (files / "in.png").read_bytes()

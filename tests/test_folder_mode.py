@@ -2,6 +2,7 @@
 distinct exit codes, skipped entries named, progress lines in a log."""
 import csv
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,3 +127,18 @@ def test_failures_file_is_csv_with_path_and_reason(tmp_path, model_path):
         rows = list(csv.reader(fh))
     assert rows[0] == ["path", "reason"] and len(rows) == 2
     assert rows[1][0] == str(images / "bad, name.png") and rows[1][1]
+
+
+def test_a_manifest_output_that_climbs_out_of_the_output_folder_fails_its_row(tmp_path):
+    """README: a relative output is a name in -o. `../x.png` would have written beside -o."""
+    from fillgap.engines.common import plan_run
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("picture,mask,output\n"
+                        "a.png,ma.png,../escape.png\n"
+                        "b.png,mb.png,sub/../b-out.png\n"
+                        f"c.png,mc.png,{tmp_path / 'abs.png'}\n")
+    run = plan_run(manifest, None, tmp_path / "out")
+    assert [str(p.name) for p, _ in run.failed] == ["a.png"] and "outside -o" in run.failed[0][1]
+    outputs = {Path(str(o)).name: Path(str(o)) for _, _, o in run.rows}
+    assert outputs["b-out.png"].resolve().parent == (tmp_path / "out").resolve()  # .. inside -o is fine
+    assert outputs["abs.png"] == tmp_path / "abs.png"  # absolute: written where it says

@@ -231,7 +231,7 @@ def masks(
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the mask PNGs."),
     kind: str = typer.Option("mixture", "--kind", help="thin | medium | thick | box | mixture"),
     count: int = typer.Option(8, "--count", min=1),
-    size: int = typer.Option(256, "--size", min=8),
+    size: int = typer.Option(256, "--size", min=8, max=16384),
     seed: int = typer.Option(0, "--seed"),
     epoch: int = typer.Option(0, "--epoch"),
     overwrite: bool = typer.Option(False, "--overwrite"),
@@ -400,9 +400,17 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-            typer.echo(f"fillgap: error: {exc.format_message()}{hint}", err=True)
+            if exc.format_message():  # bare `fillgap` printed the help already, with no message to add
+                typer.echo(f"fillgap: error: {exc.format_message()}{hint}", err=True)
             return exc.exit_code
         if isinstance(exc, typer.Abort):
+            return 1
+        if isinstance(exc, MemoryError):
+            typer.echo("fillgap: error: not enough memory for this (a smaller picture, --size or --batch-size)", err=True)
+            return 1
+        if isinstance(exc, OSError) and exc.filename is not None:
+            # the system refused a path the user gave or one made from it (too long, read-only, ...)
+            typer.echo(f"fillgap: error: {exc.strerror or exc}: {exc.filename}", err=True)
             return 1
         if os.environ.get("FILLGAP_DEBUG"):
             raise

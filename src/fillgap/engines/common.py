@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -100,10 +101,18 @@ class PlannedRun:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
+def _climbs_out(relative: str) -> bool:
+    """A relative path that leaves its folder (``../x``, ``a/../../x``); absolute paths are not relative."""
+    if PurePosixPath(relative).is_absolute() or Path(relative).is_absolute():
+        return False
+    return os.path.normpath(relative).split(os.sep)[0] == ".."
+
+
 def read_manifest(manifest: Path, out_dir: Path, output_format: str = "auto") -> PlannedRun:
     """A CSV (header ``picture,mask,output``) or Parquet file of the same columns. ``output`` may be
-    left out (the picture's name in ``out_dir``) or relative (to ``out_dir``); relative pictures and
-    masks are relative to the manifest's folder. Any column may hold a URI (file://, s3://, ...)."""
+    left out (the picture's name in ``out_dir``), relative (to ``out_dir``, and inside it: a row whose
+    output climbs out with ``..`` fails) or absolute; relative pictures and masks are relative to the
+    manifest's folder. Any column may hold a URI (file://, s3://, ...)."""
     manifest = Path(manifest)
     try:
         if manifest.suffix.lower() == ".parquet":
@@ -136,6 +145,10 @@ def read_manifest(manifest: Path, out_dir: Path, output_format: str = "auto") ->
             continue
         name = PurePosixPath(str(picture)).name
         out = resolve(row.get("output"), Path(out_dir))
+        if isinstance(out, Path) and _climbs_out(str(row.get("output")).strip()):
+            run.failed.append((picture, f"its output {row.get('output')} is outside -o {out_dir} "
+                                        "(a relative output stays inside it; give an absolute path to write elsewhere)"))
+            continue
         if out is None:
             out = Path(out_dir) / name
             out = out.with_suffix(output_suffix(out, output_format))
