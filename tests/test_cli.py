@@ -157,3 +157,26 @@ def test_demo_grid_has_column_labels():
     for i in range(4):  # dark text in every column, on white
         column = strip[:, i * 96:(i + 1) * 96]
         assert (column < 100).any() and (column == 255).mean() > 0.6
+
+
+@pytest.mark.parametrize("extra,fragment", [(["--format", "jpg"], "--format is for a folder"),
+                                            (["--mask-dir", "."], "--mask-dir is for a folder")])
+def test_folder_options_on_a_single_picture_are_refused(files, capsys, extra, fragment):
+    code, err = run(["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "o.png", "--model", "mean-fill",
+                     *extra], capsys)
+    assert_one_line_error(code, err, fragment)
+    assert not (files / "o.png").exists()
+
+
+def test_an_existing_folder_as_the_output_of_a_picture_is_named_as_such(files, capsys):
+    (files / "outdir").mkdir()
+    code, err = run(["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "outdir", "--model", "mean-fill"],
+                    capsys)
+    assert_one_line_error(code, err, "output is a folder")
+
+
+def test_shipped_names_load_and_16_bit_masks_scale():
+    import fillgap
+    from fillgap.fill import as_mask
+    assert fillgap.load_model("fillgap-smooth") is not None
+    assert as_mask(np.array([[0, 65535, 32768]], np.uint16))[0].tolist() == pytest.approx([0.0, 1.0, 0.5], abs=1e-4)

@@ -143,6 +143,12 @@ def fill(
         raise typer.Exit(exit_code(report))
     if mask is None:
         raise FillgapError("--mask is required for a single picture")
+    # Folder options that a single picture would silently ignore: say so instead.
+    if mask_dir is not None:
+        raise FillgapError("--mask-dir is for a folder input; a single picture takes its mask with --mask")
+    if output_format != "auto":
+        raise FillgapError(f"--format is for a folder input; a single picture's format is its output's extension "
+                           f"({output.name})")
     # The model is loaded only once the inputs and the output have passed their checks, and
     # not at all for an empty mask.
     out = fill_file(input, mask, output, model, dilate, overwrite, resize_mask, runtime=runtime, **settings)

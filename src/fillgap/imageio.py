@@ -298,11 +298,11 @@ def check_output(path: str | os.PathLike, overwrite: bool = False, alpha: bool =
     has transparency, which a JPEG cannot hold.
     """
     path = Path(path)
+    if path.is_dir():
+        raise FillgapError(f"output is a folder: {path} (give a file name)")
     fmt = OUTPUT_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise FillgapError(f"unknown output format '{path.suffix}' for {path} (use .png, .jpg, .webp, .bmp, .tif)")
-    if path.is_dir():
-        raise FillgapError(f"output is a folder: {path} (give a file name)")
     for src in inputs:
         if path.exists() and Path(src).exists() and os.path.samefile(path, src):
             raise FillgapError(f"output {path} is an input file: choose another output path")

@@ -555,7 +555,11 @@ def _bind(host: str, port: int):
         sock.listen(2048)
     except OSError as exc:
         sock.close()
-        raise FillgapError(f"cannot listen on {host}:{port}: {exc.strerror} (choose another --port)") from None
+        import errno
+        # the port is taken (or reserved): another --port helps; an address this machine does not
+        # have (or no such host) needs another --host
+        hint = "choose another --port" if exc.errno in (errno.EADDRINUSE, errno.EACCES) else "check --host"
+        raise FillgapError(f"cannot listen on {host}:{port}: {exc.strerror or exc} ({hint})") from None
     return sock
 
 

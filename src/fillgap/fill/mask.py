@@ -14,7 +14,7 @@ MAX_DILATE = 1000  # px; larger kernels take minutes and mean "the whole picture
 
 
 def as_mask(mask: np.ndarray) -> np.ndarray:
-    """Any mask array (bool, uint8 0-255, float 0-1; H x W or H x W x 1) as float32 H x W in [0, 1]."""
+    """Any mask array (bool, uint8 0-255, uint16 0-65535, float 0-1; H x W or H x W x 1) as float32 H x W in [0, 1]."""
     try:
         mask = np.asarray(mask)
     except Exception:  # noqa: BLE001 - ragged lists and the like
@@ -27,6 +27,8 @@ def as_mask(mask: np.ndarray) -> np.ndarray:
         return mask.astype(np.float32)
     if mask.dtype == np.uint8:
         return np.multiply(mask, np.float32(1 / 255), dtype=np.float32)  # one float array, not two
+    if mask.dtype == np.uint16:  # a 16-bit mask: 65535 = hole, as 255 is for 8 bits
+        return np.multiply(mask, np.float32(1 / 65535), dtype=np.float32)
     if not (np.issubdtype(mask.dtype, np.number)):
         raise FillgapError(f"a mask must hold numbers, got {mask.dtype}")
     mask = mask.astype(np.float32)
