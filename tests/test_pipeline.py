@@ -382,17 +382,29 @@ def test_a_fill_keeps_the_photos_colour_profile_and_exif(tmp_path, suffix):
     assert out.getexif().get(0x010F) == "Canon" and out.getexif().get(0x0112, 1) == 1
 
 
-def test_a_profile_of_another_colour_space_is_not_put_on_the_rgb_output(tmp_path):
+def test_a_greyscale_photo_comes_back_greyscale_with_its_profile(tmp_path):
+    """A scanned black-and-white photo: the output is one channel (no colour tint in the hole, where
+    the network's three channels differ a little), known pixels identical, its grey profile kept;
+    a profile of another colour space than the output's is dropped."""
     from PIL import ImageCms
     from fillgap.api import fill_file
     grey_icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
     grey_icc[16:20] = b"GRAY"  # the header's colour-space field: a grey picture's profile
-    Image.fromarray(picture(40, 50)[..., 0], "L").save(tmp_path / "in.png", icc_profile=bytes(grey_icc))
+    grey = picture(40, 50)[..., 0]
+    Image.fromarray(grey, "L").save(tmp_path / "in.png", icc_profile=bytes(grey_icc))
     mask = np.zeros((40, 50), np.uint8)
     mask[10:20, 10:20] = 255
     Image.fromarray(mask).save(tmp_path / "m.png")
-    fill_file(tmp_path / "in.png", tmp_path / "m.png", tmp_path / "out.png", "mean-fill")
-    assert "icc_profile" not in Image.open(tmp_path / "out.png").info
+    tiny = create_model("ffc-tiny", refine=False)  # random: its three output channels differ
+    fill_file(tmp_path / "in.png", tmp_path / "m.png", tmp_path / "out.png", tiny)
+    out = Image.open(tmp_path / "out.png")
+    assert out.mode == "L" and out.info.get("icc_profile") == bytes(grey_icc)
+    assert np.array_equal(np.asarray(out)[mask == 0], grey[mask == 0])
+    cmyk_icc = bytearray(grey_icc)
+    cmyk_icc[16:20] = b"CMYK"
+    Image.fromarray(picture(40, 50)).save(tmp_path / "rgb.png", icc_profile=bytes(cmyk_icc))
+    fill_file(tmp_path / "rgb.png", tmp_path / "m.png", tmp_path / "out-rgb.png", "mean-fill")
+    assert "icc_profile" not in Image.open(tmp_path / "out-rgb.png").info
 
 
 def test_the_folder_engine_keeps_the_colour_profile_too(tmp_path):

@@ -51,15 +51,16 @@ def fill_file(image_path: Path, mask_path: Path, out_path: Path,
     # output we cannot write.
     check_dilate(dilate), check_blend(blend), check_strategy(strategy), check_max_side(max_side)
     check_output(out_path, overwrite, inputs=(image_path, mask_path))
-    rgb, alpha, metadata = read_picture(image_path)  # colour profile and EXIF go into the output
+    picture = read_picture(image_path)  # colour profile, EXIF and greyscale go into the output
+    rgb, alpha, keep = picture.rgb, picture.alpha, dict(metadata=picture.metadata, grey=picture.grey)
     check_output(out_path, overwrite, alpha=alpha is not None)
     mask = load_mask_for(rgb.shape[:2], mask_path, resize_mask)
     if not (mask > 0).any():
         if _same_format(image_path, out_path):
             return copy_file(image_path, out_path, overwrite)
-        return write_image(out_path, rgb, alpha=alpha, overwrite=overwrite, metadata=metadata)
+        return write_image(out_path, rgb, alpha=alpha, overwrite=overwrite, **keep)
     result = inpaint(rgb, mask, model, dilate, max_side, strategy=strategy, blend=blend, runtime=runtime)
-    return write_image(out_path, result, alpha=alpha, overwrite=overwrite, metadata=metadata)
+    return write_image(out_path, result, alpha=alpha, overwrite=overwrite, **keep)
 
 
 def find_mask(mask_dir: Path, relative: Path, existing: dict[Path, Path] | None = None,

@@ -207,22 +207,28 @@ class Picture(NamedTuple):
     rgb: np.ndarray               # uint8 H x W x 3, upright
     alpha: np.ndarray | None      # uint8 H x W, when the file has transparency
     metadata: dict[str, bytes]    # what ``write_image`` carries over (see ``picture_metadata``)
+    grey: bool                    # a greyscale file: its filled copy is written greyscale too
+
+
+def _picture(img: Image.Image) -> Picture:
+    return Picture(*_split_alpha(img), picture_metadata(img), img.mode in ("L", "LA"))
 
 
 def read_picture(path: str | os.PathLike) -> Picture:
     """Read a picture to be filled and written back: pixels, alpha and the metadata worth keeping."""
-    img = _open(path)
-    return Picture(*_split_alpha(img), picture_metadata(img))
+    return _picture(_open(path))
 
 
 def picture_metadata(img: Image.Image) -> dict[str, bytes]:
     """The colour profile (ICC) and EXIF of a decoded picture, to be written into its filled copy:
     without the profile, a wide-gamut photo (Adobe RGB, Display P3) is shown in the wrong colours.
-    The EXIF has no orientation tag any more (the pixels were turned upright on reading). A profile
-    of another colour space than RGB (a grey or CMYK picture, converted to RGB here) is dropped."""
+    The EXIF has no orientation tag any more (the pixels were turned upright on reading). The
+    profile is kept when its colour space is the output's (RGB, or grey for a greyscale picture,
+    written greyscale); another (a CMYK picture's, converted to RGB here) is dropped."""
     out = {}
     icc = img.info.get("icc_profile")
-    if isinstance(icc, bytes) and icc[16:20] == b"RGB ":  # the profile header's colour-space field
+    space = b"GRAY" if img.mode in ("L", "LA") else b"RGB "
+    if isinstance(icc, bytes) and icc[16:20] == space:  # the profile header's colour-space field
         out["icc_profile"] = icc
     exif = img.info.get("exif")
     if isinstance(exif, bytes) and exif:
@@ -263,8 +269,7 @@ def read_image_bytes(data: bytes, name: str = "upload", max_pixels: int = MAX_PI
 
 def read_picture_bytes(data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) -> Picture:
     """``read_picture`` of file contents (same checks as ``read_image_bytes``)."""
-    img = _open_bytes(data, name, max_pixels)
-    return Picture(*_split_alpha(img), picture_metadata(img))
+    return _picture(_open_bytes(data, name, max_pixels))
 
 
 def read_mask_bytes(data: bytes, name: str = "mask", max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -322,10 +327,15 @@ def check_output(path: str | os.PathLike, overwrite: bool = False, alpha: bool =
 METADATA_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF")
 
 
-def encode_image(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str, metadata: dict[str, bytes] | None = None) -> bytes:
+def encode_image(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str, metadata: dict[str, bytes] | None = None,
+                 grey: bool = False) -> bytes:
     """uint8 H x W x 3 (plus optional H x W alpha) as the contents of a ``fmt`` file, in memory,
-    with ``metadata`` (``picture_metadata``) where the format holds it."""
-    img = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
+    with ``metadata`` (``picture_metadata``) where the format holds it; ``grey``: one channel, the
+    mean of the three (a greyscale picture's fill comes back without a colour tint)."""
+    if grey:
+        img = Image.fromarray(rgb.mean(axis=2, dtype=np.float32).round().astype(np.uint8), "L")
+    else:
+        img = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
     if alpha is not None:
         img.putalpha(Image.fromarray(np.ascontiguousarray(alpha, dtype=np.uint8), "L"))
     options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
@@ -337,16 +347,16 @@ def encode_image(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str, metadata: 
 
 
 def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | None = None,
-                overwrite: bool = False, metadata: dict[str, bytes] | None = None) -> Path:
-    """Write uint8 H x W x 3 (plus an optional H x W alpha, and ``metadata``: see
-    ``picture_metadata``) atomically.
+                overwrite: bool = False, metadata: dict[str, bytes] | None = None, grey: bool = False) -> Path:
+    """Write uint8 H x W x 3 (plus an optional H x W alpha, ``metadata``: see ``picture_metadata``,
+    and ``grey``: see ``encode_image``) atomically.
 
     The file is encoded in memory first, then written whole or not at all
     (``fillgap.fsutil.atomic_write``): a full disk is an error, never a cut picture, and an
     existing file is only replaced when ``overwrite`` is set.
     """
     path = check_output(path, overwrite, alpha=alpha is not None)
-    return atomic_write(path, encode_image(rgb, alpha, OUTPUT_FORMATS[path.suffix.lower()], metadata), overwrite)
+    return atomic_write(path, encode_image(rgb, alpha, OUTPUT_FORMATS[path.suffix.lower()], metadata, grey), overwrite)
 
 
 def copy_file(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False) -> Path:

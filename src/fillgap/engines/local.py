@@ -56,6 +56,7 @@ class _Job:
     rgb: np.ndarray                   # uint8 H x W x 3
     alpha: np.ndarray | None          # the picture's transparency, written back unchanged
     metadata: dict[str, bytes]        # colour profile and EXIF, written back (imageio.picture_metadata)
+    grey: bool                        # a greyscale file, written back greyscale
     hole_alpha: np.ndarray            # H x W: fillgap.fill.prepare_mask's weights (bool for --blend hard)
     windows: list[WindowJob]          # empty: nothing to fill
     result: np.ndarray | None = None  # the picture being composited, window by window
@@ -65,12 +66,12 @@ class _Job:
 def _prepare(image: Path, mask: Path, out: Path, method: FillMethod, dilate: int, resize_mask: bool,
              strategy: str, max_side: int | None, blend: str) -> _Job:
     """Reader thread: decode, then ``fillgap.fill``'s mask and plan steps."""
-    rgb, alpha, metadata = read_picture(image)
+    rgb, alpha, metadata, grey = read_picture(image)
     hole_alpha = prepare_mask(load_mask_for(rgb.shape[:2], mask, resize_mask), rgb.shape[:2], dilate, blend)
     if not (hole_alpha > 0).any():
-        return _Job(image, out, rgb, alpha, metadata, hole_alpha, [])
+        return _Job(image, out, rgb, alpha, metadata, grey, hole_alpha, [])
     windows = plan_windows(rgb, hole_alpha, method, strategy, max_side)
-    return _Job(image, out, rgb, alpha, metadata, hole_alpha, windows, rgb.copy(), len(windows))
+    return _Job(image, out, rgb, alpha, metadata, grey, hole_alpha, windows, rgb.copy(), len(windows))
 
 
 def _output_lock(out_dir: Path):
@@ -184,9 +185,9 @@ def _run(todo, method, log: RunLog, workers, batch_size, overwrite, fill_args) -
             # nothing to fill: the file itself, byte for byte, as fill_file does
             f = writers.submit(copy_file, job.image, job.out, replace)
         elif result is None:  # nothing to fill, another format: the decoded pixels
-            f = writers.submit(write_image, job.out, job.rgb, job.alpha, replace, job.metadata)
+            f = writers.submit(write_image, job.out, job.rgb, job.alpha, replace, job.metadata, job.grey)
         else:
-            f = writers.submit(write_image, job.out, result, job.alpha, replace, job.metadata)
+            f = writers.submit(write_image, job.out, result, job.alpha, replace, job.metadata, job.grey)
         writes[f] = job.image
         reap()
 

@@ -52,7 +52,7 @@ def _fill_uri(picture, mask, output, method, dilate: int, overwrite: bool, resiz
     def load(p):
         return Path(p).read_bytes() if local_path(p) is not None else _read_bytes(str(p))
 
-    rgb, alpha, metadata = read_picture_bytes(load(picture), name=str(picture))
+    rgb, alpha, metadata, grey = read_picture_bytes(load(picture), name=str(picture))
     m = read_mask_bytes(load(mask), name=str(mask))
     if m.shape != rgb.shape[:2] and not resize_mask:
         raise FillgapError(f"mask {mask} is {m.shape[1]}x{m.shape[0]} but the image is "
@@ -61,7 +61,7 @@ def _fill_uri(picture, mask, output, method, dilate: int, overwrite: bool, resiz
     fmt = OUTPUT_FORMATS.get(PurePosixPath(str(output)).suffix.lower())
     if fmt is None:
         raise FillgapError(f"unknown output format for {output}")
-    data = encode_image(result, alpha, fmt, metadata)  # as fill_file writes it: profile and EXIF kept
+    data = encode_image(result, alpha, fmt, metadata, grey)  # as fill_file writes it: profile, EXIF, grey kept
     fs, path = pafs.FileSystem.from_uri(str(output))
     if fs.get_file_info(path).type != pafs.FileType.NotFound and not overwrite:
         return STATUS_EXISTS
