@@ -180,3 +180,11 @@ def test_shipped_names_load_and_16_bit_masks_scale():
     from fillgap.fill import as_mask
     assert fillgap.load_model("fillgap-smooth") is not None
     assert as_mask(np.array([[0, 65535, 32768]], np.uint16))[0].tolist() == pytest.approx([0.0, 1.0, 0.5], abs=1e-4)
+
+
+def test_a_jpeg_mask_is_filled_with_a_warning(files, capsys):
+    Image.open(files / "mask.png").save(files / "mask.jpg", quality=75)
+    code, err = run(["fill", files / "in.png", "-m", files / "mask.jpg", "-o", files / "o.png", "--model", "mean-fill"],
+                    capsys)
+    assert code == 0 and (files / "o.png").exists()
+    assert err.count("\n") == 1 and "warning: mask.jpg is a JPEG" in err and "PNG" in err
