@@ -8,12 +8,12 @@
 # RUN: the run folder (checkpoints, metrics, grids); an existing RUN/last.pt is resumed;
 # MINUTES: wall-time budget of the training itself; CONFIG: default configs/ffc-small-v3-gpu.yaml.
 # Environment: COLLECT=DIR copies what to keep (last.pt, metrics.jsonl, config.yaml, train.log,
-# loss-curve.png, the newest grid: 6 files) into DIR at the end, for a machine that sends back
-# only a few files; DEVICE=cpu rehearses the whole script without a GPU; PYTHON picks the interpreter.
+# loss-curve.png, the newest grid: 6 files) into DIR when the script ends (also on a failure or
+# SIGTERM), for a machine that sends back only a few files; DEVICE=cpu rehearses the whole script without a GPU; PYTHON picks the interpreter.
 #
 # Install: the machine's own PyTorch (CUDA) is used as it is; fillgap runs from src/ and only
-# the pure-Python packages it lacks are installed, from the wheels in .gpu/wheels (`make gpu-kit`
-# fetches them for Python 3.11 and 3.12) when that folder exists, else from the package registry.
+# the packages it lacks are installed, each from the wheels in .gpu/wheels (`make gpu-kit` fetches
+# pydantic's for Python 3.11 and 3.12) when they are there, else from the package registry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pack=$1 run=$2 minutes=$3 config=${4:-configs/ffc-small-v3-gpu.yaml}
@@ -30,30 +30,33 @@ PY
 )
 if [ -n "$missing" ]; then
   echo "installing: $missing"
-  if [ -d "$wheels" ]; then
-    $PY -m pip install -q --no-index --find-links "$wheels" $missing
-  else
-    $PY -m pip install -q $missing
-  fi
+  # each package from the kit's wheels when it has them (pydantic), else from the registry
+  for pkg in $missing; do
+    if [ -d "$wheels" ] && $PY -m pip install -q --no-index --find-links "$wheels" "$pkg" 2>/dev/null; then
+      continue
+    fi
+    $PY -m pip install -q "$pkg" || { echo "gpu_train.sh: cannot install $pkg (not in $wheels, no registry?)" >&2; exit 1; }
+  done
 fi
 if [ "$device" = cuda ]; then
   $PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('GPU:', torch.cuda.get_device_name(0), 'torch', torch.__version__)"
 fi
 
+collect() {  # also when the run fails or is stopped (TERM): a checkpoint written so far still comes back
+  [ -n "${COLLECT:-}" ] || return 0
+  mkdir -p "$COLLECT"
+  for f in last.pt metrics.jsonl config.yaml train.log loss-curve.png; do
+    if [ -f "$run/$f" ]; then cp "$run/$f" "$COLLECT/"; fi
+  done
+  newest=$(ls -t "$run"/grid-*.png 2>/dev/null | head -1 || true)
+  if [ -n "$newest" ]; then cp "$newest" "$COLLECT/"; fi
+  ls -la "$COLLECT"
+}
+trap collect EXIT
+trap 'exit 143' TERM INT  # so that EXIT's collect runs when the lease ends the script
+
 resume=()
 [ -f "$run/last.pt" ] && resume=(--resume)
 mkdir -p "$run"
-status=0
 $PY -m fillgap train --config "$config" --data "pack:$pack" --out "$run" --max-minutes "$minutes" \
-  --device "$device" "${resume[@]}" 2>&1 | tee -a "$run/train.log" || status=$?
-
-if [ -n "${COLLECT:-}" ]; then
-  mkdir -p "$COLLECT"
-  for f in last.pt metrics.jsonl config.yaml train.log loss-curve.png; do
-    [ -f "$run/$f" ] && cp "$run/$f" "$COLLECT/"
-  done
-  newest=$(ls -t "$run"/grid-*.png 2>/dev/null | head -1 || true)
-  [ -n "$newest" ] && cp "$newest" "$COLLECT/"
-  ls -la "$COLLECT"
-fi
-exit $status
+  --device "$device" "${resume[@]}" 2>&1 | tee -a "$run/train.log"
