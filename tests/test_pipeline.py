@@ -419,3 +419,47 @@ def test_the_folder_engine_keeps_the_colour_profile_too(tmp_path):
     Image.fromarray(mask).save(tmp_path / "masks" / "a.png")
     assert not fill_folder(tmp_path / "in", tmp_path / "masks", tmp_path / "out", "mean-fill").failed
     assert Image.open(tmp_path / "out" / "a.png").info.get("icc_profile") == icc
+
+
+def test_metadata_is_rebuilt_for_every_output_format(tmp_path):
+    """The review's cases: EXIF read from a WebP (stored without its header) comes out readable in a
+    JPEG; only the kept tags travel (no maker note, no orientation, no other IFD0 tags, so no
+    thumbnail of the unfilled picture either); an oversized EXIF is left out instead of failing the
+    JPEG writer; a greyscale picture with alpha becomes an RGBA BMP and an RGB WebP without its
+    grey profile."""
+    from PIL import ImageCms
+    from fillgap.api import fill_file
+    mask = np.zeros((40, 50), np.uint8)
+    mask[10:20, 10:20] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    exif = Image.Exif()
+    exif[0x010F] = "CamMake"
+    exif[0x0213] = 1                       # YCbCrPositioning: not kept
+    exif[0x0112] = 1
+    exif.get_ifd(0x8769)[0x9003] = "2020:01:01 10:00:00"
+    exif.get_ifd(0x8769)[0x927C] = b"maker" * 10
+    Image.fromarray(picture(40, 50)).save(tmp_path / "in.webp", exif=exif.tobytes())
+    fill_file(tmp_path / "in.webp", tmp_path / "m.png", tmp_path / "out.jpg", "mean-fill")
+    got = Image.open(tmp_path / "out.jpg").getexif()
+    assert got.get(0x010F) == "CamMake" and 0x0213 not in got and 0x0112 not in got
+    assert dict(got.get_ifd(0x8769)) == {0x9003: "2020:01:01 10:00:00"}
+
+    big = Image.Exif()
+    big[0x010E] = "x" * 70_000             # an ImageDescription larger than a JPEG segment
+    Image.fromarray(picture(40, 50)).save(tmp_path / "big.png", exif=big.tobytes())
+    fill_file(tmp_path / "big.png", tmp_path / "m.png", tmp_path / "big.jpg", "mean-fill")
+    assert 0x010E not in Image.open(tmp_path / "big.jpg").getexif()
+
+    grey_icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    grey_icc[16:20] = b"GRAY"
+    la = Image.fromarray(picture(40, 50)[..., 0], "L")
+    la.putalpha(200)
+    la.save(tmp_path / "la.png", icc_profile=bytes(grey_icc))
+    fill_file(tmp_path / "la.png", tmp_path / "m.png", tmp_path / "la.bmp", "mean-fill")
+    assert Image.open(tmp_path / "la.bmp").mode in ("RGB", "RGBA")  # written (it raised on LA before)
+    fill_file(tmp_path / "la.png", tmp_path / "m.png", tmp_path / "la.webp", "mean-fill")
+    webp = Image.open(tmp_path / "la.webp")
+    assert webp.mode == "RGBA" and "icc_profile" not in webp.info
+    fill_file(tmp_path / "la.png", tmp_path / "m.png", tmp_path / "la-out.png", "mean-fill")
+    png = Image.open(tmp_path / "la-out.png")
+    assert png.mode == "LA" and png.info.get("icc_profile") == bytes(grey_icc)

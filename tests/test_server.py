@@ -118,6 +118,19 @@ def test_transparent_mask_and_alpha_are_kept(url, picture, hole):
     assert np.array_equal(out[hole == 0, :3], picture[hole == 0])
 
 
+def test_the_answer_keeps_the_colour_profile_and_greyscale(url, picture, hole):
+    """As `fillgap fill` writes it: the ICC profile travels, a greyscale picture comes back grey."""
+    from PIL import ImageCms
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format="PNG", icc_profile=icc)
+    r = post(url, {"image": ("p.png", buffer.getvalue(), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")})
+    assert Image.open(io.BytesIO(r.content)).info.get("icc_profile") == icc
+    grey = decode(post(url, {"image": ("g.png", png_bytes(picture[..., 1], "L"), "image/png"),
+                             "mask": ("m.png", png_bytes(hole), "image/png")}))
+    assert grey.shape == (H, W) and np.array_equal(grey[hole == 0], picture[..., 1][hole == 0])
+
+
 @pytest.mark.parametrize("files, status, words", [
     ({}, 422, "no 'image' file"),
     ({"mask": ("m.png", b"x", "image/png")}, 422, "no 'image' file"),

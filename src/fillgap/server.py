@@ -35,6 +35,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import datetime as _dt
+import functools
 import io
 import logging
 import threading
@@ -54,7 +55,7 @@ from .errors import FillgapError
 from .fill import (BLENDS, STRATEGIES, check_blend, check_max_side, check_strategy, inpaint,
                    resize_mask)
 from .fill.strategies import MIN_MAX_SIDE
-from .imageio import ImageTooLargeError, encode_png, read_image_bytes, read_mask_bytes, write_image
+from .imageio import ImageTooLargeError, Picture, encode_png, read_mask_bytes, read_picture_bytes, write_image
 from .methods import DEFAULT_RUNTIME, FillMethod, get_method
 from .models import InpaintModel
 from .runtime.threads import resolve_threads, set_threads
@@ -397,23 +398,23 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
             raise too_big
         return bytes(body)
 
-    def decode(parts: dict[str, _Part]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    def decode(parts: dict[str, _Part]) -> tuple[Picture, np.ndarray]:
         img_part, mask_part = _check_picture_part(parts, "image"), _check_picture_part(parts, "mask")
         resize = _bool_field(parts, "resize_mask")
         try:
-            rgb, alpha = read_image_bytes(bytes(img_part.data), _label("image", img_part), settings.max_pixels)
+            picture = read_picture_bytes(bytes(img_part.data), _label("image", img_part), settings.max_pixels)
             mask = read_mask_bytes(bytes(mask_part.data), _label("mask", mask_part), settings.max_pixels)
         except ImageTooLargeError as exc:
             raise HTTPProblem(413, f"{exc} (start the server with a larger --max-pixels)") from None
         except FillgapError as exc:
             raise HTTPProblem(422, str(exc)) from None
-        h, w = rgb.shape[:2]
+        h, w = picture.rgb.shape[:2]
         if mask.shape != (h, w):
             if not resize:
                 raise HTTPProblem(422, f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is {w}x{h} "
                                        "(send a mask of the same size, or resize_mask=true)")
             mask = resize_mask(mask, (h, w))  # the pipeline's resize: thin strokes survive
-        return rgb, alpha, mask
+        return picture, mask
 
     def fill(rgb: np.ndarray, mask: np.ndarray, dilate: int, options: dict) -> np.ndarray:
         set_threads(settings.threads)  # from the thread that runs the fill (OpenMP's count is per thread)
@@ -422,11 +423,12 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
         except FillgapError as exc:
             raise HTTPProblem(422, str(exc)) from None
 
-    def save(out: np.ndarray, alpha: np.ndarray | None) -> str:
+    def save(out: np.ndarray, picture: Picture) -> str:
         # Generated name only: nothing the client sends reaches the path.
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
         name = f"{stamp}-{uuid.uuid4().hex[:12]}.png"
-        write_image(save_dir / name, out, alpha=alpha)  # atomic, refuses to overwrite
+        # atomic, refuses to overwrite; the picture's profile, EXIF and greyscale kept, as fill_file does
+        write_image(save_dir / name, out, alpha=picture.alpha, metadata=picture.metadata, grey=picture.grey)
         return name
 
     @app.post("/api/inpaint", summary="Fill the masked part of a picture; answers a PNG",
@@ -476,7 +478,7 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
         options = {"strategy": _choice_field(parts, "strategy", settings.strategy, STRATEGIES),
                    "blend": _choice_field(parts, "blend", settings.blend, BLENDS),
                    "max_side": _int_field(parts, "max_side", settings.max_side, MIN_MAX_SIDE, 1 << 16)}
-        rgb, alpha, mask = await anyio.to_thread.run_sync(decode, parts)
+        picture, mask = await anyio.to_thread.run_sync(decode, parts)
         del parts
         with anyio.move_on_after(max(0.0, deadline - time.monotonic())) as waited:
             await limiter.acquire()
@@ -486,16 +488,18 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
         try:
             if await request.is_disconnected():  # nobody would get the result: skip the fill
                 raise _ClientGone("left before the fill")
-            out = await anyio.to_thread.run_sync(fill, rgb, mask, dilate, options)
+            out = await anyio.to_thread.run_sync(fill, picture.rgb, mask, dilate, options)
         finally:
             limiter.release()
-        del rgb, mask
-        png = await anyio.to_thread.run_sync(encode_png, out, alpha)
+        del mask
+        picture = picture._replace(rgb=None)  # the input's pixels are not needed any more
+        png = await anyio.to_thread.run_sync(
+            functools.partial(encode_png, out, picture.alpha, metadata=picture.metadata, grey=picture.grey))
         await anyio.to_thread.run_sync(_trim_memory)
         headers = {"Cache-Control": "no-store"}
         if save_dir is not None:
             try:
-                headers["X-Fillgap-Saved"] = await anyio.to_thread.run_sync(save, out, alpha)
+                headers["X-Fillgap-Saved"] = await anyio.to_thread.run_sync(save, out, picture)
             except FillgapError as exc:
                 raise HTTPProblem(500, f"could not save the result in --save-dir: {exc}") from None
         return Response(png, media_type="image/png", headers=headers)
