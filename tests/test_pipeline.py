@@ -155,10 +155,10 @@ def test_thin_tiles_write_every_hole_pixel_once_and_fit_the_limit():
     from fillgap.fill import thin_tiles
     hole = thin_line_mask(300, 500) > 0
     window = Window(0, 300, 0, 500)
-    pieces = thin_tiles(hole, window, 160)
+    pieces = thin_tiles(hole, window, 200)
     written = np.zeros(hole.shape, int)
     for context, write in pieces:
-        assert context.height <= 160 and context.width <= 160
+        assert (context.height, context.width) == (pieces[0][0].height, pieces[0][0].width) and context.height <= 200
         assert context.top <= write.top and write.bottom <= context.bottom
         assert context.left <= write.left and write.right <= context.right
         written[write.slices] += 1
@@ -166,23 +166,25 @@ def test_thin_tiles_write_every_hole_pixel_once_and_fit_the_limit():
     disc = np.zeros(hole.shape, np.uint8)
     import cv2
     cv2.circle(disc, (250, 150), 60, 255, -1)
-    assert thin_tiles(disc > 0, window, 160) is None  # thick: cra's job
+    assert thin_tiles(disc > 0, window, 200) is None  # thick: cra's job
+    assert thin_tiles(hole, window, 150) is None  # cells under MIN_TILE_CELL: cra too
 
 
 def test_auto_fills_a_thin_hole_of_a_large_window_at_native_resolution(tmp_path):
     """A scratch across a window larger than the method's limit: auto cuts it into native tiles (a
     working-scale fill shrank it below a pixel and cra pasted other places' texture into it), so
-    Telea limited to 160 px gives what Telea on the whole picture gives, through the API and the
-    folder engine alike."""
+    Telea limited to 224 px gives what Telea on the whole picture gives, through the API and the
+    folder engine alike; the tiles share one size."""
     from fillgap.engines.local import fill_folder
     img = picture(240, 360, seed=5)
     mask = thin_line_mask(240, 360)
     method = get_method("opencv-telea")
-    jobs = plan(img, mask > 0, method, "auto", 160)
-    assert len(jobs) > 1 and all(j.strategy == "crop" and max(j.image.shape[-2:]) <= 160 for j in jobs)
+    jobs = list(plan(img, mask > 0, method, "auto", 224))
+    assert len(jobs) > 1 and all(j.strategy == "crop" and j.key == jobs[0].key for j in jobs)  # one size
+    assert max(jobs[0].image.shape[-2:]) <= 224
     native = inpaint(img, mask, method)
-    tiled = inpaint(img, mask, method, max_side=160)
-    cra = inpaint(img, mask, method, max_side=160, strategy="cra")
+    tiled = inpaint(img, mask, method, max_side=224)
+    cra = inpaint(img, mask, method, max_side=224, strategy="cra")
     hole = mask > 0
 
     def err(out):
@@ -192,7 +194,7 @@ def test_auto_fills_a_thin_hole_of_a_large_window_at_native_resolution(tmp_path)
     (tmp_path / "masks").mkdir()
     Image.fromarray(img).save(tmp_path / "in" / "a.png")
     Image.fromarray(mask).save(tmp_path / "masks" / "a.png")
-    assert not fill_folder(tmp_path / "in", tmp_path / "masks", tmp_path / "out", "opencv-telea", max_side=160).failed
+    assert not fill_folder(tmp_path / "in", tmp_path / "masks", tmp_path / "out", "opencv-telea", max_side=224).failed
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "a.png").convert("RGB")), tiled)
 
 

@@ -110,6 +110,9 @@ def fill(
     if input.is_dir() or manifest:
         if mask_dir is None and not manifest:
             raise FillgapError("a folder input needs --mask-dir")
+        if mask is not None:
+            raise FillgapError("--mask is for a single picture; a folder input takes its masks from --mask-dir "
+                               "(or a manifest's mask column)")
         from .engines.common import OUTPUT_FORMAT_CHOICES, exit_code, summary
         if output_format not in OUTPUT_FORMAT_CHOICES:
             raise FillgapError(f"unknown --format '{output_format}' (choose from {', '.join(OUTPUT_FORMAT_CHOICES)})")
@@ -425,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
             return exc.exit_code
         if isinstance(exc, typer.Abort):
             return 1
+        if os.environ.get("FILLGAP_DEBUG"):
+            raise
         if isinstance(exc, MemoryError):
             typer.echo("fillgap: error: not enough memory for this (a smaller picture, --size or --batch-size)", err=True)
             return 1
@@ -432,8 +437,6 @@ def main(argv: list[str] | None = None) -> int:
             # the system refused a path the user gave or one made from it (too long, read-only, ...)
             typer.echo(f"fillgap: error: {exc.strerror or exc}: {exc.filename}", err=True)
             return 1
-        if os.environ.get("FILLGAP_DEBUG"):
-            raise
         typer.echo(f"fillgap: internal error: {type(exc).__name__}: {exc} (set FILLGAP_DEBUG=1 for details)", err=True)
         return 70  # EX_SOFTWARE: 1 is a user error, 2 a usage error, 3 a folder run with failures
     return 0

@@ -70,7 +70,7 @@ def _prepare(image: Path, mask: Path, out: Path, method: FillMethod, dilate: int
     hole_alpha = prepare_mask(load_mask_for(rgb.shape[:2], mask, resize_mask), rgb.shape[:2], dilate, blend)
     if not (hole_alpha > 0).any():
         return _Job(image, out, rgb, alpha, metadata, grey, hole_alpha, [])
-    windows = plan_windows(rgb, hole_alpha, method, strategy, max_side)
+    windows = list(plan_windows(rgb, hole_alpha, method, strategy, max_side))
     return _Job(image, out, rgb, alpha, metadata, grey, hole_alpha, windows, rgb.copy(), len(windows))
 
 

@@ -22,6 +22,7 @@ An empty mask gives the input back with no method loaded or run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -63,10 +64,10 @@ def check_image(image: np.ndarray) -> np.ndarray:
 
 
 def plan(image: np.ndarray, alpha: np.ndarray, method: FillMethod, strategy: str = "auto",
-         max_side: int | None = None) -> list[WindowJob]:
-    """The windows of ``image`` to fill for the prepared weights ``alpha``, with their tensors."""
+         max_side: int | None = None) -> Iterator[WindowJob]:
+    """The windows of ``image`` to fill for the prepared weights ``alpha``, with their tensors, one
+    at a time (a thin hole's tiles would hold all their tensors at once in a list)."""
     hole = alpha if alpha.dtype == bool else alpha > 0
-    jobs = []
     for win in plan_windows(hole, single=strategy == "resize"):
         concrete = choose(strategy, method, (win.height, win.width), max_side)
         pieces = [(win, None)]
@@ -77,9 +78,8 @@ def plan(image: np.ndarray, alpha: np.ndarray, method: FillMethod, strategy: str
         for window, write in pieces:
             # uint8 until ``run`` needs floats: a 12 MP picture's window in float is 4x the memory,
             # and ``cra`` needs it only after its low-resolution pass
-            jobs.append(WindowJob(window, concrete, to_tensor(image[window.slices], uint8=True),
-                                  mask_to_tensor(hole[window.slices].astype(np.float32)), write))
-    return jobs
+            yield WindowJob(window, concrete, to_tensor(image[window.slices], uint8=True),
+                            mask_to_tensor(hole[window.slices].astype(np.float32)), write)
 
 
 def inpaint(image: np.ndarray, mask: np.ndarray, model: FillMethod | str | None = None,
@@ -100,6 +100,8 @@ def inpaint(image: np.ndarray, mask: np.ndarray, model: FillMethod | str | None 
         return image.copy()
     method = get_method(model, runtime)
     out = None
+    # One window at a time, a thin hole's tiles too: batching 4 tiles raised a 12 MP fill's peak
+    # from 498 to 796 MB for no gain in time.
     for job in plan(image, alpha, method, strategy, max_side):
         fill = run(method, job.image, job.hole, job.strategy, max_side)
         if out is None:  # made after the first fill: a big picture's copy is not held through it

@@ -16,7 +16,8 @@ MERGE_GAP = 16      # windows closer than this become one (two calls would share
 # Filled at a working scale their width shrinks below a pixel; measured at 2560 x 1600 on three test
 # photos, a native-resolution fill beats cra by 1.5-2.5 dB hole PSNR for 3-32 px lines (bench/hires.py).
 THIN_HALF_WIDTH = 40
-TILE_CELL = 320     # side of the cells a thin hole is cut into; each is filled with its own context
+TILE_CELL = 320     # side of the cells a thin hole is cut into; each is filled with its own context ...
+MIN_TILE_CELL = 128  # ... and no smaller (a tiny --max-side would make thousands of tiles: cra then)
 
 
 class Window(NamedTuple):
@@ -118,18 +119,31 @@ def hole_half_width(hole: np.ndarray) -> float:
     return float(cv2.distanceTransform(framed, cv2.DIST_L2, 3).max()) * POOL
 
 
+def _around(part: Window, side: int, shape: tuple[int, int]) -> Window:
+    """The ``side`` x ``side`` window centred on ``part``, shifted to lie inside the picture (as
+    large as the picture where it is smaller)."""
+    h, w = shape
+    sh, sw = min(side, h), min(side, w)
+    top = min(max(0, (part.top + part.bottom - sh) // 2), h - sh)
+    left = min(max(0, (part.left + part.right - sw) // 2), w - sw)
+    return Window(top, top + sh, left, left + sw)
+
+
 def thin_tiles(hole: np.ndarray, window: Window, limit: int) -> list[tuple[Window, Window]] | None:
-    """Cut ``window``'s hole into native-resolution pieces when it is thin (``THIN_HALF_WIDTH``):
-    (context window, written part) pairs; the written parts are disjoint and cover every hole pixel
-    of ``window``, each context window holds its part grown by a margin (the whole hole inside it
-    stays a hole) and is at most ``limit`` px. None when the hole is not thin or no margin fits."""
+    """Cut ``window``'s hole into native-resolution pieces when it is thin (``THIN_HALF_WIDTH``; the
+    picture's edge counts as kept, so a band along it up to twice that wide is thin too): (context
+    window, written part) pairs. The written parts are disjoint and cover every hole pixel of
+    ``window``; the context windows all have one size (cell + 2 margins, at most ``limit``: one
+    network shape, so one set of its caches, and the folder engine batches them), each centred on its part and shifted
+    inside the picture; the whole hole inside one stays a hole. None when the hole is not thin or
+    the cells would be smaller than ``MIN_TILE_CELL``."""
     sub = hole[window.slices]
     half = hole_half_width(sub)
     if half > THIN_HALF_WIDTH:
         return None
     margin = max(MIN_MARGIN, int(2 * half))
     cell = min(TILE_CELL, limit - 2 * margin)
-    if cell < MIN_MARGIN:
+    if cell < MIN_TILE_CELL:
         return None
     pieces = []
     for top in range(window.top, window.bottom, cell):
@@ -139,5 +153,5 @@ def thin_tiles(hole: np.ndarray, window: Window, limit: int) -> list[tuple[Windo
             if not len(rows):
                 continue
             write = Window(top + int(rows[0]), top + int(rows[-1]) + 1, left + int(cols[0]), left + int(cols[-1]) + 1)
-            pieces.append((_grow(*write, hole.shape, margin_frac=0.0, min_margin=margin), write))
+            pieces.append((_around(write, cell + 2 * margin, hole.shape), write))
     return pieces
