@@ -157,11 +157,11 @@ def fill(
     if output_format != "auto":
         raise FillgapError(f"--format is for a folder input; a single picture's format is its output's extension "
                            f"({output.name})")
-    if mask.suffix.lower() in JPEG_SUFFIXES:
-        typer.echo(f"fillgap: warning: {mask.name} is a JPEG: {JPEG_MASK_NOTE}", err=True)
     # The model is loaded only once the inputs and the output have passed their checks, and
     # not at all for an empty mask.
     out = fill_file(input, mask, output, model, dilate, overwrite, resize_mask, runtime=runtime, **settings)
+    if mask.suffix.lower() in JPEG_SUFFIXES:  # after the fill: a mask that fails to load gets its error alone
+        typer.echo(f"fillgap: warning: {mask.name} is a JPEG: {JPEG_MASK_NOTE}", err=True)
     typer.echo(f"wrote {out}")
 
 
