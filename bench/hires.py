@@ -1,6 +1,6 @@
 """High-resolution fills: strategy x hole detail ratio x hole PSNR x seconds x peak MB.
 
-    python bench/hires.py                 # writes bench/results/hires.{json,md} and docs/hires-crop.png
+    python bench/hires.py                 # writes bench/results/hires.{json,md}, docs/hires-crop.png and docs/hires-scratches.png
 
 Pictures: the `test` split's large originals (photos.csv; never the train split), scaled so the
 short side is 1600 px and centre-cropped to 2560 x 1600; and a 12 MP picture (4000 x 3000 centre
@@ -149,8 +149,8 @@ def child_row(method: str, strategy: str, cases_json: str, crops: str) -> None:
         rows.append({"photo": case["photo"], "kind": case["kind"], "seconds": seconds, "cpu_seconds": cpu,
                      "auto_picks": "+".join(auto),
                      "detail": hole_detail_ratio(out, img, mask), "hole_psnr": psnr_from_mse(float((err ** 2).mean()))})
-        if crops and case is cases[0]:
-            Image.fromarray(out).save(Path(crops) / f"{method}-{strategy}.png")
+        if crops and case["kind"] in CROP_KINDS and case is crop_case(cases, case["kind"]):
+            Image.fromarray(out).save(Path(crops) / f"{method}-{strategy}-{case['kind']}.png")
     print(json.dumps({"method": method, "strategy": strategy, "cases": rows, "peak_mb": peak_mb()}))
 
 
@@ -231,24 +231,45 @@ def folder_timing(cases: list[dict], tmp: Path) -> dict:
     return out
 
 
+CROP_KINDS = {  # kind -> the panels of its 100 % crop picture: (label, row's fill or None = the picture)
+    "blob5": [("original", None), ("resize", "fillgap-default-resize"), ("cra", "fillgap-default-cra")],
+    "scratches4": [("scratches (red)", None), ("auto: tiles", "fillgap-default-auto"), ("cra", "fillgap-default-cra"),
+                   ("telea", "opencv-telea-crop")],
+}
+
+
+def crop_case(cases: list[dict], kind: str) -> dict:
+    """The case a kind's crop picture shows: the first blob (LadyBird, as before), the last
+    scratches (the mountain photo: rock texture, where pasted texture shows)."""
+    of_kind = [c for c in cases if c["kind"] == kind]
+    return of_kind[-1] if kind == "scratches4" else of_kind[0]
+
+
 def crop_picture(case: dict, crops: Path, dest: Path) -> None:
-    """100 % crop around the first case's hole: original | resize | cra, labelled."""
+    """100 % crop around ``case``'s hole: the panels of ``CROP_KINDS`` for its kind, labelled (the
+    scratches' first panel marks the hole in red)."""
     img = np.asarray(Image.open(case["image"]).convert("RGB"))
     mask = np.asarray(Image.open(case["mask"]).convert("L")) > 0
     ys, xs = np.nonzero(mask)
-    cy, cx = int(ys.mean()), int(xs.mean())
+    # a blob: its centre; lines: one of their pixels (their centre may be far from any)
+    cy, cx = (int(ys.mean()), int(xs.mean())) if case["kind"] == "blob5" else (int(ys[len(ys) // 3]), int(xs[len(xs) // 3]))
     ch, cw = 360, 480
     top, left = max(0, min(H - ch, cy - ch // 2)), max(0, min(W - cw, cx - cw // 2))
     cells = []
-    for label, path in (("original", None), ("resize", crops / "fillgap-default-resize.png"),
-                        ("cra", crops / "fillgap-default-cra.png")):
-        pic = img if path is None else np.asarray(Image.open(path).convert("RGB"))
+    for label, stem in CROP_KINDS[case["kind"]]:
+        if stem is None:
+            pic = img.copy()
+            if case["kind"] != "blob5":
+                pic[mask] = (255, 0, 0)
+        else:
+            pic = np.asarray(Image.open(crops / f"{stem}-{case['kind']}.png").convert("RGB"))
         cell = np.ascontiguousarray(pic[top:top + ch, left:left + cw])
+        cv2.putText(cell, label, (8, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 0, 0), 6, cv2.LINE_AA)  # outline: snow
         cv2.putText(cell, label, (8, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (255, 255, 255), 2, cv2.LINE_AA)
         cells.append(cell)
     gap = np.full((ch, 6, 3), 255, np.uint8)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.hstack([cells[0], gap, cells[1], gap, cells[2]])).save(dest, optimize=True)
+    Image.fromarray(np.hstack([x for cell in cells for x in (cell, gap)][:-1])).save(dest, optimize=True)
 
 
 def fmt(v: float | None, d: int = 2) -> str:
@@ -274,7 +295,8 @@ def main() -> None:
             args.cache.mkdir(parents=True, exist_ok=True)
             crops = args.cache
         rows = [run_child(["--child", m, s, str(tmp / "cases.json"), str(crops)], args.cache) for m, s in ROWS]
-        crop_picture(cases[0], crops, args.picture)
+        crop_picture(crop_case(cases, "blob5"), crops, args.picture)
+        crop_picture(crop_case(cases, "scratches4"), crops, args.picture.with_name("hires-scratches.png"))
         # the folder comparison on the blob and strokes cases, as before the scratches were added
         folder = folder_timing([c for c in cases if c["kind"] != "scratches4"], tmp)
         big = fit(np.asarray(Image.open(originals / BIG_PHOTO[1]).convert("RGB")), 4000, 3000)
