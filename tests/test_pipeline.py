@@ -465,3 +465,17 @@ def test_metadata_is_rebuilt_for_every_output_format(tmp_path):
     fill_file(tmp_path / "la.png", tmp_path / "m.png", tmp_path / "la-out.png", "mean-fill")
     png = Image.open(tmp_path / "la-out.png")
     assert png.mode == "LA" and png.info.get("icc_profile") == bytes(grey_icc)
+
+
+def test_a_16_bit_picture_keeps_its_profile(tmp_path):
+    from PIL import ImageCms
+    from fillgap.api import fill_file
+    grey_icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    grey_icc[16:20] = b"GRAY"
+    Image.fromarray((picture(40, 50)[..., 0].astype(np.uint16) * 257)).save(tmp_path / "in16.png", icc_profile=bytes(grey_icc))
+    mask = np.zeros((40, 50), np.uint8)
+    mask[10:20, 10:20] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    fill_file(tmp_path / "in16.png", tmp_path / "m.png", tmp_path / "out.png", "mean-fill")
+    out = Image.open(tmp_path / "out.png")
+    assert out.mode == "L" and out.info.get("icc_profile") == bytes(grey_icc)

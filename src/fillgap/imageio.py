@@ -177,7 +177,9 @@ def _canonical(img: Image.Image) -> Image.Image:
             scale = 255.0
         else:  # 32-bit int (or float) holding 8- or 16-bit data
             scale = 255.0 / 65535.0 if top > 255 else 1.0
-        return Image.fromarray(np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8), "L")
+        grey = Image.fromarray(np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8), "L")
+        grey.info = dict(img.info)  # the colour profile and EXIF stay with the picture (picture_metadata)
+        return grey
     if img.mode in ("L", "LA", "RGB", "RGBA"):
         return img
     if img.mode == "La":  # premultiplied grey + alpha
