@@ -1,6 +1,6 @@
 """What every benchmark shares: where results go, the machine they ran on, and how they are saved.
 
-    from _common import RESULTS, machine, save_json, save_text, stop_process
+    from _common import RESULTS, machine, save_json, save_text, stop_process, timed
 
 ``machine()`` records the CPU count, versions and the 1-minute load average (the machines these
 run on are shared, so every figure is stored with the load it was measured under); the result
@@ -31,6 +31,20 @@ def machine(**extra) -> dict:
             "torch_threads": torch.get_num_threads(), "nice": os.nice(0), "load_average": load_average()}
     info.update(extra)
     return info
+
+
+def timed(fn, repeats: int) -> float:
+    """Median seconds of ``repeats`` calls of ``fn``, after one warm-up call."""
+    import statistics
+    import time
+
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 def stop_process(proc: subprocess.Popen, grace: float = 30) -> None:

@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from contextlib import nullcontext
 
-from _common import RESULTS, machine, save_json, save_text
+from _common import RESULTS, machine, save_json, save_text, timed
 
 
 def child(size: int, repeats: int) -> dict:
@@ -42,25 +41,16 @@ def child(size: int, repeats: int) -> dict:
     bf16 = native_bf16("cpu")
     precision = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else nullcontext
 
-    def median(fn) -> float:
-        fn()
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return statistics.median(times)
-
     inductor_config.freezing = True
     compiled = torch.compile(net.network, dynamic=False)
     with torch.no_grad(), precision():
         start = net.prior(image * (1 - hole), hole)
-        prior_s = median(lambda: net.prior(image * (1 - hole), hole))
+        prior_s = timed(lambda: net.prior(image * (1 - hole), hole), repeats)
         t = time.perf_counter()
         out_compiled = compiled(start, hole)
         first_s = time.perf_counter() - t
-        eager_s = median(lambda: net.network(start, hole))
-        compiled_s = median(lambda: compiled(start, hole))
+        eager_s = timed(lambda: net.network(start, hole), repeats)
+        compiled_s = timed(lambda: compiled(start, hole), repeats)
         diff = (net.network(start, hole).float() - out_compiled.float()).abs().max().item()
     return {"size": size, "precision": "bf16" if bf16 else "fp32", "prior_s": prior_s, "eager_s": eager_s,
             "compiled_s": compiled_s, "first_call_s": first_s, "max_abs_diff": diff}

@@ -38,17 +38,7 @@ from fillgap.masks import MaskGenerator, hole_ratio
 from fillgap.methods import CLASSICAL, get_method, native_bf16
 from fillgap.runtime.threads import set_threads
 
-RESULTS = Path(__file__).with_name("results")
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from _common import RESULTS, timed
 
 
 def peak_gflops(seconds: float = 1.0, n: int = 1024, dtype: torch.dtype = torch.float32) -> float:
