@@ -172,11 +172,16 @@ def _build(name: str, kwargs: dict, state: dict, source: Path) -> InpaintModel:
     return model.eval()
 
 
+def shipped_names() -> dict[str, str]:
+    """Method name -> variant of every shipped set of weights (``RELEASED_WEIGHTS``)."""
+    return {f"fillgap-{variant}": variant for variant in RELEASED_WEIGHTS}
+
+
 def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu") -> InpaintModel:
     """A ready network from: None (the shipped default), a shipped name (``fillgap-default``,
     ``fillgap-smooth``: the names ``fillgap models`` lists), a ``.safetensors`` or ``.pt`` file."""
-    shipped = {f"fillgap-{variant}": weights for variant, weights in RELEASED_WEIGHTS.items()}
-    path = shipped.get(str(spec)) or (Path(spec) if spec else DEFAULT_WEIGHTS)
+    variant = shipped_names().get(str(spec))
+    path = RELEASED_WEIGHTS[variant] if variant else (Path(spec) if spec else DEFAULT_WEIGHTS)
     if spec is None and not path.exists():
         raise FillgapError(f"the default weights are missing from the package ({path})")
     if path.suffix == ".safetensors":

@@ -367,7 +367,7 @@ def encode_image(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str, metadata: 
         img = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
     if alpha is not None:
         img.putalpha(Image.fromarray(np.ascontiguousarray(alpha, dtype=np.uint8), "L"))
-    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {"compress_level": png_compress_level} if fmt == "PNG" else {}
+    options = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "PNG": {"compress_level": png_compress_level}}.get(fmt, {})
     if metadata and fmt in METADATA_FORMATS:
         options.update(metadata)
         icc = metadata.get("icc_profile")

@@ -28,17 +28,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checkpoint import shipped_names
 from .classical import CLASSICAL
 from .errors import FillgapError
 from .models import InpaintModel, list_models
 
 DEFAULT_NAME = "fillgap-default"
-
-
-def shipped_names() -> dict[str, str]:
-    """Method name -> variant of every shipped set of weights (``checkpoint.RELEASED_WEIGHTS``)."""
-    from .checkpoint import RELEASED_WEIGHTS
-    return {f"fillgap-{variant}": variant for variant in RELEASED_WEIGHTS}
 
 NETWORK_MAX_SIDE = 1024  # FFC networks: largest window side filled at native resolution
 
@@ -79,7 +74,6 @@ class ClassicalMethod(FillMethod):
         holes = (hole[:, 0] > 0).cpu().numpy()
         outs = []
         for img, h in zip(imgs, holes):
-            img = np.ascontiguousarray(img)  # a view of the N x H x W x C array: OpenCV wants it packed
             if h.all():
                 # nothing known to fill from: mid grey, as the networks and mean-fill give (Telea and NS
                 # would return the picture unchanged, the biharmonic solve fails)

@@ -103,7 +103,7 @@ class PlannedRun:
 
 def _climbs_out(relative: str) -> bool:
     """A relative path that leaves its folder (``../x``, ``a/../../x``); absolute paths are not relative."""
-    if PurePosixPath(relative).is_absolute() or Path(relative).is_absolute():
+    if Path(relative).is_absolute():
         return False
     return os.path.normpath(relative).split(os.sep)[0] == ".."
 

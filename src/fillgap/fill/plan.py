@@ -14,7 +14,8 @@ MAX_GROUPS = 400   # more separate holes than this: one window around all
 MERGE_GAP = 16      # windows closer than this become one (two calls would share most context)
 # Thin holes (scratches, wires, lines of text): every hole pixel within this many pixels of a kept one.
 # Filled at a working scale their width shrinks below a pixel; measured at 2560 x 1600 on three test
-# photos, a native-resolution fill beats cra by 1.5-2.5 dB hole PSNR for 3-32 px lines (bench/hires.py).
+# photos, native-resolution tiles beat cra by 2.5-6.4 dB hole PSNR on 3-16 px lines (bench/hires.py's
+# scratches: +5.0 dB); from 64 px lines (half-width above 40) cra and a scaled fill are within 1 dB.
 THIN_HALF_WIDTH = 40
 TILE_CELL = 320     # side of the cells a thin hole is cut into; each is filled with its own context ...
 MIN_TILE_CELL = 128  # ... and no smaller (a tiny --max-side would make thousands of tiles: cra then)
@@ -62,6 +63,14 @@ def _union(a: Window, b: Window) -> Window:
     return Window(min(a.top, b.top), max(a.bottom, b.bottom), min(a.left, b.left), max(a.right, b.right))
 
 
+def _max_pool(hole: np.ndarray) -> np.ndarray:
+    """The bool hole max-pooled by ``POOL`` (a partly covered block is hole), zero-padded to a multiple."""
+    h, w = hole.shape
+    ph, pw = (-h) % POOL, (-w) % POOL
+    padded = np.pad(hole, ((0, ph), (0, pw))) if ph or pw else hole
+    return padded.reshape((h + ph) // POOL, POOL, (w + pw) // POOL, POOL).any(axis=(1, 3))
+
+
 def plan_windows(hole: np.ndarray, merge_gap: int = MERGE_GAP, single: bool = False) -> list[Window]:
     """Disjoint windows covering every hole pixel: one per connected group of holes, each grown by
     its context margin, merged while any two are within ``merge_gap`` pixels. ``single``: one
@@ -73,10 +82,7 @@ def plan_windows(hole: np.ndarray, merge_gap: int = MERGE_GAP, single: bool = Fa
         return [hole_window(hole)]
     # Groups found on a 4x max-pooled hole (a 12 MP picture's label image would be 48 MB), then
     # each group's exact bounding box from the full-resolution hole inside its coarse box.
-    h, w = hole.shape
-    ph, pw = (-h) % POOL, (-w) % POOL
-    pooled = np.pad(hole, ((0, ph), (0, pw))) if ph or pw else hole
-    pooled = pooled.reshape((h + ph) // POOL, POOL, (w + pw) // POOL, POOL).any(axis=(1, 3))
+    pooled = _max_pool(hole)
     n, _, stats, _ = cv2.connectedComponentsWithStats(pooled.astype(np.uint8), connectivity=8)
     if n - 1 > MAX_GROUPS:  # speckle: merging thousands of windows costs more than it saves
         return [hole_window(hole)]
@@ -109,10 +115,7 @@ def hole_half_width(hole: np.ndarray) -> float:
     """The largest distance from a hole pixel to the nearest kept pixel (half the hole's width), in
     pixels, measured on the hole max-pooled by ``POOL`` (a 12 MP window's distance map would be 48 MB;
     pooling widens the hole, so this errs by at most ``POOL`` pixels on the thick side)."""
-    h, w = hole.shape
-    ph, pw = (-h) % POOL, (-w) % POOL
-    pooled = np.pad(hole, ((0, ph), (0, pw))) if ph or pw else hole
-    pooled = pooled.reshape((h + ph) // POOL, POOL, (w + pw) // POOL, POOL).any(axis=(1, 3))
+    pooled = _max_pool(hole)
     # a 1-pixel kept frame: the picture's border is not a kept pixel, but a hole touching it is
     # still thin by its other side (the frame only keeps the transform finite when all is hole)
     framed = np.pad(pooled, 1).astype(np.uint8)
