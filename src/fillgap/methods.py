@@ -32,8 +32,11 @@ from .checkpoint import shipped_names
 from .classical import CLASSICAL
 from .errors import FillgapError
 from .models import InpaintModel, list_models
+from .texture import DEFAULT_SETTINGS, TextureSettings, synthesize
 
 DEFAULT_NAME = "fillgap-default"
+# Methods that put the texture stage (``fillgap.texture``) on a network's fill: name -> the network
+TEXTURED = {"fillgap-texture": "fillgap-default"}
 
 NETWORK_MAX_SIDE = 1024  # FFC networks: largest window side filled at native resolution
 
@@ -157,6 +160,25 @@ class TorchNetwork(FillMethod):
         return out.to(image.device).float()
 
 
+class TexturedMethod(FillMethod):
+    """A method's fill as the layout, the picture's own patches as the texture (``fillgap.texture``)."""
+
+    def __init__(self, base: FillMethod, name: str, settings: TextureSettings = DEFAULT_SETTINGS):
+        self.base, self.name, self.settings = base, name, settings
+        self.kind = f"{base.kind} + texture"
+        self.source = f"{base.source} + fillgap.texture"
+        self.max_side = base.max_side
+        self.fixed_size = base.fixed_size  # size_multiple stays 1: the base pads for itself
+
+    def parameters_count(self) -> int:
+        return self.base.parameters_count()
+
+    @torch.no_grad()
+    def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        guide = self.base.fill(image, hole)
+        return synthesize(image.float(), hole, guide, self.settings)
+
+
 def _onnx_runtime(model: InpaintModel, source: str) -> FillMethod:
     from .runtime.onnx import OnnxNetwork  # onnxruntime loads only when asked for
     return OnnxNetwork.from_model(model, source)
@@ -206,7 +228,7 @@ def classical_names() -> list[str]:
 
 def method_names() -> list[str]:
     """Every name ``get_method`` accepts besides paths: default, classical, registered networks."""
-    return [*shipped_names(), *CLASSICAL, *list_models()]
+    return [*shipped_names(), *TEXTURED, *CLASSICAL, *list_models()]
 
 
 def _network(model: InpaintModel, source: str, runtime: str, name: str = "") -> FillMethod:
@@ -231,6 +253,8 @@ def get_method(spec: FillMethod | InpaintModel | str | Path | None = None,
     from .checkpoint import DEFAULT_WEIGHTS, RELEASED_WEIGHTS, load_model
 
     text = DEFAULT_NAME if spec is None else str(spec)
+    if text in TEXTURED:
+        return TexturedMethod(get_method(TEXTURED[text], runtime), text)
     variant = shipped_names().get(text)
     if variant is not None:
         path = RELEASED_WEIGHTS[variant]
@@ -271,6 +295,11 @@ def list_methods() -> list[MethodInfo]:
             m = get_method(name)
             rows.append(MethodInfo(name, RELEASED_NOTES[variant], m.parameters_count(), m.max_side,
                                    name == DEFAULT_NAME))
+    for name, base in TEXTURED.items():
+        if base in [r.name for r in rows]:
+            m = get_method(name)
+            rows.append(MethodInfo(name, "network + texture from the picture", m.parameters_count(), m.max_side,
+                                   name == DEFAULT_NAME))
     for name in CLASSICAL:
         rows.append(MethodInfo(name, "classical", 0, CLASSICAL_MAX_SIDE.get(name, NETWORK_MAX_SIDE), False))
     for name in list_models():
@@ -280,6 +309,6 @@ def list_methods() -> list[MethodInfo]:
     return rows
 
 
-__all__ = ["FillMethod", "ClassicalMethod", "TorchNetwork", "get_method", "list_methods", "register_runtime",
+__all__ = ["FillMethod", "ClassicalMethod", "TorchNetwork", "TexturedMethod", "TEXTURED", "get_method", "list_methods", "register_runtime",
            "runtimes", "method_names", "classical_names", "shipped_names", "native_bf16", "DEFAULT_NAME",
            "DEFAULT_RUNTIME"]

@@ -1,0 +1,409 @@
+"""Exemplar texture synthesis: fill a hole with patches of the picture's own known region.
+
+A network's fill gets the layout right (colours, edges, lines) but smears texture; the
+photo around the hole holds the texture the fill needs. ``synthesize`` keeps the network's
+layout and takes the texture from the photo:
+
+- **Patch distance.** Every pixel is described by the 7 x 7 patch around it, in six channels:
+  the picture itself and, weighted by ``guide_weight``, a blurred copy of the guide (the
+  network's fill inside the hole, the picture outside). Blurred, the guide compares layouts
+  only, so a hole patch is matched to a known patch with the same colours and edges nearby
+  and the texture is free to come from there. The patch vectors are projected onto their
+  principal components (a convolution, ``features`` channels), so distances are cheap.
+- **Nearest-neighbour field by PatchMatch** (Barnes et al. 2009), vectorised: every hole
+  patch tries, at once, the matches of its 4 neighbours shifted by one (and by jumps of 2-8
+  pixels, so good matches travel far in few rounds), random candidates around its match at
+  shrinking radii, and fresh random sources; it keeps the best. Sources are patches that lie
+  wholly in the known region, away from the hole, so nothing of the removed object is copied.
+- **EM voting** (Wexler, Shechtman, Irani 2007): each hole pixel becomes the weighted mean of
+  what the overlapping patches' matches say it is, weights ``exp(-d / 2 sigma^2)`` (sigma^2:
+  a low quantile of the distances). Neighbouring matches that copy one region coherently agree
+  exactly, so the texture stays sharp; only seams between regions are averaged.
+- **Reuse cost.** A source patch that many hole patches already use costs more, so a bland
+  source is not stamped over the whole hole.
+- **Coarse to fine.** The pyramid's coarsest level starts from the guide; each finer level
+  starts from the upsampled field, so layout is settled where the hole is small and texture
+  where it is sharp.
+
+Pure torch on one picture at a time (N x 3 x H x W floats in [0, 1], hole N x 1 x H x W,
+1 = missing); deterministic for a given ``seed``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class TextureSettings:
+    patch: int = 5                 # patch side (odd)
+    coarse_hole: int = 4           # the pyramid's coarsest level: no hole pixel farther than this from a known one ...
+    coarse_min_side: int = 64      # ... unless the picture's short side would drop below this
+    guide_weight: float = 2.0      # weight of the guide's layout against the picture's patch
+    guide_blur: float = 2.0        # sigma (pixels of a level) of the blur that keeps the guide's layout only
+    smooth_energy: float = 0.006   # expected texture energy (``_texture_energy``) at or below which the
+    textured_energy: float = 0.014  # guide is kept; at or above, the synthesis; blended between
+    features: int = 16             # principal components kept per patch
+    em_coarse: int = 4             # EM rounds at the coarsest level ...
+    em_fine: int = 1               # ... and at the finest (0: the upsampled matches' vote only)
+    pm_rounds: int = 2             # PatchMatch rounds before each vote
+    random_candidates: int = 1     # fresh random sources tried per round
+    reuse_cost: float = 0.05       # extra distance per other hole patch using the same source, x sigma^2
+    vote_quantile: float = 0.25    # sigma^2 of the vote weights: this quantile of the distances
+    margin: int = 1                # known pixels this far from the hole are not sources (a removed object's rim)
+    coherence: float = 3.0         # distance bonus per neighbour whose copy a match continues, x sigma^2
+    seed: int = 0
+
+
+DEFAULT_SETTINGS = TextureSettings()
+
+
+def synthesize(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor,
+               settings: TextureSettings = DEFAULT_SETTINGS) -> torch.Tensor:
+    """Hole pixels of ``image`` synthesised from its known patches, laid out like ``guide``
+    (same shape as ``image``: the network's fill). Known pixels are returned unchanged."""
+    outs = [_synthesize_one(image[i].float(), hole[i, 0] > 0, guide[i].float(), settings)
+            for i in range(image.shape[0])]
+    return torch.stack(outs)
+
+
+# -- one picture ---------------------------------------------------------------------------------
+def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor,
+                    s: TextureSettings) -> torch.Tensor:
+    c, h, w = image.shape
+    if c != 3 or not hole.any() or hole.all():
+        return torch.where(hole, guide, image)
+    gen = torch.Generator().manual_seed(s.seed)
+    # the guide everywhere it is not the picture: the layout the synthesis follows
+    start = torch.where(hole, guide, image)
+    pyramid = _pyramid(start, hole, s)
+    levels = len(pyramid)
+    nnf = None
+    current = None
+    for depth, (img, hol) in enumerate(pyramid):
+        ems = _rounds(depth, levels, s)
+        level = _Level(img, hol, s, gen, coarsest=nnf is None)
+        if level.sources.numel() == 0:  # nothing known far enough from the hole: keep the guide
+            return start
+        if nnf is None:
+            level.random_field()
+            level.set_hole(img)  # coarsest level: the guide
+        else:
+            level.upsample_field(nnf)
+            level.set_hole(F.interpolate(current[None], size=img.shape[-2:], mode="bilinear",
+                                         align_corners=False)[0])
+            level.vote()  # the finer level's first estimate comes from the upsampled matches
+        for _ in range(ems):
+            for _ in range(s.pm_rounds):
+                level.patchmatch_round()
+            level.vote()
+        nnf, current = level.field_view, level.picture
+    # Where the surroundings are smooth (sky, defocused backgrounds) the guide is the better fill:
+    # copies of smooth sources meet at visible seams there. Its 2 x 2 checker is blurred away.
+    energy = _texture_energy(image, hole).mean(0)
+    textured = ((energy - s.smooth_energy) / (s.textured_energy - s.smooth_energy)).clamp(0, 1)
+    smooth = _gaussian_blur(start, 0.7)
+    out = smooth + textured * (current - smooth)
+    return torch.where(hole, out.clamp(0, 1), image)
+
+
+def _rounds(depth: int, levels: int, s: TextureSettings) -> int:
+    if levels == 1:
+        return s.em_coarse
+    t = depth / (levels - 1)
+    return max(0, round(s.em_coarse + t * (s.em_fine - s.em_coarse)))
+
+
+def _pyramid(start: torch.Tensor, hole: torch.Tensor, s: TextureSettings) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(picture, hole) per level, coarsest first, halving until the hole is at most ``coarse_hole``
+    pixels from a known pixel (a few EM rounds then fill it from its rim inwards) or the picture's
+    short side would drop below ``coarse_min_side``. A coarse pixel is hole if any pixel under it is."""
+    out = [(start, hole)]
+    while True:
+        img, hol = out[-1]
+        if not _dilate(~hol, s.coarse_hole).all() and min(img.shape[1:]) // 2 >= s.coarse_min_side:
+            size = (img.shape[1] // 2, img.shape[2] // 2)
+            img = F.interpolate(img[None], size=size, mode="area")[0]
+            hol = F.adaptive_max_pool2d(hol[None, None].float(), size)[0, 0] > 0
+            out.append((img, hol))
+        else:
+            return out[::-1]
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    if sigma > 4:  # a wide blur on a smaller copy: the same result to the eye, a fraction of the taps
+        k = int(sigma // 2)
+        small = F.avg_pool2d(x[None], k, stride=k, ceil_mode=True)[0]
+        return F.interpolate(_gaussian_blur(small, sigma / k)[None], size=x.shape[-2:], mode="bilinear",
+                             align_corners=False)[0]
+    r = max(1, int(math.ceil(2.5 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    k = torch.exp(-(t * t) / (2 * sigma * sigma))
+    k = k / k.sum()
+    c = x.shape[0]
+    y = F.pad(x[None], (r, r, r, r), mode="replicate")
+    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    y = F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return y[0]
+
+
+def _texture_energy(picture: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+    """2 x h x w: local mean of |d/dx| and |d/dy| of the grey picture, and inside the hole what
+    the known surroundings have (a wide normalised blur of the known values). Without it a
+    smooth guide matches flat sources best and the fill stays bland (Newson et al. 2014 use
+    such texture features for the same reason)."""
+    grey = (picture * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0)
+    gx = F.pad((grey[:, 1:] - grey[:, :-1]).abs(), (0, 1))
+    gy = F.pad((grey[1:] - grey[:-1]).abs(), (0, 0, 0, 1))
+    known = (~_dilate(hole, 1)).float()
+    energy = _gaussian_blur(torch.stack([gx, gy]) * known, 1.5)
+    weight = _gaussian_blur(known[None], 1.5)
+    local = energy / weight.clamp(min=1e-6)
+    sigma = max(2.0, min(picture.shape[1:]) / 8)
+    wide = _gaussian_blur(energy, sigma) / _gaussian_blur(known[None], sigma).clamp(min=1e-6)
+    trusted = weight > 0.5
+    return torch.where(trusted, local, wide)
+
+
+def _dilate(mask: torch.Tensor, r: int) -> torch.Tensor:
+    if r <= 0:
+        return mask
+    return F.max_pool2d(mask[None, None].float(), 2 * r + 1, stride=1, padding=r)[0, 0] > 0
+
+
+class _Level:
+    """One pyramid level: the picture, its hole, the source patches and the field of matches.
+
+    Positions are flat indices ``y * w + x``. ``field[t]`` is the source centre matched to the
+    t-th target centre (a pixel whose patch overlaps the hole)."""
+
+    def __init__(self, picture: torch.Tensor, hole: torch.Tensor, s: TextureSettings, gen: torch.Generator,
+                 coarsest: bool = True):
+        self.s, self.gen = s, gen
+        # the random search's first radius: the whole level where matches start at random, a few
+        # pixels where they come from the coarser level already
+        self.search_radius = None if coarsest else 8
+        self.picture = picture.clone()
+        self.hole = hole
+        _, self.h, self.w = picture.shape
+        r = self.r = s.patch // 2
+        # sources: whole patch inside the picture and clear of the hole (and its margin)
+        inside = torch.zeros(self.h, self.w, dtype=torch.bool)
+        if self.h > 2 * r and self.w > 2 * r:
+            inside[r:self.h - r, r:self.w - r] = True
+        valid = inside & ~_dilate(hole, r + s.margin)
+        self.valid = valid.reshape(-1)
+        self.sources = valid.reshape(-1).nonzero()[:, 0]
+        targets = _dilate(hole, r)
+        self.targets = targets.reshape(-1).nonzero()[:, 0]
+        self.ty, self.tx = self.targets // self.w, self.targets % self.w
+        # where each pixel's target index is (-1: not a target), for the neighbours' matches
+        self.target_index = torch.full((self.h * self.w,), -1, dtype=torch.long)
+        self.target_index[self.targets] = torch.arange(self.targets.numel())
+        self.hole_flat = hole.reshape(-1).nonzero()[:, 0]
+        # the target patches' bounding box (with the patch radius): the region whose features change
+        ys, xs = targets.nonzero(as_tuple=True)
+        self.box = (max(0, int(ys.min()) - r), min(self.h, int(ys.max()) + r + 1),
+                    max(0, int(xs.min()) - r), min(self.w, int(xs.max()) + r + 1))
+        self.guide = _gaussian_blur(picture, s.guide_blur) * s.guide_weight  # layout channels (fixed)
+        self.field = torch.empty(0, dtype=torch.long)
+        self.rounds = 0
+        self._plan = None
+        self._known_rows = None
+        self.cost = torch.empty(0)
+        if self.sources.numel():
+            self._fit_projection()
+            self.source_feat = self._features_full()
+
+    # -- features ----------------------------------------------------------------------------
+    def _stack(self, picture: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        return torch.cat([picture, guide], dim=0)
+
+    def _fit_projection(self) -> None:
+        """Principal components of source patch vectors (a sample), as a convolution."""
+        p, r = self.s.patch, self.r
+        n = min(4096, self.sources.numel())
+        pick = self.sources[torch.randperm(self.sources.numel(), generator=self.gen)[:n]]
+        stacked = self._stack(self.picture, self.guide)
+        c = stacked.shape[0]
+        offsets = (torch.arange(-r, r + 1)[:, None] * self.w + torch.arange(-r, r + 1)[None, :]).reshape(-1)
+        # n x c x p^2 (sources lie r or more pixels inside the picture), in conv weight order
+        sample = stacked.reshape(c, -1)[:, pick[:, None] + offsets].permute(1, 0, 2).reshape(n, -1)
+        mean = sample.mean(0)
+        cov = (sample - mean).T @ (sample - mean) / max(1, n - 1)
+        _, vecs = torch.linalg.eigh(cov)
+        k = min(self.s.features, vecs.shape[1])
+        basis = vecs[:, -k:].flip(1)  # c p^2 x k, largest first
+        self.weight = basis.T.reshape(k, c, p, p).contiguous()
+        self.bias = -(mean @ basis)
+
+    def _conv(self, picture: torch.Tensor) -> torch.Tensor:
+        """The picture channels' part of the features (the guide's part is fixed: ``guide_feat``)."""
+        return F.conv2d(picture[None], self.weight[:, :3], padding=self.r)[0]
+
+    def _features_full(self) -> torch.Tensor:
+        """(h w) x k features of every pixel's patch in the current picture."""
+        self.guide_feat = F.conv2d(self.guide[None], self.weight[:, 3:], self.bias, padding=self.r)[0]
+        f = self._conv(self.picture) + self.guide_feat
+        self.guide_feat = self.guide_feat.reshape(f.shape[0], -1)[:, self.targets]
+        return f.reshape(f.shape[0], -1).T.contiguous()
+
+    def _target_features(self) -> torch.Tensor:
+        """k-dim features of the target patches in the current picture (only the box is recomputed)."""
+        y0, y1, x0, x1 = self.box
+        r = self.r
+        # recompute on the box padded by r, so border patches see real neighbours
+        py0, py1, px0, px1 = max(0, y0 - r), min(self.h, y1 + r), max(0, x0 - r), min(self.w, x1 + r)
+        f = self._conv(self.picture[:, py0:py1, px0:px1])  # k x bh x bw
+        f = f[:, self.ty - py0, self.tx - px0] + self.guide_feat
+        return f.T
+
+    # -- the field -----------------------------------------------------------------------------
+    def random_field(self) -> None:
+        pick = torch.randint(self.sources.numel(), (self.targets.numel(),), generator=self.gen)
+        self.field = self.sources[pick]
+        self.cost = torch.full((self.targets.numel(),), float("inf"))
+
+    def upsample_field(self, coarse: "_FieldView") -> None:
+        """Each target takes its coarse parent's match, scaled and shifted by its position inside the parent."""
+        field, cw, ch = coarse
+        cy, cx = (self.ty // 2).clamp(max=ch - 1), (self.tx // 2).clamp(max=cw - 1)
+        parent = field[cy * cw + cx]  # -1 where the parent was not a target
+        py, px = parent // cw, parent % cw
+        sy = (2 * py + self.ty % 2).clamp(0, self.h - 1)
+        sx = (2 * px + self.tx % 2).clamp(0, self.w - 1)
+        cand = sy * self.w + sx
+        ok = (parent >= 0) & self.valid[cand]
+        fallback = self.sources[torch.randint(self.sources.numel(), (self.targets.numel(),), generator=self.gen)]
+        self.field = torch.where(ok, cand, fallback)
+        self.cost = torch.full((self.targets.numel(),), float("inf"))
+
+    @property
+    def field_view(self) -> "_FieldView":
+        full = torch.full((self.h * self.w,), -1, dtype=torch.long)
+        full[self.targets] = self.field
+        return full, self.w, self.h
+
+    def set_hole(self, picture: torch.Tensor) -> None:
+        flat = self.picture.reshape(3, -1)
+        flat[:, self.hole_flat] = picture.reshape(3, -1)[:, self.hole_flat]
+
+    def _shifted(self, sel: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+        """For the targets ``sel``: the match of the neighbour at (+dy, +dx), moved back by (dy, dx)."""
+        ty, tx = self.ty[sel], self.tx[sel]
+        ny = (ty + dy).clamp(0, self.h - 1)
+        nx = (tx + dx).clamp(0, self.w - 1)
+        n = ny * self.w + nx
+        t = self.target_index[n]
+        # a neighbour outside the targets is known: its own position is its match
+        match = torch.where(t >= 0, self.field[t.clamp(min=0)], n)
+        my = (match // self.w - (ny - ty)).clamp(0, self.h - 1)
+        mx = (match % self.w - (nx - tx)).clamp(0, self.w - 1)
+        return my * self.w + mx
+
+    def _around(self, sel: torch.Tensor, radius: float) -> torch.Tensor:
+        n = sel.numel()
+        field = self.field[sel]
+        oy = ((torch.rand(n, generator=self.gen) * 2 - 1) * radius).round().long()
+        ox = ((torch.rand(n, generator=self.gen) * 2 - 1) * radius).round().long()
+        my = (field // self.w + oy).clamp(0, self.h - 1)
+        mx = (field % self.w + ox).clamp(0, self.w - 1)
+        return my * self.w + mx
+
+    def patchmatch_round(self) -> None:
+        """One round over all targets, in two halves of a checkerboard: each half sees the other's
+        new matches, so copies spread as in the paper's serial scan (updating every target at
+        once left neighbours disagreeing: 30 % coherent instead of most)."""
+        tf = self._target_features()
+        self.rounds += 1
+        parity = (self.ty + self.tx) % 2
+        sigma2 = self._sigma2(self.cost) if torch.isfinite(self.cost).any() else None
+        for half in (0, 1):
+            sel = (parity == half).nonzero()[:, 0]
+            self._improve(sel, tf[sel], sigma2)
+        # the plain distance (without bonuses and costs) for the vote's weights
+        self.cost = (self.source_feat[self.field] - tf).pow_(2).sum(-1)
+
+    def _improve(self, sel: torch.Tensor, tf: torch.Tensor, sigma2: float | None) -> None:
+        s = self.s
+        # propagation: the 4 neighbours, and 4 at a jump that cycles 2, 4, 8 (good matches travel far)
+        jump = (2, 4, 8)[self.rounds % 3]
+        neighbours = [self._shifted(sel, dy, dx) for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1))]
+        current = self.field[sel]
+        cands = [current, *neighbours]
+        if self.search_radius is None:  # matches start at random: let good ones travel far
+            for dy, dx in ((jump, 0), (-jump, 0), (0, jump), (0, -jump)):
+                cands.append(self._shifted(sel, dy, dx))
+        # random search around the match at radii shrinking by 4, and fresh random sources
+        radius = self.search_radius or max(self.h, self.w) / 2
+        while radius >= 1:
+            cands.append(self._around(sel, radius))
+            radius /= 4
+        for _ in range(s.random_candidates):
+            cands.append(self.sources[torch.randint(self.sources.numel(), (sel.numel(),), generator=self.gen)])
+        cand = torch.stack(cands, dim=1)  # T x K
+        d = (self.source_feat[cand] - tf[:, None, :]).pow_(2).sum(-1)
+        d.masked_fill_(~self.valid[cand], float("inf"))
+        if sigma2 is not None and s.coherence > 0:
+            # a match that continues its neighbours' copy costs less: coherent copies keep the
+            # texture sharp in the vote, where matches that differ pixel by pixel average to a blur
+            agree = sum((cand == n[:, None]).float() for n in neighbours)
+            d -= (s.coherence * sigma2) * agree
+        if sigma2 is not None and s.reuse_cost > 0:
+            uses = torch.bincount(self.field, minlength=self.h * self.w).float()
+            # the target's own current use does not count against it
+            extra = (uses[cand] - (cand == current[:, None]).float()).clamp_(min=0)
+            d += (s.reuse_cost * sigma2) * extra
+        best = d.argmin(dim=1)
+        self.field[sel] = cand.gather(1, best[:, None])[:, 0]
+
+    def _sigma2(self, cost: torch.Tensor) -> float:
+        finite = cost[torch.isfinite(cost)]
+        if finite.numel() == 0:
+            return 1.0
+        if finite.numel() > 20000:  # a sample is enough for a quantile
+            finite = finite[:: finite.numel() // 20000 + 1]
+        return max(float(torch.quantile(finite, self.s.vote_quantile)), 1e-6)
+
+    def _vote_plan(self) -> list[tuple[int, int, torch.Tensor]]:
+        """Per patch offset (dy, dx): the centre of the patch that covers each hole pixel at that offset."""
+        if self._plan is None:
+            hy, hx = self.hole_flat // self.w, self.hole_flat % self.w
+            r, plan = self.r, []
+            for dy in range(-r, r + 1):
+                for dx in range(-r, r + 1):
+                    cy, cx = hy - dy, hx - dx
+                    # every patch over a hole pixel is a target, except where it leaves the picture
+                    ok = (cy >= 0) & (cy < self.h) & (cx >= 0) & (cx < self.w)
+                    plan.append((dy, dx, torch.where(ok, cy * self.w + cx, -1)))
+            self._plan = plan
+        return self._plan
+
+    def vote(self) -> None:
+        """Each hole pixel: the weighted mean of what the overlapping target patches' matches say."""
+        if not torch.isfinite(self.cost).all():
+            self.cost = (self.source_feat[self.field] - self._target_features()).pow_(2).sum(-1)
+        weight = torch.exp(-(self.cost / (2 * self._sigma2(self.cost))).clamp(max=30.0))
+        if self._known_rows is None:  # sources are known pixels: one h w x 3 table, read row by row
+            self._known_rows = self.picture.reshape(3, -1).T.contiguous()
+        rows = self._known_rows
+        # per pixel of the picture (and one extra slot, index -1, for "no patch"): match and weight
+        field = torch.full((self.h * self.w + 1,), self.r * self.w + self.r, dtype=torch.long)
+        field[self.targets] = self.field
+        full_weight = torch.zeros(self.h * self.w + 1)
+        full_weight[self.targets] = weight
+        total = torch.zeros(self.hole_flat.numel(), 3)
+        norm = torch.zeros(self.hole_flat.numel())
+        for dy, dx, centre in self._vote_plan():
+            wgt = full_weight[centre]
+            total.addcmul_(rows.index_select(0, field[centre] + (dy * self.w + dx)), wgt[:, None])
+            norm += wgt
+        keep = norm > 0
+        flat = self.picture.reshape(3, -1)
+        flat[:, self.hole_flat[keep]] = (total[keep] / norm[keep, None]).T
+
+
+_FieldView = tuple  # (full field: h w longs, -1 where not a target; w; h)
