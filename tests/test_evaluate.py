@@ -17,7 +17,8 @@ from fillgap.evaluate import (EvalRun, bucket_label, build_methods, load_protoco
 from fillgap.make_protocol import build_protocol
 from fillgap.make_protocol import main as make_protocol_main
 from fillgap.masks import hole_ratio
-from fillgap.metrics import DETAIL_MIN_STD, hole_detail_ratio, image_metrics, inner_hole, laplacian_std, ssim_map
+from fillgap.metrics import (DETAIL_MIN_STD, METRICS, checker_energy, checker_region, hole_checker_ratio,
+                             hole_detail_ratio, image_metrics, inner_hole, laplacian_std, ssim_map)
 
 
 # -- metrics against known values ---------------------------------------------------------------
@@ -129,6 +130,41 @@ def test_hole_detail_ratio_is_undefined_for_a_flat_original():
     assert image_metrics(noisy, target, mask)["hole_detail"] is None
     assert image_metrics(noisy, noisy, np.zeros_like(mask))["hole_detail"] is None  # no hole
     assert hole_detail_ratio(noisy, noisy, np.eye(64, dtype=np.float32)) is None  # no inner pixel
+
+
+def test_hole_checker_ratio_known_answers():
+    target, mask = _texture(30)
+    hole = mask > 0
+    assert hole_checker_ratio(target, target, mask) == 1.0
+    assert image_metrics(target, target, mask)["hole_checker"] == 1.0 and "hole_checker" in METRICS
+    yy, xx = np.mgrid[0:64, 0:64]
+    checker = np.where((yy + xx) % 2 == 0, 12, -12)[..., None]  # +-12 grey levels, a 1-pixel grid
+    gridded = np.where(hole[..., None], target.astype(int) + checker, target).astype(np.uint8)  # 116..170: no clipping
+    assert hole_checker_ratio(gridded, target, mask) > 1.5
+    # the filter is g(y, x) - g(y, x+1) - g(y+1, x) + g(y+1, x+1): on a pure grid of +-a it is +-4a everywhere
+    grid_only = np.repeat((128 + checker).astype(np.uint8), 3, axis=2)
+    assert checker_energy(grid_only, hole) == pytest.approx((4 * 12 / 255) ** 2, rel=1e-9)
+    flat = np.where(hole[..., None], 128, target).astype(np.uint8)
+    assert hole_checker_ratio(flat, target, mask) == 0.0  # a flat fill has no grid; the seam is not inside
+    stripes = np.repeat(np.where(xx % 2 == 0, 100, 150)[..., None], 3, axis=2).astype(np.uint8)
+    assert checker_energy(stripes, hole) == pytest.approx(0.0, abs=1e-20)  # stripes are not a checkerboard
+    # a diagonal stroke: the cross-shaped inner pixels still touch known ones diagonally; the 2x2 region does not
+    stroke = np.zeros((64, 64), np.float32)
+    for d in range(-4, 5):
+        stroke += np.eye(64, k=d, dtype=np.float32)
+    inner = checker_region(stroke)
+    assert inner.any() and (inner <= inner_hole(stroke)).all()
+    flat_stroke = np.where(stroke[..., None] > 0, 128, target).astype(np.uint8)
+    assert hole_checker_ratio(flat_stroke, target, stroke) == 0.0
+
+
+def test_hole_checker_ratio_is_undefined_for_a_flat_original():
+    target, mask = _texture(0)
+    noisy, _ = _texture(30)
+    assert hole_checker_ratio(noisy, target, mask) is None
+    assert image_metrics(noisy, target, mask)["hole_checker"] is None
+    assert image_metrics(noisy, noisy, np.zeros_like(mask))["hole_checker"] is None  # no hole
+    assert hole_checker_ratio(noisy, noisy, np.eye(64, dtype=np.float32)) is None  # no inner pixel
 
 
 # -- the protocol -------------------------------------------------------------------------------
@@ -275,6 +311,8 @@ def test_fillgap_eval_bundled_end_to_end(tmp_path, tiny_checkpoint, capsys):
     md = (out / "eval-bundled-128.md").read_text()
     assert "| tiny |" in md and "40-50 %" in md and "Warning" not in md
     assert "hole detail ratio" in md and "| hole detail |" in md
+    assert "Hole checker ratio" in md and "| hole checker |" in md and "hole checker ratio / seconds" in md
+    assert summary["overall"]["mean-fill"]["hole_checker"] == 0.0  # nor a grid
     assert summary["overall"]["mean-fill"]["hole_detail"] == 0.0  # a flat colour has no texture
     grid = Image.open(out / "eval-bundled-128.png")
     assert grid.size == (128 * 4, 22 + 6 * 128)  # input, 2 methods, original; 6 rows under a label strip

@@ -134,7 +134,30 @@ def test_every_classical_method_fills_a_smooth_picture_closely(name):
     assert np.abs(out[hole].astype(int) - img[hole]).mean() < 4
 
 
-@pytest.mark.parametrize("name", ["opencv-telea", "opencv-ns", "opencv-fsr", "skimage-biharmonic", "mean-fill"])
+def test_shiftmap_fills_a_textured_hole_with_the_pictures_colours():
+    """ShiftMap copies known pixels into the hole (through Lab and back): the marked hole is replaced,
+    not left black or as it was, its colours stay within the picture's, the rest is untouched."""
+    from fillgap.classical import shiftmap
+    yy, xx = np.mgrid[0:48, 0:64]
+    stripes = ((xx // 4 + yy // 6) % 2).astype(bool)
+    img = np.where(stripes[..., None], (200, 60, 40), (30, 110, 190)).astype(np.uint8)
+    mask = np.zeros(img.shape[:2], np.uint8)
+    mask[16:32, 20:40] = 255
+    hole = mask > 0
+    marked = img.copy()
+    marked[hole] = (255, 0, 255)  # what was there must not survive
+    lo, hi = img.reshape(-1, 3).min(0).astype(int) - 3, img.reshape(-1, 3).max(0).astype(int) + 3
+    for out in (shiftmap(marked, mask), inpaint(marked, mask, "opencv-shiftmap")):
+        assert out.shape == img.shape and out.dtype == np.uint8
+        filled = out[hole].astype(int)
+        assert not (filled == (255, 0, 255)).all(axis=1).any() and not (filled == 0).all(axis=1).any()
+        assert ((filled >= lo) & (filled <= hi)).all()
+        assert filled.std(axis=0).min() > 20  # both stripe colours, not a flat average
+        assert np.array_equal(out[~hole], marked[~hole])
+
+
+@pytest.mark.parametrize("name", ["opencv-telea", "opencv-ns", "opencv-fsr", "opencv-shiftmap", "skimage-biharmonic",
+                                  "mean-fill"])
 @pytest.mark.parametrize("shape", [(1, 1), (9, 7)])
 def test_a_mask_over_the_whole_picture_gives_mid_grey(name, shape):
     """Nothing known to fill from: every classical method gives mid grey (Telea and NS returned the

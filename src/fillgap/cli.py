@@ -339,7 +339,8 @@ def eval_cmd(
     model: Optional[List[Path]] = typer.Option(None, "--model", help="Checkpoint to score (repeat for several)."),
     methods: Optional[List[str]] = typer.Option(
         None, "--methods", help="Peers to run, comma-separated (default all: opencv-telea, opencv-ns, opencv-fsr, "
-        "skimage-biharmonic, mean-fill, and fillgap-default when shipped); 'none' for checkpoints only."),
+        "opencv-shiftmap, skimage-biharmonic, mean-fill, and fillgap-default when shipped); 'none' for checkpoints "
+        "only."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=_THREADS_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing reports."),
     runtime: str = typer.Option("auto", "--runtime", help=_RUNTIME_HELP),

@@ -439,11 +439,13 @@ def _seconds(value: float | None) -> str:
 def summary_line(name: str, row: dict) -> str:
     """One method's overall numbers on one console line (``fillgap eval``, bench/quality.py)."""
     return (f"{name:24s} hole PSNR {_fmt(row['hole_psnr'], 2):>6s} dB  hole SSIM {_fmt(row['hole_ssim'], 3)}  "
-            f"detail {_fmt(row.get('hole_detail'), 2)}  {_seconds(row['seconds'])} s/image")
+            f"detail {_fmt(row.get('hole_detail'), 2)}  checker {_fmt(row.get('hole_checker'), 2)}  "
+            f"{_seconds(row['seconds'])} s/image")
 
 
 def render_markdown(result: dict) -> str:
-    """The report: hole PSNR / SSIM / detail ratio / seconds by bucket and by kind, then all metrics."""
+    """The report: hole PSNR / SSIM / detail ratio / checker ratio / seconds by bucket and by kind, then all
+    metrics."""
     p, s = result["protocol"], result["summary"]
     methods = [m["name"] for m in result["methods"]]
     n_cases = len(result["cases"])
@@ -465,13 +467,15 @@ def render_markdown(result: dict) -> str:
 
     def table(title: str, groups: dict, label: Callable[[str], str]) -> list[str]:
         cols = list(groups)
-        out = [f"## {title}", "", "Each cell: hole PSNR (dB) / hole SSIM / hole detail ratio / seconds per image.",
+        out = [f"## {title}", "",
+               "Each cell: hole PSNR (dB) / hole SSIM / hole detail ratio / hole checker ratio / seconds per image.",
                "",
                "| method | " + " | ".join(label(c) for c in cols) + " |",
                "|---|" + "---|" * len(cols)]
         for m in methods:
             cells = [f"{_fmt(groups[c][m]['hole_psnr'], 2)} / {_fmt(groups[c][m]['hole_ssim'], 3)} / "
-                     f"{_fmt(groups[c][m].get('hole_detail'), 2)} / {_seconds(groups[c][m]['seconds'])}"
+                     f"{_fmt(groups[c][m].get('hole_detail'), 2)} / {_fmt(groups[c][m].get('hole_checker'), 2)} / "
+                     f"{_seconds(groups[c][m]['seconds'])}"
                      for c in cols]
             out.append(f"| {m} | " + " | ".join(cells) + " |")
         out.append("| cases | " + " | ".join(str(groups[c][methods[0]]["n"]) for c in cols) + " |")
@@ -482,19 +486,23 @@ def render_markdown(result: dict) -> str:
               "divided by original; 1.0 = as much fine texture as the truth, below 1 = smoother, above = "
               "noisier. Mean of the per-case ratios"
               + (f"; {flat} case(s) with a flat original hole (ratio undefined) left out." if flat else ".")
-              + " See fillgap/metrics.py.", ""]
+              + " Hole checker ratio: mean square of the grey picture filtered with the 2x2 kernel [[1, -1], "
+              "[-1, 1]] over the hole, fill divided by original (mean of the defined per-case ratios); 1.0 = as much "
+              "2x2 checker energy as the truth, above = a grid pattern. See fillgap/metrics.py.", ""]
     by_bucket = {**s["by_bucket"], "all": s["overall"]}
     lines += table("By hole ratio", by_bucket, lambda c: c)
     lines += table("By mask kind", {**s["by_kind"], "all": s["overall"]}, lambda c: c)
     lines += ["## All metrics, all cases", "",
               "Means over cases. PSNR in dB (capped at 100), L1 in [0, 1] units, MS-SSIM only from 161 px.", "",
-              "| method | PSNR | SSIM | MS-SSIM | L1 | hole PSNR | hole SSIM | hole L1 | hole detail | s / image |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "| method | PSNR | SSIM | MS-SSIM | L1 | hole PSNR | hole SSIM | hole L1 | hole detail | hole checker "
+              "| s / image |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in methods:
         o = s["overall"][m]
         lines.append(f"| {m} | {_fmt(o['psnr'], 2)} | {_fmt(o['ssim'], 4)} | {_fmt(o['ms_ssim'], 4)} | "
                      f"{_fmt(o['l1'], 4)} | {_fmt(o['hole_psnr'], 2)} | {_fmt(o['hole_ssim'], 3)} | "
-                     f"{_fmt(o['hole_l1'], 4)} | {_fmt(o.get('hole_detail'), 3)} | {_seconds(o['seconds'])} |")
+                     f"{_fmt(o['hole_l1'], 4)} | {_fmt(o.get('hole_detail'), 3)} | {_fmt(o.get('hole_checker'), 3)} | "
+                     f"{_seconds(o['seconds'])} |")
     lines += ["", "Methods: " + "; ".join(f"{m['name']} = {m['source']}" for m in result["methods"]), ""]
     return "\n".join(lines)
 

@@ -22,6 +22,15 @@ H x W (> 0 = hole), and work on [0, 1] floats (data range 1):
   means) when the hole has no inner pixel or the original's std is below ``DETAIL_MIN_STD``
   (a flat hole: any texture would be an infinite ratio). PSNR/SSIM/L1 reward a blurry average;
   this says whether the fill is blurry (< 1) or noisier than the truth (> 1).
+- ``hole_checker``: the hole checkerboard ratio, whether the fill has a pixel-level grid pattern
+  (the artefact of a transposed convolution or a nearest upsampling). The same grey picture
+  filtered with the 2 x 2 kernel [[1, -1], [-1, 1]] (``CHECKER_KERNEL``, anchored at its top-left
+  pixel: g(y, x) - g(y, x+1) - g(y+1, x) + g(y+1, x+1), borders reflected), its energy (mean of
+  squares) over the inner hole pixels whose 2 x 2 footprint is hole too (``checker_region``: the
+  cross of ``inner_hole`` leaves out the diagonal neighbour, and on diagonal strokes that seam made
+  a flat fill score 0.3), fill divided by original: 1.0 = as much 2 x 2 checker energy as the
+  truth, 0 = none (flat or smooth), above 1 = a grid pattern (or noise) the truth has not. None as
+  for the detail ratio: no such pixel, or the original's RMS response below ``DETAIL_MIN_STD``.
 """
 from __future__ import annotations
 
@@ -40,8 +49,9 @@ MS_SSIM_MIN_SIDE = 161  # (11 - 1) * 2**4 < side: torchmetrics' requirement for 
 
 DETAIL_MIN_STD = 0.5 / 255  # half a grey level: below it the original hole is flat (v1's least: 1.9 / 255)
 LUMA_601 = np.array([0.299, 0.587, 0.114])
+CHECKER_KERNEL = np.array([[1.0, -1.0], [-1.0, 1.0]])  # a 2 x 2 checkerboard's matched filter
 
-METRICS = ("psnr", "ssim", "ms_ssim", "l1", "hole_psnr", "hole_ssim", "hole_l1", "hole_detail")
+METRICS = ("psnr", "ssim", "ms_ssim", "l1", "hole_psnr", "hole_ssim", "hole_l1", "hole_detail", "hole_checker")
 
 
 def psnr_from_mse(mse: float) -> float:
@@ -83,6 +93,31 @@ def hole_detail_ratio(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) ->
     return None if truth < DETAIL_MIN_STD else laplacian_std(pred, inner) / truth
 
 
+def checker_energy(rgb: np.ndarray, region: np.ndarray) -> float:
+    """Mean square of the BT.601 grey picture filtered with ``CHECKER_KERNEL`` over the ``region`` pixels."""
+    grey = (np.asarray(rgb, np.float64) / 255.0) @ LUMA_601
+    response = cv2.filter2D(grey, cv2.CV_64F, CHECKER_KERNEL, anchor=(0, 0), borderType=cv2.BORDER_REFLECT_101)
+    return float(np.mean(response[region] ** 2))
+
+
+def checker_region(mask: np.ndarray) -> np.ndarray:
+    """``inner_hole`` pixels whose ``CHECKER_KERNEL`` footprint (the pixel, right, below, below right;
+    borders reflected as the filter's) is all hole."""
+    hole = (np.asarray(mask) > 0).astype(np.uint8)
+    square = cv2.erode(hole, np.ones((2, 2), np.uint8), anchor=(0, 0), borderType=cv2.BORDER_REFLECT_101)
+    return inner_hole(mask) & square.astype(bool)
+
+
+def hole_checker_ratio(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float | None:
+    """2 x 2 checkerboard energy in the filled hole relative to the original's (see the module doc);
+    None if undefined."""
+    inner = checker_region(mask)
+    if not inner.any():
+        return None
+    truth = checker_energy(target, inner)
+    return None if truth < DETAIL_MIN_STD ** 2 else checker_energy(pred, inner) / truth
+
+
 def image_metrics(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict[str, float | None]:
     """Every metric of ``METRICS`` for one filled picture against its original."""
     if pred.shape != target.shape or pred.shape[:2] != np.asarray(mask).shape:
@@ -106,4 +141,5 @@ def image_metrics(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dic
     else:
         out["hole_psnr"] = out["hole_l1"] = out["hole_ssim"] = None
     out["hole_detail"] = hole_detail_ratio(pred, target, mask)
+    out["hole_checker"] = hole_checker_ratio(pred, target, mask)
     return {k: out[k] for k in METRICS}

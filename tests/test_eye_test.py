@@ -1,0 +1,135 @@
+"""bench/eye_test.py: blind sheets, the key kept apart, crops and methods per judge, fool rates."""
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import eye_test  # noqa: E402 - bench scripts import their neighbours (_common) by name
+
+METHODS = ["mean-fill", "opencv-telea"]
+
+
+def textured(h: int, w: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([128 + 60 * np.sin(xx / 9 + seed), 128 + 60 * np.cos(yy / 7), (xx + yy) % 200], axis=2)
+    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+
+
+def keys(out: Path) -> dict[int, list[dict]]:
+    return {j: json.loads((out / "key" / f"key-judge-{j}.json").read_text())["pairs"] for j in (1, 2)}
+
+
+def write_answers(out: Path, judge: int, answers: dict[int, str]) -> None:
+    (out / f"judge-{judge}" / "answers.txt").write_text("".join(f"{n} {a}\n" for n, a in answers.items()))
+
+
+def test_make_and_score(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, (h, w) in enumerate([(300, 560), (320, 540)]):  # two 256 px crops each: 4 in all
+        Image.fromarray(textured(h, w, i)).save(photos / f"secret-name-{i}.png")
+    out = tmp_path / "eye"
+    args = ["make", "--methods", ",".join(METHODS), "--judges", "2", "--per-method", "2", "--out", str(out),
+            "--photos", str(photos), "--seed", "3"]
+    assert eye_test.main(args) == 0
+    made = capsys.readouterr().out
+    assert "setting 2560: no picture" in made and "shared, methods rotated" in made  # 4 crops, 2 judges x 4 pairs
+
+    # the judges' folders: sheets and an answers template, nothing that names a method, photo or side
+    for j in (1, 2):
+        folder = out / f"judge-{j}"
+        assert sorted(p.name for p in folder.iterdir()) == ["answers.txt", "sheet-01.png"]
+        text = (folder / "answers.txt").read_text()
+        assert [line for line in text.splitlines() if not line.startswith("#")] == ["1 ?", "2 ?", "3 ?", "4 ?"]
+        with Image.open(folder / "sheet-01.png") as sheet:
+            assert not getattr(sheet, "text", {}) and sheet.width >= 2 * 256
+        for word in (*METHODS, "secret", "mean", "telea", "box", "thick"):
+            assert word not in text
+    assert not list(out.glob("judge-*/*key*")) and (out / "key" / "make.json").exists()
+
+    pairs = keys(out)
+    for j, rows in pairs.items():
+        assert len({r["case"] for r in rows}) == len(rows) == 4  # every crop once
+        assert Counter(r["method"] for r in rows) == {m: 2 for m in METHODS}
+        assert {r["filled"] for r in rows} <= {"A", "B"} and all(0.10 <= r["hole_ratio"] <= 0.35 for r in rows)
+    # the same crops for both judges (the pool is too small for more), each with the other method
+    by_case = {j: {r["case"]: r["method"] for r in rows} for j, rows in pairs.items()}
+    assert set(by_case[1]) == set(by_case[2])
+    assert all(by_case[1][c] != by_case[2][c] for c in by_case[1])
+
+    # a rerun computes nothing again
+    assert eye_test.main(args) == 0
+    assert capsys.readouterr().out.count("cached") >= 2 * len(METHODS)
+
+    # refusals: a pair left unanswered, an unknown answer
+    write_answers(out, 1, {1: "A", 2: "B", 3: "A"})
+    write_answers(out, 2, {n: "A" for n in range(1, 5)})
+    with pytest.raises(SystemExit, match="no answer for pair 4"):
+        eye_test.main(["score", "--dir", str(out), "--out", str(tmp_path / "res")])
+    write_answers(out, 1, {1: "A", 2: "B", 3: "A", 4: "C"})
+    with pytest.raises(SystemExit, match="pair 4 needs A or B, got 'C'"):
+        eye_test.main(["score", "--dir", str(out), "--out", str(tmp_path / "res")])
+
+    # known answers: judge 1 always says A, judge 2 always spots the fill
+    write_answers(out, 1, {n: "A" for n in range(1, 5)})
+    write_answers(out, 2, {r["number"]: r["filled"] for r in pairs[2]})
+    with pytest.raises(SystemExit, match="has answers"):  # make never overwrites answers
+        eye_test.main(args)
+    assert eye_test.main(["score", "--dir", str(out), "--out", str(tmp_path / "res")]) == 0
+    result = json.loads((tmp_path / "res" / "eye-test.json").read_text())
+    for m in METHODS:
+        fooled = sum(r["filled"] == "B" for r in pairs[1] if r["method"] == m)  # said A: fooled when B was filled
+        assert result["judges"]["1"][m] == {"fooled": fooled, "n": 2, "rate": fooled / 2,
+                                            "ci95": result["judges"]["1"][m]["ci95"]}
+        assert result["judges"]["2"][m]["fooled"] == 0
+        assert result["methods"][m]["all"]["fooled"] == fooled and result["methods"][m]["all"]["n"] == 4
+        kinds = {k: c for k, c in result["methods"][m].items() if k != "all"}
+        assert set(kinds) == {"256/thick", "256/box"} and sum(c["n"] for c in kinds.values()) == 4
+    md = (tmp_path / "res" / "eye-test.md").read_text()
+    assert "Fool rate" in md and "untouched" in md and "| mean-fill |" in md and "eye_test.py score" in md
+
+
+def test_the_2560_setting_fills_the_whole_picture_and_shows_a_crop_around_the_hole(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(textured(1000, 1650, 5)).save(photos / "big.png")  # from 1600 px: native size
+    Image.fromarray(textured(900, 1500, 6)).save(photos / "small.png")  # under 1600 px: skipped
+    out = tmp_path / "eye"
+    assert eye_test.main(["make", "--methods", ",".join(METHODS), "--judges", "1", "--per-method", "1", "--out",
+                          str(out), "--photos", str(photos), "--settings", "2560"]) == 0
+    rows = json.loads((out / "key" / "key-judge-1.json").read_text())["pairs"]
+    assert len(rows) == 2 and {r["photo"] for r in rows} == {"big.png"} and {r["method"] for r in rows} == set(METHODS)
+    for r in rows:
+        assert r["picture_size"] == [1650, 1000] and r["crop_box"]["size"] == 384 and r["kind"] == "blob"
+        hole = np.asarray(Image.open(out / "cache" / r["case"] / "hole.png")) > 0
+        ys, xs = np.nonzero(hole)
+        assert abs(ys.mean() - 192) < 40 and abs(xs.mean() - 192) < 40  # the crop is centred on the hole
+        assert 220 * 0.9 <= max(np.ptp(ys), np.ptp(xs)) + 1 <= 384  # the blob's extent, cut at the crop
+        truth = np.asarray(Image.open(out / "cache" / r["case"] / "truth.png"))
+        fill = np.asarray(Image.open(next((out / "cache" / r["case"]).glob("fill-*.png"))))
+        assert truth.shape == fill.shape == (384, 384, 3)
+        assert np.array_equal(truth[~hole], fill[~hole]) and not np.array_equal(truth[hole], fill[hole])
+
+
+def test_judges_get_distinct_crops_when_the_pool_allows():
+    pool = {"256": [{"setting": "256", "photo": f"p{i}", "file": "", "size": [256, 256], "box": [0, 0, 256, 256]}
+                    for i in range(12)]}
+    plan = eye_test.slots(3, 2, [("256", "thick"), ("256", "box")])
+    assert plan == [("256", "thick")] * 3 + [("256", "box")] * 3
+    crops, regime = eye_test.assign(pool, plan, 2, 3, seed=0)
+    assert regime == {"256": "distinct"}
+    photos = [[c["photo"] for c in judge] for judge in crops]
+    assert not set(photos[0]) & set(photos[1]) and all(len(set(p)) == 6 for p in photos)
+    assert [c["method_index"] for c in crops[1]] == [1, 2, 0, 1, 2, 0]  # crop k of judge j: method (k + j) mod M
+
+
+def test_wilson_interval():
+    assert eye_test.wilson(0, 4)[0] == 0 and eye_test.wilson(0, 4)[1] == pytest.approx(1.96 ** 2 / (4 + 1.96 ** 2))
+    lo, hi = eye_test.wilson(5, 10)
+    assert lo == pytest.approx(1 - hi) and lo == pytest.approx(0.2366, abs=1e-4)
