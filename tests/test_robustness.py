@@ -941,3 +941,59 @@ def test_killed_run_resumes_without_duplicates_or_temp_files(cli):
     steps = [r["step"] for r in records if "loss" in r]
     assert steps == sorted(set(steps)) and steps[-1] == 6
     assert not list(Path("run").glob(fsutil.TEMP_GLOB))
+
+
+# -- 6. folder runs: outputs that are not fillgap's, links out of -o, odd names, manifests --------
+
+def _folder(n: int = 2, size: int = 24, sub: str = "") -> None:
+    for d in ("in", "masks"):
+        Path(d, sub).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        save(f"in/{sub}{i}.png", picture(size, size, seed=i))
+        save(f"masks/{sub}{i}.png", hole(size, size))
+
+
+def _folder_run(capsys, args: list) -> tuple[int, str, list[str]]:
+    """A folder run through the CLI: (exit code, the summary on stdout, the lines on stderr)."""
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and "internal error" not in err, err
+    return code, out.strip().splitlines()[-1] if out.strip() else "", err.strip().splitlines()
+
+
+def test_a_complete_looking_output_that_is_not_ours_is_never_replaced(capsys, record, weights):
+    """A picture followed by other bytes decodes fine: it was not written by fillgap (whose writes
+    are whole), so a rerun neither skips it silently nor replaces it: it fails, untouched."""
+    _folder()
+    Path("out").mkdir()
+    save("out/0.png", picture(24, 24, seed=9))
+    foreign = Path("out/0.png").read_bytes() + b"user data after the picture"
+    Path("out/0.png").write_bytes(foreign)
+    code, summary, err = _folder_run(capsys, ["fill", "in", "--mask-dir", "masks", "-o", "out", "--model", weights])
+    assert code == 3 and "filled 1, already there 0, failed 1" in summary, (summary, err)
+    assert Path("out/0.png").read_bytes() == foreign
+    assert len(err) == 1 and err[0].startswith("fillgap: failed: ") and "--overwrite" in err[0], err
+    record.add(group="files", case="folder run over an existing output with bytes after the picture's end",
+               exit=code, shown=err[-1], checked="the existing file unchanged; the other picture filled")
+    code, summary, err = _folder_run(capsys, ["fill", "in", "--mask-dir", "masks", "-o", "out", "--model", weights,
+                                              "--overwrite"])
+    assert code == 0 and Path("out/0.png").read_bytes() != foreign and imageio.output_is_whole(Path("out/0.png"))
+
+
+def test_folder_runs_never_write_through_a_link_out_of_the_output_folder(capsys, record, weights):
+    _folder(sub="sub/")
+    Path("out").mkdir()
+    Path("elsewhere").mkdir()
+    save("elsewhere/0.png", picture(24, 24, seed=9))
+    theirs = Path("elsewhere/0.png").read_bytes() + b"x"  # not whole: the old rule redid it
+    Path("elsewhere/0.png").write_bytes(theirs)
+    os.symlink(Path("elsewhere").resolve(), "out/sub")
+    code, summary, err = _folder_run(capsys, ["fill", "in", "--mask-dir", "masks", "-o", "out", "--model", weights,
+                                              "--overwrite"])
+    assert code == 3 and "filled 0, already there 0, failed 2" in summary, (summary, err)
+    assert Path("elsewhere/0.png").read_bytes() == theirs
+    assert sorted(p.name for p in Path("elsewhere").iterdir()) == ["0.png"]  # nothing new there either
+    assert all("outside -o" in line for line in err), err
+    record.add(group="files", case="folder run, --overwrite, an output subfolder that is a link out of -o",
+               exit=code, shown=err[0], checked="nothing written or replaced in the linked folder")

@@ -18,7 +18,7 @@ from typing import Callable
 
 from ..api import FolderReport, plan_folder
 from ..errors import FillgapError
-from ..imageio import IMAGE_SUFFIXES, output_is_whole
+from ..imageio import IMAGE_SUFFIXES, output_state
 
 FAILURES_NAME = "fillgap-failures.csv"  # in the output folder: one row per picture that failed
 LOSSY_SUFFIXES = {".jpg", ".jpeg", ".webp"}
@@ -186,17 +186,44 @@ def triage(run: PlannedRun, log: "RunLog", overwrite: bool, uris_ok: bool = Fals
             log.failed(img, "a URI (s3://, ...) needs --engine ray", planning=True)
         elif isinstance(out, Path) and out.resolve() in inputs:
             log.failed(img, f"output {out} is an input file", planning=True)
-        elif isinstance(out, Path) and output_done(out) and not overwrite:
-            log.report.skipped_existing.append(out)  # written by an earlier run: resume
+        elif isinstance(out, Path) and (link := link_out_of(out, log.out_dir)) is not None:
+            log.failed(img, f"its output {out} is outside -o {log.out_dir}: {link} is a link out of it "
+                            "(a folder run never writes through links out of -o)", planning=True)
+        elif isinstance(out, Path) and not overwrite:
+            state, why = output_state(out)
+            if state == "whole":
+                log.report.skipped_existing.append(out)  # written by an earlier run: resume
+            elif state == "foreign":
+                log.failed(img, not_ours(out, why), planning=True)
+            else:  # missing, or cut short: (re)done
+                todo.append((img, msk, out))
         else:
             todo.append((img, msk, out))
     return todo
 
 
-def output_done(out: Path) -> bool:
-    """An output counts as done (a rerun skips it) when it exists and is a whole picture: a 0-byte
-    or cut file (another tool, an older fillgap, a full disk) is redone."""
-    return out.exists() and output_is_whole(out)
+def not_ours(out, why: str) -> str:
+    """Why a row fails whose output exists and is not a fillgap output (``imageio.output_state``)."""
+    return f"output exists: {out} ({why}, not a picture fillgap wrote; pass --overwrite to replace it)"
+
+
+def link_out_of(out: Path, out_dir: Path) -> Path | None:
+    """For an output named inside ``out_dir``: the link on its way that leads out of ``out_dir``
+    (None when its real folder is inside). An output named elsewhere (a manifest's absolute
+    output) is written where it says."""
+    root = os.path.abspath(out_dir)
+    named = os.path.abspath(out)
+    if os.path.commonpath([named, root]) != root:
+        return None
+    real_root = os.path.realpath(root)
+    # Not abspath's normpath: the OS reads `link/..` as the parent of the link's target.
+    parent = Path(out).parent
+    if os.path.commonpath([os.path.realpath(os.path.join(os.getcwd(), parent)), real_root]) == real_root:
+        return None
+    for above in [parent, *parent.parents]:  # the first link on the way, to name it
+        if above.is_symlink():
+            return above
+    return parent
 
 
 class RunLog:
