@@ -997,3 +997,25 @@ def test_folder_runs_never_write_through_a_link_out_of_the_output_folder(capsys,
     assert all("outside -o" in line for line in err), err
     record.add(group="files", case="folder run, --overwrite, an output subfolder that is a link out of -o",
                exit=code, shown=err[0], checked="nothing written or replaced in the linked folder")
+
+
+def test_file_names_that_are_not_utf8(capsys, record, weights):
+    """Names are bytes on Linux: b'bad\\xff.png' reaches Python as 'bad\\udcff.png', which UTF-8
+    cannot encode. The failures file and the messages show it escaped; every good picture is filled."""
+    _folder(n=20, size=16)
+    odd = os.fsdecode(b"odd\xfe.png")                                  # a good picture, odd name
+    save(f"in/{odd}", picture(16, 16, seed=30))
+    save(f"masks/{odd}", hole(16, 16))
+    bad = os.fsdecode(b"bad\xff.png")                                  # fails while filling
+    Path("in", bad).write_bytes(b"\x89PNG not a picture")
+    save(f"masks/{bad}", hole(16, 16))
+    save("in/" + os.fsdecode(b"nomask\xff.png"), picture(16, 16))      # fails while planning
+    code, summary, err = _folder_run(capsys, ["fill", "in", "--mask-dir", "masks", "-o", "out", "--model", weights])
+    assert code == 3 and "filled 21, already there 0, failed 2" in summary, (summary, err)
+    assert imageio.output_is_whole(Path("out", odd))
+    text = Path("out/fillgap-failures.csv").read_bytes().decode("utf-8")  # valid UTF-8
+    assert "in/bad\\xff.png" in text and "in/nomask\\xff.png,no mask" in text, text
+    assert any("in/bad\\xff.png" in line for line in err), err
+    record.add(group="files", case="folder run with non-UTF-8 file names (b'bad\\xff.png'), one failing",
+               exit=code, shown=next(line for line in err if "bad" in line),
+               checked="all 21 good pictures filled; the failures file is UTF-8, the names escaped")

@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from .errors import FillgapError
+from .fsutil import printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fillgap: fill holes in pictures (inpainting).")
@@ -119,7 +120,7 @@ def fill(
         if engine not in ("local", "ray"):
             raise FillgapError(f"unknown --engine '{engine}' (choose local or ray)")
         def event(kind, path, why):  # failures and skipped entries as they happen
-            typer.echo(f"fillgap: {kind}: {path}: {why}", err=True)
+            typer.echo(printable(f"fillgap: {kind}: {path}: {why}"), err=True)
 
         if mask_dir is not None and Path(mask_dir).is_dir():
             jpeg_masks = sum(1 for p in Path(mask_dir).rglob("*") if p.suffix.lower() in JPEG_SUFFIXES)
@@ -162,7 +163,7 @@ def fill(
     out = fill_file(input, mask, output, model, dilate, overwrite, resize_mask, runtime=runtime, **settings)
     if mask.suffix.lower() in JPEG_SUFFIXES:  # after the fill: a mask that fails to load gets its error alone
         typer.echo(f"fillgap: warning: {mask.name} is a JPEG: {JPEG_MASK_NOTE}", err=True)
-    typer.echo(f"wrote {out}")
+    typer.echo(printable(f"wrote {out}"))
 
 
 def _check_runtime(runtime: str) -> None:
@@ -410,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(code, int) and not isinstance(code, bool):
             return code
     except FillgapError as exc:
-        typer.echo(f"fillgap: error: {exc}", err=True)
+        typer.echo(printable(f"fillgap: error: {exc}"), err=True)
         return 1
     except KeyboardInterrupt:
         typer.echo("fillgap: interrupted", err=True)

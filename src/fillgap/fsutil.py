@@ -39,6 +39,18 @@ class WriteError(FillgapError):
         return self.errno in DISK_FULL
 
 
+def printable(text: object) -> str:
+    """``text`` (a path, a message naming one) safe for any UTF-8 output: a file name that is
+    not UTF-8 (b'bad\\xff.png' reaches Python as 'bad\\udcff.png', which UTF-8 cannot encode)
+    shows its odd bytes as ``\\xff``."""
+    text = str(text)
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # the bytes the file system holds
+    except UnicodeEncodeError:  # a surrogate that is not an escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
 

@@ -18,6 +18,7 @@ from typing import Callable
 
 from ..api import FolderReport, plan_folder
 from ..errors import FillgapError
+from ..fsutil import printable
 from ..imageio import IMAGE_SUFFIXES, output_state
 
 FAILURES_NAME = "fillgap-failures.csv"  # in the output folder: one row per picture that failed
@@ -284,7 +285,8 @@ class RunLog:
             if self._file is None:
                 self._file = open(self.failures_path, "w", newline="", encoding="utf-8")
                 csv.writer(self._file).writerow(["path", "reason"])
-            csv.writer(self._file).writerow([str(picture), why])
+            # printable: a non-UTF-8 file name would stop the run here (UnicodeEncodeError)
+            csv.writer(self._file).writerow([printable(picture), printable(why)])
             self._file.flush()  # a killed run still leaves the rows of what failed so far
         except OSError:
             pass  # the failures are in the report and on stderr too; a full disk must not stop the run
@@ -334,7 +336,7 @@ def summary(report: FolderReport, out_dir: Path) -> str:
     line += f" -> {out_dir}"
     if report.failed and (Path(out_dir) / FAILURES_NAME).exists():
         line += f" (failures listed in {Path(out_dir) / FAILURES_NAME})"
-    return line
+    return printable(line)
 
 
 def read_failures(out_dir: Path) -> list[tuple[str, str]]:
