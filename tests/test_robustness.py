@@ -1019,3 +1019,21 @@ def test_file_names_that_are_not_utf8(capsys, record, weights):
     record.add(group="files", case="folder run with non-UTF-8 file names (b'bad\\xff.png'), one failing",
                exit=code, shown=next(line for line in err if "bad" in line),
                checked="all 21 good pictures filled; the failures file is UTF-8, the names escaped")
+
+
+def test_two_manifest_rows_with_one_output_are_refused_before_filling(cli, weights):
+    """`a.png` and `x/../a.png` are one file: the second row would have been counted "already
+    there" on a rerun (never filled), or replaced the first with --overwrite."""
+    for name in ("p1", "p2"):
+        save(f"{name}.png", picture(16, 16, seed=len(name)))
+        save(f"m{name}.png", hole(16, 16))
+    Path("list.csv").write_text("picture,mask,output\np1.png,mp1.png,a.png\np2.png,mp2.png,x/../a.png\n")
+    for flags in ([], ["--overwrite"]):
+        shown = cli("files", "manifest rows whose outputs are one file (a.png, x/../a.png)" + (", --overwrite" * bool(flags)),
+                    ["fill", "list.csv", "-o", "out", "--model", weights, *flags], 1, "nothing written")
+        assert "row 1" in shown and "row 2" in shown and "x/../a.png" in shown, shown
+        assert not Path("out").exists()
+    # Case matters (a case-sensitive file system keeps both), and distinct outputs are fine.
+    Path("list.csv").write_text("picture,mask,output\np1.png,mp1.png,a.png\np2.png,mp2.png,A.png\n")
+    assert main(["fill", "list.csv", "-o", "out", "--model", weights]) == 0
+    assert sorted(p.name for p in Path("out").glob("*.png")) == ["A.png", "a.png"]

@@ -113,7 +113,8 @@ def read_manifest(manifest: Path, out_dir: Path, output_format: str = "auto") ->
     """A CSV (header ``picture,mask,output``) or Parquet file of the same columns. ``output`` may be
     left out (the picture's name in ``out_dir``), relative (to ``out_dir``, and inside it: a row whose
     output climbs out with ``..`` fails) or absolute; relative pictures and masks are relative to the
-    manifest's folder. Any column may hold a URI (file://, s3://, ...)."""
+    manifest's folder. Any column may hold a URI (file://, s3://, ...). Two rows whose outputs are
+    one file refuse the whole manifest (rows are numbered from 1, after the header)."""
     manifest = Path(manifest)
     try:
         if manifest.suffix.lower() == ".parquet":
@@ -130,7 +131,7 @@ def read_manifest(manifest: Path, out_dir: Path, output_format: str = "auto") ->
         raise FillgapError(f"manifest {manifest} needs the columns picture, mask (and optionally output); "
                            f"it has {', '.join(map(str, table[0]))}")
     base, run = manifest.parent, PlannedRun()
-    taken = {}
+    taken = {}  # the output's real path -> (row number, how the row names it, the output)
 
     def resolve(value, folder):
         value = str(value or "").strip()
@@ -140,7 +141,7 @@ def read_manifest(manifest: Path, out_dir: Path, output_format: str = "auto") ->
             return local_path(value) or value
         return Path(value) if Path(value).is_absolute() else folder / value
 
-    for row in table:
+    for number, row in enumerate(table, 1):
         picture, mask = resolve(row.get("picture"), base), resolve(row.get("mask"), base)
         if picture is None:
             continue
@@ -153,10 +154,17 @@ def read_manifest(manifest: Path, out_dir: Path, output_format: str = "auto") ->
         if out is None:
             out = Path(out_dir) / name
             out = out.with_suffix(output_suffix(out, output_format))
-        if out in taken:
-            run.failed.append((picture, f"its output {out} is also the output of {taken[out]}"))
-            continue
-        taken[out] = picture
+        # One file under two names (`a.png`, `x/../a.png`): the second row would be "already
+        # there" on a rerun, never filled, or replace the first with --overwrite. Case-sensitive,
+        # as the file system is on Linux.
+        key = os.path.realpath(out) if isinstance(out, Path) else out
+        named = f"output {str(row.get('output')).strip()}" if str(row.get("output") or "").strip() \
+            else f"picture {str(row.get('picture')).strip()}"
+        if key in taken:
+            first, first_named, first_out = taken[key]
+            raise FillgapError(f"manifest {manifest}: row {first} ({first_named}) and row {number} ({named}) "
+                               f"write the same file {first_out}: give each row its own output")
+        taken[key] = (number, named, out)
         run.rows.append((picture, mask, out))
     return run
 
