@@ -131,10 +131,11 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextmanager
-def folder_lock(folder: str | os.PathLike, what: str = "fillgap run", name: str = LOCK_NAME):
+def folder_lock(folder: str | os.PathLike, what: str = "fillgap run", name: str = LOCK_NAME, wait: bool = False):
     """Hold an exclusive lock on ``folder`` (created if needed) for the ``with`` block.
 
-    ``what`` names the holder in the refusal. The lock is an flock on ``folder/name``: the OS releases it when the process dies,
+    ``what`` names the holder in the refusal; with ``wait`` there is no refusal: the lock is
+    waited for (a cache that several processes fill). The lock is an flock on ``folder/name``: the OS releases it when the process dies,
     so a killed run never locks anyone out. The file itself is never deleted: deleting it while
     held would let a second run lock a new file of the same name while the first still runs.
     """
@@ -152,7 +153,7 @@ def folder_lock(folder: str | os.PathLike, what: str = "fillgap run", name: str 
         raise WriteError(f"cannot write to the folder {folder}: {_reason(exc)}", exc.errno) from None
     with fh:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise FillgapError(f"another {what} is using {folder} (lock {path}): wait for it to end") from None
         yield
