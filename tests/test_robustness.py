@@ -1037,3 +1037,26 @@ def test_two_manifest_rows_with_one_output_are_refused_before_filling(cli, weigh
     Path("list.csv").write_text("picture,mask,output\np1.png,mp1.png,a.png\np2.png,mp2.png,A.png\n")
     assert main(["fill", "list.csv", "-o", "out", "--model", weights]) == 0
     assert sorted(p.name for p in Path("out").glob("*.png")) == ["A.png", "a.png"]
+
+
+def test_non_finite_weights_are_refused(cli, weights):
+    """NaN weights with a valid checksum (the file is as written, the training diverged) filled
+    holes black, exit 0; every load now names the file and the first bad tensor."""
+    from fillgap.checkpoint import export_weights
+    save("pic.png", picture(16, 16))
+    save("mask.png", hole(16, 16))
+    tiny = create_model("ffc-tiny")
+    with torch.no_grad():
+        tiny.state_dict()["down.0.weight"].view(-1)[5] = float("nan")
+    save_checkpoint("nan.pt", tiny, step=1)           # checksums of the NaN weights: they match
+    export_weights("nan.safetensors", tiny)
+    with torch.no_grad():
+        tiny.state_dict()["down.0.weight"].view(-1)[5] = float("inf")
+    export_weights("inf.safetensors", tiny)
+    for name, bad in (("nan.pt", "NaN"), ("nan.safetensors", "NaN"), ("inf.safetensors", "infinity")):
+        shown = cli("checkpoints", f"{bad} in a weight of {name} (checksum valid)",
+                    ["fill", "pic.png", "-m", "mask.png", "-o", "out.png", "--model", name], 1, "no output file")
+        assert name in shown and "non-finite" in shown and "'down.0.weight'" in shown and bad in shown, shown
+        assert not Path("out.png").exists()
+    with pytest.raises(FillgapError, match="non-finite"):  # --resume reads it the same way
+        read_checkpoint("nan.pt")

@@ -333,3 +333,23 @@ def test_the_onnx_cache_keeps_its_most_recently_used_exports_under_its_cap(expor
     assert paths[0].exists() and paths[3].exists() and not paths[1].exists()
     assert sorted(p.name for p in paths[0].parent.glob("*.onnx*")) == sorted(
         [paths[0].name, paths[0].name + ".sha256", paths[3].name, paths[3].name + ".sha256"])
+
+
+def test_onnx_files_with_non_finite_weights_are_refused(exported, tmp_path):
+    """A NaN in a weight is refused by name; a scalar -inf (the constant of a masked softmax, as
+    the exporter writes for attention) is not a weight and loads."""
+    import onnx
+    from onnx import numpy_helper
+
+    from fillgap.runtime.onnx import OnnxSession
+    proto = onnx.load(str(exported[0] / "tiny.onnx"))
+    proto.graph.initializer.append(numpy_helper.from_array(np.array(-np.inf, np.float32), "val_masked"))
+    onnx.save(proto, str(tmp_path / "scalar-inf.onnx"))
+    OnnxSession(tmp_path / "scalar-inf.onnx", threads=1)
+    first = proto.graph.initializer[0]
+    array = numpy_helper.to_array(first).copy()
+    array.reshape(-1)[3] = np.nan
+    first.CopyFrom(numpy_helper.from_array(array, first.name))
+    onnx.save(proto, str(tmp_path / "nan.onnx"))
+    with pytest.raises(FillgapError, match=rf"nan.onnx has non-finite weights: '{first.name}' holds NaN"):
+        OnnxSession(tmp_path / "nan.onnx", threads=1)

@@ -190,6 +190,7 @@ class OnnxSession:
         meta = self.session.get_modelmeta().custom_metadata_map
         if meta.get("fillgap_format") != FORMAT:
             raise FillgapError(f"{self.path} is not a fillgap ONNX export (made by `fillgap export --onnx`)")
+        _check_finite_weights(data, self.path)
         self.threads = threads
         self.metadata = meta
         self.name = meta.get("model_name", self.path.stem)
@@ -202,6 +203,27 @@ class OnnxSession:
         feed = {"image": np.ascontiguousarray(image.detach().cpu().float().numpy()),
                 "mask": np.ascontiguousarray(mask.detach().cpu().float().numpy())}
         return torch.from_numpy(self.session.run(["filled"], feed)[0])
+
+
+def _check_finite_weights(data: bytes, path: Path) -> None:
+    """Refuse an ONNX graph whose weights hold NaN or infinity, as ``checkpoint.check_finite``
+    does for torch files. A 0-d initializer may be -inf: the exporter's constant of a masked
+    softmax (attention), not a weight."""
+    import onnx
+    from onnx import numpy_helper
+
+    for t in onnx.load_from_string(data).graph.initializer:
+        array = numpy_helper.to_array(t)
+        if array.dtype.kind not in "fc" or np.isfinite(array).all():
+            continue
+        if np.isnan(array).any():
+            bad = "NaN"
+        elif array.ndim == 0:
+            continue
+        else:
+            bad = "infinity"
+        raise FillgapError(f"ONNX file {path} has non-finite weights: '{t.name}' holds {bad} "
+                           "(a training run that diverged?)")
 
 
 @functools.lru_cache(maxsize=1)
