@@ -639,6 +639,8 @@ def test_bad_configs(cli):
     Path("type.toml").write_text('epochs = "ten"\n')
     Path("syntax.toml").write_text("epochs = \n")
     Path("folder.yaml").mkdir()
+    Path("wide.yaml").write_text("model: ffc-tiny\nmodel_kwargs: {width: 100000}\n")
+    Path("no-prior.yaml").write_text("model: ffc-tiny\nmodel_kwargs: {prior: oracle}\n")
     cases = [
         ("unknown config key", ["--config", "unknown.yaml"], "unknown config key 'epoch' (did you mean 'epochs'?)"),
         ("wrong type", ["--config", "type.yaml"], "bad value for config key 'epochs': 'ten'"),
@@ -655,12 +657,31 @@ def test_bad_configs(cli):
         ("TOML syntax error", ["--config", "syntax.toml"], "cannot parse config syntax.toml"),
         ("config is a folder", ["--config", "folder.yaml"], "config is not a file"),
         ("missing config file", ["--config", "nowhere.yaml"], "config file not found"),
-        ("flag override --size 0", ["--size", "0"], "'size': 0: must be at least 1"),
+        ("flag override --size 0", ["--size", "0"], "'size': 0: must be from 16 to 4096"),
+        ("flag override --size 200000", ["--size", "200000"], "'size': 200000: must be from 16 to 4096"),
         ("flag override --batch-size -4", ["--batch-size", "-4"], "'batch_size': -4"),
+        ("model_kwargs: {width: 100000}", ["--config", "wide.yaml"],
+         "'model_kwargs': {'width': 100000}: model 'ffc-tiny' would have 90,966,470,691 parameters"),
+        ("model_kwargs: {prior: oracle}", ["--config", "no-prior.yaml"],
+         "'model_kwargs': {'prior': 'oracle'}: bad settings for model 'ffc-tiny': unknown prior 'oracle'"),
     ]
     for case, args, words in cases:
         shown = cli("configs", case, ["train", *args], 1)
         assert words in shown, shown
+
+
+def test_out_of_memory_is_one_line(cli, monkeypatch):
+    """What no range check can foresee (a machine with less memory): torch's allocator raises a
+    RuntimeError, not a MemoryError; it was an "internal error", exit 70."""
+    from fillgap import train
+
+    def too_big(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 360000000000 bytes. Error code 12")
+
+    monkeypatch.setattr(train, "train", too_big)
+    shown = cli("training", "the allocator runs out of memory (monkeypatched)", ["train", "--max-steps", "1"], 1)
+    assert "not enough memory" in shown
 
 
 def test_nan_loss_keeps_the_last_good_checkpoint(cli, monkeypatch):

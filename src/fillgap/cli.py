@@ -404,6 +404,13 @@ JPEG_MASK_NOTE = ("its compression noise leaves faint grey speckles around the s
                   "above black is filled (a hole about 30 % larger); save masks as PNG")
 
 
+def _out_of_memory(exc: Exception) -> bool:
+    """torch's and OpenCV's allocators say "out of memory" with a RuntimeError or cv2.error, not a MemoryError."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text) \
+        or type(exc).__name__ == "error" and "Insufficient memory" in text
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         # Without standalone mode click returns (not raises) the code of a typer.Exit.
@@ -431,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if os.environ.get("FILLGAP_DEBUG"):
             raise
-        if isinstance(exc, MemoryError):
+        if isinstance(exc, MemoryError) or _out_of_memory(exc):
             typer.echo("fillgap: error: not enough memory for this (a smaller picture, --size or --batch-size)", err=True)
             return 1
         if isinstance(exc, OSError) and exc.filename is not None:
