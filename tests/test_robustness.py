@@ -592,6 +592,8 @@ def test_bad_checkpoints(cli, weights):
     torch.save({"model_name": "ffc-tiny", "model_kwargs": {"width": "eight"}, "model": tiny.state_dict()},
                "bad-settings.pt")
     torch.save(tiny, "whole-module.pt")  # a pickled object: loading it would run code
+    import pickle
+    Path("plain-pickle.pt").write_bytes(pickle.dumps({"model_name": "ffc-tiny"}, protocol=4))  # torch warned
     Path("weights.pt").write_bytes(sdata)  # safetensors content under a .pt name
     cases = [
         ("missing checkpoint", "nowhere.pt", "checkpoint not found"),
@@ -607,6 +609,7 @@ def test_bad_checkpoints(cli, weights):
         ("checkpoint whose weights are not tensors", "not-tensors.pt", "not a table of tensors"),
         ("checkpoint with wrong model settings", "bad-settings.pt", 'settings {"width": "eight"}'),
         ("pickled module (code, not data)", "whole-module.pt", "unreadable checkpoint"),
+        ("a plain pickle (protocol 4), not torch's format", "plain-pickle.pt", "unreadable checkpoint"),
         ("safetensors file renamed .pt", "weights.pt", "keep its suffix"),
         ("a picture given as --model", "pic.png", "unreadable checkpoint"),
     ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -107,7 +108,12 @@ def read_checkpoint(path: str | Path) -> dict:
     _check_file(path, "checkpoint")
     try:
         # weights_only: a checkpoint is data, never code to run (a pickle could run anything).
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        # torch warns about foreign pickles before refusing them: the refusal says it in one line.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        for w in caught:  # a file that loads: its warnings are passed on
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     except Exception as exc:  # noqa: BLE001 - truncated zip, foreign pickle, not a torch file at all
         hint = " (a .safetensors file? keep its suffix)" if _looks_like_safetensors(path) else ""
         raise FillgapError(f"unreadable checkpoint {path} (truncated or not a fillgap checkpoint): "
