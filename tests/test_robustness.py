@@ -1084,3 +1084,59 @@ def test_non_finite_weights_are_refused(cli, weights):
         assert not Path("out.png").exists()
     with pytest.raises(FillgapError, match="non-finite"):  # --resume reads it the same way
         read_checkpoint("nan.pt")
+
+
+def _grey_fill_graph(path) -> None:
+    """A hand-made fillgap ONNX graph (holes filled with the mean of a 64-value weight, 0.5):
+    the export cache's checks without torch's slow exporter."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from fillgap.runtime.onnx import FORMAT
+    inits = [numpy_helper.from_array(np.full((1, 1, 1, 64), 0.5, np.float32), "fill.weight"),
+             numpy_helper.from_array(np.array(1.0, np.float32), "one")]
+    nodes = [helper.make_node("ReduceMean", ["fill.weight"], ["level"], keepdims=1),
+             helper.make_node("Sub", ["one", "mask"], ["keep"]),
+             helper.make_node("Mul", ["image", "keep"], ["kept"]),
+             helper.make_node("Mul", ["mask", "level"], ["grey"]),
+             helper.make_node("Add", ["kept", "grey"], ["filled"])]
+    io_ = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["n", c, "h", "w"])
+           for name, c in (("image", 3), ("mask", 1), ("filled", 3))]
+    graph = helper.make_graph(nodes, "grey-fill", io_[:2], io_[2:], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    for key, value in dict(fillgap_format=FORMAT, model_name="grey-fill", channels="3", size_multiple="4",
+                           fixed_size="0").items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(path))
+
+
+def test_a_damaged_cached_onnx_export_is_exported_again(capsys, record, weights, monkeypatch):
+    """--runtime onnx caches its exports: 64 bytes overwritten inside a weight of the cached file
+    went through (exit 0, wrong pixels); its checksum now sends it back to the exporter."""
+    pytest.importorskip("onnxruntime")
+    from fillgap.runtime import onnx as ro
+    monkeypatch.setenv("FILLGAP_CACHE", "cache")
+    exports = []
+
+    def export(model, path, **kwargs):
+        exports.append(path)
+        _grey_fill_graph(path)
+
+    monkeypatch.setattr(ro, "export_onnx", export)
+    save("pic.png", picture(16, 16))
+    save("mask.png", hole(16, 16))
+    fill = ["fill", "pic.png", "-m", "mask.png", "--model", weights, "--runtime", "onnx", "--threads", "1", "-o"]
+    assert main(fill + ["good.png"]) == 0
+    (cached,) = Path("cache/onnx").glob("*.onnx")
+    raw = bytearray(cached.read_bytes())
+    at = raw.find(np.full(64, 0.5, np.float32).tobytes())
+    assert at > 0
+    raw[at + 64: at + 128] = bytes(64)  # 16 of the 64 weights become 0
+    cached.write_bytes(bytes(raw))
+    code, summary, err = _folder_run(capsys, fill + ["again.png"])
+    assert code == 0 and len(exports) == 2, err
+    assert len(err) == 1 and "does not match its checksum" in err[0] and "exporting it again" in err[0], err
+    assert read_rgb("again.png").tobytes() == read_rgb("good.png").tobytes()
+    record.add(group="checkpoints", case="64 bytes overwritten inside a weight of a cached ONNX export "
+               "(--runtime onnx)", exit=code, shown=err[0],
+               checked="exported again (a notice on stderr); the output equals the one before the damage")
