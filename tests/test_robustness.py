@@ -592,6 +592,8 @@ def test_bad_checkpoints(cli, weights):
     torch.save({"model_name": "ffc-tiny", "model_kwargs": {"width": "eight"}, "model": tiny.state_dict()},
                "bad-settings.pt")
     torch.save(tiny, "whole-module.pt")  # a pickled object: loading it would run code
+    import pickle
+    Path("plain-pickle.pt").write_bytes(pickle.dumps({"model_name": "ffc-tiny"}, protocol=4))  # torch warned
     Path("weights.pt").write_bytes(sdata)  # safetensors content under a .pt name
     cases = [
         ("missing checkpoint", "nowhere.pt", "checkpoint not found"),
@@ -607,6 +609,7 @@ def test_bad_checkpoints(cli, weights):
         ("checkpoint whose weights are not tensors", "not-tensors.pt", "not a table of tensors"),
         ("checkpoint with wrong model settings", "bad-settings.pt", 'settings {"width": "eight"}'),
         ("pickled module (code, not data)", "whole-module.pt", "unreadable checkpoint"),
+        ("a plain pickle (protocol 4), not torch's format", "plain-pickle.pt", "unreadable checkpoint"),
         ("safetensors file renamed .pt", "weights.pt", "keep its suffix"),
         ("a picture given as --model", "pic.png", "unreadable checkpoint"),
     ]
@@ -639,6 +642,8 @@ def test_bad_configs(cli):
     Path("type.toml").write_text('epochs = "ten"\n')
     Path("syntax.toml").write_text("epochs = \n")
     Path("folder.yaml").mkdir()
+    Path("wide.yaml").write_text("model: ffc-tiny\nmodel_kwargs: {width: 100000}\n")
+    Path("no-prior.yaml").write_text("model: ffc-tiny\nmodel_kwargs: {prior: oracle}\n")
     cases = [
         ("unknown config key", ["--config", "unknown.yaml"], "unknown config key 'epoch' (did you mean 'epochs'?)"),
         ("wrong type", ["--config", "type.yaml"], "bad value for config key 'epochs': 'ten'"),
@@ -655,12 +660,31 @@ def test_bad_configs(cli):
         ("TOML syntax error", ["--config", "syntax.toml"], "cannot parse config syntax.toml"),
         ("config is a folder", ["--config", "folder.yaml"], "config is not a file"),
         ("missing config file", ["--config", "nowhere.yaml"], "config file not found"),
-        ("flag override --size 0", ["--size", "0"], "'size': 0: must be at least 1"),
+        ("flag override --size 0", ["--size", "0"], "'size': 0: must be from 16 to 4096"),
+        ("flag override --size 200000", ["--size", "200000"], "'size': 200000: must be from 16 to 4096"),
         ("flag override --batch-size -4", ["--batch-size", "-4"], "'batch_size': -4"),
+        ("model_kwargs: {width: 100000}", ["--config", "wide.yaml"],
+         "'model_kwargs': {'width': 100000}: model 'ffc-tiny' would have 90,966,470,691 parameters"),
+        ("model_kwargs: {prior: oracle}", ["--config", "no-prior.yaml"],
+         "'model_kwargs': {'prior': 'oracle'}: bad settings for model 'ffc-tiny': unknown prior 'oracle'"),
     ]
     for case, args, words in cases:
         shown = cli("configs", case, ["train", *args], 1)
         assert words in shown, shown
+
+
+def test_out_of_memory_is_one_line(cli, monkeypatch):
+    """What no range check can foresee (a machine with less memory): torch's allocator raises a
+    RuntimeError, not a MemoryError; it was an "internal error", exit 70."""
+    from fillgap import train
+
+    def too_big(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 360000000000 bytes. Error code 12")
+
+    monkeypatch.setattr(train, "train", too_big)
+    shown = cli("training", "the allocator runs out of memory (monkeypatched)", ["train", "--max-steps", "1"], 1)
+    assert "not enough memory" in shown
 
 
 def test_nan_loss_keeps_the_last_good_checkpoint(cli, monkeypatch):
@@ -941,3 +965,178 @@ def test_killed_run_resumes_without_duplicates_or_temp_files(cli):
     steps = [r["step"] for r in records if "loss" in r]
     assert steps == sorted(set(steps)) and steps[-1] == 6
     assert not list(Path("run").glob(fsutil.TEMP_GLOB))
+
+
+# -- 6. folder runs: outputs that are not fillgap's, links out of -o, odd names, manifests --------
+
+def _folder(n: int = 2, size: int = 24, sub: str = "") -> None:
+    for d in ("in", "masks"):
+        Path(d, sub).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        save(f"in/{sub}{i}.png", picture(size, size, seed=i))
+        save(f"masks/{sub}{i}.png", hole(size, size))
+
+
+def _folder_run(capsys, args: list) -> tuple[int, str, list[str]]:
+    """A folder run through the CLI: (exit code, the summary on stdout, the lines on stderr)."""
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and "internal error" not in err, err
+    return code, out.strip().splitlines()[-1] if out.strip() else "", err.strip().splitlines()
+
+
+def test_a_complete_looking_output_that_is_not_ours_is_never_replaced(capsys, record, weights):
+    """A picture followed by other bytes decodes fine: it was not written by fillgap (whose writes
+    are whole), so a rerun neither skips it silently nor replaces it: it fails, untouched."""
+    _folder()
+    Path("out").mkdir()
+    save("out/0.png", picture(24, 24, seed=9))
+    foreign = Path("out/0.png").read_bytes() + b"user data after the picture"
+    Path("out/0.png").write_bytes(foreign)
+    code, summary, err = _folder_run(capsys, ["fill", "in", "--mask-dir", "masks", "-o", "out", "--model", weights])
+    assert code == 3 and "filled 1, already there 0, failed 1" in summary, (summary, err)
+    assert Path("out/0.png").read_bytes() == foreign
+    assert len(err) == 1 and err[0].startswith("fillgap: failed: ") and "--overwrite" in err[0], err
+    record.add(group="files", case="folder run over an existing output with bytes after the picture's end",
+               exit=code, shown=err[-1], checked="the existing file unchanged; the other picture filled")
+    code, summary, err = _folder_run(capsys, ["fill", "in", "--mask-dir", "masks", "-o", "out", "--model", weights,
+                                              "--overwrite"])
+    assert code == 0 and Path("out/0.png").read_bytes() != foreign and imageio.output_is_whole(Path("out/0.png"))
+
+
+def test_folder_runs_never_write_through_a_link_out_of_the_output_folder(capsys, record, weights):
+    _folder(sub="sub/")
+    Path("out").mkdir()
+    Path("elsewhere").mkdir()
+    save("elsewhere/0.png", picture(24, 24, seed=9))
+    theirs = Path("elsewhere/0.png").read_bytes() + b"x"  # not whole: the old rule redid it
+    Path("elsewhere/0.png").write_bytes(theirs)
+    os.symlink(Path("elsewhere").resolve(), "out/sub")
+    code, summary, err = _folder_run(capsys, ["fill", "in", "--mask-dir", "masks", "-o", "out", "--model", weights,
+                                              "--overwrite"])
+    assert code == 3 and "filled 0, already there 0, failed 2" in summary, (summary, err)
+    assert Path("elsewhere/0.png").read_bytes() == theirs
+    assert sorted(p.name for p in Path("elsewhere").iterdir()) == ["0.png"]  # nothing new there either
+    assert all("outside -o" in line for line in err), err
+    record.add(group="files", case="folder run, --overwrite, an output subfolder that is a link out of -o",
+               exit=code, shown=err[0], checked="nothing written or replaced in the linked folder")
+
+
+def test_file_names_that_are_not_utf8(capsys, record, weights):
+    """Names are bytes on Linux: b'bad\\xff.png' reaches Python as 'bad\\udcff.png', which UTF-8
+    cannot encode. The failures file and the messages show it escaped; every good picture is filled."""
+    _folder(n=20, size=16)
+    odd = os.fsdecode(b"odd\xfe.png")                                  # a good picture, odd name
+    save(f"in/{odd}", picture(16, 16, seed=30))
+    save(f"masks/{odd}", hole(16, 16))
+    bad = os.fsdecode(b"bad\xff.png")                                  # fails while filling
+    Path("in", bad).write_bytes(b"\x89PNG not a picture")
+    save(f"masks/{bad}", hole(16, 16))
+    save("in/" + os.fsdecode(b"nomask\xff.png"), picture(16, 16))      # fails while planning
+    code, summary, err = _folder_run(capsys, ["fill", "in", "--mask-dir", "masks", "-o", "out", "--model", weights])
+    assert code == 3 and "filled 21, already there 0, failed 2" in summary, (summary, err)
+    assert imageio.output_is_whole(Path("out", odd))
+    text = Path("out/fillgap-failures.csv").read_bytes().decode("utf-8")  # valid UTF-8
+    assert "in/bad\\xff.png" in text and "in/nomask\\xff.png,no mask" in text, text
+    assert any("in/bad\\xff.png" in line for line in err), err
+    record.add(group="files", case="folder run with non-UTF-8 file names (b'bad\\xff.png'), one failing",
+               exit=code, shown=next(line for line in err if "bad" in line),
+               checked="all 21 good pictures filled; the failures file is UTF-8, the names escaped")
+
+
+def test_two_manifest_rows_with_one_output_are_refused_before_filling(cli, weights):
+    """`a.png` and `x/../a.png` are one file: the second row would have been counted "already
+    there" on a rerun (never filled), or replaced the first with --overwrite."""
+    for name in ("p1", "p2"):
+        save(f"{name}.png", picture(16, 16, seed=len(name)))
+        save(f"m{name}.png", hole(16, 16))
+    Path("list.csv").write_text("picture,mask,output\np1.png,mp1.png,a.png\np2.png,mp2.png,x/../a.png\n")
+    for flags in ([], ["--overwrite"]):
+        shown = cli("files", "manifest rows whose outputs are one file (a.png, x/../a.png)" + (", --overwrite" * bool(flags)),
+                    ["fill", "list.csv", "-o", "out", "--model", weights, *flags], 1, "nothing written")
+        assert "row 1" in shown and "row 2" in shown and "x/../a.png" in shown, shown
+        assert not Path("out").exists()
+    # Case matters (a case-sensitive file system keeps both), and distinct outputs are fine.
+    Path("list.csv").write_text("picture,mask,output\np1.png,mp1.png,a.png\np2.png,mp2.png,A.png\n")
+    assert main(["fill", "list.csv", "-o", "out", "--model", weights]) == 0
+    assert sorted(p.name for p in Path("out").glob("*.png")) == ["A.png", "a.png"]
+
+
+def test_non_finite_weights_are_refused(cli, weights):
+    """NaN weights with a valid checksum (the file is as written, the training diverged) filled
+    holes black, exit 0; every load now names the file and the first bad tensor."""
+    from fillgap.checkpoint import export_weights
+    save("pic.png", picture(16, 16))
+    save("mask.png", hole(16, 16))
+    tiny = create_model("ffc-tiny")
+    with torch.no_grad():
+        tiny.state_dict()["down.0.weight"].view(-1)[5] = float("nan")
+    save_checkpoint("nan.pt", tiny, step=1)           # checksums of the NaN weights: they match
+    export_weights("nan.safetensors", tiny)
+    with torch.no_grad():
+        tiny.state_dict()["down.0.weight"].view(-1)[5] = float("inf")
+    export_weights("inf.safetensors", tiny)
+    for name, bad in (("nan.pt", "NaN"), ("nan.safetensors", "NaN"), ("inf.safetensors", "infinity")):
+        shown = cli("checkpoints", f"{bad} in a weight of {name} (checksum valid)",
+                    ["fill", "pic.png", "-m", "mask.png", "-o", "out.png", "--model", name], 1, "no output file")
+        assert name in shown and "non-finite" in shown and "'down.0.weight'" in shown and bad in shown, shown
+        assert not Path("out.png").exists()
+    with pytest.raises(FillgapError, match="non-finite"):  # --resume reads it the same way
+        read_checkpoint("nan.pt")
+
+
+def _grey_fill_graph(path) -> None:
+    """A hand-made fillgap ONNX graph (holes filled with the mean of a 64-value weight, 0.5):
+    the export cache's checks without torch's slow exporter."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from fillgap.runtime.onnx import FORMAT
+    inits = [numpy_helper.from_array(np.full((1, 1, 1, 64), 0.5, np.float32), "fill.weight"),
+             numpy_helper.from_array(np.array(1.0, np.float32), "one")]
+    nodes = [helper.make_node("ReduceMean", ["fill.weight"], ["level"], keepdims=1),
+             helper.make_node("Sub", ["one", "mask"], ["keep"]),
+             helper.make_node("Mul", ["image", "keep"], ["kept"]),
+             helper.make_node("Mul", ["mask", "level"], ["grey"]),
+             helper.make_node("Add", ["kept", "grey"], ["filled"])]
+    io_ = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["n", c, "h", "w"])
+           for name, c in (("image", 3), ("mask", 1), ("filled", 3))]
+    graph = helper.make_graph(nodes, "grey-fill", io_[:2], io_[2:], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    for key, value in dict(fillgap_format=FORMAT, model_name="grey-fill", channels="3", size_multiple="4",
+                           fixed_size="0").items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(path))
+
+
+def test_a_damaged_cached_onnx_export_is_exported_again(capsys, record, weights, monkeypatch):
+    """--runtime onnx caches its exports: 64 bytes overwritten inside a weight of the cached file
+    went through (exit 0, wrong pixels); its checksum now sends it back to the exporter."""
+    pytest.importorskip("onnxruntime")
+    from fillgap.runtime import onnx as ro
+    monkeypatch.setenv("FILLGAP_CACHE", "cache")
+    exports = []
+
+    def export(model, path, **kwargs):
+        exports.append(path)
+        _grey_fill_graph(path)
+
+    monkeypatch.setattr(ro, "export_onnx", export)
+    save("pic.png", picture(16, 16))
+    save("mask.png", hole(16, 16))
+    fill = ["fill", "pic.png", "-m", "mask.png", "--model", weights, "--runtime", "onnx", "--threads", "1", "-o"]
+    assert main(fill + ["good.png"]) == 0
+    (cached,) = Path("cache/onnx").glob("*.onnx")
+    raw = bytearray(cached.read_bytes())
+    at = raw.find(np.full(64, 0.5, np.float32).tobytes())
+    assert at > 0
+    raw[at + 64: at + 128] = bytes(64)  # 16 of the 64 weights become 0
+    cached.write_bytes(bytes(raw))
+    code, summary, err = _folder_run(capsys, fill + ["again.png"])
+    assert code == 0 and len(exports) == 2, err
+    assert len(err) == 1 and "does not match its checksum" in err[0] and "exporting it again" in err[0], err
+    assert read_rgb("again.png").tobytes() == read_rgb("good.png").tobytes()
+    record.add(group="checkpoints", case="64 bytes overwritten inside a weight of a cached ONNX export "
+               "(--runtime onnx)", exit=code, shown=err[0],
+               checked="exported again (a notice on stderr); the output equals the one before the damage")

@@ -261,3 +261,95 @@ def test_fill_threads_respected(tiny_files, seen_threads, monkeypatch, flag, env
                  "--model", str(d / "tiny.safetensors")] + flag)
     assert code == 0
     assert seen_threads and set(seen_threads) == {expected}
+
+
+def _flip_inside_initializer(path: Path, n: int = 64) -> None:
+    """Overwrite ``n`` bytes inside the largest weight of an ONNX file (found by its bytes)."""
+    import onnx
+    from onnx import numpy_helper
+    graph = onnx.load(str(path)).graph
+    big = max(graph.initializer, key=lambda t: numpy_helper.to_array(t).nbytes)
+    needle = numpy_helper.to_array(big).tobytes()[:256]
+    raw = bytearray(path.read_bytes())
+    at = raw.find(needle)
+    assert at > 0, "weight bytes not found in the file"
+    raw[at + 16: at + 16 + n] = bytes(b ^ 0x5A for b in raw[at + 16: at + 16 + n])
+    path.write_bytes(bytes(raw))
+
+
+@pytest.fixture
+def onnx_cache(exported, monkeypatch, tmp_path):
+    """FILLGAP_CACHE in tmp_path; exports copy the module's real export (the exporter is slow):
+    returns the list of paths exported."""
+    from fillgap.runtime import onnx as ro
+    monkeypatch.setenv("FILLGAP_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def fake_export(model, path, **kwargs):
+        calls.append(Path(path))
+        Path(path).write_bytes((exported[0] / "tiny.onnx").read_bytes())
+
+    monkeypatch.setattr(ro, "export_onnx", fake_export)
+    return calls
+
+
+def test_a_damaged_cached_onnx_export_is_exported_again(exported, onnx_cache, tmp_path, capsys):
+    """64 bytes overwritten inside a weight of the cached export: noticed by its checksum (it ran,
+    with wrong pixels, before), re-exported with a one-line notice; a change after the check is refused."""
+    from fillgap.methods import get_method
+    export_weights(tmp_path / "w.safetensors", _tiny_net())
+    first = get_method(tmp_path / "w.safetensors", runtime="onnx")
+    good = first.path.read_bytes()
+    _flip_inside_initializer(first.path)
+    capsys.readouterr()
+    again = get_method(tmp_path / "w.safetensors", runtime="onnx")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(onnx_cache) == 2 and again.path == first.path and again.path.read_bytes() == good
+    assert len(err) == 1 and "does not match its checksum" in err[0] and "exporting it again" in err[0], err
+    # Damaged between the check and a new session (another thread count): refused, not run.
+    _flip_inside_initializer(again.path)
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(FillgapError, match="checksum"):
+            again._session()
+    finally:
+        torch.set_num_threads(1)
+
+
+def test_the_onnx_cache_keeps_its_most_recently_used_exports_under_its_cap(exported, onnx_cache, tmp_path,
+                                                                             monkeypatch):
+    from fillgap.methods import get_method
+    from fillgap.runtime import onnx as ro
+    size = (exported[0] / "tiny.onnx").stat().st_size
+    monkeypatch.setattr(ro, "CACHE_MAX_BYTES", int(2.5 * size))  # room for two exports
+    paths = []
+    for i in range(3):
+        torch.manual_seed(i)
+        export_weights(tmp_path / f"w{i}.safetensors", create_model("ffc-tiny", refine=False))
+    for i in (0, 1, 0, 2):  # 0 used again after 1: 1 is the least recently used when 2 arrives
+        paths.append(get_method(tmp_path / f"w{i}.safetensors", runtime="onnx").path)
+        time.sleep(0.05)  # file times are coarser than a nanosecond
+    assert len(onnx_cache) == 3
+    assert paths[0].exists() and paths[3].exists() and not paths[1].exists()
+    assert sorted(p.name for p in paths[0].parent.glob("*.onnx*")) == sorted(
+        [paths[0].name, paths[0].name + ".sha256", paths[3].name, paths[3].name + ".sha256"])
+
+
+def test_onnx_files_with_non_finite_weights_are_refused(exported, tmp_path):
+    """A NaN in a weight is refused by name; a scalar -inf (the constant of a masked softmax, as
+    the exporter writes for attention) is not a weight and loads."""
+    import onnx
+    from onnx import numpy_helper
+
+    from fillgap.runtime.onnx import OnnxSession
+    proto = onnx.load(str(exported[0] / "tiny.onnx"))
+    proto.graph.initializer.append(numpy_helper.from_array(np.array(-np.inf, np.float32), "val_masked"))
+    onnx.save(proto, str(tmp_path / "scalar-inf.onnx"))
+    OnnxSession(tmp_path / "scalar-inf.onnx", threads=1)
+    first = proto.graph.initializer[0]
+    array = numpy_helper.to_array(first).copy()
+    array.reshape(-1)[3] = np.nan
+    first.CopyFrom(numpy_helper.from_array(array, first.name))
+    onnx.save(proto, str(tmp_path / "nan.onnx"))
+    with pytest.raises(FillgapError, match=rf"nan.onnx has non-finite weights: '{first.name}' holds NaN"):
+        OnnxSession(tmp_path / "nan.onnx", threads=1)

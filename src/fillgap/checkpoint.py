@@ -8,13 +8,16 @@ Two formats:
 Both carry a SHA-256 of their tensors (``.pt``: one per entry, under ``checksums``;
 ``.safetensors``: ``tensor_sha256`` in the metadata), checked at every load: a flipped byte
 inside a weight is refused instead of trained on. Files written before the checksums load
-unchecked. Both are written through ``fillgap.fsutil.atomic_write``.
+unchecked. Every load also refuses weights that are NaN or infinite (a checksum only says the
+file is as written: a diverged run writes NaN faithfully, and NaN fills holes black). Both are
+written through ``fillgap.fsutil.atomic_write``.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -81,6 +84,15 @@ def _verify_checkpoint(ckpt: dict, path: Path) -> None:
                                "the checksum stored with them (damaged on disk or in a copy)")
 
 
+def check_finite(state: dict, source, what: str = "checkpoint") -> None:
+    """Refuse a table of weights that holds NaN or infinity, naming ``source`` and the first bad tensor."""
+    for name, t in state.items():
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            bad = "NaN" if bool(torch.isnan(t).any()) else "infinity"
+            raise FillgapError(f"{what} {source} has non-finite weights: '{name}' holds {bad} "
+                               "(a training run that diverged?)")
+
+
 def _check_file(path: Path, what: str) -> None:
     if not path.exists():
         raise FillgapError(f"{what} not found: {path}")
@@ -96,7 +108,12 @@ def read_checkpoint(path: str | Path) -> dict:
     _check_file(path, "checkpoint")
     try:
         # weights_only: a checkpoint is data, never code to run (a pickle could run anything).
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        # torch warns about foreign pickles before refusing them: the refusal says it in one line.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        for w in caught:  # a file that loads: its warnings are passed on
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     except Exception as exc:  # noqa: BLE001 - truncated zip, foreign pickle, not a torch file at all
         hint = " (a .safetensors file? keep its suffix)" if _looks_like_safetensors(path) else ""
         raise FillgapError(f"unreadable checkpoint {path} (truncated or not a fillgap checkpoint): "
@@ -108,6 +125,7 @@ def read_checkpoint(path: str | Path) -> dict:
     if not isinstance(ckpt["model"], dict) or not all(isinstance(v, torch.Tensor) for v in ckpt["model"].values()):
         raise FillgapError(f"not a fillgap training checkpoint: {path} (its weights are not a table of tensors)")
     _verify_checkpoint(ckpt, path)
+    check_finite(ckpt["model"], path)
     return ckpt
 
 
@@ -198,6 +216,7 @@ def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu
         if expected is not None and tensor_checksum(state) != expected:
             raise FillgapError(f"weights file {path} is corrupt: its tensors do not match the checksum in its "
                                "metadata (damaged on disk or in a copy)")
+        check_finite(state, path, "weights file")
         if "model_name" not in meta:
             raise FillgapError(f"weights file {path} does not say which model it is (no fillgap metadata)")
         try:

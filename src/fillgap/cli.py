@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from .errors import FillgapError
+from .fsutil import printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fillgap: fill holes in pictures (inpainting).")
@@ -119,7 +120,7 @@ def fill(
         if engine not in ("local", "ray"):
             raise FillgapError(f"unknown --engine '{engine}' (choose local or ray)")
         def event(kind, path, why):  # failures and skipped entries as they happen
-            typer.echo(f"fillgap: {kind}: {path}: {why}", err=True)
+            typer.echo(printable(f"fillgap: {kind}: {path}: {why}"), err=True)
 
         if mask_dir is not None and Path(mask_dir).is_dir():
             jpeg_masks = sum(1 for p in Path(mask_dir).rglob("*") if p.suffix.lower() in JPEG_SUFFIXES)
@@ -162,7 +163,7 @@ def fill(
     out = fill_file(input, mask, output, model, dilate, overwrite, resize_mask, runtime=runtime, **settings)
     if mask.suffix.lower() in JPEG_SUFFIXES:  # after the fill: a mask that fails to load gets its error alone
         typer.echo(f"fillgap: warning: {mask.name} is a JPEG: {JPEG_MASK_NOTE}", err=True)
-    typer.echo(f"wrote {out}")
+    typer.echo(printable(f"wrote {out}"))
 
 
 def _check_runtime(runtime: str) -> None:
@@ -404,6 +405,13 @@ JPEG_MASK_NOTE = ("its compression noise leaves faint grey speckles around the s
                   "above black is filled (a hole about 30 % larger); save masks as PNG")
 
 
+def _out_of_memory(exc: Exception) -> bool:
+    """torch's and OpenCV's allocators say "out of memory" with a RuntimeError or cv2.error, not a MemoryError."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text) \
+        or type(exc).__name__ == "error" and "Insufficient memory" in text
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         # Without standalone mode click returns (not raises) the code of a typer.Exit.
@@ -411,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(code, int) and not isinstance(code, bool):
             return code
     except FillgapError as exc:
-        typer.echo(f"fillgap: error: {exc}", err=True)
+        typer.echo(printable(f"fillgap: error: {exc}"), err=True)
         return 1
     except KeyboardInterrupt:
         typer.echo("fillgap: interrupted", err=True)
@@ -431,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if os.environ.get("FILLGAP_DEBUG"):
             raise
-        if isinstance(exc, MemoryError):
+        if isinstance(exc, MemoryError) or _out_of_memory(exc):
             typer.echo("fillgap: error: not enough memory for this (a smaller picture, --size or --batch-size)", err=True)
             return 1
         if isinstance(exc, OSError) and exc.filename is not None:

@@ -15,6 +15,14 @@ from .errors import FillgapError
 from .masks import KINDS as MASK_KINDS
 
 
+# Bounds of settings that size memory: a typo (--size 200000) is a one-line refusal, not an
+# allocation failure deep in a run. model_kwargs are checked by building the network without
+# memory (``models.check_model_settings``, at most ``models.MAX_PARAMETERS``).
+MIN_SIZE, MAX_SIZE = 16, 4096
+MAX_BATCH_SIZE = 4096
+MAX_WORKERS = 256
+
+
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -53,16 +61,37 @@ class TrainConfig(BaseModel):
     progress: bool = True
 
     # Values the types admit but training cannot use: refused here, with the key's name,
-    # rather than as a crash (a division by zero, log of 0) many steps into a run.
-    @field_validator("size", "batch_size", "val_samples", "checkpoint_every", "log_every", "grid_samples",
-                     "samples_per_epoch", "max_steps")
+    # rather than as a crash (a division by zero, log of 0, an allocation of 120 GB) in a run.
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v):
+        if not MIN_SIZE <= v <= MAX_SIZE:
+            raise ValueError(f"must be from {MIN_SIZE} to {MAX_SIZE} (pixels, the side of a training patch)")
+        return v
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_size(cls, v):
+        if not 1 <= v <= MAX_BATCH_SIZE:
+            raise ValueError(f"must be from 1 to {MAX_BATCH_SIZE}")
+        return v
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, v):
+        if not 0 <= v <= MAX_WORKERS:
+            raise ValueError(f"must be from 0 to {MAX_WORKERS}")
+        return v
+
+    @field_validator("val_samples", "checkpoint_every", "log_every", "grid_samples", "samples_per_epoch",
+                     "max_steps")
     @classmethod
     def _at_least_one(cls, v):
         if v is not None and v < 1:
             raise ValueError("must be at least 1")
         return v
 
-    @field_validator("epochs", "workers", "adversarial_start")
+    @field_validator("epochs", "adversarial_start")
     @classmethod
     def _not_negative(cls, v):
         if v < 0:
@@ -148,7 +177,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     data = _read(Path(path)) if path else {}
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
-        return TrainConfig(**data)
+        cfg = TrainConfig(**data)
     except ValidationError as exc:
         errors = exc.errors()
         err = errors[0]
@@ -160,3 +189,10 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise FillgapError(f"unknown config key '{key}'{hint}{more}") from None
         msg = err["msg"].removeprefix("Value error, ")
         raise FillgapError(f"bad value for config key '{key}': {_show(err.get('input'))}: {msg}{more}") from None
+    from .models import check_model_settings, list_models
+    key = "model" if cfg.model not in list_models() else "model_kwargs"
+    try:
+        check_model_settings(cfg.model, cfg.model_kwargs)  # no memory used: the network on the meta device
+    except FillgapError as exc:
+        raise FillgapError(f"bad value for config key '{key}': {_show(getattr(cfg, key))}: {exc}") from None
+    return cfg

@@ -39,6 +39,18 @@ class WriteError(FillgapError):
         return self.errno in DISK_FULL
 
 
+def printable(text: object) -> str:
+    """``text`` (a path, a message naming one) safe for any UTF-8 output: a file name that is
+    not UTF-8 (b'bad\\xff.png' reaches Python as 'bad\\udcff.png', which UTF-8 cannot encode)
+    shows its odd bytes as ``\\xff``."""
+    text = str(text)
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # the bytes the file system holds
+    except UnicodeEncodeError:  # a surrogate that is not an escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
 
@@ -119,10 +131,11 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextmanager
-def folder_lock(folder: str | os.PathLike, what: str = "fillgap run", name: str = LOCK_NAME):
+def folder_lock(folder: str | os.PathLike, what: str = "fillgap run", name: str = LOCK_NAME, wait: bool = False):
     """Hold an exclusive lock on ``folder`` (created if needed) for the ``with`` block.
 
-    ``what`` names the holder in the refusal. The lock is an flock on ``folder/name``: the OS releases it when the process dies,
+    ``what`` names the holder in the refusal; with ``wait`` there is no refusal: the lock is
+    waited for (a cache that several processes fill). The lock is an flock on ``folder/name``: the OS releases it when the process dies,
     so a killed run never locks anyone out. The file itself is never deleted: deleting it while
     held would let a second run lock a new file of the same name while the first still runs.
     """
@@ -140,7 +153,7 @@ def folder_lock(folder: str | os.PathLike, what: str = "fillgap run", name: str 
         raise WriteError(f"cannot write to the folder {folder}: {_reason(exc)}", exc.errno) from None
     with fh:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise FillgapError(f"another {what} is using {folder} (lock {path}): wait for it to end") from None
         yield

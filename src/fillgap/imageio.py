@@ -401,29 +401,61 @@ def copy_file(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = 
     return atomic_write(dst, data, overwrite)
 
 
-def output_is_whole(path: str | os.PathLike) -> bool:
-    """True if ``path`` holds a complete picture; False for a 0-byte, cut or undecodable file.
+# How each output format starts: a file that starts so and does not decode is a cut write.
+_SIGNATURES = (b"\x89PNG", b"\xff\xd8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
 
-    Cheap for the common formats (a resumed run checks thousands of outputs): a JPEG must end
-    with its end-of-image marker and a PNG with its IEND chunk; other formats are decoded.
+
+def output_state(path: str | os.PathLike) -> tuple[str, str]:
+    """What a folder run finds at one of its outputs, as (state, why):
+
+    - ``missing``: nothing there;
+    - ``whole``: a complete picture that ends where its data ends: a rerun skips it as done;
+    - ``cut``: 0 bytes, or a picture file that does not decode (a write cut short by a crash or a
+      full disk, by another tool or an older fillgap): a rerun redoes it;
+    - ``foreign``: anything else (a complete picture followed by other bytes, a file that is not
+      a picture, a link, a folder). fillgap writes whole files only, so this is not one of its
+      outputs: never replaced without ``--overwrite``; ``why`` says what it is.
+
+    Cheap for the common formats (a resumed run checks thousands of outputs): a JPEG that ends
+    with its end-of-image marker and a PNG that ends with its IEND chunk are whole; other files
+    are decoded.
     """
     path = Path(path)
+    if path.is_symlink():
+        return "foreign", "a link"  # fillgap writes files, never links
     try:
         size = path.stat().st_size
+        if path.is_dir():
+            return "foreign", "a folder"
         if size == 0:
-            return False
+            return "cut", "empty"
         with open(path, "rb") as fh:
             head = fh.read(8)
             fh.seek(max(0, size - 12))
             tail = fh.read()
-        if head.startswith(b"\xff\xd8"):
-            return tail.rstrip(b"\x00").endswith(b"\xff\xd9")  # some writers pad after EOI
-        if head.startswith(b"\x89PNG"):
-            return tail[4:8] == b"IEND"
+    except FileNotFoundError:
+        return "missing", ""
+    except OSError as exc:
+        return "foreign", f"unreadable: {_reason(exc)}"
+    png, jpeg = head.startswith(b"\x89PNG"), head.startswith(b"\xff\xd8")
+    if png and tail[4:8] == b"IEND":
+        return "whole", ""
+    if jpeg and tail.rstrip(b"\x00").endswith(b"\xff\xd9"):  # some writers pad after EOI
+        return "whole", ""
+    try:
         _decode(path, path)
-        return True
-    except (OSError, FillgapError):
-        return False
+    except FillgapError:
+        if head.startswith(_SIGNATURES):
+            return "cut", "a picture that does not decode"
+        return "foreign", "not a picture"
+    if png or jpeg:  # decodes, yet does not end where the picture ends
+        return "foreign", "a picture followed by other bytes"
+    return "whole", ""
+
+
+def output_is_whole(path: str | os.PathLike) -> bool:
+    """True if ``path`` holds a complete picture (see ``output_state``)."""
+    return output_state(path)[0] == "whole"
 
 
 def to_tensor(rgb: np.ndarray, uint8: bool = False) -> torch.Tensor:

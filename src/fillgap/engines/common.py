@@ -18,7 +18,8 @@ from typing import Callable
 
 from ..api import FolderReport, plan_folder
 from ..errors import FillgapError
-from ..imageio import IMAGE_SUFFIXES, output_is_whole
+from ..fsutil import printable
+from ..imageio import IMAGE_SUFFIXES, output_state
 
 FAILURES_NAME = "fillgap-failures.csv"  # in the output folder: one row per picture that failed
 LOSSY_SUFFIXES = {".jpg", ".jpeg", ".webp"}
@@ -112,7 +113,8 @@ def read_manifest(manifest: Path, out_dir: Path, output_format: str = "auto") ->
     """A CSV (header ``picture,mask,output``) or Parquet file of the same columns. ``output`` may be
     left out (the picture's name in ``out_dir``), relative (to ``out_dir``, and inside it: a row whose
     output climbs out with ``..`` fails) or absolute; relative pictures and masks are relative to the
-    manifest's folder. Any column may hold a URI (file://, s3://, ...)."""
+    manifest's folder. Any column may hold a URI (file://, s3://, ...). Two rows whose outputs are
+    one file refuse the whole manifest (rows are numbered from 1, after the header)."""
     manifest = Path(manifest)
     try:
         if manifest.suffix.lower() == ".parquet":
@@ -129,7 +131,7 @@ def read_manifest(manifest: Path, out_dir: Path, output_format: str = "auto") ->
         raise FillgapError(f"manifest {manifest} needs the columns picture, mask (and optionally output); "
                            f"it has {', '.join(map(str, table[0]))}")
     base, run = manifest.parent, PlannedRun()
-    taken = {}
+    taken = {}  # the output's real path -> (row number, how the row names it, the output)
 
     def resolve(value, folder):
         value = str(value or "").strip()
@@ -139,7 +141,7 @@ def read_manifest(manifest: Path, out_dir: Path, output_format: str = "auto") ->
             return local_path(value) or value
         return Path(value) if Path(value).is_absolute() else folder / value
 
-    for row in table:
+    for number, row in enumerate(table, 1):
         picture, mask = resolve(row.get("picture"), base), resolve(row.get("mask"), base)
         if picture is None:
             continue
@@ -152,10 +154,17 @@ def read_manifest(manifest: Path, out_dir: Path, output_format: str = "auto") ->
         if out is None:
             out = Path(out_dir) / name
             out = out.with_suffix(output_suffix(out, output_format))
-        if out in taken:
-            run.failed.append((picture, f"its output {out} is also the output of {taken[out]}"))
-            continue
-        taken[out] = picture
+        # One file under two names (`a.png`, `x/../a.png`): the second row would be "already
+        # there" on a rerun, never filled, or replace the first with --overwrite. Case-sensitive,
+        # as the file system is on Linux.
+        key = os.path.realpath(out) if isinstance(out, Path) else out
+        named = f"output {str(row.get('output')).strip()}" if str(row.get("output") or "").strip() \
+            else f"picture {str(row.get('picture')).strip()}"
+        if key in taken:
+            first, first_named, first_out = taken[key]
+            raise FillgapError(f"manifest {manifest}: row {first} ({first_named}) and row {number} ({named}) "
+                               f"write the same file {first_out}: give each row its own output")
+        taken[key] = (number, named, out)
         run.rows.append((picture, mask, out))
     return run
 
@@ -186,17 +195,44 @@ def triage(run: PlannedRun, log: "RunLog", overwrite: bool, uris_ok: bool = Fals
             log.failed(img, "a URI (s3://, ...) needs --engine ray", planning=True)
         elif isinstance(out, Path) and out.resolve() in inputs:
             log.failed(img, f"output {out} is an input file", planning=True)
-        elif isinstance(out, Path) and output_done(out) and not overwrite:
-            log.report.skipped_existing.append(out)  # written by an earlier run: resume
+        elif isinstance(out, Path) and (link := link_out_of(out, log.out_dir)) is not None:
+            log.failed(img, f"its output {out} is outside -o {log.out_dir}: {link} is a link out of it "
+                            "(a folder run never writes through links out of -o)", planning=True)
+        elif isinstance(out, Path) and not overwrite:
+            state, why = output_state(out)
+            if state == "whole":
+                log.report.skipped_existing.append(out)  # written by an earlier run: resume
+            elif state == "foreign":
+                log.failed(img, not_ours(out, why), planning=True)
+            else:  # missing, or cut short: (re)done
+                todo.append((img, msk, out))
         else:
             todo.append((img, msk, out))
     return todo
 
 
-def output_done(out: Path) -> bool:
-    """An output counts as done (a rerun skips it) when it exists and is a whole picture: a 0-byte
-    or cut file (another tool, an older fillgap, a full disk) is redone."""
-    return out.exists() and output_is_whole(out)
+def not_ours(out, why: str) -> str:
+    """Why a row fails whose output exists and is not a fillgap output (``imageio.output_state``)."""
+    return f"output exists: {out} ({why}, not a picture fillgap wrote; pass --overwrite to replace it)"
+
+
+def link_out_of(out: Path, out_dir: Path) -> Path | None:
+    """For an output named inside ``out_dir``: the link on its way that leads out of ``out_dir``
+    (None when its real folder is inside). An output named elsewhere (a manifest's absolute
+    output) is written where it says."""
+    root = os.path.abspath(out_dir)
+    named = os.path.abspath(out)
+    if os.path.commonpath([named, root]) != root:
+        return None
+    real_root = os.path.realpath(root)
+    # Not abspath's normpath: the OS reads `link/..` as the parent of the link's target.
+    parent = Path(out).parent
+    if os.path.commonpath([os.path.realpath(os.path.join(os.getcwd(), parent)), real_root]) == real_root:
+        return None
+    for above in [parent, *parent.parents]:  # the first link on the way, to name it
+        if above.is_symlink():
+            return above
+    return parent
 
 
 class RunLog:
@@ -257,7 +293,8 @@ class RunLog:
             if self._file is None:
                 self._file = open(self.failures_path, "w", newline="", encoding="utf-8")
                 csv.writer(self._file).writerow(["path", "reason"])
-            csv.writer(self._file).writerow([str(picture), why])
+            # printable: a non-UTF-8 file name would stop the run here (UnicodeEncodeError)
+            csv.writer(self._file).writerow([printable(picture), printable(why)])
             self._file.flush()  # a killed run still leaves the rows of what failed so far
         except OSError:
             pass  # the failures are in the report and on stderr too; a full disk must not stop the run
@@ -307,7 +344,7 @@ def summary(report: FolderReport, out_dir: Path) -> str:
     line += f" -> {out_dir}"
     if report.failed and (Path(out_dir) / FAILURES_NAME).exists():
         line += f" (failures listed in {Path(out_dir) / FAILURES_NAME})"
-    return line
+    return printable(line)
 
 
 def read_failures(out_dir: Path) -> list[tuple[str, str]]:

@@ -13,7 +13,9 @@ in every picture, or holes large enough that the window is the whole (same-size)
 
 Resuming: an output that exists is skipped (unless ``overwrite``); writes are atomic (temp file,
 then rename), so an interrupted run leaves whole outputs only, and an output that is empty or cut
-short (left by another tool or an older fillgap) is redone. On a full disk the run stops after
+short (left by another tool or an older fillgap) is redone; any other existing file (a picture
+followed by other bytes, not a picture, a link) fails its row unless ``overwrite``. Outputs go
+inside the output folder only: a row whose output folder is a link out of it fails. On a full disk the run stops after
 ``MAX_DISK_FULL`` failed writes in a row instead of failing every remaining picture. SIGINT and SIGTERM let the writes
 in progress finish; after a SIGKILL, leftover temp files (``.NAME.XXXX.fillgap-tmp``) are removed
 by the next run. A lock file in the output folder keeps two runs from writing there at once.
@@ -39,7 +41,7 @@ from ..fill import WindowJob, check_max_side, check_strategy, composite, prepare
 from ..fill import plan as plan_windows
 from ..fill import run as run_windows
 from ..fsutil import WriteError, folder_lock, remove_stale_temps
-from ..imageio import copy_file, output_is_whole, read_picture, write_image
+from ..imageio import copy_file, output_state, read_picture, write_image
 from ..methods import FillMethod, get_method
 from ..models import InpaintModel
 
@@ -179,8 +181,9 @@ def _run(todo, method, log: RunLog, workers, batch_size, overwrite, fill_args) -
     def write(job: _Job, result: np.ndarray | None) -> None:
         while len(writes) >= 2 * workers:  # do not queue more results than the writers keep up with
             reap(block=True)
-        # an output left empty or cut short (triage let it through) is replaced
-        replace = overwrite or (job.out.exists() and not output_is_whole(job.out))
+        # an output left empty or cut short (triage let it through) is replaced; any other file
+        # found there (one that appeared since) makes the write fail with "output exists"
+        replace = overwrite or output_state(job.out)[0] == "cut"
         if result is None and _same_format(job.image, job.out):
             # nothing to fill: the file itself, byte for byte, as fill_file does
             f = writers.submit(copy_file, job.image, job.out, replace)

@@ -23,7 +23,8 @@ from typing import Callable
 
 from ..api import FolderReport
 from ..errors import FillgapError
-from .common import RunLog, local_path, output_done, plan_run, triage
+from .common import RunLog, local_path, not_ours, plan_run, triage
+from ..imageio import output_state
 
 STATUS_WRITTEN, STATUS_EXISTS, STATUS_FAILED = "written", "exists", "failed"
 
@@ -81,10 +82,13 @@ def fill_one(picture, mask, output, method, dilate: int = 0, overwrite: bool = F
     try:
         if out is not None and img is not None and msk is not None:
             replace = overwrite
-            if (out.exists() or out.is_symlink()) and not overwrite:
-                if output_done(out):
+            if not overwrite:
+                state, why = output_state(out)
+                if state == "whole":
                     return STATUS_EXISTS, ""
-                replace = True  # empty or cut short (another tool, a full disk): redone, as locally
+                if state == "foreign":  # not ours: left alone, as locally
+                    return STATUS_FAILED, not_ours(out, why)
+                replace = state == "cut"  # empty or cut short (another tool, a full disk): redone
             fill_file(img, msk, out, method, dilate, replace, resize_mask, **(settings or {}))
             return STATUS_WRITTEN, ""
         return _fill_uri(picture, mask, output, method, dilate, overwrite, resize_mask, settings or {}), ""

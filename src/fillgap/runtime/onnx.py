@@ -12,6 +12,14 @@ it, else CPU), with its thread count. ``OnnxNetwork``: the ``onnx`` runtime of
 ``fillgap.methods`` (``--runtime onnx``; ``--model X.onnx``); a torch checkpoint is exported
 once into a cache folder (``$FILLGAP_CACHE/onnx``, default ``~/.cache/fillgap/onnx``) and
 the file is reused after that.
+
+The cache: each export ``NAME.onnx`` has its SHA-256 beside it (``NAME.onnx.sha256``), checked
+before every use; an export that no longer matches it (damaged on disk) or has none (an export
+cut short) is exported again, with a one-line notice on stderr. Each session is built from
+the bytes that were checked. The cache holds at most ``CACHE_MAX_BYTES`` (512 MB): after a new
+export, the least recently used exports (file times, set at every use) are deleted until it
+fits; the one just made always stays. Exports are made under a lock of the cache folder, so
+processes starting together export once.
 """
 from __future__ import annotations
 
@@ -22,6 +30,7 @@ import io
 import json
 import logging
 import os
+import sys
 import threading
 import warnings
 from dataclasses import dataclass
@@ -31,10 +40,13 @@ import numpy as np
 import torch
 
 from ..errors import FillgapError
+from ..fsutil import atomic_write_text, folder_lock
 from ..methods import NETWORK_MAX_SIDE, TorchNetwork
 from ..models import InpaintModel
 
 FORMAT = "fillgap-onnx-1"  # bump when inputs, outputs or metadata change meaning
+CACHE_MAX_BYTES = 512 * 1024 * 1024  # the export cache's cap: least recently used exports go first
+CACHE_LOCK = ".fillgap-onnx-lock"
 
 
 @dataclass
@@ -135,11 +147,7 @@ def cache_dir() -> Path:
 
 
 def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:20]
+    return _file_sha256(path)[:20]
 
 
 def providers() -> list[str]:
@@ -152,12 +160,21 @@ def providers() -> list[str]:
 class OnnxSession:
     """An exported fillgap network in onnxruntime: ``run(image, mask) -> filled`` on torch tensors."""
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None, sha256: str | None = None):
+        """``sha256``: the file's expected digest (a cached export): the session is built from
+        the bytes checked against it, so a file damaged since its last check never runs."""
         import onnxruntime as ort
 
         self.path = Path(path)
         if not self.path.is_file():
             raise FillgapError(f"ONNX file not found: {self.path}")
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise FillgapError(f"cannot read ONNX file {self.path}: {exc.strerror or exc}") from None
+        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+            raise FillgapError(f"the cached ONNX export {self.path} does not match its checksum any more "
+                               "(damaged on disk?): run again to export it anew")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only
         if threads:
@@ -167,12 +184,13 @@ class OnnxSession:
         # (or our own next thread) needs, the same reason fillgap sets OMP_WAIT_POLICY for torch.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=providers())
+            self.session = ort.InferenceSession(data, options, providers=providers())
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own classes for bad files
             raise FillgapError(f"unreadable ONNX file {self.path}: {str(exc).strip().splitlines()[0][:200]}") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         if meta.get("fillgap_format") != FORMAT:
             raise FillgapError(f"{self.path} is not a fillgap ONNX export (made by `fillgap export --onnx`)")
+        _check_finite_weights(data, self.path)
         self.threads = threads
         self.metadata = meta
         self.name = meta.get("model_name", self.path.stem)
@@ -185,6 +203,27 @@ class OnnxSession:
         feed = {"image": np.ascontiguousarray(image.detach().cpu().float().numpy()),
                 "mask": np.ascontiguousarray(mask.detach().cpu().float().numpy())}
         return torch.from_numpy(self.session.run(["filled"], feed)[0])
+
+
+def _check_finite_weights(data: bytes, path: Path) -> None:
+    """Refuse an ONNX graph whose weights hold NaN or infinity, as ``checkpoint.check_finite``
+    does for torch files. A 0-d initializer may be -inf: the exporter's constant of a masked
+    softmax (attention), not a weight."""
+    import onnx
+    from onnx import numpy_helper
+
+    for t in onnx.load_from_string(data).graph.initializer:
+        array = numpy_helper.to_array(t)
+        if array.dtype.kind not in "fc" or np.isfinite(array).all():
+            continue
+        if np.isnan(array).any():
+            bad = "NaN"
+        elif array.ndim == 0:
+            continue
+        else:
+            bad = "infinity"
+        raise FillgapError(f"ONNX file {path} has non-finite weights: '{t.name}' holds {bad} "
+                           "(a training run that diverged?)")
 
 
 @functools.lru_cache(maxsize=1)
@@ -215,14 +254,83 @@ def exported_path(model: InpaintModel, source: str | Path | None) -> Path:
     stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in (src.stem if src.is_file() else
                                                                           model.registry_name or "model"))
     cached = cache_dir() / f"{stem}-{key}-{FORMAT}-fillgap{__version__}-torch{torch.__version__.split('+')[0]}.onnx"
-    if not cached.exists():
-        cached.parent.mkdir(parents=True, exist_ok=True)
+    if _check_cached(cached) != "ok":
         try:
-            export_onnx(model, cached, source=str(src))
-        except FillgapError:
-            if not cached.exists():  # else another process exported it meanwhile
-                raise
+            cached.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FillgapError(f"cannot create the ONNX cache {cached.parent}: {exc.strerror or exc}") from None
+        with folder_lock(cached.parent, "ONNX export", CACHE_LOCK, wait=True):
+            state = _check_cached(cached)  # another process may have exported it meanwhile
+            if state != "ok":
+                if state != "missing":
+                    print(f"fillgap: warning: the cached ONNX export {cached} {state}: exporting it again",
+                          file=sys.stderr, flush=True)
+                _sidecar(cached).unlink(missing_ok=True)  # no stale checksum beside a new file
+                export_onnx(model, cached, overwrite=True, source=str(src))
+                atomic_write_text(_sidecar(cached), _file_sha256(cached) + "\n")
+                _evict(cached.parent, keep=cached)
+    try:
+        os.utime(cached)  # its time is its last use: the cache evicts the least recently used
+    except OSError:
+        pass  # a read-only cache still works, it only forgets the order
     return cached
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def stored_sha256(path: Path) -> str | None:
+    """The digest stored beside a cached export, or None."""
+    try:
+        return _sidecar(path).read_text().strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _check_cached(path: Path) -> str:
+    """"ok", "missing", or why a cached export cannot be used as it is."""
+    if not path.exists():
+        return "missing"
+    expected = stored_sha256(path)
+    if expected is None:
+        return "has no checksum (an export cut short?)"
+    try:
+        if _file_sha256(path) == expected:
+            return "ok"
+    except OSError:
+        pass
+    return "does not match its checksum (damaged on disk?)"
+
+
+def _evict(folder: Path, keep: Path) -> None:
+    """Delete the least recently used exports until the cache holds at most CACHE_MAX_BYTES
+    (``keep``, the export just made, stays whatever its size). Call it holding the cache's lock."""
+    entries = []
+    for path in folder.glob("*.onnx"):
+        try:
+            st = path.stat()
+            entries.append((st.st_mtime_ns, path, st.st_size + (_sidecar(path).stat().st_size
+                                                                if _sidecar(path).exists() else 0)))
+        except OSError:
+            continue
+    total = sum(size for _, _, size in entries)
+    for _, path, size in sorted(entries, key=lambda e: e[0]):
+        if total <= CACHE_MAX_BYTES:
+            break
+        if path == keep:
+            continue
+        path.unlink(missing_ok=True)
+        _sidecar(path).unlink(missing_ok=True)
+        total -= size
 
 
 class OnnxNetwork(TorchNetwork):
@@ -233,8 +341,10 @@ class OnnxNetwork(TorchNetwork):
     one, which ``fillgap.runtime.threads.set_threads`` sets for every entry point.
     """
 
-    def __init__(self, path: str | Path, name: str = "", source: str = "", model: InpaintModel | None = None):
+    def __init__(self, path: str | Path, name: str = "", source: str = "", model: InpaintModel | None = None,
+                 sha256: str | None = None):
         self.path = Path(path)
+        self.sha256 = sha256  # a cached export: every session is built from bytes checked against it
         self._sessions: dict[int, OnnxSession] = {}
         self._lock = threading.Lock()
         first = self._session()
@@ -248,13 +358,14 @@ class OnnxNetwork(TorchNetwork):
     @classmethod
     def from_model(cls, model: InpaintModel, source: str) -> "OnnxNetwork":
         """The ``onnx`` runtime's factory: export once into the cache, then run the file."""
-        return cls(exported_path(model, source), source=source, model=model)
+        path = exported_path(model, source)
+        return cls(path, source=source, model=model, sha256=stored_sha256(path))
 
     def _session(self) -> OnnxSession:
         n = torch.get_num_threads()
         with self._lock:
             if n not in self._sessions:
-                self._sessions[n] = OnnxSession(self.path, threads=n)
+                self._sessions[n] = OnnxSession(self.path, threads=n, sha256=self.sha256)
             return self._sessions[n]
 
     @property
