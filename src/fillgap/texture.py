@@ -47,6 +47,7 @@ class TextureSettings:
     smooth_energy: float = 0.006   # expected texture energy (``_texture_energy``) at or below which the
     textured_energy: float = 0.014  # guide is kept; at or above, the synthesis; blended between
     features: int = 16             # principal components kept per patch
+    search_max_side: int = 384     # levels larger than this get no search (see ``_synthesize_one``)
     em_coarse: int = 4             # EM rounds at the coarsest level ...
     em_fine: int = 1               # ... and at the finest (0: the upsampled matches' vote only)
     pm_rounds: int = 2             # PatchMatch rounds before each vote
@@ -81,10 +82,13 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
     start = torch.where(hole, guide, image)
     pyramid = _pyramid(start, hole, s)
     levels = len(pyramid)
-    nnf = None
-    current = None
-    for depth, (img, hol) in enumerate(pyramid):
-        ems = _rounds(depth, levels, s)
+    # Levels up to ``search_max_side`` search; larger ones take the field found there, scaled up,
+    # and vote once at the finest: its copies are coherent blocks, so the texture comes at full
+    # resolution for the cost of one vote.
+    searched = [d for d, (img, _) in enumerate(pyramid) if d == 0 or max(img.shape[1:]) <= s.search_max_side]
+    nnf = weights = current = None
+    for depth in searched:
+        img, hol = pyramid[depth]
         level = _Level(img, hol, s, gen, coarsest=nnf is None)
         if level.sources.numel() == 0:  # nothing known far enough from the hole: keep the guide
             return start
@@ -92,15 +96,21 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
             level.random_field()
             level.set_hole(img)  # coarsest level: the guide
         else:
-            level.upsample_field(nnf)
+            level.upsample_field(nnf, 2)
             level.set_hole(F.interpolate(current[None], size=img.shape[-2:], mode="bilinear",
                                          align_corners=False)[0])
             level.vote()  # the finer level's first estimate comes from the upsampled matches
-        for _ in range(ems):
+        for _ in range(_rounds(depth, len(pyramid), s)):
             for _ in range(s.pm_rounds):
                 level.patchmatch_round()
             level.vote()
-        nnf, current = level.field_view, level.picture
+        nnf, weights, current = level.field_view, level.weight_view, level.picture
+    if searched[-1] < len(pyramid) - 1:
+        img, hol = pyramid[-1]
+        level = _Level(img, hol, s, gen, coarsest=False, search=False)
+        level.upsample_field(nnf, 2 ** (len(pyramid) - 1 - searched[-1]), weights)
+        level.vote()
+        current = level.picture
     # Where the surroundings are smooth (sky, defocused backgrounds) the guide is the better fill:
     # copies of smooth sources meet at visible seams there. Its 2 x 2 checker is blurred away.
     energy = _texture_energy(image, hole).mean(0)
@@ -181,7 +191,7 @@ class _Level:
     t-th target centre (a pixel whose patch overlaps the hole)."""
 
     def __init__(self, picture: torch.Tensor, hole: torch.Tensor, s: TextureSettings, gen: torch.Generator,
-                 coarsest: bool = True):
+                 coarsest: bool = True, search: bool = True):
         self.s, self.gen = s, gen
         # the random search's first radius: the whole level where matches start at random, a few
         # pixels where they come from the coarser level already
@@ -208,13 +218,14 @@ class _Level:
         ys, xs = targets.nonzero(as_tuple=True)
         self.box = (max(0, int(ys.min()) - r), min(self.h, int(ys.max()) + r + 1),
                     max(0, int(xs.min()) - r), min(self.w, int(xs.max()) + r + 1))
-        self.guide = _gaussian_blur(picture, s.guide_blur) * s.guide_weight  # layout channels (fixed)
         self.field = torch.empty(0, dtype=torch.long)
         self.rounds = 0
         self._plan = None
         self._known_rows = None
         self.cost = torch.empty(0)
-        if self.sources.numel():
+        self.vote_weight: torch.Tensor | None = None  # given with an upsampled field, else from the costs
+        if search and self.sources.numel():
+            self.guide = _gaussian_blur(picture, s.guide_blur) * s.guide_weight  # layout channels (fixed)
             self._fit_projection()
             self.source_feat = self._features_full()
 
@@ -267,25 +278,42 @@ class _Level:
         self.field = self.sources[pick]
         self.cost = torch.full((self.targets.numel(),), float("inf"))
 
-    def upsample_field(self, coarse: "_FieldView") -> None:
-        """Each target takes its coarse parent's match, scaled and shifted by its position inside the parent."""
+    def upsample_field(self, coarse: "_FieldView", factor: int, weights: torch.Tensor | None = None) -> None:
+        """Each target takes its parent's match ``factor`` times coarser, scaled and shifted by its
+        position inside the parent; with ``weights`` (the parents' vote weights), those too."""
         field, cw, ch = coarse
-        cy, cx = (self.ty // 2).clamp(max=ch - 1), (self.tx // 2).clamp(max=cw - 1)
+        cy, cx = (self.ty // factor).clamp(max=ch - 1), (self.tx // factor).clamp(max=cw - 1)
         parent = field[cy * cw + cx]  # -1 where the parent was not a target
         py, px = parent // cw, parent % cw
-        sy = (2 * py + self.ty % 2).clamp(0, self.h - 1)
-        sx = (2 * px + self.tx % 2).clamp(0, self.w - 1)
+        sy = (factor * py + self.ty % factor).clamp(0, self.h - 1)
+        sx = (factor * px + self.tx % factor).clamp(0, self.w - 1)
         cand = sy * self.w + sx
         ok = (parent >= 0) & self.valid[cand]
         fallback = self.sources[torch.randint(self.sources.numel(), (self.targets.numel(),), generator=self.gen)]
         self.field = torch.where(ok, cand, fallback)
         self.cost = torch.full((self.targets.numel(),), float("inf"))
+        if weights is not None:  # a stray fallback counts next to nothing against its neighbours' copies
+            self.vote_weight = torch.where(ok, weights[cy * cw + cx], torch.full((), 1e-6))
 
     @property
     def field_view(self) -> "_FieldView":
         full = torch.full((self.h * self.w,), -1, dtype=torch.long)
         full[self.targets] = self.field
         return full, self.w, self.h
+
+    @property
+    def weight_view(self) -> torch.Tensor:
+        """The last vote's weight of every pixel's match (0 where not a target)."""
+        full = torch.zeros(self.h * self.w)
+        full[self.targets] = self._weights()
+        return full
+
+    def _weights(self) -> torch.Tensor:
+        if self.vote_weight is not None:
+            return self.vote_weight
+        if not torch.isfinite(self.cost).all():
+            self.cost = (self.source_feat[self.field] - self._target_features()).pow_(2).sum(-1)
+        return torch.exp(-(self.cost / (2 * self._sigma2(self.cost))).clamp(max=30.0))
 
     def set_hole(self, picture: torch.Tensor) -> None:
         flat = self.picture.reshape(3, -1)
@@ -384,9 +412,7 @@ class _Level:
 
     def vote(self) -> None:
         """Each hole pixel: the weighted mean of what the overlapping target patches' matches say."""
-        if not torch.isfinite(self.cost).all():
-            self.cost = (self.source_feat[self.field] - self._target_features()).pow_(2).sum(-1)
-        weight = torch.exp(-(self.cost / (2 * self._sigma2(self.cost))).clamp(max=30.0))
+        weight = self._weights()
         if self._known_rows is None:  # sources are known pixels: one h w x 3 table, read row by row
             self._known_rows = self.picture.reshape(3, -1).T.contiguous()
         rows = self._known_rows
