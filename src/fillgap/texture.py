@@ -44,8 +44,8 @@ class TextureSettings:
     coarse_min_side: int = 64      # ... unless the picture's short side would drop below this
     guide_weight: float = 2.0      # weight of the guide's layout against the picture's patch
     guide_blur: float = 2.0        # sigma (pixels of a level) of the blur that keeps the guide's layout only
-    smooth_energy: float = 0.006   # expected texture energy (``_texture_energy``) at or below which the
-    textured_energy: float = 0.014  # guide is kept; at or above, the synthesis; blended between
+    smooth_energy: float = 0.004   # expected texture energy (``_texture_energy``) at or below which the
+    textured_energy: float = 0.010  # guide is kept; at or above, the synthesis; blended between
     features: int = 16             # principal components kept per patch
     search_max_side: int = 384     # levels larger than this get no search (see ``_synthesize_one``)
     em_coarse: int = 4             # EM rounds at the coarsest level ...
@@ -113,7 +113,7 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
         current = level.picture
     # Where the surroundings are smooth (sky, defocused backgrounds) the guide is the better fill:
     # copies of smooth sources meet at visible seams there. Its 2 x 2 checker is blurred away.
-    energy = _texture_energy(image, hole).mean(0)
+    energy = _texture_energy(image, hole)
     textured = ((energy - s.smooth_energy) / (s.textured_energy - s.smooth_energy)).clamp(0, 1)
     smooth = _gaussian_blur(start, 0.7)
     out = smooth + textured * (current - smooth)
@@ -161,21 +161,18 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def _texture_energy(picture: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-    """2 x h x w: local mean of |d/dx| and |d/dy| of the grey picture, and inside the hole what
-    the known surroundings have (a wide normalised blur of the known values). Without it a
-    smooth guide matches flat sources best and the fill stays bland (Newson et al. 2014 use
-    such texture features for the same reason)."""
-    grey = (picture * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0)
-    gx = F.pad((grey[:, 1:] - grey[:, :-1]).abs(), (0, 1))
-    gy = F.pad((grey[1:] - grey[:-1]).abs(), (0, 0, 0, 1))
-    known = (~_dilate(hole, 1)).float()
-    energy = _gaussian_blur(torch.stack([gx, gy]) * known, 1.5)
-    weight = _gaussian_blur(known[None], 1.5)
+    """h x w: how much fine texture a pixel has (local mean of |grey - its 1 px blur|: ramps,
+    shading and soft edges count for nearly nothing, grass and gravel for a lot); inside the hole,
+    what the known surroundings have (a wide normalised blur of the known values)."""
+    grey = (picture * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0, keepdim=True)
+    fine = (grey - _gaussian_blur(grey, 1.0)).abs()
+    known = (~_dilate(hole, 2)).float()[None]
+    energy = _gaussian_blur(fine * known, 2.0)
+    weight = _gaussian_blur(known, 2.0)
     local = energy / weight.clamp(min=1e-6)
     sigma = max(2.0, min(picture.shape[1:]) / 8)
-    wide = _gaussian_blur(energy, sigma) / _gaussian_blur(known[None], sigma).clamp(min=1e-6)
-    trusted = weight > 0.5
-    return torch.where(trusted, local, wide)
+    wide = _gaussian_blur(fine * known, sigma) / _gaussian_blur(known, sigma).clamp(min=1e-6)
+    return torch.where(weight > 0.5, local, wide)[0]
 
 
 def _dilate(mask: torch.Tensor, r: int) -> torch.Tensor:
