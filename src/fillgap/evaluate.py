@@ -225,8 +225,9 @@ class Method:
 
 def peer_names(include_default: bool = True) -> list[str]:
     from .checkpoint import RELEASED_WEIGHTS
-    from .methods import shipped_names
+    from .methods import TEXTURED, shipped_names
     shipped = [n for n, v in shipped_names().items() if RELEASED_WEIGHTS[v].exists()]
+    shipped += [n for n, base in TEXTURED.items() if base in shipped]
     return list(CLASSICAL) + (shipped if include_default else [])
 
 
@@ -254,15 +255,16 @@ def _label(path: Path, taken: set[str]) -> str:
 def build_methods(peers: list[str] | None = None, checkpoints: list[str | Path] = (),
                   runtime: str = DEFAULT_RUNTIME) -> list[Method]:
     """The classical peers (all by default), the shipped model when present, and each checkpoint."""
-    from .methods import shipped_names
-    known = list(CLASSICAL) + list(shipped_names())
+    from .methods import TEXTURED, shipped_names
+    networks = [*shipped_names(), *TEXTURED]
+    known = list(CLASSICAL) + networks
     chosen = peer_names() if peers is None else peers
     unknown = [p for p in chosen if p not in known]
     if unknown:
         raise FillgapError(f"unknown method '{unknown[0]}' (choose from {', '.join(known)}, or 'none'; "
                            "checkpoints go in --model)")
     methods = [registry_method(n) for n in chosen if n in CLASSICAL]
-    methods += [registry_method(n, runtime=runtime) for n in shipped_names() if n in chosen]
+    methods += [registry_method(n, runtime=runtime) for n in networks if n in chosen]
     taken = {m.name for m in methods}
     for ckpt in checkpoints:
         label = _label(Path(ckpt), taken)
