@@ -39,6 +39,7 @@ DEFAULT_NAME = "fillgap-default"
 TEXTURED = {"fillgap-texture": "fillgap-default"}
 
 NETWORK_MAX_SIDE = 1024  # FFC networks: largest window side filled at native resolution
+TEXTURE_MAX_SIDE = 4096  # the texture stage: larger windows use the pipeline's cra strategy
 
 
 class FillMethod:
@@ -164,22 +165,36 @@ class TorchNetwork(FillMethod):
 
 
 class TexturedMethod(FillMethod):
-    """A method's fill as the layout, the picture's own patches as the texture (``fillgap.texture``)."""
+    """A method's fill as the layout, the picture's own patches as the texture (``fillgap.texture``).
+
+    Works at native resolution up to ``TEXTURE_MAX_SIDE``: a window larger than the base method's
+    limit gets the base's fill at that limit, scaled up as the layout, and the texture is copied at
+    full resolution (the synthesis searches at most 384 px and votes at full size)."""
 
     def __init__(self, base: FillMethod, name: str, settings: TextureSettings = DEFAULT_SETTINGS):
         self.base, self.name, self.settings = base, name, settings
         self.kind = f"{base.kind} + texture"
         self.source = f"{base.source} + fillgap.texture"
-        self.max_side = base.max_side
+        self.max_side = max(base.max_side, TEXTURE_MAX_SIDE)
         self.fixed_size = base.fixed_size  # size_multiple stays 1: the base pads for itself
 
     def parameters_count(self) -> int:
         return self.base.parameters_count()
 
+    def _guide(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        scale = self.base.max_side / max(h, w)
+        if self.base.fixed_size or scale >= 1:
+            return self.base.fill(image, hole)
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        small = F.interpolate(image, size=size, mode="area")
+        small_hole = (F.interpolate(hole, size=size, mode="area") > 0).float()  # a part-hole pixel stays hole
+        return F.interpolate(self.base.fill(small, small_hole), size=(h, w), mode="bicubic").clamp_(0, 1)
+
     @torch.no_grad()
     def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-        guide = self.base.fill(image, hole)
-        return synthesize(image.float(), hole, guide, self.settings)
+        image = image.float()
+        return synthesize(image, hole, self._guide(image, hole), self.settings)
 
 
 def _onnx_runtime(model: InpaintModel, source: str) -> FillMethod:
