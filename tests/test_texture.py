@@ -105,3 +105,28 @@ def test_textured_method_any_window_size(strategy):
     mask[60:110, 100:170] = True
     out = inpaint(image, mask, "fillgap-texture", strategy=strategy, max_side=128)
     assert out.shape == image.shape and np.array_equal(out[~mask], image[~mask])
+
+
+def test_window_larger_than_the_base_limit_gets_a_scaled_layout_and_full_size_texture():
+    from fillgap.classical import CLASSICAL
+    from fillgap.methods import ClassicalMethod
+
+    base = ClassicalMethod("opencv-telea", CLASSICAL["opencv-telea"], max_side=64)
+    method = TexturedMethod(base, "telea-texture")
+    assert method.max_side > base.max_side  # the pipeline hands it the window at native size
+    picture, hole = _tiled(160, 10, seed=4), _box(160, 60, 40)
+    seen = []
+    real_fill = base.fill
+    base.fill = lambda image, h: seen.append(image.shape[-2:]) or real_fill(image, h)
+    out = method.fill(picture, hole)
+    assert seen == [torch.Size([64, 64])]
+    inside = hole.bool().expand_as(picture)
+    assert out.shape == picture.shape and torch.equal(out[~inside], picture[~inside])
+    assert out[inside].std() > 0.8 * picture[inside].std()  # texture at full size, not the upscaled layout
+
+
+def test_evaluate_knows_the_textured_method():
+    from fillgap.evaluate import build_methods, peer_names
+
+    assert "fillgap-texture" in peer_names()
+    assert [m.name for m in build_methods(["fillgap-texture"])] == ["fillgap-texture"]
