@@ -54,6 +54,7 @@ class TextureSettings:
     random_candidates: int = 1     # fresh random sources tried per round
     reuse_cost: float = 0.05       # extra distance per other hole patch using the same source, x sigma^2
     vote_quantile: float = 0.25    # sigma^2 of the vote weights: this quantile of the distances
+    min_half_width: int = 6        # hole parts at most this far from a known pixel keep the guide
     margin: int = 1                # known pixels this far from the hole are not sources (a removed object's rim)
     coherence: float = 3.0         # distance bonus per neighbour whose copy a match continues, x sigma^2
     seed: int = 0
@@ -76,6 +77,11 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
                     s: TextureSettings) -> torch.Tensor:
     c, h, w = image.shape
     if c != 3 or not hole.any() or hole.all():
+        return torch.where(hole, guide, image)
+    # Parts of the hole narrower than 2 x ``min_half_width`` keep the guide: on strokes 3-9 px wide a
+    # network's fill is right to within a few levels (copies cost 2.4 dB hole PSNR there).
+    wide = _dilate(~_dilate(~hole, s.min_half_width), s.min_half_width + 3)  # reaches past the hole's rim
+    if not (wide & hole).any():
         return torch.where(hole, guide, image)
     gen = torch.Generator().manual_seed(s.seed)
     # the guide everywhere it is not the picture: the layout the synthesis follows
@@ -115,6 +121,7 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
     # copies of smooth sources meet at visible seams there. Its 2 x 2 checker is blurred away.
     energy = _texture_energy(image, hole)
     textured = ((energy - s.smooth_energy) / (s.textured_energy - s.smooth_energy)).clamp(0, 1)
+    textured = textured * _gaussian_blur(wide.float()[None], 1.0)[0]
     smooth = _gaussian_blur(start, 0.7)
     out = smooth + textured * (current - smooth)
     return torch.where(hole, out.clamp(0, 1), image)
