@@ -51,7 +51,7 @@ W, H = 2560, 1600
 # fills it as resize does; auto picks cra for the blob and strokes, tiles for the scratches (the
 # "auto picks" line checks).
 ROWS = [("opencv-telea", "crop"), ("fillgap-default", "resize"), ("fillgap-default", "cra"),
-        ("fillgap-default", "auto")]
+        ("fillgap-default", "auto"), ("fillgap-texture", "auto")]
 KINDS = ("blob5", "strokes12", "scratches4")
 
 
@@ -154,14 +154,14 @@ def child_row(method: str, strategy: str, cases_json: str, crops: str) -> None:
     print(json.dumps({"method": method, "strategy": strategy, "cases": rows, "peak_mb": peak_mb()}))
 
 
-def child_big(image: str, mask: str, runtime: str = "auto") -> None:
+def child_big(image: str, mask: str, runtime: str = "auto", method: str = "fillgap-default") -> None:
     """The 12 MP in-process fill: the first fill (model loaded before) and a second one."""
     import torch
     from fillgap import inpaint
     from fillgap.methods import get_method
 
     torch.set_num_threads(2)
-    m = get_method(None, runtime)
+    m = get_method(method, runtime)
     img = np.asarray(Image.open(image).convert("RGB"))
     msk = np.asarray(Image.open(mask).convert("L"))
     loaded = proc_memory_mb(os.getpid())["VmRSS"]  # torch, the model, the picture and its mask: the floor under the fills
@@ -305,6 +305,7 @@ def main() -> None:
         big_row = run_child(["--big", str(tmp / "big.png"), str(tmp / "big-mask.png")], args.cache)
         # the same in fp32: bf16 autocast holds casts of the activations (more memory)
         big_fp32 = run_child(["--big", str(tmp / "big.png"), str(tmp / "big-mask.png"), "torch"], None)
+        big_texture = run_child(["--big", str(tmp / "big.png"), str(tmp / "big-mask.png"), "auto", "fillgap-texture"], None)
     load_after = open("/proc/loadavg").read().strip()
 
     def mean(values):
@@ -334,12 +335,14 @@ def main() -> None:
           f"{big_row['second_s']:.2f} s ({big_row['second_cpu_s']:.2f} CPU s), "
           f"peak RSS {big_row['peak_mb']:.0f} MB; with `--runtime torch` (fp32): first {big_fp32['first_s']:.2f} s, "
           f"second {big_fp32['second_s']:.2f} s, peak RSS {big_fp32['peak_mb']:.0f} MB. Resident before the first "
-          f"fill (torch, the model, the picture and mask): {big_row['loaded_mb']:.0f} MB."]
+          f"fill (torch, the model, the picture and mask): {big_row['loaded_mb']:.0f} MB. With the texture stage "
+          f"(`fillgap-texture`): first {big_texture['first_s']:.2f} s, second {big_texture['second_s']:.2f} s, "
+          f"peak RSS {big_texture['peak_mb']:.0f} MB."]
     text = "\n".join(md) + "\n"
     print(text)
     save_text(args.out.with_suffix(".md").resolve(), text)
     save_json(args.out.with_suffix(".json").resolve(),
-              {"rows": rows, "folder": folder, "big": big_row, "big_fp32": big_fp32, "load_before": load_before, "load_after": load_after,
+              {"rows": rows, "folder": folder, "big": big_row, "big_fp32": big_fp32, "big_texture": big_texture, "load_before": load_before, "load_after": load_after,
                "cases": [{k: c[k] for k in ("photo", "kind", "hole")} for c in cases], "machine": machine()})
 
 
@@ -347,6 +350,6 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         child_row(*sys.argv[2:6])
     elif sys.argv[1:2] == ["--big"]:
-        child_big(*sys.argv[2:5])
+        child_big(*sys.argv[2:6])
     else:
         main()
