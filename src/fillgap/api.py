@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,7 +13,9 @@ from .fill import resize_mask as resize_mask_to
 from .imageio import (IMAGE_SUFFIXES, OUTPUT_FORMATS, check_output, copy_file, list_images, read_picture,
                       read_mask, write_image)
 from .methods import DEFAULT_RUNTIME, FillMethod
-from .models import InpaintModel
+
+if TYPE_CHECKING:
+    from .models import InpaintModel
 
 
 def load_mask_for(image_shape: tuple[int, int], mask_path: Path, resize_mask: bool = False) -> np.ndarray:

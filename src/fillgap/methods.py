@@ -22,16 +22,22 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from ._lazy import lazy, no_grad
 from .checkpoint import shipped_names
 from .classical import CLASSICAL
 from .errors import FillgapError
-from .models import InpaintModel, list_models
+from .models import model_names
+
+if TYPE_CHECKING:
+    from .models import InpaintModel
+
+# Loaded on first use: a classical method runs on numpy arrays without torch (fillgap._lazy).
+torch = lazy("torch")
+F = lazy("torch.nn.functional")
 
 DEFAULT_NAME = "fillgap-default"
 
@@ -68,21 +74,22 @@ class ClassicalMethod(FillMethod):
         self.name, self.fn, self.max_side = name, fn, max_side
         self.source = f"fillgap.classical:{fn.__name__}"
 
+    def fill_array(self, img: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        """One picture, uint8 H x W x C, and its bool H x W hole: the fill as uint8 H x W x C. The
+        pipeline's route without torch (``fillgap.fill.inpaint``, windows at native resolution)."""
+        if hole.all():
+            # nothing known to fill from: mid grey, as the networks and mean-fill give (Telea and NS
+            # would return the picture unchanged, the biharmonic solve fails)
+            return np.full_like(img, 128)
+        if img.shape[2] == 1:  # grey pictures: the classical functions want three channels
+            return self.fn(np.repeat(img, 3, axis=2), hole).mean(axis=2, keepdims=True)
+        return self.fn(img, hole)
+
     def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         # The pipeline hands over uint8 pictures divided by 255, so this round trip is exact.
         imgs = image.detach().float().mul(255).round_().clamp_(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
         holes = (hole[:, 0] > 0).cpu().numpy()
-        outs = []
-        for img, h in zip(imgs, holes):
-            if h.all():
-                # nothing known to fill from: mid grey, as the networks and mean-fill give (Telea and NS
-                # would return the picture unchanged, the biharmonic solve fails)
-                out = np.full_like(img, 128)
-            elif img.shape[2] == 1:  # grey pictures: the classical functions want three channels
-                out = self.fn(np.repeat(img, 3, axis=2), h).mean(axis=2, keepdims=True)
-            else:
-                out = self.fn(img, h)
-            outs.append(out)
+        outs = [self.fill_array(img, h) for img, h in zip(imgs, holes)]
         out = torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).float().div_(255.0)
         return out.to(image.device)
 
@@ -127,7 +134,7 @@ class TorchNetwork(FillMethod):
                 return self.model(x, m).float()
         return self.model(x, m)
 
-    @torch.no_grad()
+    @no_grad
     def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         n, c, h, w = image.shape
         device = self.device
@@ -206,7 +213,7 @@ def classical_names() -> list[str]:
 
 def method_names() -> list[str]:
     """Every name ``get_method`` accepts besides paths: default, classical, registered networks."""
-    return [*shipped_names(), *CLASSICAL, *list_models()]
+    return [*shipped_names(), *CLASSICAL, *model_names()]
 
 
 def _network(model: InpaintModel, source: str, runtime: str, name: str = "") -> FillMethod:
@@ -223,9 +230,10 @@ def get_method(spec: FillMethod | InpaintModel | str | Path | None = None,
     """The fill method named by ``spec`` (see the module doc); anything else is a FillgapError."""
     if isinstance(spec, FillMethod):
         return spec
-    if isinstance(spec, InpaintModel):
-        return _network(spec, "given", runtime)
     if spec is not None and not isinstance(spec, (str, Path)):
+        from .models import InpaintModel  # loads torch: a network object means torch is there anyway
+        if isinstance(spec, InpaintModel):
+            return _network(spec, "given", runtime)
         raise FillgapError(f"model must be a method name, a checkpoint path or a loaded model, "
                            f"got {type(spec).__name__}")
     from .checkpoint import DEFAULT_WEIGHTS, RELEASED_WEIGHTS, load_model
@@ -238,7 +246,7 @@ def get_method(spec: FillMethod | InpaintModel | str | Path | None = None,
         return _network(load_model(None if path == DEFAULT_WEIGHTS else path), str(path), runtime, text)
     if text in CLASSICAL:
         return ClassicalMethod(text, CLASSICAL[text], CLASSICAL_MAX_SIDE.get(text, NETWORK_MAX_SIDE))
-    if text in list_models() and not Path(text).exists():
+    if text in model_names() and not Path(text).exists():
         from .models import create_model
         return _network(create_model(text).eval(), f"fillgap.models:{text} (untrained)", runtime, text)
     path = Path(text)
@@ -263,7 +271,7 @@ class MethodInfo:
 def list_methods() -> list[MethodInfo]:
     """Every named method for ``fillgap models``: the shipped default, classical, registered networks."""
     from .checkpoint import RELEASED_NOTES, RELEASED_WEIGHTS
-    from .models import create_model
+    from .models import create_model, list_models
 
     rows = []
     for name, variant in shipped_names().items():
