@@ -76,6 +76,29 @@ def test_user_errors_are_one_line(files, capsys, case, argv, fragments):
     assert (files / "in.png").read_bytes() == before
 
 
+@pytest.mark.parametrize("argv,suggestion", [
+    (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--model", "opencv-tela"], "opencv-telea"),
+    (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--model", "fillgap-defualt"], "fillgap-default"),
+    (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--strategy", "crpo"], "crop"),
+    (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--blend", "sfot"], "soft"),
+    (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--runtime", "onxx"], "onnx"),
+    (["masks", "-o", "{d}/m", "--kind", "thn"], "thin"),
+    (["train", "--model", "ffc-smal", "--out", "{d}/run"], "ffc-small"),
+])
+def test_mistyped_names_get_a_suggestion(files, capsys, argv, suggestion):
+    code, err = run([a.format(d=files) for a in argv], capsys)
+    assert_one_line_error(code, err, f"(did you mean '{suggestion}'?)")
+    assert not (files / "o.png").exists()
+
+
+def test_a_name_like_nothing_gets_no_suggestion_and_fails_before_reading(files, capsys):
+    # the picture is corrupt: the model's error comes first, so nothing was decoded
+    code, err = run(["fill", files / "corrupt.png", "-m", files / "mask.png", "-o", files / "o.png",
+                     "--model", "zzzz"], capsys)
+    assert_one_line_error(code, err, "unknown model 'zzzz'")
+    assert "did you mean" not in err
+
+
 def test_unknown_config_key_is_named(files, capsys):
     (files / "c.yaml").write_text("model: ffc-tiny\nlearning_rate: 0.1\n")
     code, err = run(["train", "--config", files / "c.yaml"], capsys)

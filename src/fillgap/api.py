@@ -12,7 +12,7 @@ from .fill import check_blend, check_dilate, check_max_side, check_strategy, inp
 from .fill import resize_mask as resize_mask_to
 from .imageio import (IMAGE_SUFFIXES, OUTPUT_FORMATS, check_output, copy_file, list_images, read_picture,
                       read_mask, write_image)
-from .methods import DEFAULT_RUNTIME, FillMethod
+from .methods import DEFAULT_RUNTIME, FillMethod, check_spec
 
 if TYPE_CHECKING:
     from .models import InpaintModel
@@ -53,6 +53,7 @@ def fill_file(image_path: Path, mask_path: Path, out_path: Path,
     # Cheap refusals first: no picture is decoded and no model loaded for bad settings or an
     # output we cannot write.
     check_dilate(dilate), check_blend(blend), check_strategy(strategy), check_max_side(max_side)
+    check_spec(model)
     check_output(out_path, overwrite, inputs=(image_path, mask_path))
     picture = read_picture(image_path)  # colour profile, EXIF and greyscale go into the output
     rgb, alpha, keep = picture.rgb, picture.alpha, dict(metadata=picture.metadata, grey=picture.grey)

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from .errors import FillgapError
+from .errors import FillgapError, did_you_mean
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fillgap: fill holes in pictures (inpainting).")
@@ -97,11 +97,12 @@ def fill(
 ):
     from .api import fill_file
     from .fill import check_blend, check_max_side, check_strategy
-    from .methods import get_method
+    from .methods import check_spec, get_method
     from .runtime.threads import set_threads
 
     set_threads(threads)
     _check_runtime(runtime)
+    check_spec(model)  # a mistyped name fails here, before any picture is read
 
     check_strategy(strategy), check_max_side(max_side), check_blend(blend)
     settings = dict(strategy=strategy, max_side=max_side, blend=blend)
@@ -115,9 +116,11 @@ def fill(
                                "(or a manifest's mask column)")
         from .engines.common import OUTPUT_FORMAT_CHOICES, exit_code, summary
         if output_format not in OUTPUT_FORMAT_CHOICES:
-            raise FillgapError(f"unknown --format '{output_format}' (choose from {', '.join(OUTPUT_FORMAT_CHOICES)})")
+            raise FillgapError(f"unknown --format '{output_format}'{did_you_mean(output_format, OUTPUT_FORMAT_CHOICES)} "
+                               f"(choose from {', '.join(OUTPUT_FORMAT_CHOICES)})")
         if engine not in ("local", "ray"):
-            raise FillgapError(f"unknown --engine '{engine}' (choose local or ray)")
+            raise FillgapError(f"unknown --engine '{engine}'{did_you_mean(engine, ('local', 'ray'))} "
+                               "(choose local or ray)")
         def event(kind, path, why):  # failures and skipped entries as they happen
             typer.echo(f"fillgap: {kind}: {path}: {why}", err=True)
 
@@ -168,7 +171,8 @@ def fill(
 def _check_runtime(runtime: str) -> None:
     from .methods import runtimes
     if runtime not in runtimes():
-        raise FillgapError(f"unknown runtime '{runtime}' (choose from {', '.join(runtimes())})")
+        raise FillgapError(f"unknown runtime '{runtime}'{did_you_mean(runtime, runtimes())} "
+                           f"(choose from {', '.join(runtimes())})")
 
 
 @app.command()
@@ -259,7 +263,7 @@ def masks(
     from .masks import KINDS, MaskGenerator, hole_ratio
 
     if kind not in KINDS:
-        raise FillgapError(f"unknown mask kind '{kind}' (choose from {', '.join(KINDS)})")
+        raise FillgapError(f"unknown mask kind '{kind}'{did_you_mean(kind, KINDS)} (choose from {', '.join(KINDS)})")
     gen = MaskGenerator(kind, seed)
     for i in range(count):
         m = gen(size, size, epoch, i)

@@ -29,7 +29,7 @@ import numpy as np
 from ._lazy import lazy, no_grad
 from .checkpoint import shipped_names
 from .classical import CLASSICAL
-from .errors import FillgapError
+from .errors import FillgapError, did_you_mean
 from .models import model_names
 
 if TYPE_CHECKING:
@@ -218,7 +218,8 @@ def method_names() -> list[str]:
 
 def _network(model: InpaintModel, source: str, runtime: str, name: str = "") -> FillMethod:
     if runtime not in _RUNTIMES:
-        raise FillgapError(f"unknown runtime '{runtime}' (available: {', '.join(_RUNTIMES)})")
+        raise FillgapError(f"unknown runtime '{runtime}'{did_you_mean(runtime, _RUNTIMES)} "
+                           f"(available: {', '.join(_RUNTIMES)})")
     method = _RUNTIMES[runtime](model, source)
     if name:
         method.name = name
@@ -253,10 +254,28 @@ def get_method(spec: FillMethod | InpaintModel | str | Path | None = None,
     if path.suffix.lower() == ".onnx":  # made by `fillgap export --onnx`: runs in onnxruntime whatever the runtime
         from .runtime.onnx import OnnxNetwork
         return OnnxNetwork(path)
-    if not path.exists() and path.suffix.lower() not in (".pt", ".safetensors", ".pth"):
-        raise FillgapError(f"unknown model '{text}': not a method name ({', '.join(method_names())}) "
-                           "nor an existing checkpoint file")
+    if not path.exists() and path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        raise _unknown(text)
     return _network(load_model(path), str(path), runtime)
+
+
+CHECKPOINT_SUFFIXES = (".pt", ".safetensors", ".pth")
+
+
+def _unknown(text: str) -> FillgapError:
+    names = method_names()
+    return FillgapError(f"unknown model '{text}'{did_you_mean(text, names)}: not a method name "
+                        f"({', '.join(names)}) nor an existing checkpoint file")
+
+
+def check_spec(spec: FillMethod | InpaintModel | str | Path | None) -> None:
+    """Refuse a name that is no method and no file, as ``get_method`` would, without loading
+    anything: the CLI and ``fill_file`` check it before reading a picture."""
+    if isinstance(spec, (str, Path)):
+        text, path = str(spec), Path(spec)
+        if (text not in method_names() and not path.exists()
+                and path.suffix.lower() not in (*CHECKPOINT_SUFFIXES, ".onnx")):
+            raise _unknown(text)
 
 
 @dataclass
@@ -288,6 +307,6 @@ def list_methods() -> list[MethodInfo]:
     return rows
 
 
-__all__ = ["FillMethod", "ClassicalMethod", "TorchNetwork", "get_method", "list_methods", "register_runtime",
+__all__ = ["FillMethod", "ClassicalMethod", "TorchNetwork", "get_method", "check_spec", "list_methods", "register_runtime",
            "runtimes", "method_names", "classical_names", "shipped_names", "native_bf16", "DEFAULT_NAME",
            "DEFAULT_RUNTIME"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numbers
 
 from .._lazy import lazy
-from ..errors import FillgapError
+from ..errors import FillgapError, did_you_mean
 from ..imageio import area_resize, as_float
 from ..methods import FillMethod
 from ..runtime.threads import apply_torch_threads
@@ -35,7 +35,8 @@ MIN_MAX_SIDE = 16   # smaller working sizes leave a network nothing to see
 
 def check_strategy(strategy) -> str:
     if strategy not in STRATEGIES:
-        raise FillgapError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        raise FillgapError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
+                           f"{did_you_mean(strategy, STRATEGIES)}")
     return strategy
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from ..errors import FillgapError
+from ..errors import FillgapError, did_you_mean
 
 if TYPE_CHECKING:
     from .base import InpaintModel
@@ -45,7 +45,8 @@ def model_names() -> list[str]:
 def create_model(name: str, **kwargs) -> InpaintModel:
     _load()
     if name not in _REGISTRY:
-        raise FillgapError(f"unknown model '{name}' (available: {', '.join(list_models())})")
+        raise FillgapError(f"unknown model '{name}'{did_you_mean(name, list_models())} "
+                           f"(available: {', '.join(list_models())})")
     try:
         model = _REGISTRY[name](**kwargs)
     except TypeError as exc:
