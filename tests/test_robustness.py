@@ -392,8 +392,11 @@ def test_full_mask_and_mask_sizes(cli, weights):
     img = picture(10, 12)
     save("pic.png", img)
     save("full.png", np.full((10, 12), 255, np.uint8))
-    cli("masks", "full mask (every pixel a hole)", ["fill", "pic.png", "-m", "full.png", "-o", "o1.png",
-                                                     "--model", weights], 0, "output 12x10")
+    shown = cli("masks", "full mask (every pixel a hole)", ["fill", "pic.png", "-m", "full.png", "-o", "o1.png",
+                                                             "--model", weights], 1, "no output file")
+    assert "--invert-mask" in shown and "--force" in shown and not Path("o1.png").exists()
+    cli("masks", "full mask, --force", ["fill", "pic.png", "-m", "full.png", "-o", "o1.png",
+                                        "--model", weights, "--force"], 0, "output 12x10")
     assert read_rgb("o1.png").shape == (10, 12, 3)
 
     save("small.png", hole(5, 6))

@@ -80,6 +80,12 @@ def fill(
     blend: str = typer.Option("hard", "--blend", help=_BLEND_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     resize_mask: bool = typer.Option(False, "--resize-mask", help="Scale a mask of another size to the picture."),
+    invert_mask: bool = typer.Option(False, "--invert-mask", help="The mask marks the hole in black (white = keep)."),
+    mask_threshold: Optional[int] = typer.Option(
+        None, "--mask-threshold", min=0, max=255, help="Hole where the mask is above this level, keep elsewhere, "
+        "no grey: cleans a JPEG mask's compression noise (e.g. 127). Default: every level above 0 is hole."),
+    force: bool = typer.Option(False, "--force", help="Use a mask that looks like a photo or would fill 60 % or more "
+                               "of the picture (refused otherwise)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Folder input: threads reading and writing files."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Folder input: same-size holes filled together (--engine ray: pictures per actor call)."),
     engine: str = typer.Option("local", "--engine", help="Folder input: local (threads in this process) or "
@@ -105,7 +111,8 @@ def fill(
     check_spec(model)  # a mistyped name fails here, before any picture is read
 
     check_strategy(strategy), check_max_side(max_side), check_blend(blend)
-    settings = dict(strategy=strategy, max_side=max_side, blend=blend)
+    settings = dict(strategy=strategy, max_side=max_side, blend=blend, invert_mask=invert_mask,
+                    mask_threshold=mask_threshold, force=force)
     from .engines.common import MANIFEST_SUFFIXES
     manifest = input.is_file() and input.suffix.lower() in MANIFEST_SUFFIXES
     if input.is_dir() or manifest:
@@ -124,7 +131,7 @@ def fill(
         def event(kind, path, why):  # failures and skipped entries as they happen
             typer.echo(f"fillgap: {kind}: {path}: {why}", err=True)
 
-        if mask_dir is not None and Path(mask_dir).is_dir():
+        if mask_dir is not None and Path(mask_dir).is_dir() and mask_threshold is None:
             jpeg_masks = sum(1 for p in Path(mask_dir).rglob("*") if p.suffix.lower() in JPEG_SUFFIXES)
             if jpeg_masks:
                 typer.echo(f"fillgap: warning: {jpeg_masks} masks in {mask_dir} are JPEGs: {JPEG_MASK_NOTE}", err=True)
@@ -163,7 +170,7 @@ def fill(
     # The model is loaded only once the inputs and the output have passed their checks, and
     # not at all for an empty mask.
     out = fill_file(input, mask, output, model, dilate, overwrite, resize_mask, runtime=runtime, **settings)
-    if mask.suffix.lower() in JPEG_SUFFIXES:  # after the fill: a mask that fails to load gets its error alone
+    if mask.suffix.lower() in JPEG_SUFFIXES and mask_threshold is None:  # after the fill: a mask that fails to load gets its error alone
         typer.echo(f"fillgap: warning: {mask.name} is a JPEG: {JPEG_MASK_NOTE}", err=True)
     typer.echo(f"wrote {out}")
 
@@ -404,7 +411,7 @@ JPEG_SUFFIXES = (".jpg", ".jpeg")
 # Measured on a text mask: JPEG at quality 75 grows the hole by about 30 % (speckles of 1-32 grey levels
 # around every stroke, and any grey above 0 is hole).
 JPEG_MASK_NOTE = ("its compression noise leaves faint grey speckles around the strokes, and every pixel "
-                  "above black is filled (a hole about 30 % larger); save masks as PNG")
+                  "above black is filled (a hole about 30 % larger); save masks as PNG, or pass --mask-threshold 127")
 
 
 def main(argv: list[str] | None = None) -> int:
