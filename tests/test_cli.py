@@ -99,6 +99,46 @@ def test_a_name_like_nothing_gets_no_suggestion_and_fails_before_reading(files, 
     assert "did you mean" not in err
 
 
+@pytest.mark.parametrize("name", ["ffc-base", "ffc-tiny", "seed-color-ae", "seed-mnist-ae"])
+def test_an_untrained_architecture_is_not_a_fill_method(files, capsys, name):
+    # the picture is corrupt: the name is refused first, before anything is read or loaded
+    code, err = run(["fill", files / "corrupt.png", "-m", files / "mask.png", "-o", files / "o.png",
+                     "--model", name], capsys)
+    assert_one_line_error(code, err, f"'{name}' is a trainable architecture", f"fillgap train --model {name}")
+    assert not (files / "o.png").exists()
+
+
+def test_models_lists_the_architectures_apart(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    methods, architectures = out.split("Trainable architectures")
+    assert "opencv-telea" in methods and "fillgap-default" in methods
+    for name in ("ffc-base", "ffc-small", "ffc-tiny", "seed-color-ae", "seed-mnist-ae"):
+        assert name not in methods and name in architectures
+
+
+def test_a_greyscale_model_refuses_a_colour_picture(files, capsys):
+    save_checkpoint(files / "digits.pt", create_model("seed-mnist-ae"))
+    code, err = run(["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "o.png",
+                     "--model", files / "digits.pt"], capsys)
+    assert_one_line_error(code, err, "greyscale pictures only", "28x28", "in colour")
+    assert not (files / "o.png").exists()
+    grey = np.asarray(Image.open(files / "in.png").convert("L"))
+    Image.fromarray(grey).save(files / "grey.png")
+    code, err = run(["fill", files / "grey.png", "-m", files / "mask.png", "-o", files / "o.png",
+                     "--model", files / "digits.pt"], capsys)
+    assert code == 0, err
+    # a folder run fails the colour picture only
+    imgs, masks = files / "imgs", files / "masks"
+    imgs.mkdir(), masks.mkdir()
+    for name in ("colour", "grey"):
+        (imgs / f"{name}.png").write_bytes((files / ("in.png" if name == "colour" else "grey.png")).read_bytes())
+        (masks / f"{name}.png").write_bytes((files / "mask.png").read_bytes())
+    code, err = run(["fill", imgs, "--mask-dir", masks, "-o", files / "out", "--model", files / "digits.pt"], capsys)
+    assert code == 3 and "greyscale pictures only" in err
+    assert (files / "out" / "grey.png").exists() and not (files / "out" / "colour.png").exists()
+
+
 def test_unknown_config_key_is_named(files, capsys):
     (files / "c.yaml").write_text("model: ffc-tiny\nlearning_rate: 0.1\n")
     code, err = run(["train", "--config", files / "c.yaml"], capsys)

@@ -281,14 +281,23 @@ def masks(
 
 @app.command("models")
 def models_cmd():
-    """List the fill methods (shipped model, classical, registered networks); * marks the default."""
+    """List the fill methods (shipped networks, classical) and the trainable architectures; * marks the default."""
     from .methods import list_methods
 
-    for row in list_methods():
-        mark = "*" if row.default else " "
-        params = f"{row.parameters / 1e6:7.2f} M parameters" if row.parameters else " " * 20
-        typer.echo(f"{mark} {row.name:20s} {row.kind:26s} {params}  max side {row.max_side}")
-    typer.echo("* default; use a name with --model (fill, serve, eval --methods) or give a checkpoint path")
+    rows = list_methods()
+    width = max(len(row.kind) for row in rows if not row.trainable)
+    typer.echo("Fill methods (--model of fill and serve, eval --methods):")
+    for row in rows:
+        if not row.trainable:
+            mark = "*" if row.default else " "
+            params = f"{row.parameters / 1e6:7.2f} M parameters" if row.parameters else " " * 20
+            typer.echo(f"{mark} {row.name:20s} {row.kind:{width}s}  {params}  max side {row.max_side}")
+    typer.echo("* default; a checkpoint path (.pt, .safetensors, .onnx) works as --model too")
+    # Not fill methods: fresh weights fill nothing useful, so --model refuses these names.
+    typer.echo("\nTrainable architectures (no weights: fillgap train --model NAME, then --model CHECKPOINT):")
+    for row in rows:
+        if row.trainable:
+            typer.echo(f"  {row.name:20s} {row.parameters / 1e6:7.2f} M parameters")
 
 
 # -- data: the offline corpus (fillgap.data.prepare does the work)

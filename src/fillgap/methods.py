@@ -9,7 +9,8 @@ use the ``cra`` strategy), ``size_multiple`` and ``fixed_size`` (handled inside 
 - None: the shipped default network;
 - a classical name (``opencv-telea``, ``opencv-ns``, ``opencv-fsr``, ``skimage-biharmonic``,
   ``mean-fill``);
-- a network name of ``fillgap.models`` (``ffc-small``, ...: untrained, for tests and timing);
+- a network name of ``fillgap.models`` (``ffc-small``, ...) with ``allow_untrained=True`` only:
+  a trainable architecture with fresh weights, for tests and timing, not a fill method;
 - a checkpoint path (``.pt`` / ``.safetensors``);
 - a loaded ``InpaintModel`` or an existing ``FillMethod``.
 
@@ -227,8 +228,9 @@ def _network(model: InpaintModel, source: str, runtime: str, name: str = "") -> 
 
 
 def get_method(spec: FillMethod | InpaintModel | str | Path | None = None,
-               runtime: str = DEFAULT_RUNTIME) -> FillMethod:
-    """The fill method named by ``spec`` (see the module doc); anything else is a FillgapError."""
+               runtime: str = DEFAULT_RUNTIME, allow_untrained: bool = False) -> FillMethod:
+    """The fill method named by ``spec`` (see the module doc); anything else is a FillgapError.
+    ``allow_untrained``: accept an architecture's name (fresh, untrained weights)."""
     if isinstance(spec, FillMethod):
         return spec
     if spec is not None and not isinstance(spec, (str, Path)):
@@ -248,6 +250,8 @@ def get_method(spec: FillMethod | InpaintModel | str | Path | None = None,
     if text in CLASSICAL:
         return ClassicalMethod(text, CLASSICAL[text], CLASSICAL_MAX_SIDE.get(text, NETWORK_MAX_SIDE))
     if text in model_names() and not Path(text).exists():
+        if not allow_untrained:
+            raise _untrained(text)
         from .models import create_model
         return _network(create_model(text).eval(), f"fillgap.models:{text} (untrained)", runtime, text)
     path = Path(text)
@@ -262,19 +266,36 @@ def get_method(spec: FillMethod | InpaintModel | str | Path | None = None,
 CHECKPOINT_SUFFIXES = (".pt", ".safetensors", ".pth")
 
 
+def fill_method_names() -> list[str]:
+    """The names that fill as they are: the shipped networks and the classical methods."""
+    return [*shipped_names(), *CLASSICAL]
+
+
 def _unknown(text: str) -> FillgapError:
-    names = method_names()
+    names = fill_method_names()
     return FillgapError(f"unknown model '{text}'{did_you_mean(text, names)}: not a method name "
                         f"({', '.join(names)}) nor an existing checkpoint file")
 
 
-def check_spec(spec: FillMethod | InpaintModel | str | Path | None) -> None:
-    """Refuse a name that is no method and no file, as ``get_method`` would, without loading
-    anything: the CLI and ``fill_file`` check it before reading a picture."""
+def _untrained(text: str) -> FillgapError:
+    # An architecture's fresh weights: an FFC net gives its diffusion prior, an autoencoder noise;
+    # either way not what the name promises, and it used to run and exit 0.
+    return FillgapError(f"'{text}' is a trainable architecture, not a fill method (its weights would be "
+                        f"untrained): train it (fillgap train --model {text}) and pass the checkpoint, or "
+                        f"use a method from `fillgap models` ({', '.join(fill_method_names())})")
+
+
+def check_spec(spec: FillMethod | InpaintModel | str | Path | None, allow_untrained: bool = False) -> None:
+    """Refuse a name that is no method and no file, or an untrained architecture's name, as
+    ``get_method`` would, without loading anything: the CLI and ``fill_file`` check it before
+    reading a picture."""
     if isinstance(spec, (str, Path)):
         text, path = str(spec), Path(spec)
-        if (text not in method_names() and not path.exists()
-                and path.suffix.lower() not in (*CHECKPOINT_SUFFIXES, ".onnx")):
+        if path.exists():
+            return
+        if text in model_names() and not allow_untrained:
+            raise _untrained(text)
+        if text not in method_names() and path.suffix.lower() not in (*CHECKPOINT_SUFFIXES, ".onnx"):
             raise _unknown(text)
 
 
@@ -285,10 +306,12 @@ class MethodInfo:
     parameters: int
     max_side: int
     default: bool
+    trainable: bool = False  # an architecture, not a fill method: no weights until trained
 
 
 def list_methods() -> list[MethodInfo]:
-    """Every named method for ``fillgap models``: the shipped default, classical, registered networks."""
+    """Every named method for ``fillgap models``: the shipped default, classical, and the registered
+    networks as trainable architectures (``trainable``)."""
     from .checkpoint import RELEASED_NOTES, RELEASED_WEIGHTS
     from .models import create_model, list_models
 
@@ -302,11 +325,11 @@ def list_methods() -> list[MethodInfo]:
         rows.append(MethodInfo(name, "classical", 0, CLASSICAL_MAX_SIDE.get(name, NETWORK_MAX_SIDE), False))
     for name in list_models():
         net = create_model(name)
-        rows.append(MethodInfo(name, "network (untrained)", sum(p.numel() for p in net.parameters()),
-                               net.fixed_size or NETWORK_MAX_SIDE, False))
+        rows.append(MethodInfo(name, "architecture", sum(p.numel() for p in net.parameters()),
+                               net.fixed_size or NETWORK_MAX_SIDE, False, trainable=True))
     return rows
 
 
 __all__ = ["FillMethod", "ClassicalMethod", "TorchNetwork", "get_method", "check_spec", "list_methods", "register_runtime",
-           "runtimes", "method_names", "classical_names", "shipped_names", "native_bf16", "DEFAULT_NAME",
+           "runtimes", "method_names", "fill_method_names", "classical_names", "shipped_names", "native_bf16", "DEFAULT_NAME",
            "DEFAULT_RUNTIME"]

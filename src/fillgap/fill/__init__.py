@@ -89,10 +89,21 @@ def _job(image: np.ndarray, hole: np.ndarray, window: Window, strategy: str, wri
                      mask_to_tensor(hole[window.slices].astype(np.float32)), write)
 
 
+def check_fits(image: np.ndarray, method: FillMethod) -> None:
+    """Refuse a colour picture for a greyscale network (one channel, e.g. seed-mnist-ae's 28 x 28
+    digits): it would fill a grey copy of the hole's window, scaled to its size."""
+    if getattr(method, "channels", 3) == 1 and not (np.array_equal(image[..., 0], image[..., 1])
+                                                    and np.array_equal(image[..., 1], image[..., 2])):
+        size = f" at {method.fixed_size}x{method.fixed_size}" if method.fixed_size else ""
+        raise FillgapError(f"model '{method.name}' fills greyscale pictures only (one channel{size}); "
+                           "this picture is in colour")
+
+
 def plan(image: np.ndarray, alpha: np.ndarray, method: FillMethod, strategy: str = "auto",
          max_side: int | None = None) -> Iterator[WindowJob]:
     """The windows of ``image`` to fill for the prepared weights ``alpha``, with their tensors, one
     at a time (a thin hole's tiles would hold all their tensors at once in a list)."""
+    check_fits(image, method)
     hole = alpha if alpha.dtype == bool else alpha > 0
     for window, concrete, write in _pieces(hole, method, strategy, max_side):
         yield _job(image, hole, window, concrete, write)
@@ -124,6 +135,7 @@ def inpaint(image: np.ndarray, mask: np.ndarray, model: FillMethod | str | None 
     if not (alpha if alpha.dtype == bool else alpha > 0).any():
         return image.copy()
     method = get_method(model, runtime)
+    check_fits(image, method)
     hole = alpha if alpha.dtype == bool else alpha > 0
     out = None
     # One window at a time, a thin hole's tiles too: batching 4 tiles raised a 12 MP fill's peak
@@ -142,6 +154,6 @@ def inpaint(image: np.ndarray, mask: np.ndarray, model: FillMethod | str | None 
 
 
 __all__ = ["inpaint", "prepare_mask", "plan", "plan_windows", "run", "composite", "choose", "WindowJob",
-           "Window", "as_mask", "resize_mask", "hole_window", "check_image", "check_dilate", "check_blend",
+           "Window", "as_mask", "resize_mask", "hole_window", "check_image", "check_fits", "check_dilate", "check_blend",
            "check_strategy", "check_max_side", "cra_available", "thin_tiles", "array_route", "native_side",
            "STRATEGIES", "BLENDS", "CRA_SIDE"]
