@@ -197,6 +197,43 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"fillgap {fillgap.__version__}"
 
 
+def test_version_is_the_projects():
+    import tomllib
+    from pathlib import Path
+
+    import fillgap
+    root = Path(__file__).resolve().parents[1]
+    assert tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"] == fillgap.__version__
+    assert f"## {fillgap.__version__}" in (root / "CHANGELOG.md").read_text()
+
+
+def _help(argv, capsys, monkeypatch, columns=80):
+    monkeypatch.setenv("COLUMNS", str(columns))  # rich reads it when typer makes its console
+    assert main(argv) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [[], ["fill"], ["train"], ["masks"], ["models"], ["eval"], ["serve"],
+                                     ["export"], ["demo"], ["data"], ["data", "pack"]], ids=" ".join)
+def test_help_shows_no_type_tags(capsys, monkeypatch, command):
+    import re
+    out = _help([*command, "--help"], capsys, monkeypatch)
+    assert not re.search(r"<(bool|str|path|int|float)", out), out
+
+
+def test_fill_help_groups_its_options_and_keeps_sentences_whole(capsys, monkeypatch):
+    out = _help(["fill", "--help"], capsys, monkeypatch, columns=300)
+    lines = out.splitlines()
+    panels = [line.strip("╭─╮ ").split(" ─")[0] for line in lines if line.startswith("╭")]
+    assert panels == ["Arguments", "Options", "Mask", "Method and speed", "Folder runs", "Ray engine (--engine ray)"]
+    # at 300 columns every paragraph of the description is one line: none is wrapped in the source
+    assert any(line.strip().startswith("Pixels outside the hole come back identical") and
+               line.rstrip().endswith("unless --format says otherwise.") for line in lines), out
+    mask_panel = out[out.index("╭─ Mask"):out.index("╭─ Method")]
+    for option in ("--invert-mask", "--mask-threshold", "--force", "--dilate", "--blend", "--resize-mask"):
+        assert option in mask_panel
+
+
 def test_training_bar_counts_the_time_budget():
     """A run ended by max_minutes shows seconds of its budget, not thousands of steps (the demo)."""
     from fillgap.config import load_config
