@@ -118,8 +118,9 @@ def fill(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     output_format: str = typer.Option(
         "auto", "--format", metavar="FORMAT",
-        help="Folder input: auto, png, tif, bmp, jpg, webp or same. auto: PNG for JPEG/WebP inputs (pixels outside the hole identical), "
-             "the input's format otherwise; jpg, webp or same: lossy, pixels outside the hole change."),
+        help="Folder input: auto, png, tif, bmp, jpg, webp or same. auto: PNG for JPEG/WebP inputs (pixels "
+             "outside the hole identical), the input's format otherwise; jpg, webp or same: lossy, pixels "
+             "outside the hole change."),
     invert_mask: bool = typer.Option(False, "--invert-mask", rich_help_panel=_MASK,
                                      help="The mask marks the hole in black (white = keep)."),
     mask_threshold: Optional[int] = typer.Option(
@@ -180,7 +181,8 @@ def fill(
                                "(or a manifest's mask column)")
         from .engines.common import OUTPUT_FORMAT_CHOICES, exit_code, summary
         if output_format not in OUTPUT_FORMAT_CHOICES:
-            raise FillgapError(f"unknown --format '{output_format}'{did_you_mean(output_format, OUTPUT_FORMAT_CHOICES)} "
+            hint = did_you_mean(output_format, OUTPUT_FORMAT_CHOICES)
+            raise FillgapError(f"unknown --format '{output_format}'{hint} "
                                f"(choose from {', '.join(OUTPUT_FORMAT_CHOICES)})")
         if engine not in ("local", "ray"):
             raise FillgapError(f"unknown --engine '{engine}'{did_you_mean(engine, ('local', 'ray'))} "
@@ -227,7 +229,8 @@ def fill(
     # The model is loaded only once the inputs and the output have passed their checks, and
     # not at all for an empty mask.
     out = fill_file(input, mask, output, model, dilate, overwrite, resize_mask, runtime=runtime, **settings)
-    if mask.suffix.lower() in JPEG_SUFFIXES and mask_threshold is None:  # after the fill: a mask that fails to load gets its error alone
+    # after the fill: a mask that fails to load gets its error alone
+    if mask.suffix.lower() in JPEG_SUFFIXES and mask_threshold is None:
         typer.echo(f"fillgap: warning: {mask.name} is a JPEG: {JPEG_MASK_NOTE}", err=True)
     typer.echo(f"wrote {out}")
 

@@ -330,6 +330,6 @@ def list_methods() -> list[MethodInfo]:
     return rows
 
 
-__all__ = ["FillMethod", "ClassicalMethod", "TorchNetwork", "get_method", "check_spec", "list_methods", "register_runtime",
-           "runtimes", "method_names", "fill_method_names", "classical_names", "shipped_names", "native_bf16", "DEFAULT_NAME",
-           "DEFAULT_RUNTIME"]
+__all__ = ["FillMethod", "ClassicalMethod", "TorchNetwork", "get_method", "check_spec", "list_methods",
+           "register_runtime", "runtimes", "method_names", "fill_method_names", "classical_names", "shipped_names",
+           "native_bf16", "DEFAULT_NAME", "DEFAULT_RUNTIME"]
