@@ -57,9 +57,8 @@ def composite(out: np.ndarray, image: np.ndarray, alpha: np.ndarray, window: Win
 def _composite_array(out: np.ndarray, image: np.ndarray, alpha: np.ndarray, window: Window, fill: np.ndarray,
                      write: Window | None = None) -> None:
     """``composite`` of a uint8 h x w x 3 fill in numpy, giving the bytes of the float route on
-    ``fill / 255``: rounding v / 255 * 255 gives v back for every v, so full-weight pixels are the
-    fill itself; grey-weight ones blend v / 255 * 255 as that route computes it in float32 (not
-    always exactly v)."""
+    ``fill / 255``: in float32, v / 255 * 255 is exactly v for every v (tests/test_lazy_import.py
+    checks all 256), so full-weight pixels are the fill itself and grey-weight ones blend v."""
     if write is not None and write != window:
         fill = fill[write.top - window.top:write.bottom - window.top, write.left - window.left:write.right - window.left]
         window = write
@@ -69,7 +68,7 @@ def _composite_array(out: np.ndarray, image: np.ndarray, alpha: np.ndarray, wind
     if part is not None and part.any():
         ys, xs = np.nonzero(part)
         w = a[ys, xs][:, None].astype(np.float32)
-        f = fill[ys, xs].astype(np.float32) / np.float32(255.0) * np.float32(255.0)
+        f = fill[ys, xs].astype(np.float32)
         target[ys, xs] = np.clip(w * f + (1.0 - w) * region[ys, xs].astype(np.float32) + 0.5,
                                  0, 255).astype(np.uint8)
     np.copyto(target, fill, where=full[..., None])
