@@ -293,18 +293,6 @@ def test_untrained_architectures_need_asking_for():
     assert inpaint(img, mask, method).shape == img.shape
 
 
-def test_a_greyscale_network_refuses_colour_but_fills_grey():
-    digits = create_model("seed-mnist-ae").eval()
-    img = picture()
-    mask = np.zeros(img.shape[:2], np.uint8)
-    mask[5:10, 5:10] = 255
-    with pytest.raises(FillgapError, match="greyscale pictures only"):
-        inpaint(img, mask, digits)
-    grey = np.repeat(img[..., :1], 3, axis=2)
-    out = inpaint(grey, mask, digits)
-    assert out.shape == grey.shape and np.array_equal(out[mask == 0], grey[mask == 0])
-
-
 def test_another_runtime_plugs_in_through_one_hook():
     class Grey(FillMethod):
         name, kind, max_side = "grey", "network", 256
