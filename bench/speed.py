@@ -36,6 +36,7 @@ from fillgap.fill import inpaint
 from fillgap.imageio import encode_png, read_image_bytes
 from fillgap.masks import MaskGenerator, hole_ratio
 from fillgap.methods import CLASSICAL, get_method, native_bf16
+from fillgap.models import create_model
 from fillgap.runtime.threads import set_threads
 
 from _common import RESULTS, timed
@@ -152,7 +153,7 @@ def main() -> None:
     load_before = Path("/proc/loadavg").read_text().strip()
     peak = {"fp32": peak_gflops(), "bf16": peak_gflops(dtype=torch.bfloat16)}
     photo = bundled_photos("test")[0]
-    spec = None if DEFAULT_WEIGHTS.exists() else "ffc-small"
+    spec = None if DEFAULT_WEIGHTS.exists() else create_model("ffc-small").eval()  # untrained: timing only
     default = get_method(spec, runtime="torch")
     auto = get_method(spec)  # the default runtime: bf16 where the CPU computes it natively
     auto_bf16 = native_bf16("cpu")
@@ -168,8 +169,8 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - reported in the results, the torch rows still run
         onnx_error = f"{type(exc).__name__}: {exc}"[:300]
     if not args.skip_slow:
-        methods["ffc-base (untrained)"] = get_method("ffc-base")
-    methods["seed-color-ae (untrained)"] = get_method("seed-color-ae")
+        methods["ffc-base (untrained)"] = get_method("ffc-base", allow_untrained=True)
+    methods["seed-color-ae (untrained)"] = get_method("seed-color-ae", allow_untrained=True)
     for name in CLASSICAL:
         if not (args.skip_slow and name == "opencv-fsr"):
             methods[name] = get_method(name)

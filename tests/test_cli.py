@@ -76,6 +76,69 @@ def test_user_errors_are_one_line(files, capsys, case, argv, fragments):
     assert (files / "in.png").read_bytes() == before
 
 
+@pytest.mark.parametrize("argv,suggestion", [
+    (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--model", "opencv-tela"], "opencv-telea"),
+    (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--model", "fillgap-defualt"], "fillgap-default"),
+    (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--strategy", "crpo"], "crop"),
+    (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--blend", "sfot"], "soft"),
+    (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--runtime", "onxx"], "onnx"),
+    (["masks", "-o", "{d}/m", "--kind", "thn"], "thin"),
+    (["train", "--model", "ffc-smal", "--out", "{d}/run"], "ffc-small"),
+])
+def test_mistyped_names_get_a_suggestion(files, capsys, argv, suggestion):
+    code, err = run([a.format(d=files) for a in argv], capsys)
+    assert_one_line_error(code, err, f"(did you mean '{suggestion}'?)")
+    assert not (files / "o.png").exists()
+
+
+def test_a_name_like_nothing_gets_no_suggestion_and_fails_before_reading(files, capsys):
+    # the picture is corrupt: the model's error comes first, so nothing was decoded
+    code, err = run(["fill", files / "corrupt.png", "-m", files / "mask.png", "-o", files / "o.png",
+                     "--model", "zzzz"], capsys)
+    assert_one_line_error(code, err, "unknown model 'zzzz'")
+    assert "did you mean" not in err
+
+
+@pytest.mark.parametrize("name", ["ffc-base", "ffc-tiny", "seed-color-ae", "seed-mnist-ae"])
+def test_an_untrained_architecture_is_not_a_fill_method(files, capsys, name):
+    # the picture is corrupt: the name is refused first, before anything is read or loaded
+    code, err = run(["fill", files / "corrupt.png", "-m", files / "mask.png", "-o", files / "o.png",
+                     "--model", name], capsys)
+    assert_one_line_error(code, err, f"'{name}' is a trainable architecture", f"fillgap train --model {name}")
+    assert not (files / "o.png").exists()
+
+
+def test_models_lists_the_architectures_apart(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    methods, architectures = out.split("Trainable architectures")
+    assert "opencv-telea" in methods and "fillgap-default" in methods
+    for name in ("ffc-base", "ffc-small", "ffc-tiny", "seed-color-ae", "seed-mnist-ae"):
+        assert name not in methods and name in architectures
+
+
+def test_a_greyscale_model_refuses_a_colour_picture(files, capsys):
+    save_checkpoint(files / "digits.pt", create_model("seed-mnist-ae"))
+    code, err = run(["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "o.png",
+                     "--model", files / "digits.pt"], capsys)
+    assert_one_line_error(code, err, "greyscale pictures only", "28x28", "in colour")
+    assert not (files / "o.png").exists()
+    grey = np.asarray(Image.open(files / "in.png").convert("L"))
+    Image.fromarray(grey).save(files / "grey.png")
+    code, err = run(["fill", files / "grey.png", "-m", files / "mask.png", "-o", files / "o.png",
+                     "--model", files / "digits.pt"], capsys)
+    assert code == 0, err
+    # a folder run fails the colour picture only
+    imgs, masks = files / "imgs", files / "masks"
+    imgs.mkdir(), masks.mkdir()
+    for name in ("colour", "grey"):
+        (imgs / f"{name}.png").write_bytes((files / ("in.png" if name == "colour" else "grey.png")).read_bytes())
+        (masks / f"{name}.png").write_bytes((files / "mask.png").read_bytes())
+    code, err = run(["fill", imgs, "--mask-dir", masks, "-o", files / "out", "--model", files / "digits.pt"], capsys)
+    assert code == 3 and "greyscale pictures only" in err
+    assert (files / "out" / "grey.png").exists() and not (files / "out" / "colour.png").exists()
+
+
 def test_unknown_config_key_is_named(files, capsys):
     (files / "c.yaml").write_text("model: ffc-tiny\nlearning_rate: 0.1\n")
     code, err = run(["train", "--config", files / "c.yaml"], capsys)
@@ -132,6 +195,43 @@ def test_version(capsys):
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"fillgap {fillgap.__version__}"
+
+
+def test_version_is_the_projects():
+    import tomllib
+    from pathlib import Path
+
+    import fillgap
+    root = Path(__file__).resolve().parents[1]
+    assert tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"] == fillgap.__version__
+    assert f"## {fillgap.__version__}" in (root / "CHANGELOG.md").read_text()
+
+
+def _help(argv, capsys, monkeypatch, columns=80):
+    monkeypatch.setenv("COLUMNS", str(columns))  # rich reads it when typer makes its console
+    assert main(argv) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [[], ["fill"], ["train"], ["masks"], ["models"], ["eval"], ["serve"],
+                                     ["export"], ["demo"], ["data"], ["data", "pack"]], ids=" ".join)
+def test_help_shows_no_type_tags(capsys, monkeypatch, command):
+    import re
+    out = _help([*command, "--help"], capsys, monkeypatch)
+    assert not re.search(r"<(bool|str|path|int|float)", out), out
+
+
+def test_fill_help_groups_its_options_and_keeps_sentences_whole(capsys, monkeypatch):
+    out = _help(["fill", "--help"], capsys, monkeypatch, columns=300)
+    lines = out.splitlines()
+    panels = [line.strip("╭─╮ ").split(" ─")[0] for line in lines if line.startswith("╭")]
+    assert panels == ["Arguments", "Options", "Mask", "Method and speed", "Folder runs", "Ray engine (--engine ray)"]
+    # at 300 columns every paragraph of the description is one line: none is wrapped in the source
+    assert any(line.strip().startswith("Pixels outside the hole come back identical") and
+               line.rstrip().endswith("unless --format says otherwise.") for line in lines), out
+    mask_panel = out[out.index("╭─ Mask"):out.index("╭─ Method")]
+    for option in ("--invert-mask", "--mask-threshold", "--force", "--dilate", "--blend", "--resize-mask"):
+        assert option in mask_panel
 
 
 def test_training_bar_counts_the_time_budget():

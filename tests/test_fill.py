@@ -60,12 +60,17 @@ def test_any_size_and_fixed_size_models(tiny):
         assert np.array_equal(out[mask == 0], img[mask == 0])
 
 
-def test_mnist_model_fills_a_colour_picture_through_grey(tiny):
+def test_mnist_model_refuses_a_colour_picture_and_fills_a_grey_one(tiny):
+    # a 28 x 28 greyscale digits model would fill a grey copy of a colour photo: refused
     img = np.random.default_rng(0).integers(0, 256, (28, 28, 3), dtype=np.uint8)
     mask = np.zeros((28, 28), np.float32)
     mask[10:15, 10:15] = 1
-    out = inpaint(img, mask, create_model("seed-mnist-ae").eval())
-    assert out.shape == img.shape
+    digits = create_model("seed-mnist-ae").eval()
+    with pytest.raises(FillgapError, match="greyscale pictures only"):
+        inpaint(img, mask, digits)
+    grey = np.repeat(img[..., :1], 3, axis=2)
+    out = inpaint(grey, mask, digits)
+    assert out.shape == grey.shape and np.array_equal(out[mask == 0], grey[mask == 0])
 
 
 def test_wrong_mask_size_and_wrong_image_type_are_clear_errors(photo, tiny):

@@ -16,6 +16,12 @@ def test_registry_lists_all_models_and_refuses_unknown():
         create_model("nope")
 
 
+def test_names_known_without_torch_are_the_registry():
+    # fillgap.models.NAMES answers the CLI's questions before the model files (and torch) load
+    from fillgap.models import NAMES, model_names
+    assert list(NAMES) == list_models() == model_names()
+
+
 def test_seed_mnist_ae_shapes():
     model = create_model("seed-mnist-ae").eval()
     x = torch.rand(2, 1, 28, 28)

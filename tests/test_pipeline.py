@@ -297,10 +297,23 @@ def test_registry_names_paths_and_objects(weights):
     rows = {r.name: r for r in list_methods()}
     assert rows["fillgap-default"].default and not rows["opencv-telea"].default
     assert {"opencv-telea", "opencv-ns", "opencv-fsr", "skimage-biharmonic", "mean-fill", "ffc-small"} <= set(rows)
+    assert rows["ffc-small"].trainable and not rows["opencv-telea"].trainable
     with pytest.raises(FillgapError, match="unknown model 'lama'"):
         get_method("lama")
     with pytest.raises(FillgapError, match="unknown runtime"):
         get_method(weights, runtime="tpu")
+
+
+def test_untrained_architectures_need_asking_for():
+    img = picture()
+    mask = np.zeros(img.shape[:2], np.uint8)
+    mask[5:10, 5:10] = 255
+    for call in (lambda: get_method("ffc-tiny"), lambda: inpaint(img, mask, "ffc-tiny")):
+        with pytest.raises(FillgapError, match="'ffc-tiny' is a trainable architecture"):
+            call()
+    method = get_method("ffc-tiny", allow_untrained=True)  # tests and benches time fresh networks
+    assert method.kind == "network" and method.name == "ffc-tiny"
+    assert inpaint(img, mask, method).shape == img.shape
 
 
 def test_another_runtime_plugs_in_through_one_hook():

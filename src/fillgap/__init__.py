@@ -11,9 +11,18 @@ import os
 # another program (or the thread it waits for) needs; see fillgap.runtime.threads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .checkpoint import load_model  # noqa: E402
 from .errors import FillgapError  # noqa: E402
-from .fill import inpaint  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["inpaint", "load_model", "FillgapError", "__version__"]
+
+
+def __getattr__(name: str):
+    # Loaded on first use: `import fillgap` (and so the CLI's start-up) stays free of torch.
+    if name == "inpaint":
+        from .fill import inpaint
+        return inpaint
+    if name == "load_model":
+        from .checkpoint import load_model
+        return load_model
+    raise AttributeError(f"module 'fillgap' has no attribute {name!r}")

@@ -19,12 +19,17 @@ import io
 import json
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
+from ._lazy import lazy
 from .errors import FillgapError
 from .fsutil import atomic_write
-from .models import InpaintModel, create_model, list_models
+from .models import create_model, list_models
+
+if TYPE_CHECKING:
+    from .models import InpaintModel
+
+torch = lazy("torch")  # loaded when a checkpoint is (the shipped names are known without it)
 
 DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "ffc-default.safetensors"
 # Shipped weights by variant (method name ``fillgap-<variant>``), each with a model card, and

@@ -7,24 +7,52 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+import typer.core
 
-from .errors import FillgapError
+from .errors import FillgapError, did_you_mean
 from .fsutil import printable
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+
+class _QuietTypes:
+    """Help without a type beside every name: typer 0.2x prints <bool>, <str>, <path> ... there.
+    A flag takes no value, so it shows none (--help and --version too); an option shows its
+    metavar (given, or its name: --size SIZE); an argument is named by its metavar already."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if param.param_type_name == "argument":
+                if hasattr(param, "display_type_rich"):
+                    param.display_type_rich = lambda ctx=None: None
+            elif getattr(param, "is_flag", False) and not getattr(param, "count", False):
+                param.metavar = ""
+            elif param.metavar is None:
+                param.metavar = param.name.upper()
+        return params
+
+
+class _Command(_QuietTypes, typer.core.TyperCommand):
+    pass
+
+
+class _Group(_QuietTypes, typer.core.TyperGroup):
+    pass
+
+
+app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="fillgap: fill holes in pictures (inpainting).")
+
+
+def _command(*args, **kwargs):
+    return app.command(*args, cls=_Command, **kwargs)
 
 
 def _show_version(value: bool) -> None:
     if value:
-        from importlib.metadata import PackageNotFoundError, version
-
+        # The running code's own number, not the installed metadata's: an editable install keeps
+        # the number it was installed with (tests/test_cli.py checks it against pyproject.toml).
         from . import __version__
-        try:
-            number = version("fillgap")
-        except PackageNotFoundError:  # run from a source tree
-            number = __version__
-        typer.echo(f"fillgap {number}")
+        typer.echo(f"fillgap {__version__}")
         raise typer.Exit()
 
 
@@ -34,17 +62,24 @@ def _root(version: bool = typer.Option(False, "--version", callback=_show_versio
     """fillgap: fill holes in pictures (inpainting)."""
 
 
-_FILL_HELP = """Fill the masked part of a picture (or of every picture in a folder).
+def _paragraphs(*paragraphs: str) -> str:
+    # One line each: typer keeps a paragraph's own line breaks, so text wrapped in the source
+    # broke mid-sentence in a narrower terminal.
+    return "\n\n".join(paragraphs)
 
-Pixels outside the hole come back identical, except in a JPEG output: JPEG re-encoding changes
-pixels everywhere (up to tens of grey levels). A folder run therefore writes JPEG and WebP inputs
-as PNG unless --format says otherwise.
 
-Folder runs: outputs are written atomically and never over an existing file without --overwrite;
-run the same command again to resume. Failures are printed as they happen and listed in
-OUT/fillgap-failures.csv. Exit codes: 0 done, 1 error (nothing ran), 2 usage error, 3 some
-pictures failed (the others were written), 130 interrupted.
-"""
+_FILL_HELP = _paragraphs(
+    "Fill the masked part of a picture (or of every picture in a folder or a manifest).",
+    "Pixels outside the hole come back identical, except in a JPEG output: JPEG re-encoding changes pixels "
+    "everywhere (up to tens of grey levels). A folder run therefore writes JPEG and WebP inputs as PNG unless "
+    "--format says otherwise.",
+    "A mask is white where to fill and black elsewhere. One that would fill 60 % or more of the picture, or "
+    "that looks like a photo, is refused: --invert-mask reads black as the hole, --force uses it as it is.",
+    "Folder runs: outputs are written atomically and never over an existing file without --overwrite; run the "
+    "same command again to resume. Failures are printed as they happen and listed in OUT/fillgap-failures.csv.",
+    "Exit codes: 0 done, 1 error (nothing ran), 2 usage error, 3 some pictures failed (the others were "
+    "written), 130 interrupted.",
+)
 
 _MODEL_HELP = ("Method: a name from `fillgap models` (e.g. opencv-telea) or a checkpoint (.pt/.safetensors); "
                "default: the shipped model.")
@@ -64,48 +99,79 @@ _RUNTIME_HELP = ("auto | torch | torch-bf16 | onnx. auto: torch, in bfloat16 whe
 _THREADS_HELP = ("Compute threads per fill (default: $FILLGAP_THREADS, else the cores not kept busy by "
                  "other programs right now).")
 
+# fill's option panels
+_MASK, _METHOD = "Mask", "Method and speed"  # input and output: the first panel, with --help
+_FOLDER, _RAY = "Folder runs", "Ray engine (--engine ray)"
 
-@app.command(help=_FILL_HELP)
+
+@_command(help=_FILL_HELP)
 def fill(
-    input: Path = typer.Argument(..., help="A picture, a folder of pictures, or a manifest (.csv/.parquet with "
-                                 "columns picture, mask[, output]; paths or URIs)."),
-    mask: Optional[Path] = typer.Option(None, "--mask", "-m", help="Mask picture (white = hole, grey = partial)."),
-    mask_dir: Optional[Path] = typer.Option(None, "--mask-dir", help="Folder of masks, same names as the pictures."),
-    output: Path = typer.Option(..., "--output", "-o",
+    input: Path = typer.Argument(..., metavar="INPUT",
+                                 help="A picture, a folder of pictures, or a manifest (.csv/.parquet with columns "
+                                      "picture, mask[, output]; paths or URIs)."),
+    mask: Optional[Path] = typer.Option(None, "--mask", "-m", metavar="MASK",
+                                        help="The picture's mask (white = hole, grey = partial)."),
+    mask_dir: Optional[Path] = typer.Option(None, "--mask-dir", metavar="FOLDER",
+                                            help="Folder input: the masks, same names as the pictures."),
+    output: Path = typer.Option(..., "--output", "-o", metavar="OUT",
                                 help="Output picture, or output folder. A .jpg output re-encodes the picture: "
                                      "pixels outside the hole change too; .png keeps them identical."),
-    model: Optional[str] = typer.Option(None, "--model", help=_MODEL_HELP),
-    dilate: int = typer.Option(0, "--dilate", min=0, help="Grow the hole by this many pixels first."),
-    strategy: str = typer.Option("auto", "--strategy", help=_STRATEGY_HELP),
-    max_side: Optional[int] = typer.Option(None, "--max-side", help=_MAX_SIDE_HELP),
-    blend: str = typer.Option("hard", "--blend", help=_BLEND_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    resize_mask: bool = typer.Option(False, "--resize-mask", help="Scale a mask of another size to the picture."),
-    workers: int = typer.Option(2, "--workers", min=1, help="Folder input: threads reading and writing files."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Folder input: same-size holes filled together (--engine ray: pictures per actor call)."),
-    engine: str = typer.Option("local", "--engine", help="Folder input: local (threads in this process) or "
-                               "ray (a Ray cluster: --address; needs the ray extra of fillgap)."),
-    address: Optional[str] = typer.Option(None, "--address", help="--engine ray: auto (the cluster this machine "
-                                          "joined), ray://HOST:10001, or none to start a local Ray."),
-    actors: int = typer.Option(2, "--actors", min=1, help="--engine ray: model copies (actors), one CPU each."),
-    gpus_per_actor: float = typer.Option(0.0, "--gpus-per-actor", min=0.0, help="--engine ray: GPUs per actor."),
     output_format: str = typer.Option(
-        "auto", "--format", help="Folder input: output format. auto: PNG for JPEG/WebP inputs (pixels outside "
-        "the hole identical), the input's format otherwise; png, tif, bmp; jpg, webp or same: lossy re-encoding, "
-        "pixels outside the hole change."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=_THREADS_HELP),
-    runtime: str = typer.Option("auto", "--runtime", help=_RUNTIME_HELP),
+        "auto", "--format", metavar="FORMAT",
+        help="Folder input: auto, png, tif, bmp, jpg, webp or same. auto: PNG for JPEG/WebP inputs (pixels "
+             "outside the hole identical), the input's format otherwise; jpg, webp or same: lossy, pixels "
+             "outside the hole change."),
+    invert_mask: bool = typer.Option(False, "--invert-mask", rich_help_panel=_MASK,
+                                     help="The mask marks the hole in black (white = keep)."),
+    mask_threshold: Optional[int] = typer.Option(
+        None, "--mask-threshold", min=0, max=255, metavar="LEVEL", rich_help_panel=_MASK,
+        help="Hole where the mask is above this level (0-255), keep elsewhere, no grey: cleans a JPEG mask's "
+             "compression noise (e.g. 127). Default: every level above 0 is hole."),
+    force: bool = typer.Option(False, "--force", rich_help_panel=_MASK,
+                               help="Use a mask that looks like a photo or would fill 60 % or more of the picture."),
+    resize_mask: bool = typer.Option(False, "--resize-mask", rich_help_panel=_MASK,
+                                     help="Scale a mask of another size to the picture."),
+    dilate: int = typer.Option(0, "--dilate", min=0, metavar="PX", rich_help_panel=_MASK,
+                               help="Grow the hole by this many pixels first."),
+    blend: str = typer.Option("hard", "--blend", metavar="hard|soft", rich_help_panel=_MASK, help=_BLEND_HELP),
+    model: Optional[str] = typer.Option(None, "--model", metavar="METHOD", rich_help_panel=_METHOD,
+                                        help=_MODEL_HELP),
+    strategy: str = typer.Option("auto", "--strategy", metavar="STRATEGY", rich_help_panel=_METHOD,
+                                 help=_STRATEGY_HELP),
+    max_side: Optional[int] = typer.Option(None, "--max-side", metavar="PX", rich_help_panel=_METHOD,
+                                           help=_MAX_SIDE_HELP),
+    runtime: str = typer.Option("auto", "--runtime", metavar="RUNTIME", rich_help_panel=_METHOD,
+                                help=_RUNTIME_HELP),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, metavar="N", rich_help_panel=_METHOD,
+                                          help=_THREADS_HELP),
+    workers: int = typer.Option(2, "--workers", min=1, metavar="N", rich_help_panel=_FOLDER,
+                                help="Threads reading and writing files."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, metavar="N", rich_help_panel=_FOLDER,
+                                   help="Same-size holes filled together (--engine ray: pictures per actor call)."),
+    engine: str = typer.Option("local", "--engine", metavar="local|ray", rich_help_panel=_FOLDER,
+                               help="local: threads in this process; ray: a Ray cluster (--address; needs the ray "
+                                    "extra of fillgap)."),
+    address: Optional[str] = typer.Option(None, "--address", metavar="ADDRESS", rich_help_panel=_RAY,
+                                          help="auto (the cluster this machine joined), ray://HOST:10001, or none "
+                                               "to start a local Ray."),
+    actors: int = typer.Option(2, "--actors", min=1, metavar="N", rich_help_panel=_RAY,
+                               help="Model copies (actors), one CPU each."),
+    gpus_per_actor: float = typer.Option(0.0, "--gpus-per-actor", min=0.0, metavar="N", rich_help_panel=_RAY,
+                                         help="GPUs per actor."),
 ):
     from .api import fill_file
     from .fill import check_blend, check_max_side, check_strategy
-    from .methods import get_method
+    from .methods import check_spec, get_method
     from .runtime.threads import set_threads
 
     set_threads(threads)
     _check_runtime(runtime)
+    check_spec(model)  # a mistyped name fails here, before any picture is read
 
     check_strategy(strategy), check_max_side(max_side), check_blend(blend)
-    settings = dict(strategy=strategy, max_side=max_side, blend=blend)
+    settings = dict(strategy=strategy, max_side=max_side, blend=blend, invert_mask=invert_mask,
+                    mask_threshold=mask_threshold, force=force)
     from .engines.common import MANIFEST_SUFFIXES
     manifest = input.is_file() and input.suffix.lower() in MANIFEST_SUFFIXES
     if input.is_dir() or manifest:
@@ -116,13 +182,16 @@ def fill(
                                "(or a manifest's mask column)")
         from .engines.common import OUTPUT_FORMAT_CHOICES, exit_code, summary
         if output_format not in OUTPUT_FORMAT_CHOICES:
-            raise FillgapError(f"unknown --format '{output_format}' (choose from {', '.join(OUTPUT_FORMAT_CHOICES)})")
+            hint = did_you_mean(output_format, OUTPUT_FORMAT_CHOICES)
+            raise FillgapError(f"unknown --format '{output_format}'{hint} "
+                               f"(choose from {', '.join(OUTPUT_FORMAT_CHOICES)})")
         if engine not in ("local", "ray"):
-            raise FillgapError(f"unknown --engine '{engine}' (choose local or ray)")
+            raise FillgapError(f"unknown --engine '{engine}'{did_you_mean(engine, ('local', 'ray'))} "
+                               "(choose local or ray)")
         def event(kind, path, why):  # failures and skipped entries as they happen
             typer.echo(printable(f"fillgap: {kind}: {path}: {why}"), err=True)
 
-        if mask_dir is not None and Path(mask_dir).is_dir():
+        if mask_dir is not None and Path(mask_dir).is_dir() and mask_threshold is None:
             jpeg_masks = sum(1 for p in Path(mask_dir).rglob("*") if p.suffix.lower() in JPEG_SUFFIXES)
             if jpeg_masks:
                 typer.echo(f"fillgap: warning: {jpeg_masks} masks in {mask_dir} are JPEGs: {JPEG_MASK_NOTE}", err=True)
@@ -161,7 +230,8 @@ def fill(
     # The model is loaded only once the inputs and the output have passed their checks, and
     # not at all for an empty mask.
     out = fill_file(input, mask, output, model, dilate, overwrite, resize_mask, runtime=runtime, **settings)
-    if mask.suffix.lower() in JPEG_SUFFIXES:  # after the fill: a mask that fails to load gets its error alone
+    # after the fill: a mask that fails to load gets its error alone
+    if mask.suffix.lower() in JPEG_SUFFIXES and mask_threshold is None:
         typer.echo(f"fillgap: warning: {mask.name} is a JPEG: {JPEG_MASK_NOTE}", err=True)
     typer.echo(printable(f"wrote {out}"))
 
@@ -169,10 +239,11 @@ def fill(
 def _check_runtime(runtime: str) -> None:
     from .methods import runtimes
     if runtime not in runtimes():
-        raise FillgapError(f"unknown runtime '{runtime}' (choose from {', '.join(runtimes())})")
+        raise FillgapError(f"unknown runtime '{runtime}'{did_you_mean(runtime, runtimes())} "
+                           f"(choose from {', '.join(runtimes())})")
 
 
-@app.command()
+@_command()
 def export(
     onnx: Path = typer.Option(..., "--onnx", help="Output .onnx file."),
     model: Optional[str] = typer.Option(None, "--model", help="Checkpoint (.pt/.safetensors) or registered name "
@@ -198,7 +269,7 @@ def export(
                f"max difference {report.max_abs_diff:.1e}")
 
 
-@app.command()
+@_command()
 def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML or TOML config file."),
     model: Optional[str] = typer.Option(None, "--model", help="Registered model name (see `fillgap models`)."),
@@ -243,7 +314,7 @@ def train(
         typer.echo(f"done: {summary}")
 
 
-@app.command()
+@_command()
 def masks(
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the mask PNGs."),
     kind: str = typer.Option("mixture", "--kind", help="thin | medium | thick | box | mixture"),
@@ -260,7 +331,7 @@ def masks(
     from .masks import KINDS, MaskGenerator, hole_ratio
 
     if kind not in KINDS:
-        raise FillgapError(f"unknown mask kind '{kind}' (choose from {', '.join(KINDS)})")
+        raise FillgapError(f"unknown mask kind '{kind}'{did_you_mean(kind, KINDS)} (choose from {', '.join(KINDS)})")
     gen = MaskGenerator(kind, seed)
     for i in range(count):
         m = gen(size, size, epoch, i)
@@ -269,25 +340,34 @@ def masks(
         typer.echo(f"{path}  hole {hole_ratio(m) * 100:.1f} %")
 
 
-@app.command("models")
+@_command("models")
 def models_cmd():
-    """List the fill methods (shipped model, classical, registered networks); * marks the default."""
+    """List the fill methods (shipped networks, classical) and the trainable architectures; * marks the default."""
     from .methods import list_methods
 
-    for row in list_methods():
-        mark = "*" if row.default else " "
-        params = f"{row.parameters / 1e6:7.2f} M parameters" if row.parameters else " " * 20
-        typer.echo(f"{mark} {row.name:20s} {row.kind:26s} {params}  max side {row.max_side}")
-    typer.echo("* default; use a name with --model (fill, serve, eval --methods) or give a checkpoint path")
+    rows = list_methods()
+    width = max(len(row.kind) for row in rows if not row.trainable)
+    typer.echo("Fill methods (--model of fill and serve, eval --methods):")
+    for row in rows:
+        if not row.trainable:
+            mark = "*" if row.default else " "
+            params = f"{row.parameters / 1e6:7.2f} M parameters" if row.parameters else " " * 20
+            typer.echo(f"{mark} {row.name:20s} {row.kind:{width}s}  {params}  max side {row.max_side}")
+    typer.echo("* default; a checkpoint path (.pt, .safetensors, .onnx) works as --model too")
+    # Not fill methods: fresh weights fill nothing useful, so --model refuses these names.
+    typer.echo("\nTrainable architectures (no weights: fillgap train --model NAME, then --model CHECKPOINT):")
+    for row in rows:
+        if row.trainable:
+            typer.echo(f"  {row.name:20s} {row.parameters / 1e6:7.2f} M parameters")
 
 
 # -- data: the offline corpus (fillgap.data.prepare does the work)
-data_app = typer.Typer(no_args_is_help=True, help="The offline data corpus: prepare it once, list it.")
+data_app = typer.Typer(cls=_Group, no_args_is_help=True, help="The offline data corpus: prepare it once, list it.")
 app.add_typer(data_app, name="data")
 _ROOT_HELP = "Data folder (default: $FILLGAP_DATA, else ~/.cache/fillgap)."
 
 
-@data_app.command("prepare")
+@data_app.command("prepare", cls=_Command)
 def data_prepare(
     root: Optional[Path] = typer.Option(None, "--root", help=_ROOT_HELP),
     sets: str = typer.Option("mnist,photos", "--sets", help="Comma-separated: mnist, photos."),
@@ -306,7 +386,7 @@ def data_prepare(
         raise FillgapError(report.errors[-1])
 
 
-@data_app.command("pack")
+@data_app.command("pack", cls=_Command)
 def data_pack(
     out: Path = typer.Option(..., "--out", help="The .npz file to write (train with --data pack:FILE)."),
     root: Optional[Path] = typer.Option(None, "--root", help=_ROOT_HELP),
@@ -323,7 +403,7 @@ def data_pack(
                quality=quality, overwrite=overwrite, echo=typer.echo)
 
 
-@data_app.command("list")
+@data_app.command("list", cls=_Command)
 def data_list(root: Optional[Path] = typer.Option(None, "--root", help=_ROOT_HELP)):
     """The reviewed photo list with totals per split, and what is prepared."""
     from .data.prepare import format_photo_list
@@ -331,7 +411,7 @@ def data_list(root: Optional[Path] = typer.Option(None, "--root", help=_ROOT_HEL
     typer.echo(format_photo_list(root))
 
 
-@app.command("eval")
+@_command("eval")
 def eval_cmd(
     out: Path = typer.Option(..., "--out", help="Folder for eval-<protocol>-<size>.md/.json/.png."),
     protocol: str = typer.Option("v1", "--protocol", help="v2 (the whole prepared test split) | v1 (its first 8 "
@@ -344,7 +424,7 @@ def eval_cmd(
         "only."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=_THREADS_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing reports."),
-    runtime: str = typer.Option("auto", "--runtime", help=_RUNTIME_HELP),
+    runtime: str = typer.Option("auto", "--runtime", metavar="RUNTIME", help=_RUNTIME_HELP),
 ):
     """Score methods on a fixed, seeded protocol: hole PSNR/SSIM/detail ratio and seconds per image, side by side."""
     from .evaluate import evaluate, parse_method_list, summary_line
@@ -361,7 +441,7 @@ def eval_cmd(
     typer.echo("wrote " + ", ".join(str(p) for p in run.paths.values()))
 
 
-@app.command()
+@_command()
 def demo(
     out: Path = typer.Option(Path("demo-output"), "--out", help="Folder for the demo's outputs."),
     seconds: float = typer.Option(60.0, "--seconds", help="Training time for the tiny model."),
@@ -373,7 +453,7 @@ def demo(
     typer.echo(f"grid: {grid}")
 
 
-@app.command()
+@_command()
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 opens it to the network)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535),
@@ -386,7 +466,7 @@ def serve(
     max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", min=0.01, help="Largest request body accepted."),
     max_pixels: int = typer.Option(40_000_000, "--max-pixels", min=1, help="Largest picture accepted (width x height)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=_THREADS_HELP),
-    runtime: str = typer.Option("auto", "--runtime", help=_RUNTIME_HELP),
+    runtime: str = typer.Option("auto", "--runtime", metavar="RUNTIME", help=_RUNTIME_HELP),
 ):
     """Web app: brush over what should go in the browser, fill it, download the result."""
     from .server import ServerSettings, serve as run_server
@@ -402,7 +482,7 @@ JPEG_SUFFIXES = (".jpg", ".jpeg")
 # Measured on a text mask: JPEG at quality 75 grows the hole by about 30 % (speckles of 1-32 grey levels
 # around every stroke, and any grey above 0 is hole).
 JPEG_MASK_NOTE = ("its compression noise leaves faint grey speckles around the strokes, and every pixel "
-                  "above black is filled (a hole about 30 % larger); save masks as PNG")
+                  "above black is filled (a hole about 30 % larger); save masks as PNG, or pass --mask-threshold 127")
 
 
 def _out_of_memory(exc: Exception) -> bool:

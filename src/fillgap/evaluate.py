@@ -40,7 +40,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .classical import CLASSICAL
-from .errors import FillgapError
+from .errors import FillgapError, did_you_mean
 from .fsutil import atomic_write_text
 from .imageio import read_image, write_image
 from .masks import generate, hole_ratio, make_rng
@@ -96,7 +96,8 @@ def load_protocol(spec: str | Path) -> Protocol:
     path = Path(spec)
     if not (path.suffix == ".json" and path.exists()):
         if str(spec) not in available_protocols():
-            raise FillgapError(f"unknown protocol '{spec}' (choose from {', '.join(available_protocols())}, "
+            raise FillgapError(f"unknown protocol '{spec}'{did_you_mean(spec, available_protocols())} "
+                               f"(choose from {', '.join(available_protocols())}, "
                                "or give a .json file)")
         path = PROTOCOL_DIR / f"{spec}.json"
     try:
@@ -261,7 +262,8 @@ def build_methods(peers: list[str] | None = None, checkpoints: list[str | Path] 
     chosen = peer_names() if peers is None else peers
     unknown = [p for p in chosen if p not in known]
     if unknown:
-        raise FillgapError(f"unknown method '{unknown[0]}' (choose from {', '.join(known)}, or 'none'; "
+        raise FillgapError(f"unknown method '{unknown[0]}'{did_you_mean(unknown[0], known)} "
+                           f"(choose from {', '.join(known)}, or 'none'; "
                            "checkpoints go in --model)")
     methods = [registry_method(n) for n in chosen if n in CLASSICAL]
     methods += [registry_method(n, runtime=runtime) for n in networks if n in chosen]

@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ._lazy import lazy
 from .errors import FillgapError
 from .fsutil import atomic_write
+
+# Only the tensor helpers at the end use torch: reading and writing files does not load it.
+torch = lazy("torch")
+F = lazy("torch.nn.functional")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 # Decompression-bomb guard: refuse pictures above this many pixels (about 12k x 8k).

@@ -7,9 +7,11 @@ use the ``cra`` strategy), ``size_multiple`` and ``fixed_size`` (handled inside 
 
 ``get_method(spec)`` turns what a user names into a method:
 - None: the shipped default network;
+- ``fillgap-texture``: the default network's fill with the texture stage (``fillgap.texture``);
 - a classical name (``opencv-telea``, ``opencv-ns``, ``opencv-fsr``, ``opencv-shiftmap``,
   ``skimage-biharmonic``, ``fillgap-diffusion``, ``mean-fill``);
-- a network name of ``fillgap.models`` (``ffc-small``, ...: untrained, for tests and timing);
+- a network name of ``fillgap.models`` (``ffc-small``, ...) with ``allow_untrained=True`` only:
+  a trainable architecture with fresh weights, for tests and timing, not a fill method;
 - a checkpoint path (``.pt`` / ``.safetensors``);
 - a loaded ``InpaintModel`` or an existing ``FillMethod``.
 
@@ -22,17 +24,23 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from ._lazy import lazy, no_grad
 from .checkpoint import shipped_names
 from .classical import CLASSICAL
-from .errors import FillgapError
-from .models import InpaintModel, list_models
-from .texture import DEFAULT_SETTINGS, TextureSettings, synthesize
+from .errors import FillgapError, did_you_mean
+from .models import model_names
+
+if TYPE_CHECKING:
+    from .models import InpaintModel
+    from .texture import TextureSettings
+
+# Loaded on first use: a classical method runs on numpy arrays without torch (fillgap._lazy).
+torch = lazy("torch")
+F = lazy("torch.nn.functional")
 
 DEFAULT_NAME = "fillgap-default"
 # Methods that put the texture stage (``fillgap.texture``) on a network's fill: name -> the network
@@ -72,21 +80,22 @@ class ClassicalMethod(FillMethod):
         self.name, self.fn, self.max_side = name, fn, max_side
         self.source = f"fillgap.classical:{fn.__name__}"
 
+    def fill_array(self, img: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        """One picture, uint8 H x W x C, and its bool H x W hole: the fill as uint8 H x W x C. The
+        pipeline's route without torch (``fillgap.fill.inpaint``, windows at native resolution)."""
+        if hole.all():
+            # nothing known to fill from: mid grey, as the networks and mean-fill give (Telea and NS
+            # would return the picture unchanged, the biharmonic solve fails)
+            return np.full_like(img, 128)
+        if img.shape[2] == 1:  # grey pictures: the classical functions want three channels
+            return self.fn(np.repeat(img, 3, axis=2), hole).mean(axis=2, keepdims=True)
+        return self.fn(img, hole)
+
     def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         # The pipeline hands over uint8 pictures divided by 255, so this round trip is exact.
         imgs = image.detach().float().mul(255).round_().clamp_(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
         holes = (hole[:, 0] > 0).cpu().numpy()
-        outs = []
-        for img, h in zip(imgs, holes):
-            if h.all():
-                # nothing known to fill from: mid grey, as the networks and mean-fill give (Telea and NS
-                # would return the picture unchanged, the biharmonic solve fails)
-                out = np.full_like(img, 128)
-            elif img.shape[2] == 1:  # grey pictures: the classical functions want three channels
-                out = self.fn(np.repeat(img, 3, axis=2), h).mean(axis=2, keepdims=True)
-            else:
-                out = self.fn(img, h)
-            outs.append(out)
+        outs = [self.fill_array(img, h) for img, h in zip(imgs, holes)]
         out = torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).float().div_(255.0)
         return out.to(image.device)
 
@@ -134,7 +143,7 @@ class TorchNetwork(FillMethod):
                 return self.model(x, m).float()
         return self.model(x, m)
 
-    @torch.no_grad()
+    @no_grad
     def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         n, c, h, w = image.shape
         device = self.device
@@ -171,8 +180,10 @@ class TexturedMethod(FillMethod):
     limit gets the base's fill at that limit, scaled up as the layout, and the texture is copied at
     full resolution (the synthesis searches at most 384 px and votes at full size)."""
 
-    def __init__(self, base: FillMethod, name: str, settings: TextureSettings = DEFAULT_SETTINGS):
-        self.base, self.name, self.settings = base, name, settings
+    def __init__(self, base: FillMethod, name: str, settings: TextureSettings | None = None):
+        from .texture import DEFAULT_SETTINGS  # torch: only when a textured method is made
+
+        self.base, self.name, self.settings = base, name, settings or DEFAULT_SETTINGS
         self.kind = f"{base.kind} + texture"
         self.source = f"{base.source} + fillgap.texture"
         self.max_side = max(base.max_side, TEXTURE_MAX_SIDE)
@@ -191,8 +202,10 @@ class TexturedMethod(FillMethod):
         small_hole = (F.interpolate(hole, size=size, mode="area") > 0).float()  # a part-hole pixel stays hole
         return F.interpolate(self.base.fill(small, small_hole), size=(h, w), mode="bicubic").clamp_(0, 1)
 
-    @torch.no_grad()
+    @no_grad
     def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+        from .texture import synthesize
+
         image = image.float()
         return synthesize(image, hole, self._guide(image, hole), self.settings)
 
@@ -246,12 +259,13 @@ def classical_names() -> list[str]:
 
 def method_names() -> list[str]:
     """Every name ``get_method`` accepts besides paths: default, classical, registered networks."""
-    return [*shipped_names(), *TEXTURED, *CLASSICAL, *list_models()]
+    return [*shipped_names(), *TEXTURED, *CLASSICAL, *model_names()]
 
 
 def _network(model: InpaintModel, source: str, runtime: str, name: str = "") -> FillMethod:
     if runtime not in _RUNTIMES:
-        raise FillgapError(f"unknown runtime '{runtime}' (available: {', '.join(_RUNTIMES)})")
+        raise FillgapError(f"unknown runtime '{runtime}'{did_you_mean(runtime, _RUNTIMES)} "
+                           f"(available: {', '.join(_RUNTIMES)})")
     method = _RUNTIMES[runtime](model, source)
     if name:
         method.name = name
@@ -259,13 +273,15 @@ def _network(model: InpaintModel, source: str, runtime: str, name: str = "") -> 
 
 
 def get_method(spec: FillMethod | InpaintModel | str | Path | None = None,
-               runtime: str = DEFAULT_RUNTIME) -> FillMethod:
-    """The fill method named by ``spec`` (see the module doc); anything else is a FillgapError."""
+               runtime: str = DEFAULT_RUNTIME, allow_untrained: bool = False) -> FillMethod:
+    """The fill method named by ``spec`` (see the module doc); anything else is a FillgapError.
+    ``allow_untrained``: accept an architecture's name (fresh, untrained weights)."""
     if isinstance(spec, FillMethod):
         return spec
-    if isinstance(spec, InpaintModel):
-        return _network(spec, "given", runtime)
     if spec is not None and not isinstance(spec, (str, Path)):
+        from .models import InpaintModel  # loads torch: a network object means torch is there anyway
+        if isinstance(spec, InpaintModel):
+            return _network(spec, "given", runtime)
         raise FillgapError(f"model must be a method name, a checkpoint path or a loaded model, "
                            f"got {type(spec).__name__}")
     from .checkpoint import DEFAULT_WEIGHTS, RELEASED_WEIGHTS, load_model
@@ -280,17 +296,54 @@ def get_method(spec: FillMethod | InpaintModel | str | Path | None = None,
         return _network(load_model(None if path == DEFAULT_WEIGHTS else path), str(path), runtime, text)
     if text in CLASSICAL:
         return ClassicalMethod(text, CLASSICAL[text], CLASSICAL_MAX_SIDE.get(text, NETWORK_MAX_SIDE))
-    if text in list_models() and not Path(text).exists():
+    if text in model_names() and not Path(text).exists():
+        if not allow_untrained:
+            raise _untrained(text)
         from .models import create_model
         return _network(create_model(text).eval(), f"fillgap.models:{text} (untrained)", runtime, text)
     path = Path(text)
     if path.suffix.lower() == ".onnx":  # made by `fillgap export --onnx`: runs in onnxruntime whatever the runtime
         from .runtime.onnx import OnnxNetwork
         return OnnxNetwork(path)
-    if not path.exists() and path.suffix.lower() not in (".pt", ".safetensors", ".pth"):
-        raise FillgapError(f"unknown model '{text}': not a method name ({', '.join(method_names())}) "
-                           "nor an existing checkpoint file")
+    if not path.exists() and path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        raise _unknown(text)
     return _network(load_model(path), str(path), runtime)
+
+
+CHECKPOINT_SUFFIXES = (".pt", ".safetensors", ".pth")
+
+
+def fill_method_names() -> list[str]:
+    """The names that fill as they are: the shipped networks, the textured methods and the classical ones."""
+    return [*shipped_names(), *TEXTURED, *CLASSICAL]
+
+
+def _unknown(text: str) -> FillgapError:
+    names = fill_method_names()
+    return FillgapError(f"unknown model '{text}'{did_you_mean(text, names)}: not a method name "
+                        f"({', '.join(names)}) nor an existing checkpoint file")
+
+
+def _untrained(text: str) -> FillgapError:
+    # An architecture's fresh weights: an FFC net gives its diffusion prior, an autoencoder noise;
+    # either way not what the name promises, and it used to run and exit 0.
+    return FillgapError(f"'{text}' is a trainable architecture, not a fill method (its weights would be "
+                        f"untrained): train it (fillgap train --model {text}) and pass the checkpoint, or "
+                        f"use a method from `fillgap models` ({', '.join(fill_method_names())})")
+
+
+def check_spec(spec: FillMethod | InpaintModel | str | Path | None, allow_untrained: bool = False) -> None:
+    """Refuse a name that is no method and no file, or an untrained architecture's name, as
+    ``get_method`` would, without loading anything: the CLI and ``fill_file`` check it before
+    reading a picture."""
+    if isinstance(spec, (str, Path)):
+        text, path = str(spec), Path(spec)
+        if path.exists():
+            return
+        if text in model_names() and not allow_untrained:
+            raise _untrained(text)
+        if text not in method_names() and path.suffix.lower() not in (*CHECKPOINT_SUFFIXES, ".onnx"):
+            raise _unknown(text)
 
 
 @dataclass
@@ -300,12 +353,14 @@ class MethodInfo:
     parameters: int
     max_side: int
     default: bool
+    trainable: bool = False  # an architecture, not a fill method: no weights until trained
 
 
 def list_methods() -> list[MethodInfo]:
-    """Every named method for ``fillgap models``: the shipped default, classical, registered networks."""
+    """Every named method for ``fillgap models``: the shipped default, classical, and the registered
+    networks as trainable architectures (``trainable``)."""
     from .checkpoint import RELEASED_NOTES, RELEASED_WEIGHTS
-    from .models import create_model
+    from .models import create_model, list_models
 
     rows = []
     for name, variant in shipped_names().items():
@@ -322,11 +377,11 @@ def list_methods() -> list[MethodInfo]:
         rows.append(MethodInfo(name, "classical", 0, CLASSICAL_MAX_SIDE.get(name, NETWORK_MAX_SIDE), False))
     for name in list_models():
         net = create_model(name)
-        rows.append(MethodInfo(name, "network (untrained)", sum(p.numel() for p in net.parameters()),
-                               net.fixed_size or NETWORK_MAX_SIDE, False))
+        rows.append(MethodInfo(name, "architecture", sum(p.numel() for p in net.parameters()),
+                               net.fixed_size or NETWORK_MAX_SIDE, False, trainable=True))
     return rows
 
 
-__all__ = ["FillMethod", "ClassicalMethod", "TorchNetwork", "TexturedMethod", "TEXTURED", "get_method", "list_methods", "register_runtime",
-           "runtimes", "method_names", "classical_names", "shipped_names", "native_bf16", "DEFAULT_NAME",
-           "DEFAULT_RUNTIME"]
+__all__ = ["FillMethod", "ClassicalMethod", "TorchNetwork", "TexturedMethod", "TEXTURED", "get_method", "check_spec",
+           "list_methods", "register_runtime", "runtimes", "method_names", "fill_method_names", "classical_names",
+           "shipped_names", "native_bf16", "DEFAULT_NAME", "DEFAULT_RUNTIME"]

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from ..api import FolderReport, plan_folder
-from ..errors import FillgapError
+from ..errors import FillgapError, did_you_mean
 from ..fsutil import printable
 from ..imageio import IMAGE_SUFFIXES, output_state
 
@@ -35,7 +35,8 @@ EXIT_SOME_FAILED = 3   # the run went through, some pictures failed: see the fai
 def output_suffix(picture: Path, output_format: str = "auto") -> str:
     """The output's suffix for ``picture``: lossless unless the user asked for a lossy format."""
     if output_format not in OUTPUT_FORMAT_CHOICES:
-        raise FillgapError(f"unknown output format '{output_format}' (choose from {', '.join(OUTPUT_FORMAT_CHOICES)})")
+        raise FillgapError(f"unknown output format '{output_format}'{did_you_mean(output_format, OUTPUT_FORMAT_CHOICES)} "
+                           f"(choose from {', '.join(OUTPUT_FORMAT_CHOICES)})")
     if output_format == "same":
         return picture.suffix
     if output_format == "auto":

@@ -34,7 +34,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..api import FolderReport, _same_format, load_mask_for
+from ..api import FolderReport, _same_format, adjust_mask, load_mask_for
 from .common import RunLog, plan_run, triage
 from ..errors import FillgapError
 from ..fill import WindowJob, check_max_side, check_strategy, composite, prepare_mask
@@ -66,10 +66,12 @@ class _Job:
 
 
 def _prepare(image: Path, mask: Path, out: Path, method: FillMethod, dilate: int, resize_mask: bool,
-             strategy: str, max_side: int | None, blend: str) -> _Job:
-    """Reader thread: decode, then ``fillgap.fill``'s mask and plan steps."""
+             strategy: str, max_side: int | None, blend: str, mask_options: dict | None = None) -> _Job:
+    """Reader thread: decode, then ``fillgap.fill``'s mask and plan steps. ``mask_options``:
+    ``load_mask_for``'s invert_mask, mask_threshold and force."""
     rgb, alpha, metadata, grey = read_picture(image)
-    hole_alpha = prepare_mask(load_mask_for(rgb.shape[:2], mask, resize_mask), rgb.shape[:2], dilate, blend)
+    mask = load_mask_for(rgb.shape[:2], mask, resize_mask, **(mask_options or {}))
+    hole_alpha = prepare_mask(mask, rgb.shape[:2], dilate, blend)
     if not (hole_alpha > 0).any():
         return _Job(image, out, rgb, alpha, metadata, grey, hole_alpha, [])
     windows = list(plan_windows(rgb, hole_alpha, method, strategy, max_side))
@@ -107,19 +109,24 @@ def fill_folder(image_dir: Path, mask_dir: Path, out_dir: Path, model: FillMetho
                 *, workers: int = 2, batch_size: int = 8, dilate: int = 0, overwrite: bool = False,
                 resize_mask: bool = False, progress: bool | str = False, max_side: int | None = None,
                 output_format: str = "auto", on_event: Callable[[str, Path, str], None] | None = None,
-                progress_every: float = 10.0, strategy: str = "auto", blend: str = "hard") -> FolderReport:
+                progress_every: float = 10.0, strategy: str = "auto", blend: str = "hard",
+                invert_mask: bool = False, force: bool = False, mask_threshold: int | None = None) -> FolderReport:
     """Fill every picture under ``image_dir`` with its mask from ``mask_dir`` into ``out_dir``
     (same relative paths; lossy inputs written as PNG unless ``output_format`` says otherwise).
     Pictures without a mask, unreadable files and failed writes are listed in the report's
     ``failed`` (and in ``out_dir/fillgap-failures.csv``); existing outputs in ``skipped_existing``;
     folders named like pictures in ``skipped``. ``on_event("failed" | "skipped", path, why)`` is
     called as they happen.
-    ``progress``: True or "bar" (a terminal), "lines" (a line every ``progress_every`` s on stdout)."""
+    ``progress``: True or "bar" (a terminal), "lines" (a line every ``progress_every`` s on stdout).
+    ``invert_mask``, ``mask_threshold``, ``force``: as in ``fillgap.api.fill_file``; a refused mask
+    fails its picture only."""
     if workers < 1 or batch_size < 1:
         raise FillgapError("--workers and --batch-size must be at least 1")
     strategy, max_side = check_strategy(strategy), check_max_side(max_side)
-    fill_args = (dilate, resize_mask, strategy, max_side, blend)
+    fill_args = (dilate, resize_mask, strategy, max_side, blend,
+                 dict(invert_mask=invert_mask, mask_threshold=mask_threshold, force=force))
     prepare_mask(np.zeros((1, 1), np.float32), (1, 1), dilate, blend)  # bad settings fail before any file
+    adjust_mask(np.zeros((1, 1), np.float32), threshold=mask_threshold)
     out_dir = Path(out_dir)
     run = plan_run(Path(image_dir), mask_dir, out_dir, output_format)
     log = RunLog(out_dir, len(run.rows) + len(run.failed), progress=progress, on_event=on_event,

@@ -53,12 +53,22 @@ def _fill_uri(picture, mask, output, method, dilate: int, overwrite: bool, resiz
     def load(p):
         return Path(p).read_bytes() if local_path(p) is not None else _read_bytes(str(p))
 
+    from ..api import adjust_mask, check_mask
+    from ..fill import resize_mask as resize_mask_to
+
+    settings = dict(settings)
+    invert, threshold, force = (settings.pop(k, d) for k, d in (("invert_mask", False), ("mask_threshold", None),
+                                                                 ("force", False)))
     rgb, alpha, metadata, grey = read_picture_bytes(load(picture), name=str(picture))
-    m = read_mask_bytes(load(mask), name=str(mask))
+    original = read_mask_bytes(load(mask), name=str(mask))
+    m = adjust_mask(original, invert, threshold)
     if m.shape != rgb.shape[:2] and not resize_mask:
         raise FillgapError(f"mask {mask} is {m.shape[1]}x{m.shape[0]} but the image is "
                            f"{rgb.shape[1]}x{rgb.shape[0]} (pass --resize-mask to scale it)")
-    result = inpaint(rgb, m, method, dilate, resize_mask=resize_mask, **settings)
+    if m.shape != rgb.shape[:2]:
+        m = resize_mask_to(m, rgb.shape[:2])
+    check_mask(m, mask, force, original)  # as fill_file checks a local mask
+    result = inpaint(rgb, m, method, dilate, **settings)
     fmt = OUTPUT_FORMATS.get(PurePosixPath(str(output)).suffix.lower())
     if fmt is None:
         raise FillgapError(f"unknown output format for {output}")
@@ -150,7 +160,8 @@ def fill_ray(source: Path, mask_dir: Path | None, out_dir: Path, model=None, *, 
              progress: bool | str = False, on_event: Callable[[str, Path, str], None] | None = None,
              progress_every: float = 10.0, threads_per_actor: int = 1, num_cpus: int | None = None,
              strategy: str = "auto", max_side: int | None = None, blend: str = "hard",
-             runtime: str = "auto") -> FolderReport:
+             runtime: str = "auto", invert_mask: bool = False, force: bool = False,
+             mask_threshold: int | None = None) -> FolderReport:
     """The Ray engine: ``source`` a folder (masks in ``mask_dir``) or a manifest (.csv/.parquet).
     ``model``: anything ``fillgap.methods.get_method`` takes (a name or a checkpoint path is loaded
     by each actor; a loaded network or method is shipped to each actor once). Returns the same
@@ -161,7 +172,12 @@ def fill_ray(source: Path, mask_dir: Path | None, out_dir: Path, model=None, *, 
     if actors < 1 or batch_size < 1 or gpus_per_actor < 0:
         raise FillgapError("--actors and --batch-size must be at least 1, --gpus-per-actor at least 0")
     check_dilate(dilate), check_blend(blend)
-    settings = dict(strategy=check_strategy(strategy), max_side=check_max_side(max_side), blend=blend)
+    import numpy as np
+
+    from ..api import adjust_mask
+    adjust_mask(np.zeros((1, 1), np.float32), threshold=mask_threshold)  # a bad threshold fails here, once
+    settings = dict(strategy=check_strategy(strategy), max_side=check_max_side(max_side), blend=blend,
+                    invert_mask=invert_mask, force=force, mask_threshold=mask_threshold)
     get_method(model, runtime)  # a bad name, checkpoint or runtime fails here, once, not in every actor
     out_dir = Path(out_dir)
     run = plan_run(Path(source), mask_dir, out_dir, output_format)

@@ -12,7 +12,9 @@ the server and ``fillgap eval`` all go through these steps:
    ``auto``, a thin hole (scratches, wires, text) in a window too large for the method is cut
    into native-resolution tiles along it (``thin_tiles``) instead of a scaled-down fill.
 3. ``run`` (strategies.py): the method (``fillgap.methods``) on each window at a working
-   scale: ``resize``, ``crop``, ``cra`` or ``auto``.
+   scale: ``resize``, ``crop``, ``cra`` or ``auto``. A classical method's window filled at its
+   own resolution skips the tensors: ``fill_array`` on the numpy window, the same bytes without
+   loading torch.
 4. ``composite`` (composite.py): ``out = a * fill + (1 - a) * input`` inside the hole; pixels
    with ``a = 0`` are copied, so they are bit-identical to the input. Every method saw the
    whole area with ``a > 0`` as missing, so nothing of the removed object leaks into a soft edge.
@@ -22,10 +24,9 @@ An empty mask gives the input back with no method loaded or run.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
-import torch
 
 from ..errors import FillgapError
 from ..imageio import mask_to_tensor, to_tensor
@@ -33,7 +34,11 @@ from ..methods import DEFAULT_RUNTIME, FillMethod, get_method
 from .composite import composite
 from .mask import BLENDS, as_mask, check_blend, check_dilate, prepare_mask, resize_mask
 from .plan import Window, hole_window, plan_windows, thin_tiles
-from .strategies import CRA_SIDE, STRATEGIES, check_max_side, check_strategy, choose, cra_available, limit_of, run
+from .strategies import (CRA_SIDE, STRATEGIES, check_max_side, check_strategy, choose, cra_available, limit_of,
+                         native_side, run)
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -63,11 +68,9 @@ def check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def plan(image: np.ndarray, alpha: np.ndarray, method: FillMethod, strategy: str = "auto",
-         max_side: int | None = None) -> Iterator[WindowJob]:
-    """The windows of ``image`` to fill for the prepared weights ``alpha``, with their tensors, one
-    at a time (a thin hole's tiles would hold all their tensors at once in a list)."""
-    hole = alpha if alpha.dtype == bool else alpha > 0
+def _pieces(hole: np.ndarray, method: FillMethod, strategy: str, max_side: int | None,
+            ) -> Iterator[tuple[Window, str, Window | None]]:
+    """(window, concrete strategy, part written) for every window of ``hole`` to fill."""
     for win in plan_windows(hole, single=strategy == "resize"):
         concrete = choose(strategy, method, (win.height, win.width), max_side)
         pieces = [(win, None)]
@@ -76,10 +79,43 @@ def plan(image: np.ndarray, alpha: np.ndarray, method: FillMethod, strategy: str
             if tiles:
                 pieces, concrete = tiles, "crop"
         for window, write in pieces:
-            # uint8 until ``run`` needs floats: a 12 MP picture's window in float is 4x the memory,
-            # and ``cra`` needs it only after its low-resolution pass
-            yield WindowJob(window, concrete, to_tensor(image[window.slices], uint8=True),
-                            mask_to_tensor(hole[window.slices].astype(np.float32)), write)
+            yield window, concrete, write
+
+
+def _job(image: np.ndarray, hole: np.ndarray, window: Window, strategy: str, write: Window | None) -> WindowJob:
+    # uint8 until ``run`` needs floats: a 12 MP picture's window in float is 4x the memory,
+    # and ``cra`` needs it only after its low-resolution pass
+    return WindowJob(window, strategy, to_tensor(image[window.slices], uint8=True),
+                     mask_to_tensor(hole[window.slices].astype(np.float32)), write)
+
+
+def check_fits(image: np.ndarray, method: FillMethod) -> None:
+    """Refuse a colour picture for a greyscale network (one channel, e.g. seed-mnist-ae's 28 x 28
+    digits): it would fill a grey copy of the hole's window, scaled to its size."""
+    if getattr(method, "channels", 3) == 1 and not (np.array_equal(image[..., 0], image[..., 1])
+                                                    and np.array_equal(image[..., 1], image[..., 2])):
+        size = f" at {method.fixed_size}x{method.fixed_size}" if method.fixed_size else ""
+        raise FillgapError(f"model '{method.name}' fills greyscale pictures only (one channel{size}); "
+                           "this picture is in colour")
+
+
+def plan(image: np.ndarray, alpha: np.ndarray, method: FillMethod, strategy: str = "auto",
+         max_side: int | None = None) -> Iterator[WindowJob]:
+    """The windows of ``image`` to fill for the prepared weights ``alpha``, with their tensors, one
+    at a time (a thin hole's tiles would hold all their tensors at once in a list)."""
+    check_fits(image, method)
+    hole = alpha if alpha.dtype == bool else alpha > 0
+    for window, concrete, write in _pieces(hole, method, strategy, max_side):
+        yield _job(image, hole, window, concrete, write)
+
+
+def array_route(method: FillMethod, window: Window, strategy: str, max_side: int | None = None) -> bool:
+    """Whether ``method`` fills ``window`` by the concrete ``strategy`` on numpy arrays: a classical
+    method (``fill_array``) at the window's own resolution, where ``run`` would only round-trip
+    its tensors. Scaled windows (area and bicubic resampling, cra's attention) stay torch's, so
+    the output is the same bytes either way (tests/test_lazy_import.py compares them)."""
+    return (getattr(method, "fill_array", None) is not None and not method.fixed_size
+            and max(window.height, window.width) <= native_side(method, strategy, max_side))
 
 
 def inpaint(image: np.ndarray, mask: np.ndarray, model: FillMethod | str | None = None,
@@ -99,17 +135,25 @@ def inpaint(image: np.ndarray, mask: np.ndarray, model: FillMethod | str | None 
     if not (alpha if alpha.dtype == bool else alpha > 0).any():
         return image.copy()
     method = get_method(model, runtime)
+    check_fits(image, method)
+    hole = alpha if alpha.dtype == bool else alpha > 0
     out = None
     # One window at a time, a thin hole's tiles too: batching 4 tiles raised a 12 MP fill's peak
     # from 498 to 796 MB for no gain in time.
-    for job in plan(image, alpha, method, strategy, max_side):
-        fill = run(method, job.image, job.hole, job.strategy, max_side)
+    for window, concrete, write in _pieces(hole, method, strategy, max_side):
+        if array_route(method, window, concrete, max_side):
+            # a copy, as the tensor route hands over: the method never sees the caller's array
+            fill = method.fill_array(np.array(image[window.slices]), hole[window.slices])
+        else:
+            job = _job(image, hole, window, concrete, write)
+            fill = run(method, job.image, job.hole, job.strategy, max_side)
         if out is None:  # made after the first fill: a big picture's copy is not held through it
             out = image.copy()
-        composite(out, image, alpha, job.window, fill, job.write)
+        composite(out, image, alpha, window, fill, write)
     return out
 
 
 __all__ = ["inpaint", "prepare_mask", "plan", "plan_windows", "run", "composite", "choose", "WindowJob",
-           "Window", "as_mask", "resize_mask", "hole_window", "check_image", "check_dilate", "check_blend",
-           "check_strategy", "check_max_side", "cra_available", "thin_tiles", "STRATEGIES", "BLENDS", "CRA_SIDE"]
+           "Window", "as_mask", "resize_mask", "hole_window", "check_image", "check_fits", "check_dilate", "check_blend",
+           "check_strategy", "check_max_side", "cra_available", "thin_tiles", "array_route", "native_side",
+           "STRATEGIES", "BLENDS", "CRA_SIDE"]

@@ -6,7 +6,7 @@ import numbers
 import cv2
 import numpy as np
 
-from ..errors import FillgapError
+from ..errors import FillgapError, did_you_mean
 from ..masks import dilate as dilate_mask
 
 BLENDS = ("hard", "soft")
@@ -62,7 +62,7 @@ def check_dilate(dilate) -> int:
 
 def check_blend(blend) -> str:
     if blend not in BLENDS:
-        raise FillgapError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
+        raise FillgapError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}{did_you_mean(blend, BLENDS)}")
     return blend
 
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import numbers
 
-import torch
-import torch.nn.functional as F
-
-from ..errors import FillgapError
+from .._lazy import lazy
+from ..errors import FillgapError, did_you_mean
 from ..imageio import area_resize, as_float
 from ..methods import FillMethod
+from ..runtime.threads import apply_torch_threads
+
+torch = lazy("torch")  # a classical method's native-resolution windows skip this module's ``run``
+F = lazy("torch.nn.functional")
 
 STRATEGIES = ("auto", "resize", "crop", "cra")
 CRA_SIDE = 512      # long side of the low-resolution fill in ``cra``
@@ -33,7 +35,8 @@ MIN_MAX_SIDE = 16   # smaller working sizes leave a network nothing to see
 
 def check_strategy(strategy) -> str:
     if strategy not in STRATEGIES:
-        raise FillgapError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        raise FillgapError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
+                           f"{did_you_mean(strategy, STRATEGIES)}")
     return strategy
 
 
@@ -62,6 +65,14 @@ def cra_available() -> bool:
 
 def limit_of(method: FillMethod, max_side: int | None) -> int:
     return max_side if max_side is not None else method.max_side
+
+
+def native_side(method: FillMethod, strategy: str, max_side: int | None = None) -> int:
+    """The longest window side ``run`` fills at the window's own resolution by the concrete
+    ``strategy``, with no resampling: the method's limit for resize and crop, at most
+    ``CRA_SIDE`` for cra (its low-resolution pass)."""
+    limit = limit_of(method, max_side)
+    return min(CRA_SIDE, limit) if strategy == "cra" else limit
 
 
 def choose(strategy: str, method: FillMethod, size: tuple[int, int], max_side: int | None = None) -> str:
@@ -102,6 +113,7 @@ def run(method: FillMethod, image: torch.Tensor, hole: torch.Tensor, strategy: s
     [0, 1], except ``cra`` on uint8 windows larger than its working size: the fill rounded to
     uint8 and written over the hole pixels of ``image`` itself (contiguous windows; the pipeline
     hands over its own copies), so no full-resolution float copy is made."""
+    apply_torch_threads()  # set_threads ran before torch was loaded: its count applies now
     limit = limit_of(method, max_side)
     if strategy in ("resize", "crop"):
         return _scaled_fill(method, image, hole, limit)
@@ -110,7 +122,7 @@ def run(method: FillMethod, image: torch.Tensor, hole: torch.Tensor, strategy: s
     aggregate = _aggregate()
     if aggregate is None:
         raise FillgapError("strategy 'cra' needs fillgap.models.attention, which this installation lacks")
-    low = min(CRA_SIDE, limit)
+    low = native_side(method, "cra", max_side)
     coarse = _low_fill(method, image, hole, low)
     if coarse.shape[-2:] == image.shape[-2:]:
         return coarse  # filled at full resolution already: no detail to restore

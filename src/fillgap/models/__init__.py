@@ -5,12 +5,17 @@ CLI and configs use (``--model seed-color-ae``).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from ..errors import FillgapError
-from .base import InpaintModel
+from ..errors import FillgapError, did_you_mean
+
+if TYPE_CHECKING:
+    from .base import InpaintModel
 
 _REGISTRY: dict[str, Callable[..., InpaintModel]] = {}
+# The names the model files register, known without importing them (they load torch): the CLI's
+# errors and suggestions need them at start-up. tests/test_models.py checks them against the registry.
+NAMES = ("ffc-base", "ffc-small", "ffc-tiny", "seed-color-ae", "seed-mnist-ae")
 
 
 def register_model(name: str):
@@ -22,8 +27,19 @@ def register_model(name: str):
     return wrap
 
 
+def _load() -> None:
+    """Import the model files, which fill the registry (and load torch)."""
+    from . import ffc, seed  # noqa: F401
+
+
 def list_models() -> list[str]:
+    _load()
     return sorted(_REGISTRY)
+
+
+def model_names() -> list[str]:
+    """``list_models()`` without loading the model files: ``NAMES`` and whatever registered since."""
+    return sorted({*NAMES, *_REGISTRY})
 
 
 # The largest network fillgap builds: about 1 GB of float32 weights (ffc-base has 27 M). A
@@ -37,8 +53,10 @@ def check_model_settings(name: str, kwargs: dict) -> int:
     are one FillgapError, before anything is allocated."""
     import torch
 
+    _load()
     if name not in _REGISTRY:
-        raise FillgapError(f"unknown model '{name}' (available: {', '.join(list_models())})")
+        raise FillgapError(f"unknown model '{name}'{did_you_mean(name, list_models())} "
+                           f"(available: {', '.join(list_models())})")
     try:
         with torch.device("meta"):
             model = _REGISTRY[name](**kwargs)
@@ -62,7 +80,12 @@ def create_model(name: str, **kwargs) -> InpaintModel:
     return model
 
 
-# Importing the model files fills the registry.
-from . import seed, ffc  # noqa: E402,F401
+def __getattr__(name: str):
+    if name == "InpaintModel":  # the base class loads torch: on first use
+        from .base import InpaintModel
+        return InpaintModel
+    raise AttributeError(f"module 'fillgap.models' has no attribute {name!r}")
 
-__all__ = ["InpaintModel", "register_model", "create_model", "list_models", "check_model_settings"]
+
+__all__ = ["InpaintModel", "register_model", "create_model", "list_models", "check_model_settings", "model_names",
+           "NAMES"]

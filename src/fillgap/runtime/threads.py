@@ -10,6 +10,7 @@ set in ``fillgap/__init__.py`` because OpenMP reads it once, when torch loads).
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -106,16 +107,30 @@ def resolve_threads(threads: int | None = None) -> int:
     return threads
 
 
+_torch_threads: int | None = None  # the last ``set_threads`` count, for torch once it is loaded
+
+
 def set_threads(threads: int | None = None) -> int:
     """Resolve the count and apply it to torch and OpenCV; returns it.
 
-    torch's count is per calling thread under OpenMP: call this from the thread that fills.
+    torch's count is per calling thread under OpenMP: call this from the thread that fills. A
+    process that has not loaded torch (a classical fill may never need it) does not load it
+    here: ``fillgap.fill.run`` applies the count when torch is used (``apply_torch_threads``).
     """
     import cv2
-    import torch
 
-    n = resolve_threads(threads)
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
+    global _torch_threads
+    n = _torch_threads = resolve_threads(threads)
+    if "torch" in sys.modules:
+        apply_torch_threads()
     cv2.setNumThreads(n)
     return n
+
+
+def apply_torch_threads() -> None:
+    """Give torch, in the calling thread, the count of the last ``set_threads`` (if any)."""
+    if _torch_threads is not None:
+        import torch
+
+        if torch.get_num_threads() != _torch_threads:
+            torch.set_num_threads(_torch_threads)
