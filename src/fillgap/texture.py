@@ -119,11 +119,12 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
         current = level.picture
     # Where the surroundings are smooth (sky, defocused backgrounds) the guide is the better fill:
     # copies of smooth sources meet at visible seams there. Its 2 x 2 checker is blurred away.
+    # Thin parts keep the guide as it is (its detail there is right: 0.77 of the truth's, v2).
     energy = _texture_energy(image, hole)
     textured = ((energy - s.smooth_energy) / (s.textured_energy - s.smooth_energy)).clamp(0, 1)
-    textured = textured * _gaussian_blur(wide.float()[None], 1.0)[0]
     smooth = _gaussian_blur(start, 0.7)
     out = smooth + textured * (current - smooth)
+    out = start + _gaussian_blur(wide.float()[None], 1.0)[0] * (out - start)
     return torch.where(hole, out.clamp(0, 1), image)
 
 
