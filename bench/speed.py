@@ -159,6 +159,8 @@ def main() -> None:
     auto_bf16 = native_bf16("cpu")
     auto_label = f"fillgap default (auto: {'bf16' if auto_bf16 else 'fp32'} here)"
     methods = {"fillgap default (torch fp32)": default, auto_label: auto}
+    if spec is None:  # the default network's fill with the texture stage (fillgap.texture) on top
+        methods["fillgap-texture"] = get_method("fillgap-texture")
     onnx_spec = args.onnx_model
     onnx_error = None
     try:
