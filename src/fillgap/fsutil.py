@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import secrets
 from contextlib import contextmanager
@@ -170,3 +171,12 @@ def remove_stale_temps(folder: str | os.PathLike, recursive: bool = True) -> int
             p.unlink(missing_ok=True)
             n += 1
     return n
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

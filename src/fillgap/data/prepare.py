@@ -40,7 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import FillgapError
-from ..fsutil import atomic_write, folder_lock, remove_stale_temps
+from ..fsutil import atomic_write, folder_lock, remove_stale_temps, sha256_file
 from ..imageio import read_image, read_image_bytes, write_image
 from .mnist import idx_bytes, read_idx
 from .photos import SPLITS, data_root, photo_list
@@ -265,14 +265,6 @@ def licence_of(paragraphs: list[tuple[list[str], str, str]], path: str) -> tuple
 
 
 # ---------------------------------------------------------------- manifest
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _atomic_write(path: Path, data: bytes) -> None:
     """Whole or not at all (fillgap.fsutil.atomic_write): a full disk never leaves a cut file."""

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from ..errors import FillgapError
-from ..fsutil import atomic_write_text, folder_lock
+from ..fsutil import atomic_write_text, folder_lock, sha256_file
 from ..methods import NETWORK_MAX_SIDE, TorchNetwork
 from ..models import InpaintModel
 
@@ -147,7 +147,7 @@ def cache_dir() -> Path:
 
 
 def _file_digest(path: Path) -> str:
-    return _file_sha256(path)[:20]
+    return sha256_file(path)[:20]
 
 
 def providers() -> list[str]:
@@ -267,7 +267,7 @@ def exported_path(model: InpaintModel, source: str | Path | None) -> Path:
                           file=sys.stderr, flush=True)
                 _sidecar(cached).unlink(missing_ok=True)  # no stale checksum beside a new file
                 export_onnx(model, cached, overwrite=True, source=str(src))
-                atomic_write_text(_sidecar(cached), _file_sha256(cached) + "\n")
+                atomic_write_text(_sidecar(cached), sha256_file(cached) + "\n")
                 _evict(cached.parent, keep=cached)
     try:
         os.utime(cached)  # its time is its last use: the cache evicts the least recently used
@@ -278,14 +278,6 @@ def exported_path(model: InpaintModel, source: str | Path | None) -> Path:
 
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def stored_sha256(path: Path) -> str | None:
@@ -304,7 +296,7 @@ def _check_cached(path: Path) -> str:
     if expected is None:
         return "has no checksum (an export cut short?)"
     try:
-        if _file_sha256(path) == expected:
+        if sha256_file(path) == expected:
             return "ok"
     except OSError:
         pass
