@@ -1,29 +1,31 @@
 """Exemplar texture synthesis: fill a hole with patches of the picture's own known region.
 
-A network's fill gets the layout right (colours, edges, lines) but smears texture; the
+A network's fill gets the layout right (colours, shading, edges) but smears texture; the
 photo around the hole holds the texture the fill needs. ``synthesize`` keeps the network's
 layout and takes the texture from the photo:
 
-- **Patch distance.** Every pixel is described by the 7 x 7 patch around it, in six channels:
-  the picture itself and, weighted by ``guide_weight``, a blurred copy of the guide (the
-  network's fill inside the hole, the picture outside). Blurred, the guide compares layouts
-  only, so a hole patch is matched to a known patch with the same colours and edges nearby
-  and the texture is free to come from there. The patch vectors are projected onto their
-  principal components (a convolution, ``features`` channels), so distances are cheap.
-- **Nearest-neighbour field by PatchMatch** (Barnes et al. 2009), vectorised: every hole
-  patch tries, at once, the matches of its 4 neighbours shifted by one (and by jumps of 2-8
-  pixels, so good matches travel far in few rounds), random candidates around its match at
-  shrinking radii, and fresh random sources; it keeps the best. Sources are patches that lie
+- **Patch distance.** Every pixel is described by the ``patch`` x ``patch`` patch around it, in
+  six channels: the picture itself and, weighted by ``guide_weight``, a blurred copy of the guide
+  (the network's fill inside the hole, the picture outside). Blurred, the guide compares layouts
+  only, so a hole patch is matched to a known patch with the same colours and edges nearby and
+  the texture is free to come from there. The patch vectors are projected onto their principal
+  components (a convolution, ``features`` channels), so distances are cheap.
+- **Nearest-neighbour field by PatchMatch** (Barnes et al. 2009), vectorised: the hole's patches
+  are improved in the two halves of a checkerboard, each trying its 4 neighbours' matches shifted
+  by one (at the coarsest level also by jumps of 2-8 pixels), random candidates around its match
+  at shrinking radii, and a fresh random source; it keeps the best. Sources are patches that lie
   wholly in the known region, away from the hole, so nothing of the removed object is copied.
+- **Coherence and reuse.** A match that continues its neighbours' copy costs less, so copies
+  stay whole; a source that many hole patches already use costs more, so a bland source is not
+  stamped over the whole hole.
 - **EM voting** (Wexler, Shechtman, Irani 2007): each hole pixel becomes the weighted mean of
-  what the overlapping patches' matches say it is, weights ``exp(-d / 2 sigma^2)`` (sigma^2:
-  a low quantile of the distances). Neighbouring matches that copy one region coherently agree
-  exactly, so the texture stays sharp; only seams between regions are averaged.
-- **Reuse cost.** A source patch that many hole patches already use costs more, so a bland
-  source is not stamped over the whole hole.
-- **Coarse to fine.** The pyramid's coarsest level starts from the guide; each finer level
-  starts from the upsampled field, so layout is settled where the hole is small and texture
-  where it is sharp.
+  what the overlapping patches' matches say it is, weights ``exp(-d / 2 sigma^2)`` (sigma^2: a
+  quantile of the distances). Matches that copy one region coherently agree exactly, so the
+  texture stays sharp; only seams between copies are averaged.
+- **Coarse to fine.** The coarsest level starts from the guide; each finer level from the
+  upsampled field. Levels above ``search_max_side`` only scale the field up and vote.
+- **Where copies lose**, the guide stays: thin parts of the hole, and surroundings with little
+  fine detail (sky, defocused backgrounds), where copies of smooth sources meet at seams.
 
 Pure torch on one picture at a time (N x 3 x H x W floats in [0, 1], hole N x 1 x H x W,
 1 = missing); deterministic for a given ``seed``.
@@ -106,15 +108,15 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
             level.set_hole(F.interpolate(current[None], size=img.shape[-2:], mode="bilinear",
                                          align_corners=False)[0])
             level.vote()  # the finer level's first estimate comes from the upsampled matches
-        for _ in range(_rounds(depth, len(pyramid), s)):
+        for _ in range(_rounds(depth, levels, s)):
             for _ in range(s.pm_rounds):
                 level.patchmatch_round()
             level.vote()
         nnf, weights, current = level.field_view, level.weight_view, level.picture
-    if searched[-1] < len(pyramid) - 1:
+    if searched[-1] < levels - 1:
         img, hol = pyramid[-1]
         level = _Level(img, hol, s, gen, coarsest=False, search=False)
-        level.upsample_field(nnf, 2 ** (len(pyramid) - 1 - searched[-1]), weights)
+        level.upsample_field(nnf, 2 ** (levels - 1 - searched[-1]), weights)
         level.vote()
         current = level.picture
     # Where the surroundings are smooth (sky, defocused backgrounds) the guide is the better fill:
