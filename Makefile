@@ -26,6 +26,8 @@ browser:
 	fi
 
 test: $(STAMP) browser
+	$(VENV)/bin/ruff check src tests bench
+	PYTHONPATH=src $(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -23,8 +23,9 @@ import torch
 from fillgap.classical import CLASSICAL
 from fillgap.evaluate import environment, load_images, load_protocol, make_cases
 
-PRIORS = ["opencv-telea", "skimage-biharmonic", "opencv-fsr", "fillgap-diffusion"]
 from _common import RESULTS, save_json, save_text
+
+PRIORS = ["opencv-telea", "skimage-biharmonic", "opencv-fsr", "fillgap-diffusion"]
 
 
 def time_at_512(protocol: str, count: int) -> dict[str, float]:

@@ -47,9 +47,9 @@ def make_folder(root, n, size=64, seed=0):
         Image.fromarray(img).save(images / f"{i:03d}.png")
         m = np.zeros((size, size), np.uint8)
         if i % 10 != 9:
-            t, l = (10, 12) if i % 2 else tuple(int(v) for v in rng.integers(0, size - 20, 2))
-            m[t:t + 14, l:l + 18] = 255
-            m[t + 14, l:l + 18] = 128
+            top, left = (10, 12) if i % 2 else tuple(int(v) for v in rng.integers(0, size - 20, 2))
+            m[top:top + 14, left:left + 18] = 255
+            m[top + 14, left:left + 18] = 128
         Image.fromarray(m).save(masks / f"{i:03d}.png")
     return images, masks
 

@@ -45,8 +45,8 @@ def make_mask(kind: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray
     elif kind == "one-pixel":
         m[rng.integers(h), rng.integers(w)] = 1
     elif kind == "box":
-        t, l = rng.integers(h), rng.integers(w)
-        m[t: t + rng.integers(1, h + 1), l: l + rng.integers(1, w + 1)] = 1
+        top, left = rng.integers(h), rng.integers(w)
+        m[top: top + rng.integers(1, h + 1), left: left + rng.integers(1, w + 1)] = 1
     elif kind == "random":
         m[:] = rng.random((h, w)) < 0.3
     elif kind == "soft":
