@@ -1,6 +1,6 @@
-"""The study's two convolutional autoencoders, layer for layer as in shared/seed-spec.md.
+"""Two convolutional autoencoders from a published design (the seed of fillgap), layer for layer.
 
-Both keep the study's input: the masked image alone (hole pixels = 0), no mask channel,
+Both keep the design's input: the masked image alone (hole pixels = 0), no mask channel,
 so the layer lists stay exactly as published. What we fixed, not copied:
 - The study normalised inputs with ImageNet mean/std yet ended in a sigmoid that cannot
   reach negative targets; here inputs and targets are plain [0, 1] images, so the
@@ -19,7 +19,7 @@ from .base import InpaintModel
 
 
 class SeedMnistAE(InpaintModel):
-    """System 1: 1 x 28 x 28 digits, latent size ``latent`` (the study used 4)."""
+    """System 1: 1 x 28 x 28 digits, latent size ``latent`` (the design used 4)."""
 
     channels = 1
     fixed_size = 28
