@@ -328,8 +328,9 @@ def draw_sheet(pairs: list[tuple[int, np.ndarray, np.ndarray]]) -> Image.Image:
 
 
 def sheet_sizes(n: int, per_sheet: int) -> list[int]:
-    """Pairs per sheet: 4-6 on each where n allows (6 pairs: one sheet of 6, not 5 + 1), near ``per_sheet``."""
-    options = range(max(1, -(-n // 6)), n // 4 + 1)
+    """Pairs per sheet: 2-6 on each where n allows (6 pairs: one sheet of 6, not 5 + 1), near ``per_sheet``.
+    3 pairs of the 384 px crops make a sheet under 1,568 px tall, which viewers show at 100 %."""
+    options = range(max(1, -(-n // 6)), n // 2 + 1)
     count = min(options, key=lambda s: abs(n / s - per_sheet)) if options else max(1, -(-n // per_sheet))
     return [n // count + (i < n % count) for i in range(count)]
 
@@ -354,8 +355,8 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
     bad = [s for s in settings if s not in SETTINGS]
     if not methods or bad or len(set(methods)) != len(methods):
         sys.exit(f"eye_test.py: give distinct --methods and --settings from {', '.join(SETTINGS)}")
-    if not 4 <= args.per_sheet <= 6 or args.judges < 1 or args.per_method < 1:
-        sys.exit("eye_test.py: --per-sheet is 4-6, --judges and --per-method at least 1")
+    if not 2 <= args.per_sheet <= 6 or args.judges < 1 or args.per_method < 1:
+        sys.exit("eye_test.py: --per-sheet is 2-6, --judges and --per-method at least 1")
     out = args.out
     filled = [p for p in sorted(out.glob("judge-*/answers.txt")) if answered(p)]
     if filled:
@@ -595,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     mk.add_argument("--photos", type=Path, help="use every picture of this folder instead of the test split")
     mk.add_argument("--originals", type=Path, help="extracted Debian packages of photos.csv, for setting 2560 "
                     "(default $FILLGAP_ORIGINALS)")
-    mk.add_argument("--per-sheet", type=int, default=5, help="pairs per sheet, 4-6")
+    mk.add_argument("--per-sheet", type=int, default=5, help="pairs per sheet, 2-6 (3 keeps a sheet of 384 px crops under 1,568 px)")
     sc = sub.add_parser("score", help="join the judges' answers with the key: fool rates")
     sc.add_argument("--dir", type=Path, required=True, help="the folder `make --out` wrote")
     sc.add_argument("--out", type=Path, default=RESULTS, help="folder for eye-test.json and eye-test.md")
