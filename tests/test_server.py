@@ -385,3 +385,31 @@ def test_busy_server_answers_503_with_retry_after_at_once(checkpoint, picture, h
         release.set()
         assert first.result().status_code == 200
         assert post(base, files).status_code == 200  # room again
+
+
+def test_models_answer_names_no_server_path(url, checkpoint):
+    body = httpx.get(f"{url}/api/models", timeout=TIMEOUT).json()
+    assert body["loaded"]["source"] == "tiny.safetensors"
+    assert str(checkpoint.parent) not in httpx.get(f"{url}/api/models", timeout=TIMEOUT).text
+
+
+def test_a_form_cannot_raise_the_servers_working_size(checkpoint, picture, hole, monkeypatch):
+    seen = []
+    import fillgap.server as server
+
+    real = server.inpaint
+    monkeypatch.setattr(server, "inpaint", lambda *a, **k: seen.append(k["max_side"]) or real(*a, **k))
+    with running(create_app(checkpoint, ServerSettings(max_side=128))) as base:
+        files = {"image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")}
+        refused = post(base, files, data={"max_side": "65536"})
+        assert refused.status_code == 422 and "max_side" in refused.json()["detail"]
+        decode(post(base, files, data={"max_side": "64"}))  # lowering it is fine
+    assert seen == [64]
+
+
+def test_only_known_picture_formats_are_decoded(url, picture, hole):
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 48\nshowpage\n"
+    for data in (eps, png_bytes(picture)[:0] + b"P6\n64 48\n255\n" + picture.tobytes()):  # EPS, PPM
+        answer = post(url, {"image": ("p.x", data, "application/octet-stream"),
+                            "mask": ("m.png", png_bytes(hole), "image/png")})
+        assert answer.status_code == 422 and "not an image" in answer.json()["detail"], answer.text

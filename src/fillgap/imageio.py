@@ -25,6 +25,10 @@ torch = lazy("torch")
 F = lazy("torch.nn.functional")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+# The decoders fillgap lets Pillow use; others (EPS hands the bytes to Ghostscript, and a dozen
+# rarely used formats) are refused as "not an image". (The JPEG opener also reads MPO, the JPEG
+# flavour many cameras write.)
+DECODERS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
 # Decompression-bomb guard: refuse pictures above this many pixels (about 12k x 8k).
 MAX_PIXELS = 100_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -69,7 +73,7 @@ def _decode(source, label: object, max_pixels: int | None = None) -> Image.Image
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as img:
+            with Image.open(source, formats=DECODERS) as img:
                 # The header gives the size before any pixel is decoded: refuse bombs cheaply.
                 if img.width * img.height > max_pixels:
                     raise _too_large(label, max_pixels, img.width, img.height)

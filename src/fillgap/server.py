@@ -55,7 +55,8 @@ from .errors import FillgapError
 from .fill import (BLENDS, STRATEGIES, check_blend, check_max_side, check_strategy, inpaint,
                    resize_mask)
 from .fill.strategies import MIN_MAX_SIDE
-from .imageio import ImageTooLargeError, Picture, encode_png, read_mask_bytes, read_picture_bytes, write_image
+from .imageio import (DECODERS, ImageTooLargeError, Picture, encode_png, read_mask_bytes, read_picture_bytes,
+                      write_image)
 from .methods import DEFAULT_RUNTIME, FillMethod, get_method
 from .models import InpaintModel
 from .runtime.threads import resolve_threads, set_threads
@@ -292,7 +293,9 @@ def _load(model: FillMethod | InpaintModel | str | Path | None,
     if method.kind == "network" and path.suffix == ".safetensors" and path.is_file():
         hidden = ("model_name", "model_kwargs", "tensor_sha256")
         meta = {k: v for k, v in weights_metadata(path).items() if k not in hidden}
-    return method, ("default" if model is None else method.source), meta
+    # a file's name only: /api/models must not tell a client where the server's files are
+    source = "default" if model is None else (path.name if path.is_absolute() or path.exists() else method.source)
+    return method, source, meta
 
 
 def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
@@ -477,7 +480,9 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
         dilate = _int_field(parts, "dilate", 0, 0, settings.max_dilate)
         options = {"strategy": _choice_field(parts, "strategy", settings.strategy, STRATEGIES),
                    "blend": _choice_field(parts, "blend", settings.blend, BLENDS),
-                   "max_side": _int_field(parts, "max_side", settings.max_side, MIN_MAX_SIDE, 1 << 16)}
+                   # a request may lower the working size, never raise it above the server's own
+                   "max_side": _int_field(parts, "max_side", settings.max_side, MIN_MAX_SIDE,
+                                          settings.max_side or net.max_side)}
         picture, mask = await anyio.to_thread.run_sync(decode, parts)
         del parts
         with anyio.move_on_after(max(0.0, deadline - time.monotonic())) as waited:
@@ -522,7 +527,7 @@ def _header_pixels(part: _Part | None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a bomb warning: the decoder refuses it with a 413 later
-            with Image.open(io.BytesIO(part.data)) as img:  # reads the header only
+            with Image.open(io.BytesIO(part.data), formats=DECODERS) as img:  # reads the header only
                 return img.width * img.height
     except Exception:  # noqa: BLE001 - any damaged upload: the decoder gives the real message
         return 0
