@@ -413,3 +413,24 @@ def test_only_known_picture_formats_are_decoded(url, picture, hole):
         answer = post(url, {"image": ("p.x", data, "application/octet-stream"),
                             "mask": ("m.png", png_bytes(hole), "image/png")})
         assert answer.status_code == 422 and "not an image" in answer.json()["detail"], answer.text
+
+
+def test_other_sites_pages_and_foreign_host_names_are_refused(checkpoint, picture, hole):
+    from fillgap.server import default_allowed_hosts
+
+    files = {"image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")}
+    settings = ServerSettings(allowed_hosts=default_allowed_hosts("127.0.0.1"), allow_origins=("https://ok.example",))
+    with running(create_app(checkpoint, settings)) as base:
+        # a page on another site posting a form (a browser sends its Origin): refused before the fill
+        answer = post(base, files, headers={"Origin": "https://evil.example"})
+        assert answer.status_code == 403 and "--allow-origin" in answer.json()["detail"]
+        decode(post(base, files, headers={"Origin": base}))                   # the server's own page
+        decode(post(base, files, headers={"Origin": "https://ok.example"}))   # an allowed origin
+        decode(post(base, files))                                             # no Origin: curl, scripts
+        # DNS rebinding: a name that resolves here but is not this server's
+        port = base.rsplit(":", 1)[1]
+        answer = httpx.get(f"{base}/api/models", headers={"Host": f"evil.example:{port}"}, timeout=TIMEOUT)
+        assert answer.status_code == 400 and "--allowed-hosts" in answer.json()["detail"]
+        assert httpx.get(f"{base}/health", headers={"Host": f"localhost:{port}"}, timeout=TIMEOUT).status_code == 200
+    assert default_allowed_hosts("0.0.0.0") is None
+    assert default_allowed_hosts("::1") == ("[::1]", "localhost", "127.0.0.1")

@@ -467,6 +467,14 @@ def serve(
     max_pixels: int = typer.Option(40_000_000, "--max-pixels", min=1, help="Largest picture accepted (width x height)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=_THREADS_HELP),
     runtime: str = typer.Option("auto", "--runtime", metavar="RUNTIME", help=_RUNTIME_HELP),
+    allowed_hosts: Optional[str] = typer.Option(
+        None, "--allowed-hosts", metavar="NAMES",
+        help="Host names the server answers, comma-separated (default: the --host address and localhost; "
+             "any when --host is 0.0.0.0)."),
+    allow_origin: Optional[List[str]] = typer.Option(
+        None, "--allow-origin", metavar="ORIGIN",
+        help="Let pages of this origin (e.g. https://example.org) post fills here; repeatable. "
+             "Other sites' pages are refused."),
 ):
     """Web app: brush over what should go in the browser, fill it, download the result."""
     from .server import ServerSettings, serve as run_server
@@ -475,7 +483,19 @@ def serve(
     run_server(model, host, port, ServerSettings(max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                                                  max_pixels=max_pixels, save_dir=save_dir, threads=threads,
                                                  strategy=strategy, max_side=max_side, blend=blend,
-                                                 runtime=runtime))
+                                                 runtime=runtime, allow_origins=tuple(allow_origin or ()),
+                                                 allowed_hosts=_host_list(allowed_hosts)))
+
+
+def _host_list(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    from .server import _host_name
+
+    names = tuple(_host_name(n) for n in text.split(",") if n.strip())
+    if not names:
+        raise FillgapError("--allowed-hosts needs at least one name")
+    return names
 
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")

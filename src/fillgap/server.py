@@ -37,11 +37,12 @@ import ctypes.util
 import datetime as _dt
 import functools
 import io
+import json
 import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
@@ -96,6 +97,12 @@ class ServerSettings:
     # Upload bytes held in memory by all requests together (None: 4 x max_upload_bytes).
     max_buffered_bytes: int | None = None
     retry_after: int = 5  # seconds, sent with every 503
+    # Host headers answered (None: any). `fillgap serve` sets the bound address and localhost, so a
+    # web page cannot reach a local server through a DNS name that points at it (DNS rebinding).
+    allowed_hosts: tuple[str, ...] | None = None
+    # Origins whose pages may POST here besides the server's own (a browser sends Origin with
+    # every cross-site form post and fetch; clients without one, such as curl, are not affected).
+    allow_origins: tuple[str, ...] = ()
     max_connections: int = 512  # uvicorn answers 503 beyond this many open connections
 
 
@@ -114,6 +121,54 @@ class _ClientGone(Exception):
 def _client(request: Request) -> str:
     c = request.client
     return f"{c.host}:{c.port}" if c else "-"
+
+
+def _host_name(host: str) -> str:
+    """A Host header or an origin's host without its port, lower case ([::1]:8000 -> [::1])."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def default_allowed_hosts(bound: str) -> tuple[str, ...] | None:
+    """The Host names ``fillgap serve`` answers by default: the bound address and localhost's
+    names; None (any) when bound to every address, where the machine's names are not known."""
+    if bound in ("0.0.0.0", "::", ""):
+        return None
+    name = f"[{bound}]" if ":" in bound else bound
+    return tuple(dict.fromkeys((name.lower(), "localhost", "127.0.0.1", "[::1]")))
+
+
+class _Guard:
+    """Refuses a request whose Host is not allowed (400) and a POST from another site's page (403),
+    before its body is read (pure ASGI)."""
+
+    def __init__(self, app, settings: ServerSettings):
+        self.app, self.settings = app, settings
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        host = headers.get("host", "")
+        allowed = self.settings.allowed_hosts
+        if allowed is not None and _host_name(host) not in allowed:
+            return await _refuse(send, 400, f"host '{host[:80]}' is not served here (fillgap serve --allowed-hosts)")
+        origin = headers.get("origin")
+        if scope["method"] not in ("GET", "HEAD", "OPTIONS") and origin is not None:
+            own = {f"http://{host.lower()}", f"https://{host.lower()}"}
+            if origin.lower() not in own and origin not in self.settings.allow_origins:
+                return await _refuse(send, 403, f"requests from pages of '{origin[:80]}' are refused "
+                                                "(fillgap serve --allow-origin)")
+        return await self.app(scope, receive, send)
+
+
+async def _refuse(send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class _AccessLog:
@@ -338,6 +393,7 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
         log.info("client %s hung up: %s", _client(request), exc)
         return Response(status_code=499)  # nobody reads it; shows in the access log
 
+    app.add_middleware(_Guard, settings=settings)
     app.add_middleware(_AccessLog)
 
     @app.exception_handler(Exception)
@@ -581,6 +637,9 @@ def serve(model: str | Path | None, host: str = "127.0.0.1", port: int = 8000,
     """Load the model, bind, serve until Ctrl-C (``fillgap serve``); port 0 picks a free one."""
     import uvicorn
 
+    settings = settings or ServerSettings()
+    if settings.allowed_hosts is None:
+        settings = replace(settings, allowed_hosts=default_allowed_hosts(host))
     app = create_app(model, settings)
     sock = _bind(host, port)  # bound here, so a busy port is a one-line error, not a log
     info = app.state.model_info
@@ -672,4 +731,4 @@ def running(app: FastAPI, host: str = "127.0.0.1", port: int = 0, timeout: float
         sock.close()
 
 
-__all__ = ["ServerSettings", "create_app", "serve", "running", "parse_multipart"]
+__all__ = ["ServerSettings", "create_app", "serve", "running", "parse_multipart", "default_allowed_hosts"]
