@@ -5,6 +5,7 @@ import concurrent.futures
 import io
 import socket
 import tempfile
+import threading
 
 import httpx
 import numpy as np
@@ -434,3 +435,36 @@ def test_other_sites_pages_and_foreign_host_names_are_refused(checkpoint, pictur
         assert httpx.get(f"{base}/health", headers={"Host": f"localhost:{port}"}, timeout=TIMEOUT).status_code == 200
     assert default_allowed_hosts("0.0.0.0") is None
     assert default_allowed_hosts("::1") == ("[::1]", "localhost", "127.0.0.1")
+
+
+def test_masks_count_against_the_pixel_budget_and_are_size_checked_before_decoding(checkpoint, picture, hole,
+                                                                                  monkeypatch):
+    import fillgap.server as server
+
+    decoded = []
+    real = server.read_mask_bytes
+    monkeypatch.setattr(server, "read_mask_bytes", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    big = np.zeros((H * 8, W * 8), np.uint8)
+    files = {"image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(big), "image/png")}
+    # the picture alone fits the in-flight budget twice over; with its 64x larger mask it does not
+    settings = ServerSettings(max_pixels_in_flight=H * W * 2)
+    with running(create_app(checkpoint, settings)) as base:
+        answer = post(base, files)  # without resize_mask: 422 from the headers, the mask never decoded
+        assert answer.status_code == 422 and answer.json()["detail"].startswith(f"the mask is {W * 8}x{H * 8}")
+        assert decoded == []
+        release, started = threading.Event(), threading.Event()
+        real_fill = server.inpaint
+
+        def held(*a, **k):
+            started.set()
+            release.wait(30)
+            return real_fill(*a, **k)
+
+        monkeypatch.setattr(server, "inpaint", held)
+        small = {"image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")}
+        first = concurrent.futures.ThreadPoolExecutor(1).submit(post, base, small)
+        assert started.wait(30)
+        busy = post(base, files, data={"resize_mask": "true"})  # 65 pictures' worth of pixels: no room
+        release.set()
+        assert busy.status_code == 503, busy.text
+        assert first.result().status_code == 200

@@ -460,6 +460,10 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
     def decode(parts: dict[str, _Part]) -> tuple[Picture, np.ndarray]:
         img_part, mask_part = _check_picture_part(parts, "image"), _check_picture_part(parts, "mask")
         resize = _bool_field(parts, "resize_mask")
+        size, mask_size = _header_size(img_part), _header_size(mask_part)
+        if not resize and size and mask_size and size != mask_size:  # refused before decoding either
+            raise HTTPProblem(422, f"the mask is {mask_size[0]}x{mask_size[1]} but the image is {size[0]}x{size[1]} "
+                                   "(send a mask of the same size, or resize_mask=true)")
         try:
             picture = read_picture_bytes(bytes(img_part.data), _label("image", img_part), settings.max_pixels)
             mask = read_mask_bytes(bytes(mask_part.data), _label("mask", mask_part), settings.max_pixels)
@@ -520,7 +524,8 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
         del body
         # Room for its pixels, or 503 at once: a queue of waiting requests would each hold a
         # decoded picture. The size comes from the picture's header; nothing is decoded yet.
-        pixels = _header_pixels(parts.get("image"))
+        # The mask's pixels count too: with resize_mask a small picture may come with a huge mask.
+        pixels = _header_pixels(parts.get("image")) + _header_pixels(parts.get("mask"))
         if load["pictures"] and load["pixels"] + pixels > max_in_flight:
             raise HTTPProblem(503, f"busy: {load['pixels'] / 1e6:.0f} MP of pictures are being filled already; "
                                    f"try again in {settings.retry_after} s", busy_headers)
@@ -573,10 +578,10 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
     return app
 
 
-def _header_pixels(part: _Part | None) -> int:
-    """Width x height from a picture's header (0 when unreadable: decoding will say why)."""
+def _header_size(part: _Part | None) -> tuple[int, int] | None:
+    """(width, height) from a picture's header (None when unreadable: decoding will say why)."""
     if part is None or not part.data:
-        return 0
+        return None
     import warnings
 
     from PIL import Image
@@ -584,9 +589,15 @@ def _header_pixels(part: _Part | None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a bomb warning: the decoder refuses it with a 413 later
             with Image.open(io.BytesIO(part.data), formats=DECODERS) as img:  # reads the header only
-                return img.width * img.height
+                return img.size
     except Exception:  # noqa: BLE001 - any damaged upload: the decoder gives the real message
-        return 0
+        return None
+
+
+def _header_pixels(part: _Part | None) -> int:
+    """Width x height from a picture's header (0 when unreadable)."""
+    size = _header_size(part)
+    return size[0] * size[1] if size else 0
 
 
 def _label(field_name: str, part: _Part) -> str:
