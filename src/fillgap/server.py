@@ -220,8 +220,16 @@ class _Part:
     data: bytearray = field(default_factory=bytearray)
 
 
+MAX_PARTS = 32  # the form has 8 fields; a million one-byte parts took 46 s to parse
+
+
+class _TooManyParts(Exception):
+    pass
+
+
 def parse_multipart(body: bytes, content_type: str) -> dict[str, _Part]:
-    """The parts of a multipart/form-data body, in memory (first part of each name wins).
+    """The parts of a multipart/form-data body, in memory (first part of each name wins; at most
+    ``MAX_PARTS``: parsing stops at the next one).
 
     python-multipart's streaming parser, fed an already size-capped body, so a large
     upload never rolls over to a temporary file the way Starlette's form parser does.
@@ -236,6 +244,9 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, _Part]:
     state = {"part": None, "hname": b"", "hvalue": b"", "headers": {}}
 
     def on_part_begin():
+        state["count"] = state.get("count", 0) + 1
+        if state["count"] > MAX_PARTS:
+            raise _TooManyParts
         state["part"], state["headers"] = _Part(), {}
 
     def on_header_field(data, start, end):
@@ -272,6 +283,8 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, _Part]:
     try:
         parser.write(body)
         parser.finalize()
+    except _TooManyParts:
+        raise HTTPProblem(413, f"the form has more than {MAX_PARTS} parts (fillgap's has 8 fields)") from None
     except Exception as exc:  # python-multipart raises its own error types on bad input
         raise HTTPProblem(422, f"malformed multipart form ({type(exc).__name__})") from None
     return parts
