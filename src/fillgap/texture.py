@@ -204,7 +204,6 @@ class _Level:
         # pixels where they come from the coarser level already
         self.search_radius = None if coarsest else 8
         self.picture = picture.clone()
-        self.hole = hole
         _, self.h, self.w = picture.shape
         r = self.r = s.patch // 2
         # sources: whole patch inside the picture and clear of the hole (and its margin)
@@ -237,15 +236,12 @@ class _Level:
             self.source_feat = self._features_full()
 
     # -- features ----------------------------------------------------------------------------
-    def _stack(self, picture: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
-        return torch.cat([picture, guide], dim=0)
-
     def _fit_projection(self) -> None:
         """Principal components of source patch vectors (a sample), as a convolution."""
         p, r = self.s.patch, self.r
         n = min(4096, self.sources.numel())
         pick = self.sources[torch.randperm(self.sources.numel(), generator=self.gen)[:n]]
-        stacked = self._stack(self.picture, self.guide)
+        stacked = torch.cat([self.picture, self.guide])
         c = stacked.shape[0]
         offsets = (torch.arange(-r, r + 1)[:, None] * self.w + torch.arange(-r, r + 1)[None, :]).reshape(-1)
         # n x c x p^2 (sources lie r or more pixels inside the picture), in conv weight order
@@ -264,10 +260,10 @@ class _Level:
 
     def _features_full(self) -> torch.Tensor:
         """(h w) x k features of every pixel's patch in the current picture."""
-        self.guide_feat = F.conv2d(self.guide[None], self.weight[:, 3:], self.bias, padding=self.r)[0]
-        f = self._conv(self.picture) + self.guide_feat
-        self.guide_feat = self.guide_feat.reshape(f.shape[0], -1)[:, self.targets]
-        return f.reshape(f.shape[0], -1).T.contiguous()
+        guide = F.conv2d(self.guide[None], self.weight[:, 3:], self.bias, padding=self.r)[0]
+        f = (self._conv(self.picture) + guide).reshape(guide.shape[0], -1)
+        self.guide_feat = guide.reshape(guide.shape[0], -1)[:, self.targets]  # the targets' fixed part
+        return f.T.contiguous()
 
     def _target_features(self) -> torch.Tensor:
         """k-dim features of the target patches in the current picture (only the box is recomputed)."""
@@ -280,9 +276,11 @@ class _Level:
         return f.T
 
     # -- the field -----------------------------------------------------------------------------
+    def _random_sources(self, n: int) -> torch.Tensor:
+        return self.sources[torch.randint(self.sources.numel(), (n,), generator=self.gen)]
+
     def random_field(self) -> None:
-        pick = torch.randint(self.sources.numel(), (self.targets.numel(),), generator=self.gen)
-        self.field = self.sources[pick]
+        self.field = self._random_sources(self.targets.numel())
         self.cost = torch.full((self.targets.numel(),), float("inf"))
 
     def upsample_field(self, coarse: "_FieldView", factor: int, weights: torch.Tensor | None = None) -> None:
@@ -296,8 +294,7 @@ class _Level:
         sx = (factor * px + self.tx % factor).clamp(0, self.w - 1)
         cand = sy * self.w + sx
         ok = (parent >= 0) & self.valid[cand]
-        fallback = self.sources[torch.randint(self.sources.numel(), (self.targets.numel(),), generator=self.gen)]
-        self.field = torch.where(ok, cand, fallback)
+        self.field = torch.where(ok, cand, self._random_sources(self.targets.numel()))
         self.cost = torch.full((self.targets.numel(),), float("inf"))
         if weights is not None:  # a stray fallback counts next to nothing against its neighbours' copies
             self.vote_weight = torch.where(ok, weights[cy * cw + cx], torch.full((), 1e-6))
@@ -378,7 +375,7 @@ class _Level:
             cands.append(self._around(sel, radius))
             radius /= 4
         for _ in range(s.random_candidates):
-            cands.append(self.sources[torch.randint(self.sources.numel(), (sel.numel(),), generator=self.gen)])
+            cands.append(self._random_sources(sel.numel()))
         cand = torch.stack(cands, dim=1)  # T x K
         d = (self.source_feat[cand] - tf[:, None, :]).pow_(2).sum(-1)
         d.masked_fill_(~self.valid[cand], float("inf"))
