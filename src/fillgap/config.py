@@ -21,6 +21,8 @@ from .masks import KINDS as MASK_KINDS
 MIN_SIZE, MAX_SIZE = 16, 4096
 MAX_BATCH_SIZE = 4096
 MAX_WORKERS = 256
+_RANGES = {"size": (MIN_SIZE, MAX_SIZE, " (pixels, the side of a training patch)"),  # setting -> low, high, unit
+           "batch_size": (1, MAX_BATCH_SIZE, ""), "workers": (0, MAX_WORKERS, "")}
 
 
 class TrainConfig(BaseModel):
@@ -62,25 +64,12 @@ class TrainConfig(BaseModel):
 
     # Values the types admit but training cannot use: refused here, with the key's name,
     # rather than as a crash (a division by zero, log of 0, an allocation of 120 GB) in a run.
-    @field_validator("size")
+    @field_validator("size", "batch_size", "workers")
     @classmethod
-    def _size(cls, v):
-        if not MIN_SIZE <= v <= MAX_SIZE:
-            raise ValueError(f"must be from {MIN_SIZE} to {MAX_SIZE} (pixels, the side of a training patch)")
-        return v
-
-    @field_validator("batch_size")
-    @classmethod
-    def _batch_size(cls, v):
-        if not 1 <= v <= MAX_BATCH_SIZE:
-            raise ValueError(f"must be from 1 to {MAX_BATCH_SIZE}")
-        return v
-
-    @field_validator("workers")
-    @classmethod
-    def _workers(cls, v):
-        if not 0 <= v <= MAX_WORKERS:
-            raise ValueError(f"must be from 0 to {MAX_WORKERS}")
+    def _in_range(cls, v, info):
+        low, high, unit = _RANGES[info.field_name]
+        if not low <= v <= high:
+            raise ValueError(f"must be from {low} to {high}{unit}")
         return v
 
     @field_validator("val_samples", "checkpoint_every", "log_every", "grid_samples", "samples_per_epoch",

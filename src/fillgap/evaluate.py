@@ -256,8 +256,8 @@ def _label(path: Path, taken: set[str]) -> str:
 def build_methods(peers: list[str] | None = None, checkpoints: list[str | Path] = (),
                   runtime: str = DEFAULT_RUNTIME) -> list[Method]:
     """The classical peers (all by default), the shipped model when present, and each checkpoint."""
-    from .methods import TEXTURED, shipped_names
-    networks = [*shipped_names(), *TEXTURED]
+    from .methods import fill_method_names
+    networks = [n for n in fill_method_names() if n not in CLASSICAL]
     known = list(CLASSICAL) + networks
     chosen = peer_names() if peers is None else peers
     unknown = [p for p in chosen if p not in known]
