@@ -5,7 +5,7 @@ import torch
 
 from fillgap import inpaint
 from fillgap.methods import TexturedMethod, get_method, method_names
-from fillgap.texture import TextureSettings, synthesize
+from fillgap.texture import TextureSettings, guide_scale, synthesize
 
 
 def _tiled(size: int = 96, period: int = 12, seed: int = 0) -> torch.Tensor:
@@ -130,3 +130,35 @@ def test_thin_holes_keep_the_guide():
     out = synthesize(picture, hole, guide)
     inside = hole.bool().expand_as(out)
     assert torch.equal(out[inside], guide[inside])
+
+
+def test_wide_holes_get_their_guide_at_the_network_s_training_scale():
+    """A hole 200 px wide is filled by the network where it is about 2 x 32 px wide (it trained on
+    128-192 px crops), a thin one at native size; the guide comes back at the window's size."""
+    hole = torch.zeros(1, 1, 512, 512)
+    hole[..., 150:350, 100:400] = 1
+    assert 0.28 <= guide_scale(hole) <= 0.34, guide_scale(hole)
+    thin = torch.zeros(1, 1, 512, 512)
+    thin[..., 200:230, :] = 1
+    assert guide_scale(thin) == 1.0
+    small = torch.zeros(1, 1, 160, 400)
+    small[..., 20:140, 50:350] = 1
+    assert guide_scale(small) == 0.8  # never below a 128 px short side
+
+    class Recorder(TexturedMethod.__mro__[1]):  # a FillMethod that records the sizes it is asked to fill
+        name = kind = source = "recorder"
+        max_side, fixed_size, sizes = 1024, False, []
+
+        def fill(self, image, hole):
+            self.sizes.append(tuple(image.shape[-2:]))
+            return image.new_full(image.shape, 0.5)
+
+        def parameters_count(self):
+            return 0
+
+    base = Recorder()
+    method = TexturedMethod(base, "recorded")
+    image = torch.rand(1, 3, 512, 512)
+    out = method.fill(image, hole)
+    assert out.shape == image.shape and len(base.sizes) == 1, base.sizes
+    assert 145 <= base.sizes[0][0] == base.sizes[0][1] <= 175, base.sizes

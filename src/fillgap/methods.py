@@ -194,10 +194,19 @@ class TexturedMethod(FillMethod):
 
     @no_grad
     def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-        from .texture import synthesize
+        from .texture import guide_scale, synthesize
 
         image = image.float()
-        return synthesize(image, hole, self.base.fill(image, hole), self.settings)
+        scale = guide_scale(hole, self.settings)
+        if scale >= 1.0:
+            return synthesize(image, hole, self.base.fill(image, hole), self.settings)
+        # a wide hole: the base fills it at its training scale, the texture restores the detail
+        h, w = image.shape[-2:]
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        small_hole = (F.interpolate(hole.float(), size=size, mode="area") > 0).float()
+        small = self.base.fill(F.interpolate(image, size=size, mode="area"), small_hole)
+        guide = F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+        return synthesize(image, hole, guide, self.settings)
 
 
 def _onnx_runtime(model: InpaintModel, source: str) -> FillMethod:
