@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from fillgap import classical
+from fillgap.methods import classical
 from fillgap.data.photos import data_root
 from fillgap.models.attention import aggregate_residual
 

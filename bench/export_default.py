@@ -1,4 +1,4 @@
-"""Export a training run as a shipped model (a variant of checkpoint.RELEASED_WEIGHTS), with its card.
+"""Export a training run as a shipped model (a shipped network of fillgap.methods: fillgap-<variant>), with its card.
 
     python bench/export_default.py runs/ffc-small-v3 [--variant default] [--command "fillgap train ..."]
     python bench/export_default.py runs/ffc-small-v2 --variant smooth --init runs/init/first-eb5fb19.safetensors
@@ -16,7 +16,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from fillgap.checkpoint import RELEASED_CARDS, RELEASED_WEIGHTS, export_weights, load_model, read_checkpoint, weights_metadata
+from fillgap.checkpoint import DEFAULT_WEIGHTS, export_weights, load_model, read_checkpoint, weights_metadata
+from fillgap.methods import METHODS, shipped_names
 from fillgap.data.photos import photo_list
 from fillgap.fsutil import atomic_write_text
 
@@ -37,7 +38,7 @@ def inherited(cfg: dict, init: str | None = None) -> tuple[int, float, str]:
     init = init or cfg.get("init")
     if not init:
         return 0, 0.0, ""
-    path = RELEASED_WEIGHTS["default"] if init == "default" else Path(init)
+    path = DEFAULT_WEIGHTS if init == "default" else Path(init)
     if path.suffix != ".safetensors":
         ckpt = read_checkpoint(path)
         return int(ckpt["step"]), 0.0, str(path)
@@ -50,12 +51,13 @@ def inherited(cfg: dict, init: str | None = None) -> tuple[int, float, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("run", type=Path)
-    ap.add_argument("--variant", choices=sorted(RELEASED_WEIGHTS), default="default")
+    ap.add_argument("--variant", choices=sorted(n.removeprefix("fillgap-") for n in shipped_names()), default="default")
     ap.add_argument("--command", default=None, help="the exact training command(s), for the card")
     ap.add_argument("--init", default=None, help="the weights the run started from, when its config's "
                     "`init: default` no longer names them (the default was replaced since)")
     args = ap.parse_args()
-    target = RELEASED_WEIGHTS[args.variant]
+    entry = METHODS[f"fillgap-{args.variant}"]
+    target = entry.weights
     ckpt = read_checkpoint(args.run / "last.pt")
     cfg = ckpt["config"]
     records = [json.loads(line) for line in (args.run / "metrics.jsonl").read_text().splitlines()]
@@ -109,8 +111,8 @@ def main() -> None:
              "Trained on a CPU for a few hours on a few hundred photos (mostly landscapes, plants, textures and "
              "macro shots): a careful correction of a smooth classical fill, not a generative model. It does not "
              "invent objects or faces, and large holes in detailed scenes stay smoother than the truth. See DATA.md."]
-    atomic_write_text(target.parent / RELEASED_CARDS[args.variant], "\n".join(card) + "\n", overwrite=True)
-    print(f"wrote {target} and {RELEASED_CARDS[args.variant]} (step {ckpt['step']}, {total_steps} in all)")
+    atomic_write_text(target.parent / entry.card, "\n".join(card) + "\n", overwrite=True)
+    print(f"wrote {target} and {entry.card} (step {ckpt['step']}, {total_steps} in all)")
 
 
 if __name__ == "__main__":

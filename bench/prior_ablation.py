@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from fillgap.classical import CLASSICAL
+from fillgap.methods import METHODS
 from fillgap.evaluate import environment, load_images, load_protocol, make_cases
 
 from _common import RESULTS, save_json, save_text
@@ -39,7 +39,7 @@ def time_at_512(protocol: str, count: int) -> dict[str, float]:
         image = images[case.image]
         for name in PRIORS:
             start = time.perf_counter()
-            CLASSICAL[name](image, case.mask > 0)
+            METHODS[name].fn(image, case.mask > 0)
             times[name].append(time.perf_counter() - start)
     return {m: 1000 * statistics.median(t) for m, t in times.items()}
 

@@ -35,7 +35,7 @@ from fillgap.data import bundled_photos
 from fillgap.fill import inpaint
 from fillgap.imageio import encode_png, read_image_bytes
 from fillgap.masks import MaskGenerator, hole_ratio
-from fillgap.methods import CLASSICAL, get_method, native_bf16
+from fillgap.methods import classical_names, get_method, native_bf16
 from fillgap.models import create_model
 from fillgap.runtime.threads import set_threads
 
@@ -173,7 +173,7 @@ def main() -> None:
     if not args.skip_slow:
         methods["ffc-base (untrained)"] = get_method("ffc-base", allow_untrained=True)
     methods["seed-color-ae (untrained)"] = get_method("seed-color-ae", allow_untrained=True)
-    for name in CLASSICAL:
+    for name in classical_names():
         if not (args.skip_slow and name == "opencv-fsr"):
             methods[name] = get_method(name)
     rows, breakdowns = [], {}

@@ -4,7 +4,7 @@ import pytest
 
 import fillgap
 from fillgap.checkpoint import DEFAULT_WEIGHTS, weights_metadata
-from fillgap.classical import telea
+from fillgap.methods.classical import telea
 from fillgap.data import bundled_photos
 from fillgap.masks import MaskGenerator
 
@@ -59,13 +59,12 @@ def test_default_model_is_pure_torch(default_model):
 
 @pytest.mark.parametrize("variant", ["default", "smooth"])
 def test_every_shipped_variant_has_its_card_a_name_and_fills(variant):
-    from fillgap.checkpoint import RELEASED_CARDS, RELEASED_WEIGHTS
-    from fillgap.methods import get_method, list_methods, shipped_names
-    path = RELEASED_WEIGHTS[variant]
-    assert path.exists() and path.stat().st_size < 25e6
-    assert (path.parent / RELEASED_CARDS[variant]).exists()
+    from fillgap.methods import METHODS, get_method, list_methods, shipped_names
     name = f"fillgap-{variant}"
-    assert shipped_names()[name] == variant and name in {m.name for m in list_methods()}
+    entry = METHODS[name]
+    assert entry.weights.exists() and entry.weights.stat().st_size < 25e6
+    assert (entry.weights.parent / entry.card).exists()
+    assert name in shipped_names() and name in {m.name for m in list_methods()}
     img = np.ascontiguousarray(bundled_photos("test")[1][:128, :128])
     mask = MaskGenerator("box", seed=3)(128, 128, 0, 0)
     out = fillgap.inpaint(img, mask, get_method(name))

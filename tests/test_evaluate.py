@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fillgap.classical import CLASSICAL
+from fillgap.methods import METHODS, classical_names
 from fillgap.cli import main
 from fillgap.data.photos import PHOTO_LIST
 from fillgap.errors import FillgapError
@@ -255,7 +255,7 @@ def test_square_resizes_the_short_side_and_crops_the_centre():
 
 
 # -- peers --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(CLASSICAL))
+@pytest.mark.parametrize("name", sorted(classical_names()))
 def test_each_peer_fills_a_flat_picture_with_its_colour(name):
     image = np.empty((24, 32, 3), np.uint8)
     image[:] = (40, 120, 200)
@@ -263,7 +263,7 @@ def test_each_peer_fills_a_flat_picture_with_its_colour(name):
     mask[8:16, 10:20] = 1
     marked = image.copy()
     marked[mask > 0] = (255, 0, 255)  # what was there must not leak into the fill
-    out = CLASSICAL[name](marked, mask)
+    out = METHODS[name].fn(marked, mask)
     assert out.shape == image.shape and out.dtype == np.uint8
     assert np.abs(out[mask > 0].astype(int) - (40, 120, 200)).max() <= 2
 

@@ -110,7 +110,7 @@ def test_strategies_fill_only_the_hole_and_differ_on_large_windows(weights):
 
 
 def test_classical_method_through_the_pipeline_matches_the_function():
-    from fillgap.classical import telea
+    from fillgap.methods.classical import telea
     img = picture(120, 160)
     mask = np.zeros(img.shape[:2], np.uint8)
     mask[50:70, 60:90] = 255
@@ -137,7 +137,7 @@ def test_every_classical_method_fills_a_smooth_picture_closely(name):
 def test_shiftmap_fills_a_textured_hole_with_the_pictures_colours():
     """ShiftMap copies known pixels into the hole (through Lab and back): the marked hole is replaced,
     not left black or as it was, its colours stay within the picture's, the rest is untouched."""
-    from fillgap.classical import shiftmap
+    from fillgap.methods.classical import shiftmap
     yy, xx = np.mgrid[0:48, 0:64]
     stripes = ((xx // 4 + yy // 6) % 2).astype(bool)
     img = np.where(stripes[..., None], (200, 60, 40), (30, 110, 190)).astype(np.uint8)

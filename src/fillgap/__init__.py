@@ -11,9 +11,9 @@ import os
 # another program (or the thread it waits for) needs; see fillgap.runtime.threads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from ._version import __version__  # noqa: E402
 from .errors import FillgapError  # noqa: E402
 
-__version__ = "0.2.0"
 __all__ = ["inpaint", "load_model", "FillgapError", "__version__"]
 
 
@@ -23,6 +23,6 @@ def __getattr__(name: str):
         from .fill import inpaint
         return inpaint
     if name == "load_model":
-        from .checkpoint import load_model
-        return load_model
+        from .methods import load_network
+        return load_network
     raise AttributeError(f"module 'fillgap' has no attribute {name!r}")

@@ -29,15 +29,12 @@ from .models import create_model, list_models
 if TYPE_CHECKING:
     from .models import InpaintModel
 
-torch = lazy("torch")  # loaded when a checkpoint is (the shipped names are known without it)
+torch = lazy("torch")  # loaded when a checkpoint is
 
-DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "ffc-default.safetensors"
-# Shipped weights by variant (method name ``fillgap-<variant>``), each with a model card, and
-# what ``fillgap models`` says about it.
-RELEASED_WEIGHTS = {"default": DEFAULT_WEIGHTS, "smooth": DEFAULT_WEIGHTS.with_name("ffc-smooth.safetensors")}
-RELEASED_CARDS = {"default": "MODEL_CARD.md", "smooth": "MODEL_CARD-smooth.md"}
-RELEASED_NOTES = {"default": "network (shipped weights: faithful and textured)",
-                  "smooth": "network (shipped weights: smooth, best hole SSIM)"}
+# The package's weights folder and its default network (the shipped ones are registered with their
+# cards in ``fillgap.methods``).
+WEIGHTS_DIR = Path(__file__).with_name("weights")
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "ffc-default.safetensors"
 CHECKSUM_KEY = "tensor_sha256"  # in a .safetensors file's metadata
 CHECKSUMS = "checksums"         # in a .pt checkpoint: entry name -> SHA-256 of its tensors
 
@@ -195,18 +192,13 @@ def _build(name: str, kwargs: dict, state: dict, source: Path) -> InpaintModel:
     return model.eval()
 
 
-def shipped_names() -> dict[str, str]:
-    """Method name -> variant of every shipped set of weights (``RELEASED_WEIGHTS``)."""
-    return {f"fillgap-{variant}": variant for variant in RELEASED_WEIGHTS}
-
-
-def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu") -> InpaintModel:
-    """A ready network from: None (the shipped default), a shipped name (``fillgap-default``,
-    ``fillgap-smooth``: the names ``fillgap models`` lists), a ``.safetensors`` or ``.pt`` file."""
-    variant = shipped_names().get(str(spec))
-    path = RELEASED_WEIGHTS[variant] if variant else (Path(spec) if spec else DEFAULT_WEIGHTS)
-    if spec is None and not path.exists():
-        raise FillgapError(f"the default weights are missing from the package ({path})")
+def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu", shipped: bool = False) -> InpaintModel:
+    """A ready network from a ``.safetensors`` or ``.pt`` file (None: the shipped default).
+    ``shipped``: the file is one the package ships (its absence is a broken install). Shipped names
+    (``fillgap-smooth``) are resolved by ``fillgap.methods.load_network`` (``fillgap.load_model``)."""
+    path = Path(spec) if spec else DEFAULT_WEIGHTS
+    if (shipped or spec is None) and not path.exists():
+        raise FillgapError(f"the shipped weights are missing from the package ({path})")
     if path.suffix == ".safetensors":
         _check_file(path, "weights file")
         from safetensors import safe_open

@@ -251,7 +251,7 @@ def export(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
 ):
     """Export a network to ONNX (dynamic height and width) for onnxruntime or any ONNX runtime."""
-    from .checkpoint import load_model
+    from .methods import load_network
     from .models import create_model, list_models
     from .runtime.onnx import export_onnx
 
@@ -262,7 +262,7 @@ def export(
     if model is not None and model in list_models() and not Path(model).exists():
         net, source = create_model(model).eval(), model
     else:
-        net, source = load_model(model), model or "the shipped default model"
+        net, source = load_network(model), model or "the shipped default model"
     report = export_onnx(net, onnx, overwrite=overwrite, source=str(source))
     h, w = report.check_size
     typer.echo(f"wrote {onnx} ({report.bytes / 1e6:.1f} MB); onnxruntime vs torch at {w}x{h}: "

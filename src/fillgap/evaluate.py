@@ -39,7 +39,6 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .classical import CLASSICAL
 from .errors import FillgapError, did_you_mean
 from .fsutil import atomic_write_text
 from .imageio import read_image, write_image
@@ -225,11 +224,9 @@ class Method:
 
 
 def peer_names(include_default: bool = True) -> list[str]:
-    from .checkpoint import RELEASED_WEIGHTS
-    from .methods import TEXTURED, shipped_names
-    shipped = [n for n, v in shipped_names().items() if RELEASED_WEIGHTS[v].exists()]
-    shipped += [n for n, base in TEXTURED.items() if base in shipped]
-    return list(CLASSICAL) + (shipped if include_default else [])
+    from .methods import available_names, classical_names
+    networks = [n for n in available_names() if n not in classical_names()]
+    return classical_names() + (networks if include_default else [])
 
 
 def registry_method(spec, name: str | None = None, runtime: str = DEFAULT_RUNTIME) -> Method:
@@ -256,16 +253,17 @@ def _label(path: Path, taken: set[str]) -> str:
 def build_methods(peers: list[str] | None = None, checkpoints: list[str | Path] = (),
                   runtime: str = DEFAULT_RUNTIME) -> list[Method]:
     """The classical peers (all by default), the shipped model when present, and each checkpoint."""
-    from .methods import fill_method_names
-    networks = [n for n in fill_method_names() if n not in CLASSICAL]
-    known = list(CLASSICAL) + networks
+    from .methods import classical_names, fill_method_names
+    classical = classical_names()
+    networks = [n for n in fill_method_names() if n not in classical]
+    known = classical + networks
     chosen = peer_names() if peers is None else peers
     unknown = [p for p in chosen if p not in known]
     if unknown:
         raise FillgapError(f"unknown method '{unknown[0]}'{did_you_mean(unknown[0], known)} "
                            f"(choose from {', '.join(known)}, or 'none'; "
                            "checkpoints go in --model)")
-    methods = [registry_method(n) for n in chosen if n in CLASSICAL]
+    methods = [registry_method(n) for n in chosen if n in classical]
     methods += [registry_method(n, runtime=runtime) for n in networks if n in chosen]
     taken = {m.name for m in methods}
     for ckpt in checkpoints:

@@ -218,9 +218,9 @@ class Trainer:
     def _init_from(self, spec: str) -> None:
         """Fine-tuning: the weights of an earlier run or release, into this config's network (the
         settings may differ where they hold no weights, e.g. another prior)."""
-        from .checkpoint import load_model
+        from .methods import load_network
 
-        source = load_model(None if spec == "default" else spec)
+        source = load_network(None if spec == "default" else spec)
         if source.registry_name != self.cfg.model:
             raise FillgapError(f"init weights {spec} are model '{source.registry_name}', the config asks for "
                                f"'{self.cfg.model}'")

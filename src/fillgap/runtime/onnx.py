@@ -41,7 +41,8 @@ import torch
 
 from ..errors import FillgapError
 from ..fsutil import atomic_write_text, folder_lock, sha256_file
-from ..methods import NETWORK_MAX_SIDE, TorchNetwork
+from .base import NETWORK_MAX_SIDE
+from .network import TorchNetwork
 from ..models import InpaintModel
 
 FORMAT = "fillgap-onnx-1"  # bump when inputs, outputs or metadata change meaning
@@ -72,7 +73,7 @@ def _quiet():
 
 
 def _metadata(model: InpaintModel, source: str) -> dict[str, str]:
-    from .. import __version__
+    from .._version import __version__
     return {"fillgap_format": FORMAT, "fillgap_version": __version__, "torch_version": torch.__version__,
             "model_name": model.registry_name or type(model).__name__,
             "model_kwargs": json.dumps(model.registry_kwargs, default=str), "source": source,
@@ -239,7 +240,7 @@ def _models_code_digest() -> str:
 
 def exported_path(model: InpaintModel, source: str | Path | None) -> Path:
     """The ONNX file of a torch network: exported once per weights into ``cache_dir()``, then reused."""
-    from .. import __version__
+    from .._version import __version__
     from ..checkpoint import DEFAULT_WEIGHTS
 
     src = Path(source) if source else DEFAULT_WEIGHTS
