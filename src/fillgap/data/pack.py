@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import FillgapError
 from ..imageio import read_image
-from .datasets import ArrayImages
+from .sources import ArrayImages
 from .photos import SPLITS, data_root, photo_list
 from .prepare import downscale
 
