@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from fillgap.checkpoint import load_model
-from fillgap.config import load_config
+from fillgap.train.config import load_config
 from fillgap.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +50,8 @@ def train(arm: str, minutes: float, steps: int, out: str) -> dict:
 
 def score(shard: str, out: str) -> None:
     """Protocol v1 (256 px) cases ``i::n`` through both checkpoints, as ``fillgap eval`` scores them."""
-    from fillgap.evaluate import build_methods, image_metrics, load_images, load_protocol, make_cases
+    from fillgap.eval import build_methods, load_images, load_protocol, make_cases
+    from fillgap.eval.metrics import image_metrics
     torch.set_num_threads(1)
     i, n = map(int, shard.split("/"))
     protocol = load_protocol("v1")

@@ -14,7 +14,7 @@ polylines across the picture: a thin hole in a window larger than the network's 
 `auto` fills in native-resolution tiles, not by cra).
 
 Rows: each (method, strategy) runs in its own process over every case (so peak RSS is its own):
-hole detail ratio (fillgap.metrics.hole_detail_ratio), hole PSNR, seconds per fill (in process,
+hole detail ratio (fillgap.eval.metrics.hole_detail_ratio), hole PSNR, seconds per fill (in process,
 after a warm-up fill) and the process's peak RSS. Then the folder comparison: `fillgap fill DIR
 --mask-dir ...` against a plain script that decodes, fills with OpenCV Telea and encodes the
 same files (both as fresh processes, wall time), and the 12 MP in-process fill (time, peak RSS).
@@ -127,7 +127,7 @@ def child_row(method: str, strategy: str, cases_json: str, crops: str) -> None:
     from fillgap import inpaint
     from fillgap.fill import plan
     from fillgap.methods import get_method
-    from fillgap.metrics import hole_detail_ratio, psnr_from_mse
+    from fillgap.eval.metrics import hole_detail_ratio, psnr_from_mse
 
     torch.set_num_threads(2)
     cases = json.loads(Path(cases_json).read_text())

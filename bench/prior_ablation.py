@@ -21,7 +21,7 @@ import time
 import torch
 
 from fillgap.methods import METHODS
-from fillgap.evaluate import environment, load_images, load_protocol, make_cases
+from fillgap.eval import environment, load_images, load_protocol, make_cases
 
 from _common import RESULTS, save_json, save_text
 

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from fillgap.errors import FillgapError
-from fillgap.evaluate import evaluate, parse_method_list, summary_line
+from fillgap.eval import evaluate, parse_method_list, summary_line
 
 from _common import RESULTS
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from fillgap.config import load_config
+from fillgap.train.config import load_config
 from fillgap.train import Trainer
 
 from _common import RESULTS as _RESULTS, machine, save_json

@@ -236,8 +236,8 @@ def test_fill_help_groups_its_options_and_keeps_sentences_whole(capsys, monkeypa
 
 def test_training_bar_counts_the_time_budget():
     """A run ended by max_minutes shows seconds of its budget, not thousands of steps (the demo)."""
-    from fillgap.config import load_config
-    from fillgap.train import _progress
+    from fillgap.train.config import load_config
+    from fillgap.train.trainer import _progress
 
     bar = _progress(load_config(None, {"epochs": 1000, "max_minutes": 1.0}), 8000, 0, True)  # on: tqdm counts
     assert bar.total == 60 and bar.unit == "s"

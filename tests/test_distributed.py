@@ -9,11 +9,11 @@ import torch
 import yaml
 from torch import nn
 
-from fillgap.config import load_config
+from fillgap.train.config import load_config
 from fillgap.data import FolderImages
 from fillgap.data.datasets import ManifestImages, make_source
 from fillgap.errors import FillgapError
-from fillgap.distributed import CPUSyncBatchNorm, convert_cpu_sync_batchnorm
+from fillgap.train.distributed import CPUSyncBatchNorm, convert_cpu_sync_batchnorm
 from fillgap.train import EpochSampler, Trainer, train
 
 

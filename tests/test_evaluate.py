@@ -12,12 +12,13 @@ from fillgap.methods import METHODS, classical_names
 from fillgap.cli import main
 from fillgap.data.photos import PHOTO_LIST
 from fillgap.errors import FillgapError
-from fillgap.evaluate import (EvalRun, bucket_label, build_methods, load_protocol, make_cases, masks_checksum,
-                              parse_method_list, render_markdown, run_protocol, square)
-from fillgap.make_protocol import build_protocol
-from fillgap.make_protocol import main as make_protocol_main
+from fillgap.eval import (EvalRun, bucket_label, build_methods, load_protocol, make_cases, masks_checksum,
+                          parse_method_list, render_markdown, run_protocol)
+from fillgap.eval.protocol import square
+from fillgap.eval.make_protocol import build_protocol
+from fillgap.eval.make_protocol import main as make_protocol_main
 from fillgap.masks import hole_ratio
-from fillgap.metrics import (DETAIL_MIN_STD, METRICS, checker_energy, checker_region, hole_checker_ratio,
+from fillgap.eval.metrics import (DETAIL_MIN_STD, METRICS, checker_energy, checker_region, hole_checker_ratio,
                              hole_detail_ratio, image_metrics, inner_hole, laplacian_std, ssim_map)
 
 
@@ -181,7 +182,7 @@ def test_v1_keeps_its_eight_test_photos():
 
 
 def test_v2_is_the_whole_test_split_with_v1s_mask_rules():
-    """photos.csv's test split changed without `python -m fillgap.make_protocol v2`? This fails."""
+    """photos.csv's test split changed without `python -m fillgap.eval.make_protocol v2`? This fails."""
     v1, v2 = load_protocol("v1"), load_protocol("v2")
     assert v2.images.names == _split("test") and v2.images.split == "test" and v2.sizes == [256, 512]
     rules = ("mask_seed", "buckets", "cells", "min_hit_rate", "max_draws", "preprocess")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fillgap.errors import FillgapError
-from fillgap.losses import (CompositeLoss, PatchDiscriminator, discriminator_adversarial, fft_l1,
+from fillgap.train.losses import (CompositeLoss, PatchDiscriminator, discriminator_adversarial, fft_l1,
                             focal_frequency, generator_adversarial, hole_l1, l1, mse, tv_border)
 
 
@@ -65,7 +65,7 @@ def test_adversarial_losses_are_finite_and_r1_positive():
 
 
 def test_feature_matching_zero_for_the_truth_and_grows_with_the_difference():
-    from fillgap.losses import PatchDiscriminator, feature_matching
+    from fillgap.train.losses import PatchDiscriminator, feature_matching
     torch.manual_seed(0)
     disc = PatchDiscriminator(3, width=8)
     real = torch.rand(2, 3, 32, 32)
@@ -79,7 +79,7 @@ def test_feature_matching_zero_for_the_truth_and_grows_with_the_difference():
 
 
 def test_texture_energy_asks_for_the_truths_detail_not_its_position():
-    from fillgap.losses import texture_energy
+    from fillgap.train.losses import texture_energy
     g = torch.Generator().manual_seed(0)
     target = torch.rand(1, 3, 32, 32, generator=g)
     hole = torch.zeros(1, 1, 32, 32)

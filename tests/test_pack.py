@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from fillgap import cli
-from fillgap.config import load_config
+from fillgap.train.config import load_config
 from fillgap.data import make_source
 from fillgap.data.pack import PackImages, write_pack
 from fillgap.errors import FillgapError

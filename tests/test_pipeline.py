@@ -379,7 +379,7 @@ def test_run_batches_windows_of_one_size(weights):
 # -- cra
 def test_cra_restores_the_high_frequencies_of_a_periodic_texture():
     from fillgap.fill import cra_available
-    from fillgap.metrics import hole_detail_ratio
+    from fillgap.eval.metrics import hole_detail_ratio
 
     if not cra_available():
         pytest.skip("fillgap.models.attention not in this build")

@@ -694,7 +694,7 @@ def test_out_of_memory_is_one_line(cli, monkeypatch):
 
 def test_nan_loss_keeps_the_last_good_checkpoint(cli, monkeypatch):
     """train.py stops with a FillgapError at a non-finite loss; last.pt stays the last good step."""
-    from fillgap import losses
+    from fillgap.train import losses
 
     Path("data").mkdir()
     for i in range(4):
@@ -751,9 +751,9 @@ def test_a_writer_that_lies_about_its_size_is_caught(cli, weights, monkeypatch):
 
 def test_every_writer_goes_through_the_checked_write(monkeypatch, tmp_path):
     """Pictures, checkpoints, weights, reports, prepared data and loss curves: each one fails whole."""
-    from fillgap.curves import write_loss_curve
+    from fillgap.train.curves import write_loss_curve
     from fillgap.data import prepare
-    from fillgap.evaluate import _write_text
+    from fillgap.eval.report import _write_text
 
     tiny = create_model("ffc-tiny")
     writers = {

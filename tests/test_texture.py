@@ -115,7 +115,7 @@ def test_textured_method_keeps_its_base_limits():
 
 
 def test_evaluate_knows_the_textured_method():
-    from fillgap.evaluate import build_methods, peer_names
+    from fillgap.eval import build_methods, peer_names
 
     assert "fillgap-texture" in peer_names()
     assert [m.name for m in build_methods(["fillgap-texture"])] == ["fillgap-texture"]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fillgap.checkpoint import load_model, read_checkpoint
-from fillgap.config import load_config
+from fillgap.train.config import load_config
 from fillgap.errors import FillgapError
 from fillgap.masks import MaskGenerator
 from fillgap.models import create_model
@@ -78,7 +78,7 @@ def test_seed_mnist_autoencoder_trains_on_digits(tmp_path, monkeypatch):
     import numpy as np
 
     from fillgap.data.datasets import ArrayImages
-    import fillgap.train as train_mod
+    import fillgap.train.trainer as train_mod
     digits = np.random.default_rng(0).integers(0, 256, (16, 28, 28), dtype=np.uint8)
     monkeypatch.setattr(train_mod, "make_source", lambda spec, split: ArrayImages(digits))
     cfg = load_config(None, dict(model="seed-mnist-ae", data="mnist", size=28, batch_size=8, max_steps=2,

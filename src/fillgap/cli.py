@@ -289,8 +289,8 @@ def train(
                               help="Train with this many processes on this machine (torchrun; batch split between them)."),
 ):
     """Train a model from a config file, flags overriding its keys."""
-    from .config import load_config
-    from .distributed import launch
+    from .train.config import load_config
+    from .train.distributed import launch
     from .train import train as run_training
 
     flags = dict(model=model, data=data, out=out, epochs=epochs, max_steps=max_steps, max_minutes=max_minutes,
@@ -427,7 +427,7 @@ def eval_cmd(
     runtime: str = typer.Option("auto", "--runtime", metavar="RUNTIME", help=_RUNTIME_HELP),
 ):
     """Score methods on a fixed, seeded protocol: hole PSNR/SSIM/detail ratio and seconds per image, side by side."""
-    from .evaluate import evaluate, parse_method_list, summary_line
+    from .eval import evaluate, parse_method_list, summary_line
 
     import shlex
     command = "fillgap " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else None

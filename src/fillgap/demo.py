@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from .checkpoint import DEFAULT_WEIGHTS, load_model
-from .config import load_config
+from .train.config import load_config
 from .data import bundled_photos
 from .fill import inpaint
 from .imageio import write_image

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import FillgapError
-from .masks import KINDS as MASK_KINDS
+from ..errors import FillgapError
+from ..masks import KINDS as MASK_KINDS
 
 
 # Bounds of settings that size memory: a typo (--size 200000) is a one-line refusal, not an
@@ -178,7 +178,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise FillgapError(f"unknown config key '{key}'{hint}{more}") from None
         msg = err["msg"].removeprefix("Value error, ")
         raise FillgapError(f"bad value for config key '{key}': {_show(err.get('input'))}: {msg}{more}") from None
-    from .models import check_model_settings, list_models
+    from ..models import check_model_settings, list_models
     key = "model" if cfg.model not in list_models() else "model_kwargs"
     try:
         check_model_settings(cfg.model, cfg.model_kwargs)  # no memory used: the network on the meta device

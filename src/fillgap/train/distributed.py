@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .errors import FillgapError
+from ..errors import FillgapError
 
 
 class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):

@@ -38,18 +38,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from .checkpoint import read_checkpoint, save_checkpoint
+from ..checkpoint import read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .curves import read_metrics, write_loss_curve
-from .data import InpaintDataset, make_source
+from ..data import InpaintDataset, make_source
 from .distributed import convert_cpu_sync_batchnorm, dist_env
-from .errors import FillgapError
-from .fsutil import atomic_write_text, folder_lock, remove_stale_temps
-from .imageio import to_uint8, write_image
+from ..errors import FillgapError
+from ..fsutil import atomic_write_text, folder_lock, remove_stale_temps
+from ..imageio import to_uint8, write_image
 from .losses import (CompositeLoss, PatchDiscriminator, discriminator_adversarial, feature_matching,
                      generator_adversarial)
-from .masks import MaskGenerator
-from .models import create_model
+from ..masks import MaskGenerator
+from ..models import create_model
 
 
 class EpochSampler(Sampler[int]):
@@ -218,7 +218,7 @@ class Trainer:
     def _init_from(self, spec: str) -> None:
         """Fine-tuning: the weights of an earlier run or release, into this config's network (the
         settings may differ where they hold no weights, e.g. another prior)."""
-        from .methods import load_network
+        from ..methods import load_network
 
         source = load_network(None if spec == "default" else spec)
         if source.registry_name != self.cfg.model:

@@ -39,10 +39,12 @@ import math
 import cv2
 import numpy as np
 import torch
-from torchmetrics.functional.image import (multiscale_structural_similarity_index_measure,
-                                           structural_similarity_index_measure)
+from torchmetrics.functional.image import (
+    multiscale_structural_similarity_index_measure,
+    structural_similarity_index_measure,
+)
 
-from .errors import FillgapError
+from ..errors import FillgapError
 
 PSNR_CAP = 100.0
 MS_SSIM_MIN_SIDE = 161  # (11 - 1) * 2**4 < side: torchmetrics' requirement for 5 scales

@@ -5,7 +5,7 @@ import io
 import json
 from pathlib import Path
 
-from .fsutil import atomic_write
+from ..fsutil import atomic_write
 
 
 def read_metrics(path: str | Path) -> list[dict]:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import FillgapError
+from ..errors import FillgapError
 
 
 def _weighted_mean(err: torch.Tensor, hole: torch.Tensor, hole_weight: float) -> torch.Tensor:
@@ -77,7 +77,7 @@ def texture_energy(pred, target, hole, window: int = 8):
 
     Pixel losses reward the mean of all plausible fills, which is smooth; this one asks for as
     much fine texture as the truth has at that place, without asking for its exact position
-    (the hole detail ratio of ``fillgap.metrics``, made local and differentiable)."""
+    (the hole detail ratio of ``fillgap.eval.metrics``, made local and differentiable)."""
     cells = F.max_pool2d(hole, window, window, ceil_mode=True)
     diff = (_local_detail(pred, window) - _local_detail(target, window)).abs()
     return (diff * cells).sum() / cells.sum().clamp_min(1.0)

@@ -1,7 +1,7 @@
 """Write an evaluation protocol from the ``test`` split of photos.csv (protocol v2 and later).
 
-    python -m fillgap.make_protocol v2            # rewrite src/fillgap/protocols/v2.json
-    python -m fillgap.make_protocol v2 --check    # recompute and compare, write nothing
+    python -m fillgap.eval.make_protocol v2            # rewrite src/fillgap/protocols/v2.json
+    python -m fillgap.eval.make_protocol v2 --check    # recompute and compare, write nothing
 
 A maintainer's tool, run when photos.csv's test split changes (a new list is a new protocol
 file, never an edit of a released one's cases). The protocol takes v1's mask rules unchanged
@@ -18,10 +18,19 @@ import sys
 
 import numpy as np
 
-from .data.photos import photo_list
-from .errors import FillgapError
-from .evaluate import (PROTOCOL_DIR, GridCell, ImageSet, Protocol, images_checksum, load_images, load_protocol,
-                       make_cases, masks_checksum)
+from ..data.photos import photo_list
+from ..errors import FillgapError
+from .protocol import (
+    PROTOCOL_DIR,
+    GridCell,
+    ImageSet,
+    Protocol,
+    images_checksum,
+    load_images,
+    load_protocol,
+    make_cases,
+    masks_checksum,
+)
 
 SIZES = (256, 512)
 # (kind, bucket index) of the grid rows: every kind, small to large holes
@@ -44,7 +53,7 @@ def build_protocol(name: str, version: int, base: str = "v1", sizes: tuple[int, 
                      "(never used in training), each as a square at 256 px (the main table) or 512 px (the "
                      f"large-image run), with {base}'s seeded stroke and box holes, buckets and cells unchanged "
                      f"(a photo that {base} also holds gets the same masks). Written by "
-                     f"`python -m fillgap.make_protocol {name}`."),
+                     f"`python -m fillgap.eval.make_protocol {name}`."),
         images=ImageSet(source="photos", split="test", names=names),
         preprocess=rules.preprocess, sizes=list(sizes), mask_seed=rules.mask_seed, buckets=rules.buckets,
         cells=rules.cells, min_hit_rate=rules.min_hit_rate, max_draws=rules.max_draws, grid=grid)
@@ -81,7 +90,7 @@ def to_json(protocol: Protocol) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fillgap.make_protocol", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m fillgap.eval.make_protocol", description=__doc__.splitlines()[0])
     parser.add_argument("name", help="protocol name, e.g. v2 (written to src/fillgap/protocols/<name>.json)")
     parser.add_argument("--version", type=int, help="version number (default: the digits of the name)")
     parser.add_argument("--check", action="store_true", help="compare with the stored file; write nothing")
