@@ -68,7 +68,6 @@ function updateUi() {
   const shown = has ? state.history.slice(0, state.index + 1).filter((e) => e.fill).length : 0;
   document.body.dataset.fills = String(shown);
   el.sizeValue.textContent = String(state.size);
-  el.download.textContent = `Download ${el.format.value === "jpeg" ? "JPEG" : "PNG"}`;
   el.zoomValue.textContent = `${Math.round(state.zoom * 100)}%`;
   if (has) {
     const fills = shown === 1 ? "1 fill" : `${shown} fills`;
@@ -530,7 +529,6 @@ el.zoomFit.addEventListener("click", fitZoom);
 el.run.addEventListener("click", runFill);
 el.compare.addEventListener("click", toggleCompare);
 el.download.addEventListener("click", download);
-el.format.addEventListener("change", updateUi);
 el.maskFile.addEventListener("change", () => { openMask(el.maskFile.files[0]); el.maskFile.value = ""; });
 el.maskSave.addEventListener("click", saveMask);
 el.message.addEventListener("click", () => setMessage(""));
