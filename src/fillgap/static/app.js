@@ -566,9 +566,12 @@ document.addEventListener("keydown", (event) => {
   const mod = event.ctrlKey || event.metaKey;
   const key = event.key.toLowerCase();
   let handled = true;
-  // Space pans; its default (scrolling, or pressing the focused button) is kept off.
-  if (key === " ") setSpace(true);
-  else if (key === "enter") runFill();
+  // With a picture open, Space pans; its default (scrolling, or pressing the focused button) is
+  // kept off. Without one, Space still presses buttons.
+  if (key === " ") {
+    if (state.index >= 0 && !mod) setSpace(true);
+    else handled = false;
+  } else if (key === "enter") runFill();
   else if (mod && key === "z" && event.shiftKey) redo();
   else if (mod && key === "z") undo();
   else if (mod && key === "y") redo();
@@ -588,9 +591,9 @@ document.addEventListener("keydown", (event) => {
   if (handled) event.preventDefault();
 });
 document.addEventListener("keyup", (event) => {
-  if (event.key !== " ") return;
+  if (event.key !== " " || !state.spaceHeld) return;
   setSpace(false);
-  if (!(event.target instanceof HTMLInputElement && event.target.type !== "range")) event.preventDefault();
+  event.preventDefault();
 });
 
 // Closing the tab after a fill that was never downloaded asks first.
