@@ -9,7 +9,8 @@ const el = {
   zoomFit: $("zoom-fit"), zoomValue: $("zoom-value"), run: $("run"), compare: $("compare"),
   download: $("download"), message: $("message"), viewport: $("viewport"), hint: $("drop-hint"),
   stage: $("stage"), picture: $("picture"), original: $("original"), mask: $("mask"), cursor: $("cursor"),
-  info: $("info"), busy: $("busy"), soft: $("soft"),
+  info: $("info"), busy: $("busy"), soft: $("soft"), maskFile: $("mask-file"), maskSave: $("mask-save"),
+  format: $("format"), divider: $("divider"),
 };
 const PAINT = "rgb(255, 60, 170)";  // shown at the canvas' CSS opacity; exported as white
 const ctx = el.mask.getContext("2d");
@@ -23,6 +24,8 @@ const state = {
   history: [], index: -1,
   tool: "brush", size: 40, zoom: 1,
   drawing: null, busy: false, comparing: false, fills: 0,
+  split: 0.5,  // before/after divider, as a fraction of the picture's width from the left
+  splitting: false, spaceHeld: false, pan: null,
   limits: { max_upload_bytes: Infinity, max_pixels: Infinity },
 };
 
@@ -50,10 +53,14 @@ function updateUi() {
   el.brush.classList.toggle("active", state.tool === "brush");
   el.eraser.classList.toggle("active", state.tool === "eraser");
   el.cursor.classList.toggle("eraser", state.tool === "eraser");
+  el.maskSave.disabled = !has || current().strokes.length === 0;
   el.compare.setAttribute("aria-pressed", String(state.comparing));
   document.body.classList.toggle("comparing", state.comparing);
-  el.picture.hidden = state.comparing;
+  // The fill stays shown; the original covers it left of the divider.
   el.original.hidden = !state.comparing;
+  el.divider.hidden = !state.comparing;
+  el.stage.style.setProperty("--split", `${(state.split * 100).toFixed(3)}%`);
+  document.body.classList.toggle("panning", state.spaceHeld);
   el.busy.hidden = !state.busy;
   document.body.classList.toggle("busy", state.busy);
   document.body.dataset.state = state.busy ? "busy" : has ? "ready" : "empty";
@@ -65,7 +72,7 @@ function updateUi() {
   if (has) {
     const fills = shown === 1 ? "1 fill" : `${shown} fills`;
     el.info.textContent = `${state.name}: ${state.width} x ${state.height} px, ${fills}` +
-      (state.comparing ? " (showing the original)" : "");
+      (state.comparing ? " (original left of the divider, fill right)" : "");
   }
 }
 
@@ -130,6 +137,10 @@ async function openFile(file) {
 // ---- painting -----------------------------------------------------------------------------
 
 function drawStroke(stroke, from = 0) {
+  if (stroke.layer) {  // a loaded mask: a bitmap already in the paint colour, alpha = how much to fill
+    ctx.drawImage(stroke.layer, 0, 0);
+    return;
+  }
   const pts = stroke.points;
   ctx.save();
   ctx.globalCompositeOperation = stroke.erase ? "destination-out" : "source-over";
@@ -207,7 +218,7 @@ el.mask.addEventListener("pointercancel", endStroke);
 
 // The brush outline follows the pointer at its real size on screen.
 el.viewport.addEventListener("pointermove", (event) => {
-  const over = state.index >= 0 && event.target === el.mask;
+  const over = state.index >= 0 && event.target === el.mask && !state.spaceHeld;
   el.cursor.hidden = !over;
   if (!over) return;
   el.cursor.style.left = `${event.clientX}px`;
@@ -283,7 +294,7 @@ function hasPaint() {
   return false;
 }
 
-function maskBlob() {
+function whiteMask() {
   // White where painted, transparent elsewhere; the server reads grey x alpha, so a soft brush
   // edge becomes a partial hole that blends with the picture.
   const out = document.createElement("canvas");
@@ -293,8 +304,15 @@ function maskBlob() {
   c.globalCompositeOperation = "source-in";
   c.fillStyle = "#fff";
   c.fillRect(0, 0, out.width, out.height);
-  return new Promise((resolve) => out.toBlob(resolve, "image/png"));
+  return out;
 }
+
+function toBlob(canvas, type, quality) {
+  return new Promise((resolve, reject) => canvas.toBlob(
+    (blob) => (blob ? resolve(blob) : reject(new Error(`this browser cannot encode ${type}`))), type, quality));
+}
+
+const maskBlob = () => toBlob(whiteMask(), "image/png");
 
 async function errorText(response) {
   try {
@@ -343,15 +361,93 @@ async function runFill() {
   }
 }
 
-function download() {
-  if (el.download.disabled) return;
+function saveFile(url, name) {
   const a = document.createElement("a");
-  a.href = current().image.url;
-  a.download = `${state.name.replace(/\.[^.]+$/, "") || "picture"}-filled.png`;
+  a.href = url;
+  a.download = name;
   document.body.appendChild(a);
   a.click();
   a.remove();
+}
+
+const baseName = () => state.name.replace(/\.[^.]+$/, "") || "picture";
+
+async function download() {
+  if (el.download.disabled) return;
+  const image = current().image;
+  if (el.format.value !== "jpeg") {
+    // The server's PNG as it came: every pixel, the alpha and the colour profile kept.
+    saveFile(image.url, `${baseName()}-filled.png`);
+  } else {
+    const out = document.createElement("canvas");
+    out.width = state.width; out.height = state.height;
+    const c = out.getContext("2d");
+    c.fillStyle = "#fff";  // JPEG has no transparency: see-through parts become white, not black
+    c.fillRect(0, 0, out.width, out.height);
+    try {
+      c.drawImage(await loadImage(image.url), 0, 0, out.width, out.height);
+      const url = URL.createObjectURL(await toBlob(out, "image/jpeg", 0.92));
+      saveFile(url, `${baseName()}-filled.jpg`);
+      // Freed once the browser has taken the file (revoking at once can cancel the download).
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+    } catch (err) {
+      return setMessage(`Download failed: ${err.message}`);
+    }
+  }
   state.downloaded = true;
+}
+
+// ---- mask files ---------------------------------------------------------------------------
+
+async function openMask(file) {
+  if (!file) return;
+  if (state.index < 0) return setMessage("Open a picture first, then load its mask.");
+  if (state.busy) return setMessage("Wait for the fill to finish before loading a mask.");
+  const url = URL.createObjectURL(file);
+  let img;
+  try {
+    img = await loadImage(url);
+  } catch {
+    return setMessage(`This browser cannot read ${file.name} as a mask: use a PNG, JPEG or WebP picture.`);
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+  const layer = document.createElement("canvas");
+  layer.width = state.width; layer.height = state.height;
+  const c = layer.getContext("2d", { willReadFrequently: true });
+  c.drawImage(img, 0, 0, layer.width, layer.height);  // a mask of another size is scaled to the picture
+  const pixels = c.getImageData(0, 0, layer.width, layer.height);
+  const d = pixels.data;
+  let filled = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    // Read as the server reads a mask: grey x alpha is how much of the pixel is filled.
+    const amount = Math.round((d[i] + d[i + 1] + d[i + 2]) / 3 * d[i + 3] / 255);
+    d[i] = 255; d[i + 1] = 60; d[i + 2] = 170; d[i + 3] = amount;  // PAINT
+    if (amount) filled += 1;
+  }
+  c.putImageData(pixels, 0, 0);
+  // It replaces the paint; Undo brings the paint back.
+  push({ image: current().image, strokes: [{ layer }] });
+  redrawMask();
+  updateUi();
+  const note = img.naturalWidth === state.width && img.naturalHeight === state.height ? "" :
+    ` (scaled from ${img.naturalWidth} x ${img.naturalHeight})`;
+  setMessage(filled ? `Mask loaded${note}: press Fill, or keep brushing.` :
+    `${file.name} has no white: nothing to fill.`, "note");
+}
+
+async function saveMask() {
+  if (el.maskSave.disabled) return;
+  // Opaque black and white, as other tools expect: white (or grey, partly) = fill.
+  const out = document.createElement("canvas");
+  out.width = state.width; out.height = state.height;
+  const c = out.getContext("2d");
+  c.fillStyle = "#000";
+  c.fillRect(0, 0, out.width, out.height);
+  c.drawImage(whiteMask(), 0, 0);
+  const url = URL.createObjectURL(await toBlob(out, "image/png"));
+  saveFile(url, `${baseName()}-mask.png`);
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
 }
 
 function toggleCompare() {
@@ -359,6 +455,62 @@ function toggleCompare() {
   state.comparing = !state.comparing;
   updateUi();
 }
+
+// ---- before/after divider -----------------------------------------------------------------
+
+function setSplit(fraction) {
+  state.split = Math.max(0, Math.min(1, fraction));
+  updateUi();
+}
+
+const splitAt = (event) => {
+  const r = el.stage.getBoundingClientRect();
+  setSplit((event.clientX - r.left) / r.width);
+};
+
+// While comparing, pressing anywhere on the picture moves the divider there, and dragging moves it.
+el.stage.addEventListener("pointerdown", (event) => {
+  if (!state.comparing || event.button !== 0) return;
+  el.stage.setPointerCapture(event.pointerId);
+  state.splitting = true;
+  splitAt(event);
+  event.preventDefault();
+});
+el.stage.addEventListener("pointermove", (event) => { if (state.splitting) splitAt(event); });
+el.stage.addEventListener("pointerup", () => { state.splitting = false; });
+el.stage.addEventListener("pointercancel", () => { state.splitting = false; });
+
+// ---- pan: hold Space and drag -------------------------------------------------------------
+
+// Capture phase, so a pan never reaches the brush or the divider below it.
+el.viewport.addEventListener("pointerdown", (event) => {
+  if (!state.spaceHeld || event.button !== 0 || state.index < 0) return;
+  event.stopPropagation();
+  event.preventDefault();
+  el.viewport.setPointerCapture(event.pointerId);
+  state.pan = { x: event.clientX, y: event.clientY, left: el.viewport.scrollLeft, top: el.viewport.scrollTop };
+  document.body.classList.add("pan-dragging");
+}, true);
+el.viewport.addEventListener("pointermove", (event) => {
+  if (!state.pan) return;
+  el.viewport.scrollLeft = state.pan.left - (event.clientX - state.pan.x);
+  el.viewport.scrollTop = state.pan.top - (event.clientY - state.pan.y);
+});
+function endPan() {
+  state.pan = null;
+  document.body.classList.remove("pan-dragging");
+}
+el.viewport.addEventListener("pointerup", endPan);
+el.viewport.addEventListener("pointercancel", endPan);
+
+function setSpace(held) {
+  if (state.spaceHeld === held) return;
+  state.spaceHeld = held;
+  if (held) el.cursor.hidden = true;
+  updateUi();
+}
+// A Space released in another window never reaches this one.
+window.addEventListener("blur", () => setSpace(false));
 
 function mb(n) { return `${(n / 1048576).toFixed(n < 10485760 ? 1 : 0)} MB`; }
 
@@ -377,6 +529,23 @@ el.zoomFit.addEventListener("click", fitZoom);
 el.run.addEventListener("click", runFill);
 el.compare.addEventListener("click", toggleCompare);
 el.download.addEventListener("click", download);
+el.maskFile.addEventListener("change", () => { openMask(el.maskFile.files[0]); el.maskFile.value = ""; });
+el.maskSave.addEventListener("click", saveMask);
+el.message.addEventListener("click", () => setMessage(""));
+
+// Ctrl+V of an image (a screenshot, or an image copied in another program) opens it as the picture.
+document.addEventListener("paste", (event) => {
+  const data = event.clipboardData;
+  if (!data) return;
+  let file = [...data.files].find((f) => f.type.startsWith("image/"));
+  if (!file) {
+    const item = [...data.items].find((i) => i.kind === "file" && i.type.startsWith("image/"));
+    file = item && item.getAsFile();
+  }
+  if (!file) return;
+  event.preventDefault();
+  openFile(file);
+});
 
 document.addEventListener("dragover", (event) => {
   event.preventDefault();
@@ -393,10 +562,16 @@ document.addEventListener("drop", (event) => {
 
 document.addEventListener("keydown", (event) => {
   if (event.target instanceof HTMLInputElement && event.target.type !== "range") return;
+  if (event.target instanceof HTMLSelectElement) return;
   const mod = event.ctrlKey || event.metaKey;
   const key = event.key.toLowerCase();
   let handled = true;
-  if (key === "enter") runFill();
+  // With a picture open, Space pans; its default (scrolling, or pressing the focused button) is
+  // kept off. Without one, Space still presses buttons.
+  if (key === " ") {
+    if (state.index >= 0 && !mod) setSpace(true);
+    else handled = false;
+  } else if (key === "enter") runFill();
   else if (mod && key === "z" && event.shiftKey) redo();
   else if (mod && key === "z") undo();
   else if (mod && key === "y") redo();
@@ -410,8 +585,15 @@ document.addEventListener("keydown", (event) => {
   else if (key === "+" || key === "=") setZoom(state.zoom * 1.25);
   else if (key === "-") setZoom(state.zoom / 1.25);
   else if (key === "0") fitZoom();
+  else if (state.comparing && key === "arrowleft") setSplit(state.split - 0.05);
+  else if (state.comparing && key === "arrowright") setSplit(state.split + 0.05);
   else handled = false;
   if (handled) event.preventDefault();
+});
+document.addEventListener("keyup", (event) => {
+  if (event.key !== " " || !state.spaceHeld) return;
+  setSpace(false);
+  event.preventDefault();
 });
 
 // Closing the tab after a fill that was never downloaded asks first.
