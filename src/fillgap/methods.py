@@ -30,6 +30,7 @@ import numpy as np
 
 from ._lazy import lazy, no_grad
 from .checkpoint import shipped_names
+from .cancel import checkpoint
 from .classical import CLASSICAL
 from .errors import FillgapError, did_you_mean
 from .models import model_names
@@ -109,6 +110,10 @@ CLASSICAL_MAX_SIDE = {"opencv-telea": 8192, "opencv-ns": 8192, "opencv-fsr": 102
                       "skimage-biharmonic": 1024, "fillgap-diffusion": 4096, "mean-fill": 1 << 20}
 
 
+def _stop_if_cancelled(module, args) -> None:
+    checkpoint()
+
+
 class TorchNetwork(FillMethod):
     """An ``InpaintModel`` run by torch: fixed size and size multiple handled here."""
 
@@ -118,6 +123,11 @@ class TorchNetwork(FillMethod):
                  bf16: bool | None = False):
         self._parameters = sum(p.numel() for p in model.parameters())  # the trained network's count
         self.model = model.for_inference()  # e.g. batch norms folded (a copy: ``model`` stays as it is)
+        # A large window's forward pass takes seconds to minutes: a caller that gave up
+        # (fillgap.cancel, e.g. the server's client hung up) stops it at the next layer.
+        for layer in self.model.modules():
+            if next(layer.parameters(recurse=False), None) is not None:
+                layer.register_forward_pre_hook(_stop_if_cancelled)
         # Convolutions in bfloat16 (torch autocast): True (``torch-bf16``), False (``torch``), or None
         # (``auto``: decided per call by the device the input is on, see ``native_bf16``).
         self.bf16 = bf16
