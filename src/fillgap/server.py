@@ -849,6 +849,8 @@ def _protocol(settings: ServerSettings):
                      f"{c[0]}:{c[1]}" if c else "-", settings.request_timeout,
                      "unread" if cycle.response_complete else "not ready")
             self.transport.abort()
+            if cycle.response_complete:  # the answer's buffer goes with the connection: give its pages back
+                self.loop.call_later(0.5, self.loop.run_in_executor, None, _trim_memory)
 
     return Protocol
 
