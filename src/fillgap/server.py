@@ -26,8 +26,13 @@ within ``header_timeout`` s and the body without a pause over ``body_idle_timeou
 408 and the connection closes), a request gets ``request_timeout`` s in all; the pictures being
 worked on hold at most ``max_pixels_in_flight`` pixels together (read from their headers before
 decoding) and uploads buffered in memory at most ``max_buffered_bytes``: beyond either, 503
-with Retry-After at once, instead of a queue that grows with memory. A request whose client hung up is dropped before its fill. Each
-request gets one access-log line (logger ``fillgap.access``), each hang-up one line.
+with Retry-After at once, instead of a queue that grows with memory. A fill is stopped
+(``fillgap.cancel``, between windows and network layers) when its client hangs up or the
+request's time runs out (503); an answer the client has not taken by then is dropped with its
+connection. Beyond ``max_connections`` open connections the oldest without a request in progress
+are closed to make room (half-open connections cannot lock clients out), and requests in
+progress beyond it get 503 with Retry-After. Each request gets one access-log line (logger
+``fillgap.access``), each hang-up one line.
 """
 from __future__ import annotations
 
