@@ -79,6 +79,7 @@ def markdown(cli_rows: list[dict], fuzz_rows: list[dict], command: str, fuzz_com
         out += table(group, [r for r in cli_rows if r["group"] == group])
 
     out += server_section()
+    out += attacks_section()
     out += ["## Fuzzing", "",
             "Mutated copies of ten small valid pictures (PNG: RGB, RGBA, grey, palette with transparency, "
             "16-bit; JPEG: baseline, progressive, grey, EXIF-rotated, CMYK): bit flips, bytes set to "
@@ -140,6 +141,51 @@ def server_section() -> list[str]:
               f"at once; server memory (RSS) {burst['rss_idle_mb']} MB idle, peak {burst['rss_peak_mb']} MB |",
               ] + ([f"| {fills['count']} fills of {fills['size']} one after another | RSS {fills['rss_before_mb']} MB "
                     f"before, {fills['rss_after_mb']} MB after |"] if fills else []) + [""]
+    return lines
+
+
+def attacks_section() -> list[str]:
+    """Lock-out, hang-up, deadline and unread answers (bench/server_stress.py --attacks)."""
+    path = ROOT / "bench" / "results" / "server_attacks.json"
+    if not path.exists():
+        return []
+    r = json.loads(path.read_text())
+    lock, hd, unread = r["lockout"], r["hangup_deadline"], r["unread"]
+    load = r["machine"].get("load_average_at_start") or r["machine"].get("load_average")
+    fills = lock["fills"]
+    ok = [f["seconds"] for f in fills if f["status"] == 200]
+    refusal = lock["refusal_when_full"]
+    waited = hd["client_waits"]
+    lines = ["## The web server under lock-out, hang-up and unread-answer attacks", "",
+             f"Measured by `{r['command'].strip()}` against `fillgap serve` (default limits unless said), on "
+             f"{r['machine']['cpus']} cores with a 1/5/15-minute load average of {', '.join(map(str, load))} "
+             "at the start; `tests/test_server.py` checks the same behaviour with small limits on every run.", "",
+             "| Case | What happens |", "|---|---|",
+             f"| {lock['half_open']} half-open connections from one address (26 bytes of a request head each, "
+             f"reopened every 8 s; {lock['opened_in_all']} opened in all), normal 512x512 fills meanwhile | "
+             f"{len(ok)} of {len(fills)} fills answered 200, in {min(ok, default=0)}-{max(ok, default=0)} s "
+             "(the oldest connections without a request are closed to make room) |",
+             f"| 520 requests in progress (bodies stalled), then one more fill | {refusal['status']}"
+             f"{' with Retry-After: ' + str(refusal['retry_after']) if refusal['retry_after'] else ''}, "
+             f"{cell(refusal['body'])} |",
+             f"| a {hd['upload_bytes'] / 1e3:.0f} kB upload (flat 2400x2400 WebP, almost-white mask, strategy=crop) "
+             f"with max_side=65536 | {hd['above_the_servers_max_side']['status']}, "
+             f"{cell(hd['above_the_servers_max_side']['detail'])} |",
+             f"| the same with max_side=4096 (server started with --max-side 4096: a native-size forward pass), "
+             f"client hangs up after {hd['hang_up_after_s']} s; a 64x64 fill sent then | the fill is stopped; "
+             f"the 64x64 fill answers {hd['small_fill_after_hang_up']['status']} "
+             f"{hd['small_fill_after_hang_up']['seconds_after_hang_up']} s after the hang-up "
+             f"({hd['small_fill_alone_s']} s on an idle server) |",
+             f"| the same fill with a client that waits, --request-timeout {hd['request_timeout_s']:g} | "
+             f"{waited['status']} after {waited['seconds']} s"
+             f"{', Retry-After: ' + str(waited['retry_after']) if waited['retry_after'] else ''}"
+             f"{', ' + cell(waited['detail']) if waited['detail'] else ''}; a 64x64 fill next: "
+             f"{hd['small_fill_after_deadline']['status']} in {hd['small_fill_after_deadline']['seconds']} s; "
+             f"peak memory (RSS) {hd['rss_peak_mb']} MB |",
+             f"| {unread['clients']} clients upload a 6 MP noise picture and never read the PNG answer | "
+             f"RSS {unread['rss_idle_mb']} MB idle, {unread['rss_peak_mb']} MB at the peak, "
+             f"{unread['end']['rss_mb']} MB at {unread['end']['t']} s; all their connections dropped by "
+             f"{unread['connections_closed_by_s']} s (deadline 120 s after each request) |", ""]
     return lines
 
 

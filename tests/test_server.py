@@ -78,7 +78,8 @@ def test_health_and_models(url):
     assert body["loaded"]["metadata"] == {"note": "server test"}
     assert body["loaded"]["source"].endswith("tiny.safetensors")
     assert body["limits"] == {"max_upload_bytes": 50 * 1024 * 1024, "max_pixels": 40_000_000}
-    assert "ffc-small" in body["registered"]
+    # fill methods only: an architecture (untrained weights) is not something to fill with
+    assert {"fillgap-default", "opencv-telea"} <= set(body["registered"]) and "ffc-small" not in body["registered"]
 
 
 def test_page_and_docs_are_served(url):
@@ -482,3 +483,140 @@ def test_a_form_of_many_parts_is_refused_without_parsing_them_all(url):
     assert answer.status_code == 413 and "more than 32 parts" in answer.json()["detail"]
     # before, all 200,000 parts were parsed (1.8 s here), then a 422; a million took 46 s
     assert time.monotonic() - started < 10
+
+
+# -- lock-out, deadlines, hang-ups during the fill, unread answers ---------------------------
+
+def test_half_open_connections_do_not_lock_out_a_fill(checkpoint, picture, hole):
+    import time
+
+    files = {"image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")}
+    with running(create_app(checkpoint, ServerSettings(max_connections=32))) as base:
+        half_open = []
+        try:
+            for _ in range(64):  # twice the cap, each with 26 bytes of a request head
+                s = _connect(base)
+                s.sendall(b"POST /api/inpaint HTTP/1.1")
+                half_open.append(s)
+            time.sleep(0.3)
+            started = time.monotonic()
+            response = httpx.post(f"{base}/api/inpaint", files=files, timeout=10)
+            assert response.status_code == 200 and time.monotonic() - started < 5
+        finally:
+            for s in half_open:
+                s.close()
+
+
+def test_requests_beyond_the_cap_get_json_503_with_retry_after(checkpoint, picture, hole):
+    import time
+
+    body, ctype = _form(picture, hole)
+    with running(create_app(checkpoint, ServerSettings(max_connections=4))) as base:
+        stalled = []
+        try:
+            for _ in range(4):  # four requests in progress: heads in, bodies stalled
+                s = _connect(base)
+                s.sendall(_head(base, len(body), ctype) + body[:10])
+                stalled.append(s)
+            time.sleep(0.3)
+            response = post(base, {"image": ("p.png", png_bytes(picture), "image/png"),
+                                   "mask": ("m.png", png_bytes(hole), "image/png")})
+            assert response.status_code == 503 and response.headers["retry-after"] == "5"
+            assert "busy" in response.json()["detail"]
+        finally:
+            for s in stalled:
+                s.close()
+
+
+@pytest.fixture
+def slow_method():
+    """A classical method that takes 0.1 s per window, and a 500 x 500 picture whose mask has 25
+    windows: a 2.5 s fill that can be stopped between windows. Yields (method, form, calls)."""
+    import time
+
+    from fillgap.methods import ClassicalMethod
+
+    calls = []
+
+    def slow_mean(img, hole):
+        calls.append(time.monotonic())
+        time.sleep(0.1)
+        out = img.copy()
+        out[hole] = img[~hole].mean(axis=0).astype(np.uint8)
+        return out
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (500, 500, 3), dtype=np.uint8)
+    mask = np.zeros((500, 500), np.uint8)
+    for y in range(40, 500, 100):  # dots 100 px apart: one window each
+        for x in range(40, 500, 100):
+            mask[y:y + 3, x:x + 3] = 255
+    files = {"image": ("p.png", png_bytes(image), "image/png"), "mask": ("m.png", png_bytes(mask), "image/png")}
+    return ClassicalMethod("slow-mean", slow_mean, 4096), files, calls
+
+
+def test_a_fill_stops_soon_after_its_client_hangs_up(slow_method, caplog):
+    import logging
+    import time
+
+    caplog.set_level(logging.INFO, logger="fillgap")
+    method, files, calls = slow_method
+    request = httpx.Request("POST", "http://x/api/inpaint", files=files)
+    body, ctype = request.read(), request.headers["content-type"]
+    with running(create_app(method)) as base:
+        with _connect(base) as s:
+            s.sendall(_head(base, len(body), ctype) + body)
+            while not calls:
+                time.sleep(0.02)
+            time.sleep(0.3)
+        hung_up = time.monotonic()
+        time.sleep(1.0)
+        assert calls[-1] - hung_up < 0.5, "windows were still filled a second after the client left"
+        assert len(calls) < 25
+    assert any("left during the fill" in r.getMessage() for r in caplog.records)
+
+
+def test_a_fill_stops_at_the_request_deadline(slow_method):
+    import time
+
+    method, files, calls = slow_method
+    with running(create_app(method, ServerSettings(request_timeout=1.0))) as base:
+        started = time.monotonic()
+        response = post(base, files)
+        answered = time.monotonic()
+        assert response.status_code == 503 and response.headers["retry-after"] == "5"
+        assert "did not finish within" in response.json()["detail"]
+        assert answered - started < 2.5
+        time.sleep(0.5)
+        assert len(calls) < 25 and calls[-1] < answered
+
+
+def test_an_answer_nobody_reads_is_dropped_at_the_deadline(checkpoint, picture, hole, monkeypatch, caplog):
+    import logging
+    import time
+
+    import fillgap.server as server
+
+    caplog.set_level(logging.INFO, logger="fillgap")
+    big = b"\0" * (48 << 20)  # more than the kernel's socket buffers hold: most stays in the server
+    monkeypatch.setattr(server, "encode_png", lambda *args, **kwargs: big)
+    body, ctype = _form(picture, hole)
+    with running(create_app(checkpoint, ServerSettings(request_timeout=1.0))) as base:
+        host, port = base.removeprefix("http://").rsplit(":", 1)
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a client that reads nothing
+        s.settimeout(10)
+        with s:
+            s.connect((host, int(port)))
+            s.sendall(_head(base, len(body), ctype) + body)
+            time.sleep(3)  # past the deadline (1 s, then 1 s of grace)
+            got = 0
+            try:
+                while chunk := s.recv(1 << 20):
+                    got += len(chunk)
+                    if got > len(big):
+                        break
+            except ConnectionResetError:
+                pass
+        assert got < len(big) // 2, "the whole answer was still waiting to be read"
+    assert any("not delivered" in r.getMessage() for r in caplog.records)

@@ -475,6 +475,10 @@ def serve(
         None, "--allow-origin", metavar="ORIGIN",
         help="Let pages of this origin (e.g. https://example.org) post fills here; repeatable. "
              "Other sites' pages are refused."),
+    request_timeout: float = typer.Option(
+        120.0, "--request-timeout", min=1.0, metavar="SECONDS",
+        help="Longest a request may take, upload, fill and answer together; a fill still running then "
+             "is stopped (503), an answer not yet taken by the client is dropped."),
 ):
     """Web app: brush over what should go in the browser, fill it, download the result."""
     from .server import ServerSettings, serve as run_server
@@ -484,7 +488,8 @@ def serve(
                                                  max_pixels=max_pixels, save_dir=save_dir, threads=threads,
                                                  strategy=strategy, max_side=max_side, blend=blend,
                                                  runtime=runtime, allow_origins=tuple(allow_origin or ()),
-                                                 allowed_hosts=_host_list(allowed_hosts)))
+                                                 allowed_hosts=_host_list(allowed_hosts),
+                                                 request_timeout=request_timeout))
 
 
 def _host_list(text: str | None) -> tuple[str, ...] | None:

@@ -26,8 +26,13 @@ within ``header_timeout`` s and the body without a pause over ``body_idle_timeou
 408 and the connection closes), a request gets ``request_timeout`` s in all; the pictures being
 worked on hold at most ``max_pixels_in_flight`` pixels together (read from their headers before
 decoding) and uploads buffered in memory at most ``max_buffered_bytes``: beyond either, 503
-with Retry-After at once, instead of a queue that grows with memory. A request whose client hung up is dropped before its fill. Each
-request gets one access-log line (logger ``fillgap.access``), each hang-up one line.
+with Retry-After at once, instead of a queue that grows with memory. A fill is stopped
+(``fillgap.cancel``, between windows and network layers) when its client hangs up or the
+request's time runs out (503); an answer the client has not taken by then is dropped with its
+connection. Beyond ``max_connections`` open connections the oldest without a request in progress
+are closed to make room (half-open connections cannot lock clients out), and requests in
+progress beyond it get 503 with Retry-After. Each request gets one access-log line (logger
+``fillgap.access``), each hang-up one line.
 """
 from __future__ import annotations
 
@@ -52,6 +57,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from .cancel import Cancelled, CancelToken, cancel_on
 from .errors import FillgapError
 from .fill import (BLENDS, STRATEGIES, check_blend, check_max_side, check_strategy, inpaint,
                    resize_mask)
@@ -103,7 +109,9 @@ class ServerSettings:
     # Origins whose pages may POST here besides the server's own (a browser sends Origin with
     # every cross-site form post and fetch; clients without one, such as curl, are not affected).
     allow_origins: tuple[str, ...] = ()
-    max_connections: int = 512  # uvicorn answers 503 beyond this many open connections
+    # Open connections: beyond this many, the oldest without a request in progress are closed to
+    # make room, and requests in progress beyond it get 503 (see server._protocol).
+    max_connections: int = 512
 
 
 class HTTPProblem(Exception):
@@ -141,11 +149,13 @@ def default_allowed_hosts(bound: str) -> tuple[str, ...] | None:
 
 
 class _Guard:
-    """Refuses a request whose Host is not allowed (400) and a POST from another site's page (403),
-    before its body is read (pure ASGI)."""
+    """Refuses a request whose Host is not allowed (400), a POST from another site's page (403) and
+    any request beyond ``max_connections`` in progress (503 with Retry-After), before its body is
+    read (pure ASGI)."""
 
     def __init__(self, app, settings: ServerSettings):
         self.app, self.settings = app, settings
+        self.active = 0  # requests in progress; touched only from the event loop
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -161,13 +171,24 @@ class _Guard:
             if origin.lower() not in own and origin not in self.settings.allow_origins:
                 return await _refuse(send, 403, f"requests from pages of '{origin[:80]}' are refused "
                                                 "(fillgap serve --allow-origin)")
-        return await self.app(scope, receive, send)
+        if self.active >= self.settings.max_connections:
+            wait = str(self.settings.retry_after)
+            # no Connection: close: uvicorn reads the unread body away, where a close would reset the
+            # connection under a client still sending and lose this answer
+            return await _refuse(send, 503, f"busy: {self.active} requests in progress; try again in {wait} s",
+                                 [(b"retry-after", wait.encode())])
+        self.active += 1
+        try:
+            return await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
 
 
-async def _refuse(send, status: int, detail: str) -> None:
+async def _refuse(send, status: int, detail: str, headers: list | None = None) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -420,8 +441,8 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
 
     @app.get("/api/models", summary="The loaded model and its metadata")
     async def models():
-        from .methods import method_names
-        return {"loaded": info, "models": [info], "registered": method_names(),
+        from .methods import available_names  # fill methods only: architectures have no weights
+        return {"loaded": info, "models": [info], "registered": available_names(),
                 "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels},
                 "threads": resolve_threads(settings.threads)}
 
@@ -492,12 +513,49 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
             mask = resize_mask(mask, (h, w))  # the pipeline's resize: thin strokes survive
         return picture, mask
 
-    def fill(rgb: np.ndarray, mask: np.ndarray, dilate: int, options: dict) -> np.ndarray:
+    def fill(rgb: np.ndarray, mask: np.ndarray, dilate: int, options: dict, token: CancelToken) -> np.ndarray:
         set_threads(settings.threads)  # from the thread that runs the fill (OpenMP's count is per thread)
         try:
-            return inpaint(rgb, mask, net, dilate, **options)
+            with cancel_on(token):  # the pipeline stops between windows once the token is set
+                return inpaint(rgb, mask, net, dilate, **options)
         except FillgapError as exc:
             raise HTTPProblem(422, str(exc)) from None
+
+    def past_deadline(deadline: float, what: str) -> HTTPProblem:
+        return HTTPProblem(503, f"{what} did not finish within the server's {settings.request_timeout:g} s per "
+                                f"request; try a smaller picture or hole, or again in {settings.retry_after} s",
+                           busy_headers)
+
+    async def watched_fill(request: Request, deadline: float, *args) -> np.ndarray:
+        """``fill`` in a worker thread, stopped (``fillgap.cancel``) when the client hangs up or the
+        deadline passes: a fill nobody waits for would hold the fill slot and its memory."""
+        token = CancelToken()
+
+        async def watch():
+            with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
+                # the body was read: the next message is the hang-up (uvicorn sends nothing else)
+                while (await request.receive())["type"] != "http.disconnect":
+                    pass
+                token.cancel("gone")
+                return
+            token.cancel("deadline")
+
+        outcome: dict = {}
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            try:
+                outcome["out"] = await anyio.to_thread.run_sync(fill, *args, token)
+            except Exception as exc:  # raised below: from inside, the task group would wrap it in a group
+                outcome["error"] = exc
+            tg.cancel_scope.cancel()
+        error = outcome.get("error")
+        if isinstance(error, Cancelled):
+            if token.reason == "gone":
+                raise _ClientGone("left during the fill (stopped)")
+            raise past_deadline(deadline, "the fill")
+        if error is not None:
+            raise error
+        return outcome["out"]
 
     def save(out: np.ndarray, picture: Picture) -> str:
         # Generated name only: nothing the client sends reaches the path.
@@ -559,6 +617,8 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
                                           settings.max_side or net.max_side)}
         picture, mask = await anyio.to_thread.run_sync(decode, parts)
         del parts
+        if time.monotonic() > deadline:
+            raise past_deadline(deadline, "the request")
         with anyio.move_on_after(max(0.0, deadline - time.monotonic())) as waited:
             await limiter.acquire()
         if waited.cancelled_caught:
@@ -567,11 +627,13 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
         try:
             if await request.is_disconnected():  # nobody would get the result: skip the fill
                 raise _ClientGone("left before the fill")
-            out = await anyio.to_thread.run_sync(fill, picture.rgb, mask, dilate, options)
+            out = await watched_fill(request, deadline, picture.rgb, mask, dilate, options)
         finally:
             limiter.release()
         del mask
         picture = picture._replace(rgb=None)  # the input's pixels are not needed any more
+        if time.monotonic() > deadline:  # encoding a big picture takes seconds: not for nobody
+            raise past_deadline(deadline, "the request")
         png = await anyio.to_thread.run_sync(
             functools.partial(encode_png, out, picture.alpha, metadata=picture.metadata, grey=picture.grey))
         await anyio.to_thread.run_sync(_trim_memory)
@@ -685,31 +747,91 @@ def _log_to_stderr() -> None:
 
 
 def _uvicorn_config(app: FastAPI):
-    """uvicorn settings with the header timeout of ``app.state.settings``: connections that do not
-    finish their request head in time are closed, so slow clients cannot hold every slot."""
-    import h11
+    """uvicorn settings with ``app.state.settings``' connection limits (see ``_protocol``)."""
     import uvicorn
+
+    # limit_concurrency stays off: uvicorn's own 503 is plain text without Retry-After, and it
+    # counts half-open connections, which let ~520 of them lock every client out. _Guard answers
+    # requests beyond max_connections with fillgap's JSON 503 instead.
+    return uvicorn.Config(app, log_level="warning", http=_protocol(app.state.settings), timeout_keep_alive=5)
+
+
+def _protocol(settings: ServerSettings):
+    """uvicorn's h11 protocol with three guards per connection:
+
+    - the header timeout: a connection that does not finish its request head in time is closed;
+    - room for new clients: beyond ``max_connections`` open connections, the oldest ones with no
+      request in progress (stalled or partial heads, idle keep-alives) are closed, so half-open
+      connections cannot fill the server: they only push each other out, while a real request's
+      head arrives in milliseconds and is then no longer a candidate. A per-address cap would
+      not do: the hostile and the honest client may share an address (NAT, a proxy, loopback);
+    - the deadline: an answer not handed to the client's socket within ``request_timeout`` s of
+      its request head (a fill still running, or a client that never reads a large PNG) is
+      dropped and the connection aborted, which frees the answer's memory and tells the app the
+      client is gone (its fill stops).
+    """
+    import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    settings: ServerSettings = app.state.settings
+    idle: dict = {}  # connections without a request in progress, oldest first (dicts keep order)
+    evicted = {"count": 0, "logged": 0.0}
+
+    def make_room(excess: int) -> None:
+        while excess > 0 and idle:
+            conn = next(iter(idle))
+            del idle[conn]
+            if conn.busy():  # a request began since: it comes back here when its answer is done
+                continue
+            conn.transport.abort()  # abort, not close: a close waits for an unread answer to drain
+            excess -= 1
+            evicted["count"] += 1
+        now = time.monotonic()
+        if evicted["count"] and now - evicted["logged"] > 10:  # one line per 10 s, not one per connection
+            log.info("over %d open connections: closed the %d oldest without a request in progress",
+                     settings.max_connections, evicted["count"])
+            evicted["count"], evicted["logged"] = 0, now
 
     class Protocol(H11Protocol):
         _head_timer = None
+        _deadline_timer = None
 
         def connection_made(self, transport):
             super().connection_made(transport)
+            if len(self.connections) > settings.max_connections:  # before _arm: never itself
+                make_room(len(self.connections) - settings.max_connections)
             self._arm()
+
+        def handle_events(self):
+            cycle = self.cycle
+            super().handle_events()
+            if self.cycle is not cycle:  # a request head arrived: a new request/answer cycle
+                idle.pop(self, None)
+                if self._deadline_timer is not None:
+                    self._deadline_timer.cancel()
+                # a second past the app's own deadline, so its 503 goes out first
+                self._deadline_timer = self.loop.call_later(settings.request_timeout + 1, self._deadline,
+                                                            self.cycle)
 
         def on_response_complete(self):
             super().on_response_complete()
             self._arm()  # the next request on this connection gets the same time for its head
 
         def connection_lost(self, exc):
-            if self._head_timer is not None:
-                self._head_timer.cancel()
+            idle.pop(self, None)
+            for timer in (self._head_timer, self._deadline_timer):
+                if timer is not None:
+                    timer.cancel()
             super().connection_lost(exc)
 
+        def busy(self) -> bool:
+            """A request head has arrived and its answer is not complete."""
+            return self.conn.their_state is not h11.IDLE or (self.cycle is not None
+                                                             and not self.cycle.response_complete)
+
         def _arm(self):
+            if not self.transport.is_closing():
+                idle.pop(self, None)
+                idle[self] = None  # the newest: closed last when room is needed
             if self._head_timer is not None:
                 self._head_timer.cancel()
             self._head_timer = self.loop.call_later(settings.header_timeout, self._head_timeout)
@@ -724,10 +846,18 @@ def _uvicorn_config(app: FastAPI):
                          f"{c[0]}:{c[1]}" if c else "-", settings.header_timeout)
             self.transport.close()
 
-    # Beyond max_connections open connections uvicorn answers 503; the timeouts keep slow
-    # clients from filling them, the memory bounds live in the app.
-    return uvicorn.Config(app, log_level="warning", http=Protocol, limit_concurrency=settings.max_connections,
-                          timeout_keep_alive=5)
+        def _deadline(self, cycle):
+            if cycle.response_complete and not self.transport.get_write_buffer_size():
+                return  # answered and handed to the socket in time
+            c = self.client
+            log.info("client %s: answer not delivered within %g s (%s): connection dropped",
+                     f"{c[0]}:{c[1]}" if c else "-", settings.request_timeout,
+                     "unread" if cycle.response_complete else "not ready")
+            self.transport.abort()
+            if cycle.response_complete:  # the answer's buffer goes with the connection: give its pages back
+                self.loop.call_later(0.5, self.loop.run_in_executor, None, _trim_memory)
+
+    return Protocol
 
 
 @contextlib.contextmanager

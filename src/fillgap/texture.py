@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .cancel import checkpoint
+
 
 @dataclass(frozen=True)
 class TextureSettings:
@@ -129,6 +131,7 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
             level.vote()  # the finer level's first estimate comes from the upsampled matches
         for _ in range(_rounds(depth, levels, s)):
             for _ in range(s.pm_rounds):
+                checkpoint()  # a large window searches for seconds: a caller may stop it between rounds
                 level.patchmatch_round()
             level.vote()
         nnf, weights, current = level.field_view, level.weight_view, level.picture

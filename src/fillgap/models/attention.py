@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..cancel import checkpoint
 from ..imageio import area_resize, as_float, round_to_uint8_
 
 __all__ = ["ContextualAttention", "AttentionBlock", "contextual_attention", "aggregate_residual"]
@@ -55,6 +56,7 @@ def _match(feat: torch.Tensor, valid: torch.Tensor, queries: torch.Tensor, k: in
     keys = F.normalize(_patches(feat, k), dim=-1, eps=1e-6)  # N x L x D
     length = keys.shape[1]
     for start in range(0, queries.numel(), chunk):
+        checkpoint()  # a large window takes many chunks: a caller may stop it between them
         q = queries[start:start + chunk]
         scores = keys[:, q] @ keys.transpose(1, 2)  # N x c x L cosine similarities
         scores = scores.masked_fill(~valid[:, None, :], float("-inf")) * scale

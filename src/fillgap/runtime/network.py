@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._lazy import lazy, no_grad
+from ..cancel import checkpoint
 from .base import NETWORK_MAX_SIDE, FillMethod
 
 if TYPE_CHECKING:
@@ -14,6 +15,10 @@ if TYPE_CHECKING:
 
 torch = lazy("torch")
 F = lazy("torch.nn.functional")
+
+
+def _stop_if_cancelled(module, args) -> None:
+    checkpoint()
 
 
 class TorchNetwork(FillMethod):
@@ -25,6 +30,11 @@ class TorchNetwork(FillMethod):
                  bf16: bool | None = False):
         self._parameters = sum(p.numel() for p in model.parameters())  # the trained network's count
         self.model = model.for_inference()  # e.g. batch norms folded (a copy: ``model`` stays as it is)
+        # A large window's forward pass takes seconds to minutes: a caller that gave up
+        # (fillgap.cancel, e.g. the server's client hung up) stops it at the next layer.
+        for layer in self.model.modules():
+            if next(layer.parameters(recurse=False), None) is not None:
+                layer.register_forward_pre_hook(_stop_if_cancelled)
         # Convolutions in bfloat16 (torch autocast): True (``torch-bf16``), False (``torch``), or None
         # (``auto``: decided per call by the device the input is on, see ``native_bf16``).
         self.bf16 = bf16
