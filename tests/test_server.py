@@ -329,7 +329,7 @@ def held_fills(monkeypatch):
     """The server's fills wait until released: (release event, list with one entry per fill started)."""
     import threading
 
-    import fillgap.server as server
+    import fillgap.server.app as server  # the module whose names the routes use
 
     release, filled, real = threading.Event(), [], server.inpaint
 
@@ -397,7 +397,7 @@ def test_models_answer_names_no_server_path(url, checkpoint):
 
 def test_a_form_cannot_raise_the_servers_working_size(checkpoint, picture, hole, monkeypatch):
     seen = []
-    import fillgap.server as server
+    import fillgap.server.app as server  # the module whose names the routes use
 
     real = server.inpaint
     monkeypatch.setattr(server, "inpaint", lambda *a, **k: seen.append(k["max_side"]) or real(*a, **k))
@@ -440,7 +440,7 @@ def test_other_sites_pages_and_foreign_host_names_are_refused(checkpoint, pictur
 
 def test_masks_count_against_the_pixel_budget_and_are_size_checked_before_decoding(checkpoint, picture, hole,
                                                                                   monkeypatch):
-    import fillgap.server as server
+    import fillgap.server.app as server  # the module whose names the routes use
 
     decoded = []
     real = server.read_mask_bytes
@@ -595,7 +595,7 @@ def test_an_answer_nobody_reads_is_dropped_at_the_deadline(checkpoint, picture, 
     import logging
     import time
 
-    import fillgap.server as server
+    import fillgap.server.app as server  # the module whose names the routes use
 
     caplog.set_level(logging.INFO, logger="fillgap")
     big = b"\0" * (48 << 20)  # more than the kernel's socket buffers hold: most stays in the server
