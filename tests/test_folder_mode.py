@@ -142,3 +142,56 @@ def test_a_manifest_output_that_climbs_out_of_the_output_folder_fails_its_row(tm
     outputs = {Path(str(o)).name: Path(str(o)) for _, _, o in run.rows}
     assert outputs["b-out.png"].resolve().parent == (tmp_path / "out").resolve()  # .. inside -o is fine
     assert outputs["abs.png"] == tmp_path / "abs.png"  # absolute: written where it says
+
+
+def test_one_mask_for_every_picture_of_a_folder(tmp_path, model_path, capsys):
+    """--mask with a folder input: the same hole in every picture; a picture of another size fails
+    alone (one line naming both sizes) unless --resize-mask scales the mask to it."""
+    images, masks = make_pictures(tmp_path, ["a.png", "b.jpg"])
+    (images / "sub").mkdir()
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(images / "sub" / "c.png")
+    Image.fromarray(np.full((60, 80, 3), 90, np.uint8)).save(images / "big.png")
+    mask = masks / "a.png"
+    code, stdout, err = _cli(capsys, "fill", images, "--mask", mask, "-o", tmp_path / "out", "--model", model_path)
+    assert code == 3, err
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == \
+        ["a.png", "b.png", "sub/c.png"]
+    keep = read_mask(mask) == 0
+    for name, out in (("a.png", "a.png"), ("b.jpg", "b.png"), ("sub/c.png", "sub/c.png")):
+        before, after = read_image(images / name), read_image(tmp_path / "out" / out)
+        np.testing.assert_array_equal(after[keep], before[keep])
+    failed = [line for line in err.splitlines() if line.startswith("fillgap: failed")]
+    assert len(failed) == 1 and "big.png" in failed[0] and "40x40" in failed[0] and "80x60" in failed[0] \
+        and "--resize-mask" in failed[0], err
+    assert "Traceback" not in err
+
+    code, stdout, err = _cli(capsys, "fill", images, "--mask", mask, "-o", tmp_path / "out", "--model", model_path,
+                             "--resize-mask")
+    assert code == 0, err
+    assert "filled 1" in stdout and "already there 3" in stdout
+    assert read_image(tmp_path / "out" / "big.png").shape == (60, 80, 3)
+
+
+@pytest.mark.parametrize("extra,fragment", [
+    (["--mask-dir", "{masks}"], "not both"),
+    (["--mask", "{masks}"], "a folder of masks goes to --mask-dir"),
+    (["--mask", "{tmp}/nowhere.png"], "mask not found"),
+])
+def test_one_mask_for_a_folder_refusals(tmp_path, model_path, capsys, extra, fragment):
+    images, masks = make_pictures(tmp_path, ["a.png"])
+    args = [a.format(masks=masks, tmp=tmp_path) for a in extra]
+    if "--mask-dir" in args:
+        args = ["--mask", str(masks / "a.png"), *args]
+    code, _, err = _cli(capsys, "fill", images, *args, "-o", tmp_path / "out", "--model", model_path)
+    assert code == 1 and fragment in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_one_mask_kept_in_the_picture_folder_is_not_filled(tmp_path):
+    from fillgap.api import plan_folder
+
+    images, masks = make_pictures(tmp_path, ["a.png", "b.png"])
+    (masks / "a.png").rename(images / "logo-mask.png")
+    plan = plan_folder(images, images / "logo-mask.png", tmp_path / "out")
+    assert [(img.name, msk.name, out.name) for img, msk, out in plan] == \
+        [("a.png", "logo-mask.png", "a.png"), ("b.png", "logo-mask.png", "b.png")]

@@ -110,7 +110,8 @@ def fill(
                                  help="A picture, a folder of pictures, or a manifest (.csv/.parquet with columns "
                                       "picture, mask[, output]; paths or URIs)."),
     mask: Optional[Path] = typer.Option(None, "--mask", "-m", metavar="MASK",
-                                        help="The picture's mask (white = hole, grey = partial)."),
+                                        help="The picture's mask (white = hole, grey = partial); with a folder "
+                                             "input, one mask for every picture."),
     mask_dir: Optional[Path] = typer.Option(None, "--mask-dir", metavar="FOLDER",
                                             help="Folder input: the masks, same names as the pictures."),
     output: Path = typer.Option(..., "--output", "-o", metavar="OUT",
@@ -175,11 +176,18 @@ def fill(
     from .engines.common import MANIFEST_SUFFIXES
     manifest = input.is_file() and input.suffix.lower() in MANIFEST_SUFFIXES
     if input.is_dir() or manifest:
-        if mask_dir is None and not manifest:
-            raise FillgapError("a folder input needs --mask-dir")
-        if mask is not None:
-            raise FillgapError("--mask is for a single picture; a folder input takes its masks from --mask-dir "
-                               "(or a manifest's mask column)")
+        if mask is not None:  # one mask for every picture (a logo, a date stamp at the same place)
+            if manifest:
+                raise FillgapError("a manifest takes its masks from its mask column, not --mask")
+            if mask_dir is not None:
+                raise FillgapError("give --mask (one mask for every picture) or --mask-dir (a mask per picture), "
+                                   "not both")
+            if not mask.exists():
+                raise FillgapError(f"mask not found: {mask}")
+            if not mask.is_file():
+                raise FillgapError(f"--mask takes one mask file; a folder of masks goes to --mask-dir: {mask}")
+        elif mask_dir is None and not manifest:
+            raise FillgapError("a folder input needs --mask-dir (a mask per picture) or --mask (one for all)")
         from .engines.common import OUTPUT_FORMAT_CHOICES, exit_code, summary
         if output_format not in OUTPUT_FORMAT_CHOICES:
             hint = did_you_mean(output_format, OUTPUT_FORMAT_CHOICES)
@@ -196,6 +204,9 @@ def fill(
             if jpeg_masks:
                 typer.echo(f"fillgap: warning: {jpeg_masks} masks in {mask_dir} are JPEGs: {JPEG_MASK_NOTE}", err=True)
 
+        if mask is not None and mask.suffix.lower() in JPEG_SUFFIXES and mask_threshold is None:
+            typer.echo(f"fillgap: warning: {mask.name} is a JPEG: {JPEG_MASK_NOTE}", err=True)
+        masks = mask if mask is not None else mask_dir  # the engines take a mask folder or one mask file
         common = dict(batch_size=batch_size, dilate=dilate, overwrite=overwrite, resize_mask=resize_mask,
                       progress="bar" if sys.stderr.isatty() else "lines", output_format=output_format,
                       on_event=event)
@@ -207,11 +218,11 @@ def fill(
                     raise FillgapError(f"--engine ray needs Ray: pip install 'fillgap[ray]' ({exc})") from None
                 # Each actor loads the method itself: a checkpoint path must be readable on every node.
                 spec = str(Path(model).resolve()) if model and Path(model).exists() else model
-                report = fill_ray(input, mask_dir, output, spec, address=address, actors=actors,
+                report = fill_ray(input, masks, output, spec, address=address, actors=actors,
                                   gpus_per_actor=gpus_per_actor, runtime=runtime, **common, **settings)
             else:
                 from .engines.local import fill_folder
-                report = fill_folder(input, mask_dir, output, get_method(model, runtime), workers=workers, **common,
+                report = fill_folder(input, masks, output, get_method(model, runtime), workers=workers, **common,
                                      **settings)
         except KeyboardInterrupt:
             typer.echo(f"fillgap: interrupted; finished outputs are in {output}: "

@@ -171,12 +171,13 @@ def read_manifest(manifest: Path, out_dir: Path, output_format: str = "auto") ->
 
 
 def plan_run(source: Path, mask_dir: Path | None, out_dir: Path, output_format: str = "auto") -> PlannedRun:
-    """The plan of a folder (pictures under ``source``, masks from ``mask_dir``) or of a manifest file."""
+    """The plan of a folder (pictures under ``source``, masks from ``mask_dir``: a folder, or one
+    mask file for every picture) or of a manifest file."""
     source = Path(source)
     if source.is_file() and source.suffix.lower() in MANIFEST_SUFFIXES:
         return read_manifest(source, out_dir, output_format)
     if mask_dir is None:
-        raise FillgapError("a folder input needs --mask-dir")
+        raise FillgapError("a folder input needs --mask-dir (a mask per picture) or --mask (one for all)")
     rows, clashes = plan_outputs(source, Path(mask_dir), Path(out_dir), output_format)
     return PlannedRun(rows, clashes, skipped_entries(source))
 

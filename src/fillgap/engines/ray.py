@@ -162,7 +162,7 @@ def fill_ray(source: Path, mask_dir: Path | None, out_dir: Path, model=None, *, 
              strategy: str = "auto", max_side: int | None = None, blend: str = "hard",
              runtime: str = "auto", invert_mask: bool = False, force: bool = False,
              mask_threshold: int | None = None) -> FolderReport:
-    """The Ray engine: ``source`` a folder (masks in ``mask_dir``) or a manifest (.csv/.parquet).
+    """The Ray engine: ``source`` a folder (masks in ``mask_dir``, or ``mask_dir`` one mask file for all) or a manifest (.csv/.parquet).
     ``model``: anything ``fillgap.methods.get_method`` takes (a name or a checkpoint path is loaded
     by each actor; a loaded network or method is shipped to each actor once). Returns the same
     report as the local engine."""
