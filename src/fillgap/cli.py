@@ -264,7 +264,9 @@ def export(
     """Export a network to ONNX (dynamic height and width) for onnxruntime or any ONNX runtime."""
     from .checkpoint import load_model
     from .models import create_model, list_models
-    from .runtime.onnx import export_onnx
+    import time
+
+    from .runtime.onnx import export_notice, export_onnx
 
     if onnx.suffix != ".onnx":
         raise FillgapError(f"the output should end in .onnx, got {onnx}")
@@ -274,10 +276,12 @@ def export(
         net, source = create_model(model).eval(), model
     else:
         net, source = load_model(model), model or "the shipped default model"
-    report = export_onnx(net, onnx, overwrite=overwrite, source=str(source))
+    typer.echo(printable(export_notice(source)), err=True)
+    start = time.monotonic()
+    report = export_onnx(net, onnx, overwrite=overwrite, source=str(source), progress=True)
     h, w = report.check_size
-    typer.echo(f"wrote {onnx} ({report.bytes / 1e6:.1f} MB); onnxruntime vs torch at {w}x{h}: "
-               f"max difference {report.max_abs_diff:.1e}")
+    typer.echo(printable(f"wrote {onnx} ({report.bytes / 1e6:.1f} MB) in {time.monotonic() - start:.0f} s; "
+                         f"onnxruntime vs torch at {w}x{h}: max difference {report.max_abs_diff:.1e}"))
 
 
 @_command()
