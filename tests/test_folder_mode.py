@@ -195,3 +195,57 @@ def test_one_mask_kept_in_the_picture_folder_is_not_filled(tmp_path):
     plan = plan_folder(images, images / "logo-mask.png", tmp_path / "out")
     assert [(img.name, msk.name, out.name) for img, msk, out in plan] == \
         [("a.png", "logo-mask.png", "a.png"), ("b.png", "logo-mask.png", "b.png")]
+
+
+class _Clock:
+    """A stand-in for the time module that only moves when told."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self):
+        return self.now
+
+
+def test_time_left_leaves_out_the_model_loading(tmp_path, monkeypatch):
+    """20 pictures at 1 s each after 8 s of loading the model and warming up: every estimate
+    shown is within 15 % of the truth (counted from the start, the first ones were 3x too long)."""
+    import io
+
+    from fillgap.engines import common
+
+    clock = _Clock()
+    monkeypatch.setattr(common, "time", clock)
+    stream = io.StringIO()
+    log = common.RunLog(tmp_path, 20, progress="lines", every=0, stream=stream)
+    log.begin(0)
+    truths = {}
+    for i in range(20):
+        clock.now = 8.0 + i  # the first picture comes out after the warm-up, then one a second
+        log.written(tmp_path / f"{i}.png")
+        truths[i + 1] = 19 - i
+    shown = [(int(m.group(1)), float(m.group(2))) for m in
+             re.finditer(r"fillgap: (\d+)/20 .*about (\d+) s left", stream.getvalue())]
+    assert len(shown) >= 15, stream.getvalue()
+    for done, left in shown:
+        assert abs(left - truths[done]) <= 0.15 * truths[done] + 0.5, (done, left, truths[done])
+    assert "fillgap: 1/20 (5 %), 0 failed\n" in stream.getvalue()  # one picture: no pace, no guess
+
+
+def test_time_left_on_the_bar_ignores_a_burst(tmp_path, monkeypatch, capsys):
+    """A batch of 8 finishing at once does not make the next estimate tiny; the bar shows ours."""
+    from fillgap.engines import common
+
+    clock = _Clock()
+    monkeypatch.setattr(common, "time", clock)
+    log = common.RunLog(tmp_path, 40, progress="bar", warmup=8)  # --batch-size 8
+    log.begin(0)
+    clock.now = 10.0
+    for i in range(8):  # the first batch, all at once
+        log.written(tmp_path / f"{i}.png")
+    assert log.bar.postfix in ("", None)  # the warm-up batch: no estimate yet
+    for i in range(8, 16):  # the next batch, 4 s later
+        clock.now = 14.0
+        log.written(tmp_path / f"{i}.png")
+    assert log.bar.postfix == "about 12 s left"  # 24 left at 8 in 4 s: 3 more batches
+    log.close()

@@ -131,7 +131,7 @@ def fill_folder(image_dir: Path, mask_dir: Path, out_dir: Path, model: FillMetho
     out_dir = Path(out_dir)
     run = plan_run(Path(image_dir), mask_dir, out_dir, output_format)
     log = RunLog(out_dir, len(run.rows) + len(run.failed), progress=progress, on_event=on_event,
-                 every=progress_every)
+                 every=progress_every, warmup=batch_size)
     todo = triage(run, log, overwrite)
     with locked_run(out_dir, log, todo):
         if todo:

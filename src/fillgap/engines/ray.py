@@ -182,7 +182,7 @@ def fill_ray(source: Path, mask_dir: Path | None, out_dir: Path, model=None, *, 
     out_dir = Path(out_dir)
     run = plan_run(Path(source), mask_dir, out_dir, output_format)
     log = RunLog(out_dir, len(run.rows) + len(run.failed), progress=progress, on_event=on_event,
-                 every=progress_every)
+                 every=progress_every, warmup=batch_size)
     todo = triage(run, log, overwrite, uris_ok=True)
     if not todo:
         with locked_run(out_dir, log, todo):
