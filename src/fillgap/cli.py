@@ -465,6 +465,8 @@ def demo(
 ):
     """Fill the held-out photos shipped with fillgap (shipped model, its texture variant, OpenCV Telea); write a
     before/after grid."""
+    from .runtime.threads import set_threads
+    set_threads(None)  # the thread policy of fill, serve and eval
     if train:
         from .demo import run_training_demo
         grid = run_training_demo(out, seconds)
