@@ -1,10 +1,10 @@
-# Two commands for a newcomer: `make demo` and `make test`.
+# Two commands for a newcomer: `make demo` and `make test` (`make train-demo`: the training pipeline).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install bench clean browser gpu-kit
+.PHONY: demo train-demo test install bench clean browser gpu-kit
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,8 +14,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The shipped model fills the held-out photos (seconds): demo-output/demo-grid.png
 demo: $(STAMP)
 	$(VENV)/bin/fillgap demo --out demo-output
+
+# A tiny model trained for a minute, then filling the same photos: demo-output/train-demo-grid.png
+train-demo: $(STAMP)
+	$(VENV)/bin/fillgap demo --train --out demo-output
 
 # The web app's browser test drives Debian's Chromium; as root, install it once (failure is fine:
 # that test then skips and says why).

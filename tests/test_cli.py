@@ -259,6 +259,40 @@ def test_demo_grid_has_column_labels():
         assert (column < 100).any() and (column == 255).mean() > 0.6
 
 
+def test_demo_fills_the_held_out_photos_with_the_shipped_model(tmp_path, capsys):
+    """`fillgap demo` shows the shipped model at work (a small cell keeps the test fast), not a
+    freshly trained tiny model."""
+    from fillgap.data import bundled_photos
+    from fillgap.demo import demo_inputs, run_demo
+
+    lines = []
+    path = run_demo(tmp_path, methods=("fillgap-default", "opencv-telea"), cell=(96, 128), echo=lines.append)
+    grid = np.asarray(Image.open(path))
+    n = len(bundled_photos("test"))
+    assert grid.shape == (28 + 96 * n, 128 * 4, 3)  # header; input, two methods, original
+    for i, (img, mask) in enumerate(demo_inputs(96, 128)):
+        row = grid[28 + 96 * i:28 + 96 * (i + 1)]
+        hole = mask > 0
+        for col in (1, 2):  # filled: the original outside the hole, no white left inside it
+            cell = row[:, 128 * col:128 * (col + 1)]
+            assert np.array_equal(cell[~hole], img[~hole])
+            assert (cell[hole] != 255).any(axis=-1).mean() > 0.9
+    assert [line.split()[0] for line in lines[:2]] == ["fillgap-default", "opencv-telea"]
+    assert all("s per photo" in line and "hole PSNR" in line for line in lines[:2])
+
+
+def test_demo_trains_only_when_asked(tmp_path, capsys, monkeypatch):
+    import fillgap.demo as demo
+
+    calls = []
+    monkeypatch.setattr(demo, "run_demo", lambda out, echo: calls.append("fill") or tmp_path / "g.png")
+    monkeypatch.setattr(demo, "run_training_demo", lambda out, seconds: calls.append(("train", seconds))
+                        or tmp_path / "t.png")
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--train", "--seconds", "5", "--out", str(tmp_path)]) == 0
+    assert calls == ["fill", ("train", 5.0)]
+
+
 @pytest.mark.parametrize("extra,fragment", [(["--format", "jpg"], "--format is for a folder"),
                                             (["--mask-dir", "."], "--mask-dir is for a folder")])
 def test_folder_options_on_a_single_picture_are_refused(files, capsys, extra, fragment):

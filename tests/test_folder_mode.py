@@ -142,3 +142,110 @@ def test_a_manifest_output_that_climbs_out_of_the_output_folder_fails_its_row(tm
     outputs = {Path(str(o)).name: Path(str(o)) for _, _, o in run.rows}
     assert outputs["b-out.png"].resolve().parent == (tmp_path / "out").resolve()  # .. inside -o is fine
     assert outputs["abs.png"] == tmp_path / "abs.png"  # absolute: written where it says
+
+
+def test_one_mask_for_every_picture_of_a_folder(tmp_path, model_path, capsys):
+    """--mask with a folder input: the same hole in every picture; a picture of another size fails
+    alone (one line naming both sizes) unless --resize-mask scales the mask to it."""
+    images, masks = make_pictures(tmp_path, ["a.png", "b.jpg"])
+    (images / "sub").mkdir()
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(images / "sub" / "c.png")
+    Image.fromarray(np.full((60, 80, 3), 90, np.uint8)).save(images / "big.png")
+    mask = masks / "a.png"
+    code, stdout, err = _cli(capsys, "fill", images, "--mask", mask, "-o", tmp_path / "out", "--model", model_path)
+    assert code == 3, err
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == \
+        ["a.png", "b.png", "sub/c.png"]
+    keep = read_mask(mask) == 0
+    for name, out in (("a.png", "a.png"), ("b.jpg", "b.png"), ("sub/c.png", "sub/c.png")):
+        before, after = read_image(images / name), read_image(tmp_path / "out" / out)
+        np.testing.assert_array_equal(after[keep], before[keep])
+    failed = [line for line in err.splitlines() if line.startswith("fillgap: failed")]
+    assert len(failed) == 1 and "big.png" in failed[0] and "40x40" in failed[0] and "80x60" in failed[0] \
+        and "--resize-mask" in failed[0], err
+    assert "Traceback" not in err
+
+    code, stdout, err = _cli(capsys, "fill", images, "--mask", mask, "-o", tmp_path / "out", "--model", model_path,
+                             "--resize-mask")
+    assert code == 0, err
+    assert "filled 1" in stdout and "already there 3" in stdout
+    assert read_image(tmp_path / "out" / "big.png").shape == (60, 80, 3)
+
+
+@pytest.mark.parametrize("extra,fragment", [
+    (["--mask-dir", "{masks}"], "not both"),
+    (["--mask", "{masks}"], "a folder of masks goes to --mask-dir"),
+    (["--mask", "{tmp}/nowhere.png"], "mask not found"),
+])
+def test_one_mask_for_a_folder_refusals(tmp_path, model_path, capsys, extra, fragment):
+    images, masks = make_pictures(tmp_path, ["a.png"])
+    args = [a.format(masks=masks, tmp=tmp_path) for a in extra]
+    if "--mask-dir" in args:
+        args = ["--mask", str(masks / "a.png"), *args]
+    code, _, err = _cli(capsys, "fill", images, *args, "-o", tmp_path / "out", "--model", model_path)
+    assert code == 1 and fragment in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_one_mask_kept_in_the_picture_folder_is_not_filled(tmp_path):
+    from fillgap.api import plan_folder
+
+    images, masks = make_pictures(tmp_path, ["a.png", "b.png"])
+    (masks / "a.png").rename(images / "logo-mask.png")
+    plan = plan_folder(images, images / "logo-mask.png", tmp_path / "out")
+    assert [(img.name, msk.name, out.name) for img, msk, out in plan] == \
+        [("a.png", "logo-mask.png", "a.png"), ("b.png", "logo-mask.png", "b.png")]
+
+
+class _Clock:
+    """A stand-in for the time module that only moves when told."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self):
+        return self.now
+
+
+def test_time_left_leaves_out_the_model_loading(tmp_path, monkeypatch):
+    """20 pictures at 1 s each after 8 s of loading the model and warming up: every estimate
+    shown is within 15 % of the truth (counted from the start, the first ones were 3x too long)."""
+    import io
+
+    from fillgap.engines import common
+
+    clock = _Clock()
+    monkeypatch.setattr(common, "time", clock)
+    stream = io.StringIO()
+    log = common.RunLog(tmp_path, 20, progress="lines", every=0, stream=stream)
+    log.begin(0)
+    truths = {}
+    for i in range(20):
+        clock.now = 8.0 + i  # the first picture comes out after the warm-up, then one a second
+        log.written(tmp_path / f"{i}.png")
+        truths[i + 1] = 19 - i
+    shown = [(int(m.group(1)), float(m.group(2))) for m in
+             re.finditer(r"fillgap: (\d+)/20 .*about (\d+) s left", stream.getvalue())]
+    assert len(shown) >= 15, stream.getvalue()
+    for done, left in shown:
+        assert abs(left - truths[done]) <= 0.15 * truths[done] + 0.5, (done, left, truths[done])
+    assert "fillgap: 1/20 (5 %), 0 failed\n" in stream.getvalue()  # one picture: no pace, no guess
+
+
+def test_time_left_on_the_bar_ignores_a_burst(tmp_path, monkeypatch, capsys):
+    """A batch of 8 finishing at once does not make the next estimate tiny; the bar shows ours."""
+    from fillgap.engines import common
+
+    clock = _Clock()
+    monkeypatch.setattr(common, "time", clock)
+    log = common.RunLog(tmp_path, 40, progress="bar", warmup=8)  # --batch-size 8
+    log.begin(0)
+    clock.now = 10.0
+    for i in range(8):  # the first batch, all at once
+        log.written(tmp_path / f"{i}.png")
+    assert log.bar.postfix in ("", None)  # the warm-up batch: no estimate yet
+    for i in range(8, 16):  # the next batch, 4 s later
+        clock.now = 14.0
+        log.written(tmp_path / f"{i}.png")
+    assert log.bar.postfix == "about 12 s left"  # 24 left at 8 in 4 s: 3 more batches
+    log.close()

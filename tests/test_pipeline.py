@@ -515,3 +515,22 @@ def test_a_16_bit_picture_keeps_its_profile(tmp_path):
     fill_file(tmp_path / "in16.png", tmp_path / "m.png", tmp_path / "out.png", "mean-fill")
     out = Image.open(tmp_path / "out.png")
     assert out.mode == "L" and out.info.get("icc_profile") == bytes(grey_icc)
+
+
+def test_pngs_are_written_with_fast_compression_and_exact_pixels(tmp_path):
+    """PNG encoding was the slowest step of a 12 MP fill at zlib's default level (bench/png_write.py):
+    fillgap writes with the fastest level (the zlib header says so), pixels unchanged."""
+    import struct
+
+    from fillgap.imageio import encode_png, read_image, write_image
+
+    rgb = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    rgb[:, :40] = 7  # some redundancy for zlib to find
+    for data in (write_image(tmp_path / "a.png", rgb).read_bytes(), encode_png(rgb)):
+        pos = 8
+        while data[pos + 4:pos + 8] != b"IDAT":
+            pos += 12 + struct.unpack(">I", data[pos:pos + 4])[0]
+        cmf, flg = data[pos + 8], data[pos + 9]
+        assert cmf & 0x0F == 8 and (cmf * 256 + flg) % 31 == 0  # a zlib stream
+        assert flg >> 6 == 0, f"zlib level class {flg >> 6} (0: fastest)"
+    assert np.array_equal(read_image(tmp_path / "a.png"), rgb)

@@ -75,10 +75,13 @@ def failure_names(out):
     return sorted(os.path.basename(p) for p, _ in read_failures(out))
 
 
-def test_ray_equals_local_byte_for_byte_and_lists_exactly_the_broken(local_ray, folder, tmp_path):
+def test_ray_equals_local_byte_for_byte_and_lists_exactly_the_broken(local_ray, folder, tmp_path, capfd):
     root, images, masks = folder
     # The fastest method keeps this test short; the killed-driver test below runs a network.
+    capfd.readouterr()
     report = fill_ray(images, masks, tmp_path / "ray", "opencv-telea", actors=2, batch_size=16)
+    err = capfd.readouterr().err  # Ray's C++ core writes to the process's stderr directly
+    assert "constructor arguments in the object store" not in err and "Progress bars disabled" not in err, err
     local = fill_folder(images, masks, tmp_path / "local", "opencv-telea", batch_size=16)
     assert len(report.written) == len(local.written) == N - len(BROKEN)
     assert sorted(p.name for p, _ in report.failed) == sorted(BROKEN)
@@ -178,3 +181,47 @@ def test_a_failed_ray_job_is_one_line_and_keeps_the_lock_semantics(folder, tmp_p
     assert "\n" not in str(err.value) and "run the same command again" in str(err.value)
     with _output_lock(tmp_path / "out"):  # released: the next run may start
         pass
+
+
+def test_ray_noise_is_dropped_and_real_errors_kept(capfd):
+    """Ray's every-run notices go; anything else on stderr (its real errors, a progress bar's
+    updates, Python's own output) passes as it was written."""
+    import logging
+    import re as regex
+
+    from fillgap.engines.ray import RAY_NOISE_LINES, drop_stderr_lines, quiet_ray_logs
+
+    noise = (b"[2026-12-05 04:40:30,519 E 9089 9089] core_worker.cc:2465: Actor with class name: "
+             b"'MapWorker(MapBatches(FillActor))' and ID: '2b51' has constructor arguments in the object store and "
+             b"max_restarts > 0. If the arguments in the object store go out of scope or are lost, the actor "
+             b"restart will fail.\n")
+    real = b"[2026-12-05 04:40:31,000 E 9089 9089] core_worker.cc:812: Failed to register worker to Raylet\n"
+    capfd.readouterr()
+    with drop_stderr_lines(RAY_NOISE_LINES):
+        os.write(2, b"before\n" + noise + real)
+        os.write(2, b"\r 50%|#####     |\r100%|##########|")  # a bar: no newline
+        time.sleep(0.3)
+        sys.stderr.write("from python\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == (b"before\n" + real + b"\r 50%|#####     |\r100%|##########|"
+                                      b"from python\nafter\n").decode()
+    assert regex.search(RAY_NOISE_LINES, noise)
+
+    quiet_ray_logs()
+    quiet_ray_logs()  # once is enough: no second filter
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    token = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    assert len(token.filters) == 1
+    handler = Keep()
+    token.addHandler(handler)
+    try:
+        token.warning("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled to opt out.")
+        token.warning("Token authentication is disabled for this Ray cluster. Anyone with network access ...")
+    finally:
+        token.removeHandler(handler)
+    assert seen == ["Token authentication is disabled for this Ray cluster. Anyone with network access ..."]

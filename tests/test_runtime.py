@@ -1,5 +1,7 @@
 """Runtime: the DFT-by-matmul Fourier unit, ONNX export and onnxruntime, the one thread policy."""
+import io
 import os
+import re
 import subprocess
 import sys
 import time
@@ -111,7 +113,36 @@ def exported(tmp_path_factory):
                           env={**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
     assert proc.returncode == 0, proc.stderr
     assert "max difference" in proc.stdout
+    (d / "export-stdout.txt").write_text(proc.stdout)
+    (d / "export-stderr.txt").write_text(proc.stderr)
     return d, net
+
+
+def test_export_says_before_it_starts_how_long_it_takes(exported):
+    """The exporter is silent for a minute or more: a notice with the expected seconds comes first
+    (stderr: a log gets it too), and the result line says how long it took."""
+    from fillgap.runtime.onnx import EXPORT_SECONDS_HINT
+    err = (exported[0] / "export-stderr.txt").read_text().splitlines()
+    assert len(err) == 1 and err[0].startswith("fillgap: exporting") and "to ONNX" in err[0], err
+    assert f"about {EXPORT_SECONDS_HINT} s" in err[0]  # stderr is no terminal here: no seconds ticking
+    out = (exported[0] / "export-stdout.txt").read_text()
+    assert re.search(r"wrote .*tiny\.onnx \(.*\) in \d+ s", out), out
+
+
+def test_export_steps_count_seconds_on_a_terminal(monkeypatch):
+    from fillgap.runtime import onnx as ro
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, log = Terminal(), io.StringIO()
+    with ro._elapsed("fillgap: tracing...", tty):
+        time.sleep(1.3)
+    with ro._elapsed("fillgap: tracing...", log):
+        pass
+    assert re.search(r"\rfillgap: tracing\.\.\. 1 s", tty.getvalue()) and tty.getvalue().endswith(" s\n")
+    assert log.getvalue() == ""  # no carriage returns in a log file
 
 
 def test_export_round_trip_dynamic_size(exported):
@@ -171,7 +202,7 @@ def test_fill_cli_runtime_onnx(exported, tiny_files, capsys):
     assert code != 0 and "unknown runtime 'tensorrt'" in err and "Traceback" not in err
 
 
-def test_onnx_runtime_exports_a_checkpoint_once(exported, monkeypatch, tmp_path):
+def test_onnx_runtime_exports_a_checkpoint_once(exported, monkeypatch, tmp_path, capsys):
     """``--runtime onnx`` with a torch checkpoint: exported into the cache once, then reused."""
     from fillgap.methods import get_method
     from fillgap.runtime import onnx as ro
@@ -184,10 +215,16 @@ def test_onnx_runtime_exports_a_checkpoint_once(exported, monkeypatch, tmp_path)
 
     export_weights(tmp_path / "w.safetensors", create_model("ffc-tiny"))
     monkeypatch.setattr(ro, "export_onnx", fake_export)
+    capsys.readouterr()
     first = get_method(tmp_path / "w.safetensors", runtime="onnx")
+    notice = capsys.readouterr().err.splitlines()
     second = get_method(tmp_path / "w.safetensors", runtime="onnx")
     assert len(calls) == 1 and first.path == second.path == calls[0]
     assert first.path.parent == tmp_path / "cache" / "onnx"
+    # the first use says why it waits, in one line; the cached export is used silently
+    assert len(notice) == 1 and notice[0].startswith("fillgap: exporting w.safetensors to ONNX once"), notice
+    assert str(tmp_path / "cache" / "onnx") in notice[0]
+    assert capsys.readouterr().err == ""
 
 
 def test_onnx_session_rejects_foreign_files(tmp_path):

@@ -163,8 +163,11 @@ class FolderReport:
 
 
 def plan_folder(image_dir: Path, mask_dir: Path, out_dir: Path) -> list[tuple[Path, Path | None, Path]]:
-    """(image, mask or None, output) for every picture under ``image_dir``."""
+    """(image, mask or None, output) for every picture under ``image_dir``. ``mask_dir``: a folder
+    of masks named like the pictures, or one mask file for every picture."""
     image_dir, mask_dir, out_dir = Path(image_dir), Path(mask_dir), Path(out_dir)
+    if mask_dir.is_file():
+        return _plan_one_mask(image_dir, mask_dir, out_dir)
     if not mask_dir.is_dir():
         raise FillgapError(f"mask folder not found: {mask_dir}")
     if out_dir.resolve() == image_dir.resolve() or out_dir.resolve() == mask_dir.resolve():
@@ -183,3 +186,18 @@ def plan_folder(image_dir: Path, mask_dir: Path, out_dir: Path) -> list[tuple[Pa
     # Masks kept beside their pictures (--mask-dir = the input folder) are not pictures to fill.
     used = {m.resolve() for _, m, _ in plan if m is not None}
     return [row for row in plan if row[0].resolve() not in used]
+
+
+def _plan_one_mask(image_dir: Path, mask: Path, out_dir: Path) -> list[tuple[Path, Path | None, Path]]:
+    """``plan_folder`` with the same mask file for every picture (the mask itself, if it lies in
+    the picture folder, is not a picture to fill)."""
+    if out_dir.resolve() == image_dir.resolve():
+        raise FillgapError(f"output folder {out_dir} is an input folder: choose another one")
+    out_resolved, mask_resolved = out_dir.resolve(), mask.resolve()
+    plan = []
+    for img in list_images(image_dir):
+        resolved = img.resolve()
+        if resolved == mask_resolved or out_resolved in resolved.parents:
+            continue
+        plan.append((img, mask, out_dir / img.relative_to(image_dir)))
+    return plan

@@ -110,7 +110,8 @@ def fill(
                                  help="A picture, a folder of pictures, or a manifest (.csv/.parquet with columns "
                                       "picture, mask[, output]; paths or URIs)."),
     mask: Optional[Path] = typer.Option(None, "--mask", "-m", metavar="MASK",
-                                        help="The picture's mask (white = hole, grey = partial)."),
+                                        help="The picture's mask (white = hole, grey = partial); with a folder "
+                                             "input, one mask for every picture."),
     mask_dir: Optional[Path] = typer.Option(None, "--mask-dir", metavar="FOLDER",
                                             help="Folder input: the masks, same names as the pictures."),
     output: Path = typer.Option(..., "--output", "-o", metavar="OUT",
@@ -175,11 +176,18 @@ def fill(
     from .engines.common import MANIFEST_SUFFIXES
     manifest = input.is_file() and input.suffix.lower() in MANIFEST_SUFFIXES
     if input.is_dir() or manifest:
-        if mask_dir is None and not manifest:
-            raise FillgapError("a folder input needs --mask-dir")
-        if mask is not None:
-            raise FillgapError("--mask is for a single picture; a folder input takes its masks from --mask-dir "
-                               "(or a manifest's mask column)")
+        if mask is not None:  # one mask for every picture (a logo, a date stamp at the same place)
+            if manifest:
+                raise FillgapError("a manifest takes its masks from its mask column, not --mask")
+            if mask_dir is not None:
+                raise FillgapError("give --mask (one mask for every picture) or --mask-dir (a mask per picture), "
+                                   "not both")
+            if not mask.exists():
+                raise FillgapError(f"mask not found: {mask}")
+            if not mask.is_file():
+                raise FillgapError(f"--mask takes one mask file; a folder of masks goes to --mask-dir: {mask}")
+        elif mask_dir is None and not manifest:
+            raise FillgapError("a folder input needs --mask-dir (a mask per picture) or --mask (one for all)")
         from .engines.common import OUTPUT_FORMAT_CHOICES, exit_code, summary
         if output_format not in OUTPUT_FORMAT_CHOICES:
             hint = did_you_mean(output_format, OUTPUT_FORMAT_CHOICES)
@@ -196,6 +204,9 @@ def fill(
             if jpeg_masks:
                 typer.echo(f"fillgap: warning: {jpeg_masks} masks in {mask_dir} are JPEGs: {JPEG_MASK_NOTE}", err=True)
 
+        if mask is not None and mask.suffix.lower() in JPEG_SUFFIXES and mask_threshold is None:
+            typer.echo(f"fillgap: warning: {mask.name} is a JPEG: {JPEG_MASK_NOTE}", err=True)
+        masks = mask if mask is not None else mask_dir  # the engines take a mask folder or one mask file
         common = dict(batch_size=batch_size, dilate=dilate, overwrite=overwrite, resize_mask=resize_mask,
                       progress="bar" if sys.stderr.isatty() else "lines", output_format=output_format,
                       on_event=event)
@@ -207,11 +218,11 @@ def fill(
                     raise FillgapError(f"--engine ray needs Ray: pip install 'fillgap[ray]' ({exc})") from None
                 # Each actor loads the method itself: a checkpoint path must be readable on every node.
                 spec = str(Path(model).resolve()) if model and Path(model).exists() else model
-                report = fill_ray(input, mask_dir, output, spec, address=address, actors=actors,
+                report = fill_ray(input, masks, output, spec, address=address, actors=actors,
                                   gpus_per_actor=gpus_per_actor, runtime=runtime, **common, **settings)
             else:
                 from .engines.local import fill_folder
-                report = fill_folder(input, mask_dir, output, get_method(model, runtime), workers=workers, **common,
+                report = fill_folder(input, masks, output, get_method(model, runtime), workers=workers, **common,
                                      **settings)
         except KeyboardInterrupt:
             typer.echo(f"fillgap: interrupted; finished outputs are in {output}: "
@@ -253,7 +264,9 @@ def export(
     """Export a network to ONNX (dynamic height and width) for onnxruntime or any ONNX runtime."""
     from .methods import load_network
     from .models import create_model, list_models
-    from .runtime.onnx import export_onnx
+    import time
+
+    from .runtime.onnx import export_notice, export_onnx
 
     if onnx.suffix != ".onnx":
         raise FillgapError(f"the output should end in .onnx, got {onnx}")
@@ -263,10 +276,12 @@ def export(
         net, source = create_model(model).eval(), model
     else:
         net, source = load_network(model), model or "the shipped default model"
-    report = export_onnx(net, onnx, overwrite=overwrite, source=str(source))
+    typer.echo(printable(export_notice(source)), err=True)
+    start = time.monotonic()
+    report = export_onnx(net, onnx, overwrite=overwrite, source=str(source), progress=True)
     h, w = report.check_size
-    typer.echo(f"wrote {onnx} ({report.bytes / 1e6:.1f} MB); onnxruntime vs torch at {w}x{h}: "
-               f"max difference {report.max_abs_diff:.1e}")
+    typer.echo(printable(f"wrote {onnx} ({report.bytes / 1e6:.1f} MB) in {time.monotonic() - start:.0f} s; "
+                         f"onnxruntime vs torch at {w}x{h}: max difference {report.max_abs_diff:.1e}"))
 
 
 @_command()
@@ -444,13 +459,21 @@ def eval_cmd(
 @_command()
 def demo(
     out: Path = typer.Option(Path("demo-output"), "--out", help="Folder for the demo's outputs."),
-    seconds: float = typer.Option(60.0, "--seconds", help="Training time for the tiny model."),
+    train: bool = typer.Option(False, "--train", help="Instead: train a tiny model (about a minute), then fill "
+                               "with it and with the shipped model."),
+    seconds: float = typer.Option(60.0, "--seconds", min=1.0, help="--train: training time for the tiny model."),
 ):
-    """Train a tiny model for a minute on the bundled photos, fill held-out ones, write a grid."""
-    from .demo import run_demo
-
-    grid = run_demo(out, seconds)
-    typer.echo(f"grid: {grid}")
+    """Fill the held-out photos shipped with fillgap (shipped model, its texture variant, OpenCV Telea); write a
+    before/after grid."""
+    from .runtime.threads import set_threads
+    set_threads(None)  # the thread policy of fill, serve and eval
+    if train:
+        from .demo import run_training_demo
+        grid = run_training_demo(out, seconds)
+    else:
+        from .demo import run_demo
+        grid = run_demo(out, echo=typer.echo)
+    typer.echo(printable(f"grid: {grid}"))
 
 
 @_command()

@@ -171,12 +171,13 @@ def read_manifest(manifest: Path, out_dir: Path, output_format: str = "auto") ->
 
 
 def plan_run(source: Path, mask_dir: Path | None, out_dir: Path, output_format: str = "auto") -> PlannedRun:
-    """The plan of a folder (pictures under ``source``, masks from ``mask_dir``) or of a manifest file."""
+    """The plan of a folder (pictures under ``source``, masks from ``mask_dir``: a folder, or one
+    mask file for every picture) or of a manifest file."""
     source = Path(source)
     if source.is_file() and source.suffix.lower() in MANIFEST_SUFFIXES:
         return read_manifest(source, out_dir, output_format)
     if mask_dir is None:
-        raise FillgapError("a folder input needs --mask-dir")
+        raise FillgapError("a folder input needs --mask-dir (a mask per picture) or --mask (one for all)")
     rows, clashes = plan_outputs(source, Path(mask_dir), Path(out_dir), output_format)
     return PlannedRun(rows, clashes, skipped_entries(source))
 
@@ -236,6 +237,45 @@ def link_out_of(out: Path, out_dir: Path) -> Path | None:
     return parent
 
 
+class Eta:
+    """Seconds left in a folder run, from the pace since the warm-up ended.
+
+    The first pictures' time holds loading the model and the network's first (warm-up) call:
+    counted from the start of the run, a run that took 84 s was first estimated at 524 s. So the
+    clock starts when the first ``warmup`` pictures have finished (an engine passes its batch
+    size: a batch's pictures come out together, and seven pictures in no time after the first
+    would halve the next estimate), and the pace is the average since then, not the latest gap.
+    No estimate until ``min_pictures`` more have finished and ``min_seconds`` have passed."""
+
+    def __init__(self, clock: Callable[[], float] | None = None, warmup: int = 1, min_pictures: int = 2,
+                 min_seconds: float = 2.0):
+        self.clock = clock or time.monotonic
+        self.warmup, self.min_pictures, self.min_seconds = max(1, warmup), min_pictures, min_seconds
+        self.finished_count = 0
+        self.start: float | None = None  # when the warm-up ended
+        self.since_start = 0             # pictures finished after that
+
+    def finished(self) -> None:
+        self.finished_count += 1
+        if self.finished_count == self.warmup:
+            self.start = self.clock()
+        elif self.start is not None:
+            self.since_start += 1
+
+    def seconds_left(self, remaining: int) -> float | None:
+        if self.start is None or remaining <= 0 or self.since_start < self.min_pictures:
+            return None
+        elapsed = self.clock() - self.start
+        if elapsed < self.min_seconds:
+            return None
+        return remaining * elapsed / self.since_start
+
+    def rate(self) -> float | None:
+        """Pictures per second since the warm-up."""
+        elapsed = self.clock() - self.start if self.start is not None else 0.0
+        return self.since_start / elapsed if self.since_start and elapsed > 0 else None
+
+
 class RunLog:
     """Collects a run's outcome: the report, the failures file (a row as each failure happens),
     ``on_event("failed" | "skipped", path, why)`` as they happen, and a progress bar (terminal) or
@@ -243,7 +283,7 @@ class RunLog:
 
     def __init__(self, out_dir: Path, total: int, report: FolderReport | None = None, *,
                  progress: bool | str = False, on_event: Callable[[str, Path, str], None] | None = None,
-                 every: float = 10.0, stream=None):
+                 every: float = 10.0, stream=None, warmup: int = 1):
         self.out_dir, self.total = Path(out_dir), total
         self.report = report if report is not None else FolderReport()
         self.on_event, self.every = on_event, every
@@ -252,6 +292,8 @@ class RunLog:
         self.bar = None
         self.start = self.last = time.monotonic()
         self.done_before = 0
+        self.warmup = warmup  # pictures of the first network call (Eta)
+        self.eta = Eta(warmup=warmup)
         self._file = None
 
     @property
@@ -263,9 +305,12 @@ class RunLog:
         self.failures_path.unlink(missing_ok=True)
         self.done_before = already_done
         self.start = self.last = time.monotonic()
+        self.eta = Eta(warmup=self.warmup)
         if self.mode == "bar":
             from tqdm import tqdm
-            self.bar = tqdm(total=self.total, initial=already_done, unit="img", dynamic_ncols=True)
+            # tqdm's own estimate counts from the start (model loading included): ours instead (Eta)
+            self.bar = tqdm(total=self.total, initial=already_done, unit="img", dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
         elif self.mode == "lines":
             self._line(already_done, force=True)
         for img, why in self.report.failed:  # failures found while planning
@@ -305,7 +350,10 @@ class RunLog:
         return len(r.written) + len(r.failed) + len(r.skipped_existing)
 
     def _tick(self) -> None:
+        self.eta.finished()
         if self.bar is not None:
+            left = self.eta.seconds_left(self.total - self._count())
+            self.bar.set_postfix_str(f"about {left:.0f} s left" if left is not None else "", refresh=False)
             self.bar.update(1)
         elif self.mode == "lines":
             self._line(self._count())
@@ -315,11 +363,12 @@ class RunLog:
         if not force and now - self.last < self.every:
             return
         self.last = now
-        rate = (done - self.done_before) / max(now - self.start, 1e-9)
-        left = f", about {(self.total - done) / rate:.0f} s left" if rate > 0 and done < self.total else ""
+        rate, left = self.eta.rate(), self.eta.seconds_left(self.total - done)
+        pace = f", {rate:.1f} pictures/s" if rate is not None else ""
+        left = f", about {left:.0f} s left" if left is not None else ""
         pct = 100.0 * done / self.total if self.total else 100.0
-        print(f"fillgap: {done}/{self.total} ({pct:.0f} %), {len(self.report.failed)} failed, "
-              f"{rate:.1f} pictures/s{left}", file=self.stream, flush=True)
+        print(f"fillgap: {done}/{self.total} ({pct:.0f} %), {len(self.report.failed)} failed{pace}{left}",
+              file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -111,7 +111,8 @@ def fill_folder(image_dir: Path, mask_dir: Path, out_dir: Path, model: FillMetho
                 output_format: str = "auto", on_event: Callable[[str, Path, str], None] | None = None,
                 progress_every: float = 10.0, strategy: str = "auto", blend: str = "hard",
                 invert_mask: bool = False, force: bool = False, mask_threshold: int | None = None) -> FolderReport:
-    """Fill every picture under ``image_dir`` with its mask from ``mask_dir`` into ``out_dir``
+    """Fill every picture under ``image_dir`` with its mask from ``mask_dir`` (or with one mask
+    file for all, when ``mask_dir`` is a file) into ``out_dir``
     (same relative paths; lossy inputs written as PNG unless ``output_format`` says otherwise).
     Pictures without a mask, unreadable files and failed writes are listed in the report's
     ``failed`` (and in ``out_dir/fillgap-failures.csv``); existing outputs in ``skipped_existing``;
@@ -130,7 +131,7 @@ def fill_folder(image_dir: Path, mask_dir: Path, out_dir: Path, model: FillMetho
     out_dir = Path(out_dir)
     run = plan_run(Path(image_dir), mask_dir, out_dir, output_format)
     log = RunLog(out_dir, len(run.rows) + len(run.failed), progress=progress, on_event=on_event,
-                 every=progress_every)
+                 every=progress_every, warmup=batch_size)
     todo = triage(run, log, overwrite)
     with locked_run(out_dir, log, todo):
         if todo:

@@ -16,8 +16,14 @@ through pyarrow (atomic where the store's ``move`` is; written, not tested again
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import re
 import secrets
+import select
+import sys
+import threading
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
@@ -133,6 +139,92 @@ class FillActor:
         return {"picture": batch["picture"], "output": batch["output"], "status": status, "reason": reason}
 
 
+# What Ray says on every run that means nothing to a fillgap user; everything else it prints (its
+# real errors, ours) still shows. Python loggers (logger name, start of the message):
+RAY_NOISE_LOGS = (
+    # token authentication on (Ray's default) for the local cluster fillgap starts: nothing to do
+    ("ray._private.authentication.authentication_token_setup", "Token authentication is enabled"),
+    # fillgap turns Ray Data's progress bars off: its own progress lines and bar report the run
+    ("ray.data._internal.progress", "Progress bars disabled"),
+)
+# Lines of Ray's C++ core on the driver's stderr: Ray Data's own actor pool triggers this error-level
+# line on every run (https://github.com/ray-project/ray/issues/57733), though fillgap's actor
+# arguments are small names and settings.
+RAY_NOISE_LINES = re.compile(rb"core_worker\.cc:\d+: Actor with class name: .* has constructor arguments in the "
+                             rb"object store and max_restarts > 0")
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, start: str):
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.start)
+
+
+def quiet_ray_logs() -> None:
+    """Drop ``RAY_NOISE_LOGS`` (once per process; the filters stay on the loggers)."""
+    for name, start in RAY_NOISE_LOGS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) and f.start == start for f in logger.filters):
+            logger.addFilter(_DropMessages(start))
+
+
+@contextlib.contextmanager
+def drop_stderr_lines(pattern: re.Pattern, fd: int = 2):
+    """Lines written to ``fd`` (the process's stderr: C++ code writes there directly, past
+    ``sys.stderr``) that match ``pattern`` are dropped, the others passed on as they come (a
+    progress bar's ``\\r`` updates too). Only for the block: the descriptor is restored after it."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(fd)
+    except (OSError, ValueError, AttributeError):  # no usable stderr (closed, replaced): nothing to filter
+        yield
+        return
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, fd)
+    os.close(write_end)
+    stop = threading.Event()
+
+    def forward(data: bytes) -> None:
+        try:
+            while data:
+                data = data[os.write(saved, data):]
+        except OSError:
+            pass  # stderr closed by the reader (a pipe into `head`): nothing to show it to
+
+    def pump() -> None:
+        pending = b""
+        while True:
+            if select.select([read_end], [], [], 0.1)[0]:
+                chunk = os.read(read_end, 65536)
+                if not chunk:  # no writer left: the block is over
+                    break
+                pending += chunk
+                *whole, pending = re.split(rb"(?<=[\n\r])", pending)
+                forward(b"".join(line for line in whole if not pattern.search(line)))
+            elif pending:  # nothing more for 0.1 s: a progress bar's update, a prompt
+                forward(pending)
+                pending = b""
+            elif stop.is_set():  # restored; a child process may still hold the pipe open
+                break
+        if pending and not pattern.search(pending):
+            forward(pending)
+
+    thread = threading.Thread(target=pump, name="fillgap-ray-stderr", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, fd)  # the pipe's write end closes: the pump drains it and ends
+        stop.set()
+        thread.join(timeout=5)
+        os.close(read_end)
+        os.close(saved)
+
+
 def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Use the Ray already connected, else join ``address`` (auto, ray://HOST:10001, HOST:6379), else
     start a local Ray. True when this call connected (and so should disconnect)."""
@@ -140,6 +232,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     if ray.is_initialized():
         return False
     logging.getLogger("ray").setLevel(logging.WARNING)
+    quiet_ray_logs()
     options = {}
     if address is None:
         # Ray runs its workers at nice 15 by default: on a machine shared with other work that
@@ -162,7 +255,7 @@ def fill_ray(source: Path, mask_dir: Path | None, out_dir: Path, model=None, *, 
              strategy: str = "auto", max_side: int | None = None, blend: str = "hard",
              runtime: str = "auto", invert_mask: bool = False, force: bool = False,
              mask_threshold: int | None = None) -> FolderReport:
-    """The Ray engine: ``source`` a folder (masks in ``mask_dir``) or a manifest (.csv/.parquet).
+    """The Ray engine: ``source`` a folder (masks in ``mask_dir``, or ``mask_dir`` one mask file for all) or a manifest (.csv/.parquet).
     ``model``: anything ``fillgap.methods.get_method`` takes (a name or a checkpoint path is loaded
     by each actor; a loaded network or method is shipped to each actor once). Returns the same
     report as the local engine."""
@@ -182,7 +275,7 @@ def fill_ray(source: Path, mask_dir: Path | None, out_dir: Path, model=None, *, 
     out_dir = Path(out_dir)
     run = plan_run(Path(source), mask_dir, out_dir, output_format)
     log = RunLog(out_dir, len(run.rows) + len(run.failed), progress=progress, on_event=on_event,
-                 every=progress_every)
+                 every=progress_every, warmup=batch_size)
     todo = triage(run, log, overwrite, uris_ok=True)
     if not todo:
         with locked_run(out_dir, log, todo):
@@ -191,8 +284,9 @@ def fill_ray(source: Path, mask_dir: Path | None, out_dir: Path, model=None, *, 
     with locked_run(out_dir, log, todo):
         started = connect(address, num_cpus)
         try:
-            _execute(todo, log, model, actors, gpus_per_actor, batch_size, dilate, overwrite, resize_mask,
-                     threads_per_actor, settings, runtime)
+            with drop_stderr_lines(RAY_NOISE_LINES):
+                _execute(todo, log, model, actors, gpus_per_actor, batch_size, dilate, overwrite, resize_mask,
+                         threads_per_actor, settings, runtime)
         except (FillgapError, KeyboardInterrupt):
             raise
         except Exception as exc:  # an actor that cannot start, a lost node: one line, outputs kept
@@ -213,6 +307,7 @@ def _execute(todo, log: RunLog, model, actors, gpus_per_actor, batch_size, dilat
 
     for name in ("ray", "ray.data"):  # Ray Data logs each dataset's start and end at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_ray_logs()  # also when Ray was connected before fill_ray
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the RunLog reports progress
     ctx.enable_auto_log_stats = False

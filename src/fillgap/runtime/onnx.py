@@ -32,6 +32,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,44 @@ from ..models import InpaintModel
 FORMAT = "fillgap-onnx-1"  # bump when inputs, outputs or metadata change meaning
 CACHE_MAX_BYTES = 512 * 1024 * 1024  # the export cache's cap: least recently used exports go first
 CACHE_LOCK = ".fillgap-onnx-lock"
+# Seconds `fillgap export --onnx x.onnx` took for the shipped model (ffc-small) on a 2-core CPU
+# (docs/onnx.md): said before an export starts, as torch's exporter prints nothing meanwhile.
+EXPORT_SECONDS_HINT = 80
+
+
+def export_notice(what: str, why: str = "") -> str:
+    """The line printed before an export starts (``why``: what it is for, e.g. the cache)."""
+    return (f"fillgap: exporting {what} to ONNX{why}: about {EXPORT_SECONDS_HINT} s for the shipped model on "
+            "a 2-core CPU, longer for bigger networks")
+
+
+@contextlib.contextmanager
+def _elapsed(label: str, stream=None):
+    """On a terminal, ``label`` and the seconds spent so far, redrawn every second: the exporter's
+    steps say nothing for a minute or more. Elsewhere (a log) nothing."""
+    stream = stream if stream is not None else sys.stderr
+    if not getattr(stream, "isatty", lambda: False)():
+        yield
+        return
+    start, stop = time.monotonic(), threading.Event()
+
+    def draw(end: str = "") -> None:
+        stream.write(f"\r{label} {time.monotonic() - start:.0f} s{end}")
+        stream.flush()
+
+    def tick() -> None:
+        while not stop.wait(1.0):
+            draw()
+
+    ticker = threading.Thread(target=tick, name="fillgap-export-progress", daemon=True)
+    draw()
+    ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        ticker.join()
+        draw("\n")
 
 
 @dataclass
@@ -82,8 +121,10 @@ def _metadata(model: InpaintModel, source: str) -> dict[str, str]:
 
 
 def export_onnx(model: InpaintModel, path: str | Path, overwrite: bool = False, source: str = "",
-                check: bool = True) -> ExportReport:
-    """Write ``model`` as ONNX to ``path`` (atomically); with ``check``, compare ONNX Runtime with torch."""
+                check: bool = True, progress: bool = False) -> ExportReport:
+    """Write ``model`` as ONNX to ``path`` (atomically); with ``check``, compare ONNX Runtime with torch.
+    ``progress``: each step's seconds so far on stderr, when it is a terminal."""
+    step = _elapsed if progress else (lambda label: contextlib.nullcontext())
     import onnx
 
     path = Path(path)
@@ -110,7 +151,7 @@ def export_onnx(model: InpaintModel, path: str | Path, overwrite: bool = False, 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         try:
-            with _quiet(), torch.no_grad():
+            with step("fillgap: tracing and converting the network..."), _quiet(), torch.no_grad():
                 torch.onnx.export(model, (x, m), str(tmp), dynamo=True, input_names=["image", "mask"],
                                   output_names=["filled"], dynamic_shapes=dynamic, external_data=False)
         except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds; the first line says which op
@@ -126,9 +167,10 @@ def export_onnx(model: InpaintModel, path: str | Path, overwrite: bool = False, 
             ch, cw = (side, side) if fixed else (side + 3 * k, side - 5 * k)
             xc = torch.rand(1, model.channels, ch, cw, generator=gen)
             mc = (torch.rand(1, 1, ch, cw, generator=gen) > 0.6).float()
-            with torch.no_grad():
-                ref = model(xc, mc)
-            got = OnnxSession(tmp, threads=1).run(xc, mc)
+            with step("fillgap: checking onnxruntime against torch..."):
+                with torch.no_grad():
+                    ref = model(xc, mc)
+                got = OnnxSession(tmp, threads=1).run(xc, mc)
             report.max_abs_diff, report.check_size = float((got - ref).abs().max()), (ch, cw)
             if not report.max_abs_diff < 1e-3:
                 raise FillgapError(f"the exported graph does not match the torch network "
@@ -266,8 +308,11 @@ def exported_path(model: InpaintModel, source: str | Path | None) -> Path:
                 if state != "missing":
                     print(f"fillgap: warning: the cached ONNX export {cached} {state}: exporting it again",
                           file=sys.stderr, flush=True)
+                else:  # the first --runtime onnx fill of these weights waits for the export
+                    print(export_notice(src.name if src.is_file() else stem, f" once (cached in {cached.parent})"),
+                          file=sys.stderr, flush=True)
                 _sidecar(cached).unlink(missing_ok=True)  # no stale checksum beside a new file
-                export_onnx(model, cached, overwrite=True, source=str(src))
+                export_onnx(model, cached, overwrite=True, source=str(src), progress=True)
                 atomic_write_text(_sidecar(cached), sha256_file(cached) + "\n")
                 _evict(cached.parent, keep=cached)
     try:
