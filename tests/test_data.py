@@ -28,6 +28,7 @@ from fillgap.data.datasets import BUNDLED, ArrayImages, FolderImages, InpaintDat
 from fillgap.data.mnist import idx_bytes, mnist_source, read_idx
 from fillgap.data.photos import PHOTO_LIST, SPLITS, photo_list, photo_source
 from fillgap.errors import FillgapError
+from fillgap.eval.protocol import PROTOCOL_DIR
 from fillgap.masks import MaskGenerator, make_rng
 
 # ---------------------------------------------------------------- idx / MNIST
@@ -81,7 +82,7 @@ def test_mnist_source_has_the_photo_source_interface(tmp_path):
 # ---------------------------------------------------------------- the reviewed photo list
 
 COLUMNS = ["name", "source", "path", "split", "licence", "author", "width", "height", "sha256", "phash"]
-V1 = json.loads((Path(prep.__file__).parents[1] / "protocols" / "v1.json").read_text())
+V1 = json.loads((PROTOCOL_DIR / "v1.json").read_text())
 
 
 def test_photo_list_columns_and_splits_disjoint_by_photo():

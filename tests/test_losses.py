@@ -5,7 +5,7 @@ import torch
 
 from fillgap.errors import FillgapError
 from fillgap.train.losses import (CompositeLoss, PatchDiscriminator, discriminator_adversarial, fft_l1,
-                            focal_frequency, generator_adversarial, hole_l1, l1, mse, tv_border)
+                          focal_frequency, generator_adversarial, hole_l1, l1, mse, tv_border)
 
 
 def test_pixel_losses_hand_computed():
@@ -92,3 +92,17 @@ def test_texture_energy_asks_for_the_truths_detail_not_its_position():
     far = target.clone()
     far[..., :4, :4] = 0.5
     assert texture_energy(far, target, hole) < 1e-6
+
+
+def test_checker_excess_costs_a_grid_but_not_real_texture():
+    from fillgap.train.losses import checker_excess
+    g = torch.Generator().manual_seed(1)
+    target = 0.5 + 0.1 * torch.randn(1, 3, 32, 32, generator=g)  # noise-like texture
+    hole = torch.zeros(1, 1, 32, 32)
+    hole[..., 8:24, 8:24] = 1
+    yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    grid = 0.5 + 0.15 * ((yy + xx) % 2 * 2 - 1).float().expand(1, 3, 32, 32)  # a 2 x 2 checkerboard
+    shifted = torch.roll(target, shifts=(1, 0), dims=(2, 3))
+    assert checker_excess(target, target, hole) < 1e-6
+    assert checker_excess(shifted, target, hole) < 0.05  # the truth's texture elsewhere: no excess
+    assert checker_excess(grid, target, hole) > 0.2

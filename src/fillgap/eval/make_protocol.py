@@ -1,6 +1,6 @@
 """Write an evaluation protocol from the ``test`` split of photos.csv (protocol v2 and later).
 
-    python -m fillgap.eval.make_protocol v2            # rewrite src/fillgap/protocols/v2.json
+    python -m fillgap.eval.make_protocol v2            # rewrite src/fillgap/eval/protocols/v2.json
     python -m fillgap.eval.make_protocol v2 --check    # recompute and compare, write nothing
 
 A maintainer's tool, run when photos.csv's test split changes (a new list is a new protocol
@@ -91,7 +91,7 @@ def to_json(protocol: Protocol) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fillgap.eval.make_protocol", description=__doc__.splitlines()[0])
-    parser.add_argument("name", help="protocol name, e.g. v2 (written to src/fillgap/protocols/<name>.json)")
+    parser.add_argument("name", help="protocol name, e.g. v2 (written to src/fillgap/eval/protocols/<name>.json)")
     parser.add_argument("--version", type=int, help="version number (default: the digits of the name)")
     parser.add_argument("--check", action="store_true", help="compare with the stored file; write nothing")
     args = parser.parse_args(argv)
