@@ -18,7 +18,7 @@ from PIL import Image
 
 from fillgap.methods import classical
 from fillgap.data.photos import data_root
-from fillgap.models.attention import aggregate_residual
+from fillgap.fill.cra import aggregate_residual
 
 Image.MAX_IMAGE_PIXELS = None
 torch.set_num_threads(1)

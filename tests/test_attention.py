@@ -3,7 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from fillgap.models import create_model
-from fillgap.models.attention import AttentionBlock, ContextualAttention, aggregate_residual, contextual_attention
+from fillgap.fill.cra import aggregate_residual
+from fillgap.models.attention import AttentionBlock, ContextualAttention, contextual_attention
 
 
 def _copied_region(size=20, c=6, seed=0):
@@ -182,6 +183,6 @@ def test_aggregate_residual_on_uint8_is_the_float_result_rounded():
 
 
 def test_area_resize_of_uint8_equals_the_float_interpolation():
-    from fillgap.imageio import area_resize, as_float
+    from fillgap.fill.tensors import area_resize, as_float
     pixels = torch.randint(0, 256, (2, 3, 37, 50), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
     assert torch.equal(area_resize(pixels, (10, 13)), F.interpolate(as_float(pixels), size=(10, 13), mode="area"))

@@ -13,7 +13,7 @@ from PIL import Image
 
 from fillgap.fill import array_route, composite, inpaint
 from fillgap.fill.plan import Window
-from fillgap.imageio import round_to_uint8_
+from fillgap.fill.tensors import round_to_uint8_
 from fillgap.methods import FillMethod, get_method
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")

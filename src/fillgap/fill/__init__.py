@@ -30,7 +30,7 @@ import numpy as np
 
 from ..cancel import checkpoint
 from ..errors import FillgapError
-from ..imageio import mask_to_tensor, to_tensor
+from .tensors import mask_to_tensor, to_tensor
 from ..methods import DEFAULT_RUNTIME, FillMethod, get_method
 from .composite import composite
 from .mask import BLENDS, as_mask, check_blend, check_dilate, prepare_mask, resize_mask

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._lazy import lazy
-from ..imageio import round_to_uint8_
+from .tensors import round_to_uint8_
 from .plan import Window
 
 torch = lazy("torch")  # not for the uint8 fills of classical methods (``_composite_array``)

@@ -7,7 +7,7 @@
 - ``cra``: contextual residual aggregation (Yi et al., CVPR 2020): the window is filled at
   <= ``CRA_SIDE`` px, upsampled, and the known region's high frequencies (the picture minus
   its blurred self) are copied into the hole with hole-to-context attention weights computed
-  at the low resolution (``fillgap.models.attention.aggregate_residual``), so a large window
+  at the low resolution (``fillgap.fill.cra.aggregate_residual``), so a large window
   gets a sharp fill for the cost of a small one.
 - ``auto`` (default): per window, ``crop`` when it fits the method's limit, ``cra`` beyond.
 """
@@ -17,7 +17,7 @@ import numbers
 
 from .._lazy import lazy
 from ..errors import FillgapError, did_you_mean
-from ..imageio import area_resize, as_float
+from .tensors import area_resize, as_float
 from ..methods import FillMethod
 from ..runtime.threads import apply_torch_threads
 
@@ -53,7 +53,7 @@ def check_max_side(max_side) -> int | None:
 def _aggregate():
     """``aggregate_residual`` when the attention module is part of this build, else None."""
     try:
-        from ..models.attention import aggregate_residual
+        from .cra import aggregate_residual
     except ImportError:
         return None
     return aggregate_residual

@@ -45,7 +45,8 @@ from ..data import InpaintDataset, make_source
 from .distributed import convert_cpu_sync_batchnorm, dist_env
 from ..errors import FillgapError
 from ..fsutil import atomic_write_text, folder_lock, remove_stale_temps
-from ..imageio import to_uint8, write_image
+from ..fill.tensors import to_uint8
+from ..imageio import write_image
 from .losses import (CompositeLoss, PatchDiscriminator, discriminator_adversarial, feature_matching,
                      generator_adversarial)
 from ..masks import MaskGenerator
