@@ -7,7 +7,7 @@ mask sets: "fixed" (the same 40x60 box in every picture, e.g. a date stamp: ever
 the same size, so batches fill up) and "random" (mixture strokes, different in every picture:
 windows rarely share a size). Each setting fills the whole folder into a fresh output folder
 with fillgap.engines.local.fill_folder (model loaded once, outside the timing); the baseline is the
-previous loop, fillgap.api.fill_file on one picture after the other. Settings run in
+previous loop, fillgap.files.fill_file on one picture after the other. Settings run in
 interleaved rounds (--repeats); the median wall time (pictures/s) and CPU time (ms of this
 process's CPU per picture, all threads) are reported with every round's. The model is the shipped
 default when present, else an untrained ffc-small (same cost per call). Writes
@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fillgap.api import fill_file, plan_folder
+from fillgap.engines.plan import plan_folder
+from fillgap.files import fill_file
 from fillgap.engines.local import fill_folder
 from fillgap.checkpoint import DEFAULT_WEIGHTS, load_model
 from fillgap.data import bundled_photos

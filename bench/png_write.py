@@ -50,13 +50,13 @@ def find_original(given: str | None) -> Path:
 
 
 def child_steps(image: str, mask: str, out: str, level: str) -> None:
-    """The steps of ``fillgap fill`` (``fillgap.api.fill_file``) one by one, from a fresh process."""
+    """The steps of ``fillgap fill`` (``fillgap.files.fill_file``) one by one, from a fresh process."""
     t0 = time.perf_counter()
     from fillgap.cli import main  # noqa: F401 - the CLI's own import cost
     t_cli = time.perf_counter()
     import torch  # noqa: F401
 
-    from fillgap.api import load_mask_for
+    from fillgap.files import load_mask_for
     from fillgap.fill import inpaint
     from fillgap.fsutil import atomic_write
     from fillgap.imageio import check_output, encode_image, read_picture

@@ -12,8 +12,9 @@ import torch
 from PIL import Image
 
 from fillgap import inpaint, load_model
-from fillgap.api import plan_folder
-from fillgap.engines.local import _output_lock, fill_folder
+from fillgap.engines.plan import plan_folder
+from fillgap.engines.common import _output_lock
+from fillgap.engines.local import fill_folder
 from fillgap.checkpoint import save_checkpoint
 from fillgap.errors import FillgapError
 from fillgap.imageio import read_image, read_mask

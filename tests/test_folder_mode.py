@@ -188,7 +188,7 @@ def test_one_mask_for_a_folder_refusals(tmp_path, model_path, capsys, extra, fra
 
 
 def test_one_mask_kept_in_the_picture_folder_is_not_filled(tmp_path):
-    from fillgap.api import plan_folder
+    from fillgap.engines.plan import plan_folder
 
     images, masks = make_pictures(tmp_path, ["a.png", "b.png"])
     (masks / "a.png").rename(images / "logo-mask.png")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fillgap.api import MAX_HOLE_SHARE, check_mask, fill_file, mask_problem
+from fillgap.files import MAX_HOLE_SHARE, check_mask, fill_file, mask_problem
 from fillgap.cli import main
 from fillgap.errors import FillgapError
 from fillgap.fill import inpaint

@@ -404,7 +404,7 @@ def test_a_fill_keeps_the_photos_colour_profile_and_exif(tmp_path, suffix):
     """A photographer's file comes back with its ICC profile (a wide-gamut photo shown without it
     has the wrong colours) and its EXIF, less the orientation tag: the pixels are upright now."""
     from PIL import ImageCms
-    from fillgap.api import fill_file
+    from fillgap.files import fill_file
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     exif = Image.Exif()
     exif[0x010F] = "Canon"   # make
@@ -425,7 +425,7 @@ def test_a_greyscale_photo_comes_back_greyscale_with_its_profile(tmp_path):
     the network's three channels differ a little), known pixels identical, its grey profile kept;
     a profile of another colour space than the output's is dropped."""
     from PIL import ImageCms
-    from fillgap.api import fill_file
+    from fillgap.files import fill_file
     grey_icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
     grey_icc[16:20] = b"GRAY"  # the header's colour-space field: a grey picture's profile
     grey = picture(40, 50)[..., 0]
@@ -466,7 +466,7 @@ def test_metadata_is_rebuilt_for_every_output_format(tmp_path):
     JPEG writer; a greyscale picture with alpha becomes an RGBA BMP and an RGB WebP without its
     grey profile."""
     from PIL import ImageCms
-    from fillgap.api import fill_file
+    from fillgap.files import fill_file
     mask = np.zeros((40, 50), np.uint8)
     mask[10:20, 10:20] = 255
     Image.fromarray(mask).save(tmp_path / "m.png")
@@ -505,7 +505,7 @@ def test_metadata_is_rebuilt_for_every_output_format(tmp_path):
 
 def test_a_16_bit_picture_keeps_its_profile(tmp_path):
     from PIL import ImageCms
-    from fillgap.api import fill_file
+    from fillgap.files import fill_file
     grey_icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
     grey_icc[16:20] = b"GRAY"
     Image.fromarray((picture(40, 50)[..., 0].astype(np.uint16) * 257)).save(tmp_path / "in16.png", icc_profile=bytes(grey_icc))

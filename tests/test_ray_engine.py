@@ -15,8 +15,8 @@ from PIL import Image
 ray = pytest.importorskip("ray", reason="the Ray engine needs the ray extra: pip install 'fillgap[ray]'")
 
 from fillgap.checkpoint import save_checkpoint  # noqa: E402
-from fillgap.engines.common import FAILURES_NAME, read_failures  # noqa: E402
-from fillgap.engines.local import _output_lock, fill_folder  # noqa: E402
+from fillgap.engines.common import FAILURES_NAME, _output_lock, read_failures  # noqa: E402
+from fillgap.engines.local import fill_folder  # noqa: E402
 from fillgap.engines.ray import fill_ray  # noqa: E402
 from fillgap.errors import FillgapError  # noqa: E402
 from fillgap.models import create_model  # noqa: E402

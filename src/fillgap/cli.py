@@ -161,7 +161,7 @@ def fill(
     gpus_per_actor: float = typer.Option(0.0, "--gpus-per-actor", min=0.0, metavar="N", rich_help_panel=_RAY,
                                          help="GPUs per actor."),
 ):
-    from .api import fill_file
+    from .files import fill_file
     from .fill import check_blend, check_max_side, check_strategy
     from .methods import check_spec, get_method
     from .runtime.threads import set_threads

@@ -10,16 +10,19 @@ from __future__ import annotations
 import csv
 import io
 import os
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from ..api import FolderReport, plan_folder
 from ..errors import FillgapError, did_you_mean
-from ..fsutil import printable
+from ..fsutil import folder_lock, printable, remove_stale_temps
 from ..imageio import IMAGE_SUFFIXES, output_state
+from .plan import FolderReport, plan_folder
 
 FAILURES_NAME = "fillgap-failures.csv"  # in the output folder: one row per picture that failed
 LOSSY_SUFFIXES = {".jpg", ".jpeg", ".webp"}
@@ -404,3 +407,51 @@ def read_failures(out_dir: Path) -> list[tuple[str, str]]:
         return []
     rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
     return [tuple(r) for r in rows[1:]]
+
+
+# -- the run: its output folder locked, its log written ------------------------------------
+def _output_lock(out_dir: Path):
+    """An exclusive lock on the output folder for the run (released by the OS if the run dies)."""
+    return folder_lock(out_dir, "fillgap run")
+
+
+def _remove_stale_temps(out_dir: Path) -> int:
+    """Temp files of writes cut short by a SIGKILL (safe: we hold the folder's lock)."""
+    return remove_stale_temps(out_dir)
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM handled like Ctrl-C, so the writes in flight finish (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def locked_run(out_dir: Path, log: RunLog, todo: list):
+    """The output folder created and locked, stale temp files gone, the log started (when there
+    is anything to do or to record)."""
+    if not todo and not log.report.failed:
+        yield
+        return
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FillgapError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
+    with _output_lock(out_dir), _sigterm_as_interrupt():
+        _remove_stale_temps(out_dir)
+        log.begin(log.total - len(todo))
+        try:
+            yield
+        finally:
+            log.close()

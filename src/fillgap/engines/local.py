@@ -22,11 +22,8 @@ by the next run. A lock file in the output folder keeps two runs from writing th
 """
 from __future__ import annotations
 
-import signal
-import threading
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -34,13 +31,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..api import FolderReport, _same_format, adjust_mask, load_mask_for
-from .common import RunLog, plan_run, triage
+from ..files import _same_format, adjust_mask, load_mask_for
+from .plan import FolderReport
+from .common import RunLog, locked_run, plan_run, triage
 from ..errors import FillgapError
 from ..fill import WindowJob, check_max_side, check_strategy, composite, prepare_mask
 from ..fill import plan as plan_windows
 from ..fill import run as run_windows
-from ..fsutil import WriteError, folder_lock, remove_stale_temps
+from ..fsutil import WriteError
 from ..imageio import copy_file, output_state, read_picture, write_image
 from ..methods import FillMethod, get_method
 from ..models import InpaintModel
@@ -78,33 +76,6 @@ def _prepare(image: Path, mask: Path, out: Path, method: FillMethod, dilate: int
     return _Job(image, out, rgb, alpha, metadata, grey, hole_alpha, windows, rgb.copy(), len(windows))
 
 
-def _output_lock(out_dir: Path):
-    """An exclusive lock on the output folder for the run (released by the OS if the run dies)."""
-    return folder_lock(out_dir, "fillgap run")
-
-
-def _remove_stale_temps(out_dir: Path) -> int:
-    """Temp files of writes cut short by a SIGKILL (safe: we hold the folder's lock)."""
-    return remove_stale_temps(out_dir)
-
-
-@contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM handled like Ctrl-C, so the writes in flight finish (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def fill_folder(image_dir: Path, mask_dir: Path, out_dir: Path, model: FillMethod | InpaintModel | str | None,
                 *, workers: int = 2, batch_size: int = 8, dilate: int = 0, overwrite: bool = False,
                 resize_mask: bool = False, progress: bool | str = False, max_side: int | None = None,
@@ -119,7 +90,7 @@ def fill_folder(image_dir: Path, mask_dir: Path, out_dir: Path, model: FillMetho
     folders named like pictures in ``skipped``. ``on_event("failed" | "skipped", path, why)`` is
     called as they happen.
     ``progress``: True or "bar" (a terminal), "lines" (a line every ``progress_every`` s on stdout).
-    ``invert_mask``, ``mask_threshold``, ``force``: as in ``fillgap.api.fill_file``; a refused mask
+    ``invert_mask``, ``mask_threshold``, ``force``: as in ``fillgap.files.fill_file``; a refused mask
     fails its picture only."""
     if workers < 1 or batch_size < 1:
         raise FillgapError("--workers and --batch-size must be at least 1")
@@ -137,26 +108,6 @@ def fill_folder(image_dir: Path, mask_dir: Path, out_dir: Path, model: FillMetho
         if todo:
             _run(todo, get_method(model), log, workers, batch_size, overwrite, fill_args)
     return log.report
-
-
-@contextmanager
-def locked_run(out_dir: Path, log: RunLog, todo: list):
-    """The output folder created and locked, stale temp files gone, the log started (when there
-    is anything to do or to record)."""
-    if not todo and not log.report.failed:
-        yield
-        return
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FillgapError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
-    with _output_lock(out_dir), _sigterm_as_interrupt():
-        _remove_stale_temps(out_dir)
-        log.begin(log.total - len(todo))
-        try:
-            yield
-        finally:
-            log.close()
 
 
 def _run(todo, method, log: RunLog, workers, batch_size, overwrite, fill_args) -> None:

@@ -6,7 +6,7 @@ picture is a row in ``OUT/fillgap-failures.csv``, not a stopped job. The driver 
 holds the output folder's lock and keeps the log; the actors load the model once each and do the
 reading, filling and writing, so pixels never travel through the driver.
 
-Each actor fills its pictures one at a time through ``fillgap.api.fill_file`` (the same function
+Each actor fills its pictures one at a time through ``fillgap.files.fill_file`` (the same function
 as a single-picture ``fillgap fill``: ``fillgap.fill``'s one pipeline), so its outputs equal the
 local engine's byte for byte.
 
@@ -27,7 +27,7 @@ import threading
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from ..api import FolderReport
+from .plan import FolderReport
 from ..errors import FillgapError
 from .common import RunLog, local_path, not_ours, plan_run, triage
 from ..imageio import output_state
@@ -59,8 +59,8 @@ def _fill_uri(picture, mask, output, method, dilate: int, overwrite: bool, resiz
     def load(p):
         return Path(p).read_bytes() if local_path(p) is not None else _read_bytes(str(p))
 
-    from ..api import adjust_mask, check_mask
-    from ..fill import resize_mask as resize_mask_to
+    from ..files import adjust_mask, check_mask
+    from ..fill.mask import mask_for
 
     settings = dict(settings)
     invert, threshold, force = (settings.pop(k, d) for k, d in (("invert_mask", False), ("mask_threshold", None),
@@ -68,11 +68,7 @@ def _fill_uri(picture, mask, output, method, dilate: int, overwrite: bool, resiz
     rgb, alpha, metadata, grey = read_picture_bytes(load(picture), name=str(picture))
     original = read_mask_bytes(load(mask), name=str(mask))
     m = adjust_mask(original, invert, threshold)
-    if m.shape != rgb.shape[:2] and not resize_mask:
-        raise FillgapError(f"mask {mask} is {m.shape[1]}x{m.shape[0]} but the image is "
-                           f"{rgb.shape[1]}x{rgb.shape[0]} (pass --resize-mask to scale it)")
-    if m.shape != rgb.shape[:2]:
-        m = resize_mask_to(m, rgb.shape[:2])
+    m = mask_for(m, rgb.shape[:2], resize_mask, f"mask {mask}")
     check_mask(m, mask, force, original)  # as fill_file checks a local mask
     result = inpaint(rgb, m, method, dilate, **settings)
     fmt = OUTPUT_FORMATS.get(PurePosixPath(str(output)).suffix.lower())
@@ -93,7 +89,7 @@ def _fill_uri(picture, mask, output, method, dilate: int, overwrite: bool, resiz
 def fill_one(picture, mask, output, method, dilate: int = 0, overwrite: bool = False,
              resize_mask: bool = False, settings: dict | None = None) -> tuple[str, str]:
     """(status, reason) of one row: written, exists (a rerun, or a retried task), or failed."""
-    from ..api import fill_file
+    from ..files import fill_file
     out, img, msk = local_path(output), local_path(picture), local_path(mask)
     try:
         if out is not None and img is not None and msk is not None:
@@ -261,13 +257,13 @@ def fill_ray(source: Path, mask_dir: Path | None, out_dir: Path, model=None, *, 
     report as the local engine."""
     from ..fill import check_blend, check_dilate, check_max_side, check_strategy
     from ..methods import get_method
-    from .local import locked_run
+    from .common import locked_run
     if actors < 1 or batch_size < 1 or gpus_per_actor < 0:
         raise FillgapError("--actors and --batch-size must be at least 1, --gpus-per-actor at least 0")
     check_dilate(dilate), check_blend(blend)
     import numpy as np
 
-    from ..api import adjust_mask
+    from ..files import adjust_mask
     adjust_mask(np.zeros((1, 1), np.float32), threshold=mask_threshold)  # a bad threshold fails here, once
     settings = dict(strategy=check_strategy(strategy), max_side=check_max_side(max_side), blend=blend,
                     invert_mask=invert_mask, force=force, mask_threshold=mask_threshold)

@@ -52,6 +52,20 @@ def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
+def mask_for(mask: np.ndarray, shape: tuple[int, int], resize: bool = False, label: object = "the mask",
+             hint: str = "pass --resize-mask to scale it") -> np.ndarray:
+    """``mask`` for a picture of ``shape`` (H, W): as it is when the sizes match, scaled by
+    ``resize_mask`` (thin strokes survive) when ``resize``, else a one-line error naming both sizes
+    and ``hint`` (the CLI's flag; the server names its form field). The API, the CLI, the server
+    and Ray all check a mask's size here."""
+    h, w = shape
+    if mask.shape[:2] == (h, w):
+        return mask
+    if not resize:
+        raise FillgapError(f"{label} is {mask.shape[1]}x{mask.shape[0]} but the image is {w}x{h} ({hint})")
+    return resize_mask(mask, (h, w))
+
+
 def check_dilate(dilate) -> int:
     if isinstance(dilate, bool) or not isinstance(dilate, numbers.Integral):
         raise FillgapError(f"dilate must be a whole number of pixels, got {dilate!r}")
@@ -81,11 +95,7 @@ def prepare_mask(mask: np.ndarray, shape: tuple[int, int], dilate: int = 0, blen
     raw = np.asarray(mask)
     if blend == "hard" and not dilate and raw.shape == (h, w) and raw.dtype in (np.uint8, bool):
         return raw > 0  # the common case, without a float copy of the mask first
-    alpha = as_mask(mask)
-    if alpha.shape != (h, w):
-        if not resize:
-            raise FillgapError(f"mask is {alpha.shape[1]}x{alpha.shape[0]} but the image is {w}x{h}")
-        alpha = resize_mask(alpha, (h, w))
+    alpha = mask_for(as_mask(mask), (h, w), resize, "mask", "resize_mask=True scales it")
     if dilate:
         alpha = dilate_mask(alpha, dilate)
     return alpha > 0 if blend == "hard" else alpha

@@ -18,8 +18,8 @@ from fastapi.staticfiles import StaticFiles
 
 from ..cancel import Cancelled, CancelToken, cancel_on
 from ..errors import FillgapError
-from ..fill import (BLENDS, STRATEGIES, check_blend, check_max_side, check_strategy, inpaint,
-                   resize_mask)
+from ..fill import BLENDS, STRATEGIES, check_blend, check_max_side, check_strategy, inpaint
+from ..fill.mask import mask_for
 from ..fill.strategies import MIN_MAX_SIDE
 from ..imageio import (ImageTooLargeError, Picture, encode_png, read_mask_bytes, read_picture_bytes,
                       write_image)
@@ -226,12 +226,11 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
             raise HTTPProblem(413, f"{exc} (start the server with a larger --max-pixels)") from None
         except FillgapError as exc:
             raise HTTPProblem(422, str(exc)) from None
-        h, w = picture.rgb.shape[:2]
-        if mask.shape != (h, w):
-            if not resize:
-                raise HTTPProblem(422, f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is {w}x{h} "
-                                       "(send a mask of the same size, or resize_mask=true)")
-            mask = resize_mask(mask, (h, w))  # the pipeline's resize: thin strokes survive
+        try:
+            mask = mask_for(mask, picture.rgb.shape[:2], resize,
+                            hint="send a mask of the same size, or resize_mask=true")
+        except FillgapError as exc:
+            raise HTTPProblem(422, str(exc)) from None
         return picture, mask
 
     def fill(rgb: np.ndarray, mask: np.ndarray, dilate: int, options: dict, token: CancelToken) -> np.ndarray:

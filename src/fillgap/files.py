@@ -1,7 +1,7 @@
-"""File-level operations shared by the CLI and the server: fill one file, fill a folder."""
+"""One file at a time, for the CLI, the Python API and the Ray workers: a mask read and checked
+for its picture (inverted, thresholded, refused when it looks wrong), and ``fill_file``."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -9,8 +9,8 @@ import numpy as np
 
 from .errors import FillgapError
 from .fill import check_blend, check_dilate, check_max_side, check_strategy, inpaint
-from .fill import resize_mask as resize_mask_to
-from .imageio import (IMAGE_SUFFIXES, OUTPUT_FORMATS, check_output, copy_file, list_images, read_picture,
+from .fill.mask import mask_for
+from .imageio import (OUTPUT_FORMATS, check_output, copy_file, read_picture,
                       read_mask, write_image)
 from .methods import DEFAULT_RUNTIME, FillMethod, check_spec
 
@@ -79,12 +79,7 @@ def load_mask_for(image_shape: tuple[int, int], mask_path: Path, resize_mask: bo
     would fill most of the picture is refused unless ``force`` (``check_mask``)."""
     original = read_mask(mask_path)
     mask = adjust_mask(original, invert_mask, mask_threshold)
-    h, w = image_shape
-    if mask.shape != (h, w):
-        if not resize_mask:
-            raise FillgapError(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but the image is {w}x{h} "
-                               "(pass --resize-mask to scale it)")
-        mask = resize_mask_to(mask, (h, w))  # the pipeline's resize: thin strokes survive
+    mask = mask_for(mask, image_shape, resize_mask, f"mask {mask_path}")
     check_mask(mask, mask_path, force, original)
     return mask
 
@@ -131,73 +126,3 @@ def fill_file(image_path: Path, mask_path: Path, out_path: Path,
         return write_image(out_path, rgb, alpha=alpha, overwrite=overwrite, **keep)
     result = inpaint(rgb, mask, model, dilate, max_side, strategy=strategy, blend=blend, runtime=runtime)
     return write_image(out_path, result, alpha=alpha, overwrite=overwrite, **keep)
-
-
-def find_mask(mask_dir: Path, relative: Path, existing: dict[Path, Path] | None = None,
-              image: Path | None = None) -> Path | None:
-    """The mask of ``relative`` (an image path relative to its folder): same path and stem (or stem
-    + ``_mask``), any image suffix, .png first. ``existing``: ``mask_index(mask_dir)``, to look up
-    thousands of masks without a file-system call each. ``image``: the picture itself, never its
-    own mask (masks kept beside their pictures)."""
-    stem = mask_dir / relative.with_suffix("")
-    for suffix in (".png", *sorted(IMAGE_SUFFIXES - {".png"})):
-        # with_name, not with_suffix: a stem may hold dots ("scan.v2")
-        for candidate in (stem.with_name(stem.name + suffix), stem.with_name(stem.name + "_mask" + suffix)):
-            found = existing.get(candidate) if existing is not None else candidate if candidate.exists() else None
-            if found is not None and not (image is not None and found.resolve() == image.resolve()):
-                return found
-    return None
-
-
-def mask_index(mask_dir: Path) -> dict[Path, Path]:
-    """Every file under ``mask_dir``, keyed by its path with the suffix in lower case (".PNG" found too)."""
-    return {p.with_name(p.stem + p.suffix.lower()): p for p in Path(mask_dir).rglob("*") if p.is_file()}
-
-
-@dataclass
-class FolderReport:
-    written: list[Path] = field(default_factory=list)
-    skipped_existing: list[Path] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-    skipped: list[tuple[Path, str]] = field(default_factory=list)  # not pictures: folders named like one
-
-
-def plan_folder(image_dir: Path, mask_dir: Path, out_dir: Path) -> list[tuple[Path, Path | None, Path]]:
-    """(image, mask or None, output) for every picture under ``image_dir``. ``mask_dir``: a folder
-    of masks named like the pictures, or one mask file for every picture."""
-    image_dir, mask_dir, out_dir = Path(image_dir), Path(mask_dir), Path(out_dir)
-    if mask_dir.is_file():
-        return _plan_one_mask(image_dir, mask_dir, out_dir)
-    if not mask_dir.is_dir():
-        raise FillgapError(f"mask folder not found: {mask_dir}")
-    if out_dir.resolve() == image_dir.resolve() or out_dir.resolve() == mask_dir.resolve():
-        raise FillgapError(f"output folder {out_dir} is an input folder: choose another one")
-    out_resolved, mask_resolved = out_dir.resolve(), mask_dir.resolve()
-    beside = mask_resolved == image_dir.resolve()  # masks in the picture folder (name_mask.png)
-    skip = [out_resolved] + ([] if beside else [mask_resolved])
-    masks = mask_index(mask_dir)
-    plan = []
-    for img in list_images(image_dir):
-        parents = img.resolve().parents
-        if any(folder in parents for folder in skip):  # output or mask folder inside the input folder
-            continue
-        rel = img.relative_to(image_dir)
-        plan.append((img, find_mask(mask_dir, rel, masks, image=img if beside else None), out_dir / rel))
-    # Masks kept beside their pictures (--mask-dir = the input folder) are not pictures to fill.
-    used = {m.resolve() for _, m, _ in plan if m is not None}
-    return [row for row in plan if row[0].resolve() not in used]
-
-
-def _plan_one_mask(image_dir: Path, mask: Path, out_dir: Path) -> list[tuple[Path, Path | None, Path]]:
-    """``plan_folder`` with the same mask file for every picture (the mask itself, if it lies in
-    the picture folder, is not a picture to fill)."""
-    if out_dir.resolve() == image_dir.resolve():
-        raise FillgapError(f"output folder {out_dir} is an input folder: choose another one")
-    out_resolved, mask_resolved = out_dir.resolve(), mask.resolve()
-    plan = []
-    for img in list_images(image_dir):
-        resolved = img.resolve()
-        if resolved == mask_resolved or out_resolved in resolved.parents:
-            continue
-        plan.append((img, mask, out_dir / img.relative_to(image_dir)))
-    return plan
