@@ -31,7 +31,7 @@ browser:
 	fi
 
 test: $(STAMP) browser
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench tools
 	PYTHONPATH=src $(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
@@ -39,7 +39,7 @@ bench: $(STAMP)
 	$(PY) bench/quality.py
 	$(PY) bench/speed.py
 
-# What a bare GPU machine needs beside the checkout (bench/gpu_train.sh): the train + val photos in
+# What a bare GPU machine needs beside the checkout (tools/gpu_train.sh): the train + val photos in
 # one file (JPEG 90, long side 1024: about 34 MB, so the whole tree stays under a 64 MiB upload)
 # and wheels of the pure-Python packages such machines lack (pydantic), for Python 3.11 and 3.12.
 GPU_WHEELS := pydantic pydantic-core annotated-types typing-inspection typing-extensions

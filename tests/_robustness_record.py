@@ -1,7 +1,7 @@
 """Shared by tests/test_robustness.py and tests/test_fuzz.py: what each bad input shows the user.
 
 The tests add rows as they run; when FILLGAP_ROBUSTNESS_RECORD names a folder, each module
-saves its rows there as JSON at its end, and bench/robustness_table.py turns them into
+saves its rows there as JSON at its end, and tools/robustness_table.py turns them into
 docs/robustness.md. Without the variable nothing is written (a plain `make test`).
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ Each case runs ``fillgap.cli.main([...])`` (in a temporary folder, so the messag
 short relative paths) and checks: the exit code, exactly one line on stderr starting
 ``fillgap: error:`` (or nothing on stderr for a success), no traceback, no warning, and
 what happened to the files. Every case is recorded (see tests/_robustness_record.py);
-``python bench/robustness_table.py`` turns the records into docs/robustness.md.
+``python tools/robustness_table.py`` turns the records into docs/robustness.md.
 """
 from __future__ import annotations
 

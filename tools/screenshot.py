@@ -1,6 +1,6 @@
 """The web app in use, as docs/screenshot.png: a photo with its spoon filled away and a new stroke.
 
-    nice -n 15 python bench/screenshot.py [--model CKPT] [--out docs/screenshot.png]
+    nice -n 15 python tools/screenshot.py [--model CKPT] [--out docs/screenshot.png]
 
 Starts the server in-process on a free loopback port, drives headless Chromium (Debian's
 chromium + chromium-driver, as the browser test does): opens the bundled coffee photo, zooms
@@ -11,11 +11,15 @@ Model: ``--model``, else the shipped default weights when present, else an untra
 """
 from __future__ import annotations
 
+import sys
+
 import argparse
 import tempfile
 import time
 from pathlib import Path
 
+# the bench's shared helpers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from _browser import chrome, drag
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By

@@ -1,6 +1,6 @@
 """Real removals with the shipped model at 100 % zoom, before and after: docs/showcase.png.
 
-    nice -n 5 python bench/showcase.py [--model CKPT] [--out docs/showcase.png] [--overwrite]
+    nice -n 5 python tools/showcase.py [--model CKPT] [--out docs/showcase.png] [--overwrite]
 
 Each row is one edit on a full-resolution photo of the prepared ``test`` split (never seen in
 training; `fillgap data prepare --sets photos`): a blob painted over an object, text written over

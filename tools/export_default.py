@@ -1,7 +1,7 @@
 """Export a training run as a shipped model (a shipped network of fillgap.methods: fillgap-<variant>), with its card.
 
-    python bench/export_default.py runs/ffc-small-v3 [--variant default] [--command "fillgap train ..."]
-    python bench/export_default.py runs/ffc-small-v2 --variant smooth --init runs/init/first-eb5fb19.safetensors
+    python tools/export_default.py runs/ffc-small-v3 [--variant default] [--command "fillgap train ..."]
+    python tools/export_default.py runs/ffc-small-v2 --variant smooth --init runs/init/first-eb5fb19.safetensors
 
 Writes src/fillgap/weights/<file>.safetensors (weights + how to rebuild them in the metadata)
 and its model card: the training command, seed, the hash of the training photo list, steps

@@ -1,7 +1,7 @@
 """Contact sheets of the prepared photos, for reviewing photos.csv by eye.
 
-    python bench/photo_sheet.py --root ~/.cache/fillgap --split test --out test-sheet.png
-    python bench/photo_sheet.py --source deb:scratch --out scratch.png --thumb 200
+    python tools/photo_sheet.py --root ~/.cache/fillgap --split test --out test-sheet.png
+    python tools/photo_sheet.py --source deb:scratch --out scratch.png --thumb 200
 
 Each tile is a prepared photo (fitted into a square) with its row number and name; a new
 row of photos.csv is reviewed by looking at the sheet of its source before it is kept.

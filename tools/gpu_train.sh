@@ -2,7 +2,7 @@
 # Train the flagship on a bare GPU machine from a checkout of this repo, so the GPU's time
 # goes to training, not preparing:
 #
-#   bench/gpu_train.sh PACK RUN MINUTES [CONFIG]
+#   tools/gpu_train.sh PACK RUN MINUTES [CONFIG]
 #
 # PACK: the training data in one file (train + val photos; `make gpu-kit` writes .gpu/train-pack.npz);
 # RUN: the run folder (checkpoints, metrics, grids); an existing RUN/last.pt is resumed;

@@ -1,7 +1,7 @@
 """Write docs/robustness.md from what the robustness and fuzz tests record.
 
-    python bench/robustness_table.py                 # 2,000 fuzz cases per loader, 400 for the server
-    python bench/robustness_table.py --fuzz-cases 200
+    python tools/robustness_table.py                 # 2,000 fuzz cases per loader, 400 for the server
+    python tools/robustness_table.py --fuzz-cases 200
 
 Runs tests/test_robustness.py and tests/test_fuzz.py with FILLGAP_ROBUSTNESS_RECORD set,
 so every case the tests check lands in JSON (bench/results/robustness.json), then turns
@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+# the bench's shared helpers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from _common import save_json, save_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,11 +213,11 @@ def main() -> int:
             return rc
         cli_rows = json.loads((Path(tmp) / "cli.json").read_text())
         fuzz_rows = previous["fuzz"] if previous else json.loads((Path(tmp) / "fuzz.json").read_text())
-    command = "python bench/robustness_table.py" + ("" if args.fuzz_cases == 2000 else
+    command = "python tools/robustness_table.py" + ("" if args.fuzz_cases == 2000 else
                                                     f" --fuzz-cases {args.fuzz_cases}")
     if previous:  # the fuzz section says which run it comes from
         command = previous.get("fuzz_command", previous["command"])
-        command_now = "python bench/robustness_table.py --reuse-fuzz"
+        command_now = "python tools/robustness_table.py --reuse-fuzz"
     else:
         command_now = command
     save_json(args.json.resolve(), {"command": command_now, "fuzz_command": command, "cli": cli_rows,
