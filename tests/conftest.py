@@ -38,3 +38,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> str:
+    """A random (not zero-headed) ffc-tiny as released weights: any difference between paths shows."""
+    from fillgap.checkpoint import export_weights
+    from fillgap.models import create_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    export_weights(path, create_model("ffc-tiny", refine=False))
+    return str(path)
