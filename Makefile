@@ -32,6 +32,7 @@ browser:
 
 test: $(STAMP) browser
 	$(VENV)/bin/ruff check src tests bench tools
+	$(VENV)/bin/ruff format --check src tests bench tools
 	PYTHONPATH=src $(VENV)/bin/lint-imports
 	$(PY) -m pytest
 

@@ -1,13 +1,23 @@
 """Headless Chromium for the bench scripts (Debian's chromium + chromium-driver, as the browser test)."""
+
 from __future__ import annotations
 
 from selenium import webdriver
 from selenium.webdriver.common.action_chains import ActionChains
 
 # No sandbox as root, and no background traffic to a closed network (see the machine notes).
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars"]
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
 
 
 def chrome(width: int, height: int) -> webdriver.Chrome:
@@ -18,8 +28,10 @@ def chrome(width: int, height: int) -> webdriver.Chrome:
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path="/usr/bin/chromedriver"))
     driver.set_script_timeout(300)
     # The page's own size, whatever window decorations headless mode pretends to have.
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+    )
     return driver
 
 

@@ -6,6 +6,7 @@
 run on are shared, so every figure is stored with the load it was measured under); the result
 files are written whole or not at all (``fillgap.fsutil.atomic_write``).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,17 @@ def machine(**extra) -> dict:
     import numpy
     import torch
 
-    info = {"cpus": os.cpu_count(), "machine": platform.machine(), "processor": platform.processor() or None,
-            "python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-            "torch_threads": torch.get_num_threads(), "nice": os.nice(0), "load_average": load_average()}
+    info = {
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "nice": os.nice(0),
+        "load_average": load_average(),
+    }
     info.update(extra)
     return info
 

@@ -15,6 +15,7 @@ network each arm trained.
 
 bench/results/attention-ablation.md is written by hand from those reports (with the load).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,11 +34,22 @@ ROOT = Path(__file__).resolve().parents[1]
 def train(arm: str, minutes: float, steps: int, out: str) -> dict:
     torch.set_num_threads(1)
     shipped = load_model()  # the start of both arms; its settings (e.g. its prior) are kept
-    cfg = load_config(ROOT / "configs" / "ffc-small-photos.yaml", {
-        "model_kwargs": {**shipped.registry_kwargs, "attention": arm == "on"}, "out": f"{out}-{arm}",
-        "max_minutes": minutes,
-        "max_steps": steps, "batch_size": 8, "lr": 2e-4, "lr_final": 5e-5, "checkpoint_every": 50,
-        "log_every": 10, "progress": False, "val_samples": 16})
+    cfg = load_config(
+        ROOT / "configs" / "ffc-small-photos.yaml",
+        {
+            "model_kwargs": {**shipped.registry_kwargs, "attention": arm == "on"},
+            "out": f"{out}-{arm}",
+            "max_minutes": minutes,
+            "max_steps": steps,
+            "batch_size": 8,
+            "lr": 2e-4,
+            "lr_final": 5e-5,
+            "checkpoint_every": 50,
+            "log_every": 10,
+            "progress": False,
+            "val_samples": 16,
+        },
+    )
     trainer = Trainer(cfg)
     # The shipped weights; the new block keeps its zero init.
     missing, unexpected = trainer.model.load_state_dict(shipped.state_dict(), strict=False)
@@ -52,6 +64,7 @@ def score(shard: str, out: str) -> None:
     """Protocol v1 (256 px) cases ``i::n`` through both checkpoints, as ``fillgap eval`` scores them."""
     from fillgap.eval import build_methods, load_images, load_protocol, make_cases
     from fillgap.eval.metrics import image_metrics
+
     torch.set_num_threads(1)
     i, n = map(int, shard.split("/"))
     protocol = load_protocol("v1")
@@ -70,18 +83,26 @@ def score(shard: str, out: str) -> None:
 
 def report(out: str) -> None:
     import numpy as np
-    rows = [r for p in sorted(Path(out).parent.glob(Path(out).name + "-eval-*of*.json")) for r in json.loads(p.read_text())]
+
+    rows = [
+        r for p in sorted(Path(out).parent.glob(Path(out).name + "-eval-*of*.json")) for r in json.loads(p.read_text())
+    ]
     names = [k for k in rows[0] if k not in ("image", "kind", "bucket")]
     print(f"{len(rows)} cases")
-    for group, sel in [("all", rows)] + [(k, [r for r in rows if r["kind"] == k]) for k in dict.fromkeys(r["kind"] for r in rows)]:
+    for group, sel in [("all", rows)] + [
+        (k, [r for r in rows if r["kind"] == k]) for k in dict.fromkeys(r["kind"] for r in rows)
+    ]:
         cells = []
         for name in names:
             psnr = np.mean([r[name]["hole_psnr"] for r in sel])
             ssim = np.mean([r[name]["hole_ssim"] for r in sel])
             cells.append(f"{name} {psnr:.3f} / {ssim:.4f}")
         diff = [r[names[1]]["hole_psnr"] - r[names[0]]["hole_psnr"] for r in sel]
-        print(f"{group:7s} n={len(sel):3d} | " + " | ".join(cells) +
-              f" | on-off hole PSNR {np.mean(diff):+.3f} (on better in {sum(d > 0 for d in diff)}/{len(sel)})")
+        print(
+            f"{group:7s} n={len(sel):3d} | "
+            + " | ".join(cells)
+            + f" | on-off hole PSNR {np.mean(diff):+.3f} (on better in {sum(d > 0 for d in diff)}/{len(sel)})"
+        )
 
 
 def main() -> None:

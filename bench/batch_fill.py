@@ -13,6 +13,7 @@ process's CPU per picture, all threads) are reported with every round's. The mod
 default when present, else an untrained ffc-small (same cost per call). Writes
 bench/results/batch_fill.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,7 +47,7 @@ def make_folder(root: Path, count: int, size: int) -> None:
     for sub in ("images", "fixed", "random"):
         (root / sub).mkdir()
     box = np.zeros((size, size), np.uint8)
-    box[size - 56:size - 16, size - 76:size - 16] = 255
+    box[size - 56 : size - 16, size - 76 : size - 16] = 255
     for i in range(count):
         name = f"{i:05d}.png"
         write_image(root / "images" / name, random_patch(rng, photos[i % len(photos)], size, (0.3, 1.0)))
@@ -92,29 +93,41 @@ def main() -> None:
         for _ in range(args.repeats):  # interleaved, so a burst of load elsewhere hits every setting alike
             for masks, w, b in settings:
                 if w is None:
+
                     def job():
                         for img, msk, dst in plan_folder(root / "images", root / masks, out):
                             fill_file(img, msk, dst, model)
                 else:
+
                     def job():
                         report = fill_folder(root / "images", root / masks, out, model, workers=w, batch_size=b)
                         assert len(report.written) == args.count and not report.failed, report.failed[:3]
+
                 times[(masks, w, b)].append(timed(job))
                 shutil.rmtree(out)
                 print(masks, w, b, [round(t, 2) for t in times[(masks, w, b)][-1]], flush=True)
     rows = []
     for (masks, w, b), ts in times.items():
         wall, cpu = statistics.median(t[0] for t in ts), statistics.median(t[1] for t in ts)
-        rows.append({"masks": masks, "how": "fill_file loop (before)" if w is None else "fill_folder",
-                     "workers": w, "batch_size": b, "wall_s": [round(t[0], 2) for t in ts],
-                     "cpu_s": [round(t[1], 2) for t in ts], "images_per_s_median": round(args.count / wall, 2),
-                     "cpu_ms_per_image_median": round(1000 * cpu / args.count, 1)})
+        rows.append(
+            {
+                "masks": masks,
+                "how": "fill_file loop (before)" if w is None else "fill_folder",
+                "workers": w,
+                "batch_size": b,
+                "wall_s": [round(t[0], 2) for t in ts],
+                "cpu_s": [round(t[1], 2) for t in ts],
+                "images_per_s_median": round(args.count / wall, 2),
+                "cpu_ms_per_image_median": round(1000 * cpu / args.count, 1),
+            }
+        )
     result = {
         "what": f"fill a folder of {args.count} pictures {args.size}x{args.size} (PNG in, PNG out), pictures/s",
-        "model": model_name, "torch_threads": torch.get_num_threads(),
+        "model": model_name,
+        "torch_threads": torch.get_num_threads(),
         "machine": machine(load_average_at_start=load_start),
         "note": "2-core machine shared with other jobs (a training run, test suites): see the load "
-                "averages; absolute numbers vary with them, compare rows of one run",
+        "averages; absolute numbers vary with them, compare rows of one run",
         "rows": rows,
     }
     save_json("batch_fill.json", result)

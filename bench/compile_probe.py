@@ -11,6 +11,7 @@ default runtime's precision (bf16 autocast where the CPU has it), eager and comp
 difference. Each size runs twice with one inductor cache folder: cold, then warm (a second
 process finding the compiled code on disk).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,7 @@ def child(size: int, repeats: int) -> dict:
     g = torch.Generator().manual_seed(0)
     image = torch.rand(1, 3, size, size, generator=g)
     hole = torch.zeros(1, 1, size, size)
-    hole[..., size // 4: size // 2, size // 8: size - size // 8] = 1
+    hole[..., size // 4 : size // 2, size // 8 : size - size // 8] = 1
     bf16 = native_bf16("cpu")
     precision = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else nullcontext
 
@@ -52,8 +53,15 @@ def child(size: int, repeats: int) -> dict:
         eager_s = timed(lambda: net.network(start, hole), repeats)
         compiled_s = timed(lambda: compiled(start, hole), repeats)
         diff = (net.network(start, hole).float() - out_compiled.float()).abs().max().item()
-    return {"size": size, "precision": "bf16" if bf16 else "fp32", "prior_s": prior_s, "eager_s": eager_s,
-            "compiled_s": compiled_s, "first_call_s": first_s, "max_abs_diff": diff}
+    return {
+        "size": size,
+        "precision": "bf16" if bf16 else "fp32",
+        "prior_s": prior_s,
+        "eager_s": eager_s,
+        "compiled_s": compiled_s,
+        "first_call_s": first_s,
+        "max_abs_diff": diff,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,22 +79,33 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as cache:
             env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
             for cache_state in ("cold", "warm"):
-                out = subprocess.run([sys.executable, __file__, "--child", str(size), "--repeats", str(args.repeats)],
-                                     env=env, capture_output=True, text=True, check=True)
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", str(size), "--repeats", str(args.repeats)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 row = json.loads(out.stdout.strip().splitlines()[-1]) | {"cache": cache_state}
                 print(row, flush=True)
                 rows.append(row)
     info = machine(load_before=[round(x, 2) for x in load_before])
     save_json(RESULTS / "compile-probe.json", {"rows": rows, "machine": info})
-    lines = [f"# torch.compile on the default model's network (2 threads, {rows[0]['precision']})", "",
-             f"Command: `python bench/compile_probe.py`. Load before {info['load_before']}, after {info['load_average']}.",
-             "Seconds are medians of the network part (after the prior, which stays eager) on one picture; "
-             "first call = dynamo trace + inductor compile (+ C++ build when the cache is cold).", "",
-             "| size | inductor cache | prior s (eager) | network s eager | network s compiled | speed-up | first call s | max abs diff |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# torch.compile on the default model's network (2 threads, {rows[0]['precision']})",
+        "",
+        f"Command: `python bench/compile_probe.py`. Load before {info['load_before']}, after {info['load_average']}.",
+        "Seconds are medians of the network part (after the prior, which stays eager) on one picture; "
+        "first call = dynamo trace + inductor compile (+ C++ build when the cache is cold).",
+        "",
+        "| size | inductor cache | prior s (eager) | network s eager | network s compiled | speed-up | first call s | max abs diff |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['size']} | {r['cache']} | {r['prior_s']:.3f} | {r['eager_s']:.3f} | {r['compiled_s']:.3f} | "
-                     f"{r['eager_s'] / r['compiled_s']:.2f}x | {r['first_call_s']:.1f} | {r['max_abs_diff']:.4f} |")
+        lines.append(
+            f"| {r['size']} | {r['cache']} | {r['prior_s']:.3f} | {r['eager_s']:.3f} | {r['compiled_s']:.3f} | "
+            f"{r['eager_s'] / r['compiled_s']:.2f}x | {r['first_call_s']:.1f} | {r['max_abs_diff']:.4f} |"
+        )
     save_text(RESULTS / "compile-probe.md", "\n".join(lines) + "\n")
     print("wrote", RESULTS / "compile-probe.md")
     return 0

@@ -9,6 +9,7 @@ bench/results/cra-params.md with ``cat /proc/loadavg``):
 
     python bench/cra_params.py
 """
+
 import cv2
 import numpy as np
 import time
@@ -23,7 +24,15 @@ from fillgap.fill.cra import aggregate_residual
 Image.MAX_IMAGE_PIXELS = None
 torch.set_num_threads(1)
 PHOTOS = ["picosdeeuropa_by_Aitzol_Berasategi", "Picture_0B_by_freespace", "Garden", "Dune", "Aqua", "LadyBird"]
-VARIANTS = [dict(), dict(topk=1), dict(topk=2), dict(scale=300.), dict(grid=128), dict(grid=128, topk=1), dict(grid=32)]
+VARIANTS = [
+    dict(),
+    dict(topk=1),
+    dict(topk=2),
+    dict(scale=300.0),
+    dict(grid=128),
+    dict(grid=128, topk=1),
+    dict(grid=32),
+]
 
 
 def lap_std(img, m):
@@ -75,8 +84,10 @@ def main():
         print(" | ".join(line), flush=True)
     for k, v in rows.items():
         v = np.array(v)
-        print(f"{k:30s} ratio mean {v[:, 0].mean():.2f} min {v[:, 0].min():.2f}  dPSNR mean {v[:, 1].mean():+.2f} "
-              f"min {v[:, 1].min():+.2f}  t {v[:, 2].mean():.2f}s")
+        print(
+            f"{k:30s} ratio mean {v[:, 0].mean():.2f} min {v[:, 0].min():.2f}  dPSNR mean {v[:, 1].mean():+.2f} "
+            f"min {v[:, 1].min():+.2f}  t {v[:, 2].mean():.2f}s"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ costs, start-up excluded. On a machine that other jobs keep busy, wall-clock ste
 measures them; CPU per step still shows what N processes add (gradient all-reduce, BatchNorm
 synchronisation, duplicated per-process work). Writes bench/results/ddp.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,10 +69,23 @@ def main() -> None:
     args = ap.parse_args()
     load_start = os.getloadavg()
     cpus = os.cpu_count() or 1
-    cfg = dict(model=args.model, data="bundled", size=args.size, batch_size=args.batch_size, epochs=1,
-               samples_per_epoch=args.steps * args.batch_size, max_steps=args.steps, val_samples=4,
-               losses={"l1": 10.0, "fft": 1.0}, seed=0, progress=False, log_every=1,
-               checkpoint_every=10_000, grid_samples=1, device="cpu")
+    cfg = dict(
+        model=args.model,
+        data="bundled",
+        size=args.size,
+        batch_size=args.batch_size,
+        epochs=1,
+        samples_per_epoch=args.steps * args.batch_size,
+        max_steps=args.steps,
+        val_samples=4,
+        losses={"l1": 10.0, "fft": 1.0},
+        seed=0,
+        progress=False,
+        log_every=1,
+        checkpoint_every=10_000,
+        grid_samples=1,
+        device="cpu",
+    )
     settings = ((1, True), (args.nproc, True), (args.nproc, False))  # last: BatchNorm per rank, for its cost
     runs: dict[tuple, list[dict]] = {s: [] for s in settings}
     with tempfile.TemporaryDirectory(prefix="fillgap-ddp-") as tmp:
@@ -82,30 +96,40 @@ def main() -> None:
                 steps, wall, cpu = run(Path(tmp), setting, nproc, threads)
                 _, _, cpu_short = run(Path(tmp), {**setting, "max_steps": args.short}, nproc, threads)
                 span = steps[-1]["time"] - steps[args.warmup - 1]["time"]
-                runs[(nproc, sync_bn)].append({
-                    "steps_per_s": (args.steps - args.warmup) / span,
-                    "cpu_s_per_step": (cpu - cpu_short) / (args.steps - args.short),
-                    "final_loss": steps[-1]["loss"], "wall": wall})
+                runs[(nproc, sync_bn)].append(
+                    {
+                        "steps_per_s": (args.steps - args.warmup) / span,
+                        "cpu_s_per_step": (cpu - cpu_short) / (args.steps - args.short),
+                        "final_loss": steps[-1]["loss"],
+                        "wall": wall,
+                    }
+                )
                 print(nproc, sync_bn, runs[(nproc, sync_bn)][-1], flush=True)
     rows = []
     for (nproc, sync_bn), rs in runs.items():
         med = {k: statistics.median(r[k] for r in rs) for k in ("steps_per_s", "cpu_s_per_step")}
-        rows.append({"processes": nproc, "sync_bn": sync_bn if nproc > 1 else None,
-                     "threads_per_process": max(1, cpus // nproc), "per_process_batch": args.batch_size // nproc,
-                     "steps_timed": args.steps - args.warmup,
-                     "steps_per_s_median": round(med["steps_per_s"], 3),
-                     "samples_per_s_median": round(med["steps_per_s"] * args.batch_size, 2),
-                     "cpu_s_per_step_median": round(med["cpu_s_per_step"], 3),
-                     "steps_per_s_rounds": [round(r["steps_per_s"], 3) for r in rs],
-                     "cpu_s_per_step_rounds": [round(r["cpu_s_per_step"], 3) for r in rs],
-                     "final_loss": round(rs[-1]["final_loss"], 5)})
+        rows.append(
+            {
+                "processes": nproc,
+                "sync_bn": sync_bn if nproc > 1 else None,
+                "threads_per_process": max(1, cpus // nproc),
+                "per_process_batch": args.batch_size // nproc,
+                "steps_timed": args.steps - args.warmup,
+                "steps_per_s_median": round(med["steps_per_s"], 3),
+                "samples_per_s_median": round(med["steps_per_s"] * args.batch_size, 2),
+                "cpu_s_per_step_median": round(med["cpu_s_per_step"], 3),
+                "steps_per_s_rounds": [round(r["steps_per_s"], 3) for r in rs],
+                "cpu_s_per_step_rounds": [round(r["cpu_s_per_step"], 3) for r in rs],
+                "final_loss": round(rs[-1]["final_loss"], 5),
+            }
+        )
     result = {
         "what": "fillgap train, 1 process vs DDP (gloo, CPU), same global batch and config",
         "config": {k: cfg[k] for k in ("model", "size", "batch_size", "losses", "data")},
         "machine": machine(load_average_at_start=load_start),
         "note": "2-core machine shared with other jobs (test suites, benchmarks): wall-clock numbers are "
-                "noisy, see the rounds; CPU per step is steadier. With 2 cores, 2 processes can only win "
-                "what 1 process loses to thread synchronisation",
+        "noisy, see the rounds; CPU per step is steadier. With 2 cores, 2 processes can only win "
+        "what 1 process loses to thread synchronisation",
         "rows": rows,
     }
     save_json("ddp.json", result)

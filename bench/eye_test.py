@@ -33,6 +33,7 @@ key; cache/<case>/ keeps each crop, its hole and each method's fill, so a rerun 
 (delete it after changing a method's weights). A rerun never overwrites an answers.txt with answers in it.
 Method names go to ``fillgap.methods.get_method`` / ``fillgap.inpaint`` as given (any name they accept).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,10 +60,10 @@ SETTINGS = {  # setting -> (kinds, side of the crop the judge sees)
     "256": (("thick", "box"), 256),
     "2560": (("blob",), 384),
 }
-SHORT_SIDE = (512, 768)    # setting 256: the photo's short side after resizing (drawn per photo)
+SHORT_SIDE = (512, 768)  # setting 256: the photo's short side after resizing (drawn per photo)
 HOLE_RATIO = (0.10, 0.35)  # setting 256: hole share of the crop
 BIG_SIDE, BIG_MIN = 2560, 1600  # setting 2560: long side; pictures from BIG_MIN px are used at native size
-BLOB_ACROSS = (220, 420)   # setting 2560: the blob's longest extent in px
+BLOB_ACROSS = (220, 420)  # setting 2560: the blob's longest extent in px
 SHEET = {"margin": 16, "band": 34, "gap": 8, "row_gap": 22, "font": 22}
 CACHE_VERSION = 1
 
@@ -173,8 +174,18 @@ def crop_pool(photos: list[Photo], setting: str, seed: int) -> list[dict]:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         if scale == 0.0 or min(size) < side:
             continue
-        per_photo.append([{"setting": setting, "photo": photo.name, "file": str(path), "size": list(size),
-                           "box": [top, left, side, side]} for top, left in windows(rng, *size, side)])
+        per_photo.append(
+            [
+                {
+                    "setting": setting,
+                    "photo": photo.name,
+                    "file": str(path),
+                    "size": list(size),
+                    "box": [top, left, side, side],
+                }
+                for top, left in windows(rng, *size, side)
+            ]
+        )
     order = random.Random(f"{seed}-{setting}").sample(per_photo, len(per_photo))
     pool = []
     for i in range(max((len(crops) for crops in order), default=0)):
@@ -209,8 +220,9 @@ def slots(n_methods: int, per_method: int, kinds: list[tuple[str, str]]) -> list
     return [kinds[(k // n_methods) % len(kinds)] for k in range(n_methods * per_method)]
 
 
-def assign(pools: dict[str, list[dict]], plan: list[tuple[str, str]], judges: int, n_methods: int,
-           seed: int) -> tuple[list[list[dict]], dict[str, str]]:
+def assign(
+    pools: dict[str, list[dict]], plan: list[tuple[str, str]], judges: int, n_methods: int, seed: int
+) -> tuple[list[list[dict]], dict[str, str]]:
     """Per judge, its crops in slot order (a dict per crop, with its method index); and per setting
     whether judges got distinct crops or the same ones with the methods rotated."""
     need = {s: sum(1 for setting, _ in plan if setting == s) for s in pools}
@@ -223,8 +235,10 @@ def assign(pools: dict[str, list[dict]], plan: list[tuple[str, str]], judges: in
         elif len(pool) >= need[s]:
             regime[s] = "shared, methods rotated"
         else:
-            sys.exit(f"eye_test.py: setting {s} has {len(pool)} crops, a judge needs {need[s]}: lower --per-method, "
-                     f"add photos or leave the setting out (--settings)")
+            sys.exit(
+                f"eye_test.py: setting {s} has {len(pool)} crops, a judge needs {need[s]}: lower --per-method, "
+                f"add photos or leave the setting out (--settings)"
+            )
     out = []
     for j in range(judges):
         taken = {s: 0 for s in pools}
@@ -260,10 +274,11 @@ def prepare_case(cache: Path, case: dict) -> Path:
     picture = load_resized(case["file"], w, h)
     top, left, side, _ = case["box"]
     hole = make_hole(case, case["seed"])
-    crop_hole = hole if case["setting"] == "256" else hole[top:top + side, left:left + side]
-    write_png(folder / "truth.png", picture[top:top + side, left:left + side])
-    (folder / "case.json").write_text(json.dumps({k: v for k, v in case.items() if k not in ("slot", "method_index")},
-                                                 indent=1))
+    crop_hole = hole if case["setting"] == "256" else hole[top : top + side, left : left + side]
+    write_png(folder / "truth.png", picture[top : top + side, left : left + side])
+    (folder / "case.json").write_text(
+        json.dumps({k: v for k, v in case.items() if k not in ("slot", "method_index")}, indent=1)
+    )
     write_png(folder / "hole.png", crop_hole)
     return folder
 
@@ -281,13 +296,13 @@ def fill_case(folder: Path, case: dict, method, name: str) -> tuple[np.ndarray, 
     picture = load_resized(case["file"], w, h)
     top, left, side, _ = case["box"]
     if case["setting"] == "256":
-        crop = np.ascontiguousarray(picture[top:top + side, left:left + side])
+        crop = np.ascontiguousarray(picture[top : top + side, left : left + side])
         t = time.perf_counter()
         filled = inpaint(crop, np.asarray(Image.open(folder / "hole.png")), method)
     else:
         hole = make_hole(case, case["seed"])
         t = time.perf_counter()
-        filled = inpaint(picture, hole, method, strategy="auto")[top:top + side, left:left + side]
+        filled = inpaint(picture, hole, method, strategy="auto")[top : top + side, left : left + side]
     seconds = time.perf_counter() - t
     filled = np.ascontiguousarray(filled)
     write_png(path, filled)
@@ -365,8 +380,10 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
     originals = args.originals or (Path(env) if env else None)
     photos = folder_photos(args.photos) if args.photos else test_photos(originals)
     if args.photos is None and "2560" in settings:
-        print(f"{sum(p.big is not p.path for p in photos)} of {len(photos)} test photos have their original "
-              f"({originals or 'no --originals'})")
+        print(
+            f"{sum(p.big is not p.path for p in photos)} of {len(photos)} test photos have their original "
+            f"({originals or 'no --originals'})"
+        )
 
     resolved = {}
     for name in methods:  # every name first: a wrong one stops the run before any fill
@@ -380,10 +397,15 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
     for s in settings:
         if not pools[s]:
             side = f"a long side of {BIG_MIN} px" if s == "2560" else f"a short side of {SETTINGS[s][1]} px"
-            print(f"setting {s}: no picture with {side}"
-                  + (" (the prepared photos are at most 1536 px: give --originals)"
-                     if s == "2560" and not args.photos else "")
-                  + "; left out")
+            print(
+                f"setting {s}: no picture with {side}"
+                + (
+                    " (the prepared photos are at most 1536 px: give --originals)"
+                    if s == "2560" and not args.photos
+                    else ""
+                )
+                + "; left out"
+            )
             del pools[s]
     if not pools:
         sys.exit("eye_test.py: no crops in any setting")
@@ -404,8 +426,10 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
     fills: dict[tuple[str, str], np.ndarray] = {}
     timing = {}
     for mi, name in enumerate(methods):
-        todo = sorted({(c["id"]) for crops in per_judge for c in crops if c["method_index"] == mi},
-                      key=lambda i: (cases[i]["setting"], cases[i]["photo"], i))
+        todo = sorted(
+            {(c["id"]) for crops in per_judge for c in crops if c["method_index"] == mi},
+            key=lambda i: (cases[i]["setting"], cases[i]["photo"], i),
+        )
         method, load = resolved[name]
         spent = {s: [] for s in pools}  # seconds of every fill, cached ones as measured when made
         cached = 0
@@ -416,14 +440,25 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
             fills[cid, name], seconds, hit = fill_case(folder, case, method, name)
             spent[case["setting"]].append(seconds)
             cached += hit
-            print(f"[{name}] {n}/{len(todo)} {case['setting']} {case['kind']} {case['photo']} {seconds:.2f} s"
-                  + (" (cached)" if hit else ""), flush=True)
+            print(
+                f"[{name}] {n}/{len(todo)} {case['setting']} {case['kind']} {case['photo']} {seconds:.2f} s"
+                + (" (cached)" if hit else ""),
+                flush=True,
+            )
         per_fill = {s: round(sum(v) / len(v), 3) for s, v in spent.items() if v}
-        timing[name] = {"load_s": round(load, 3), "fills": len(todo), "cached": cached,
-                        "fill_s": round(sum(map(sum, spent.values())), 2),
-                        "this_run_s": round(time.perf_counter() - t, 2), "per_fill_s": per_fill}
-        print(f"[{name}] {len(todo)} fills ({cached} cached): {timing[name]['fill_s']:.1f} s filling, loading "
-              f"{load:.1f} s; per fill " + ", ".join(f"{s} px {v:.2f} s" for s, v in per_fill.items()), flush=True)
+        timing[name] = {
+            "load_s": round(load, 3),
+            "fills": len(todo),
+            "cached": cached,
+            "fill_s": round(sum(map(sum, spent.values())), 2),
+            "this_run_s": round(time.perf_counter() - t, 2),
+            "per_fill_s": per_fill,
+        }
+        print(
+            f"[{name}] {len(todo)} fills ({cached} cached): {timing[name]['fill_s']:.1f} s filling, loading "
+            f"{load:.1f} s; per fill " + ", ".join(f"{s} px {v:.2f} s" for s, v in per_fill.items()),
+            flush=True,
+        )
 
     # judge folders and keys (those of an earlier make with more judges go: none has answers)
     (out / "key").mkdir(parents=True, exist_ok=True)
@@ -452,25 +487,48 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
             sheet = sheet_of[number - 1]
             rows.append((sheet, number, a, b))
             top, left, size, _ = crop["box"]
-            key.append({"number": number, "sheet": f"sheet-{sheet:02d}.png", "filled": side, "method": name,
-                        "setting": crop["setting"], "kind": crop["kind"], "photo": crop["photo"],
-                        "picture_size": crop["size"], "crop_box": {"top": top, "left": left, "size": size},
-                        "hole_ratio": round(float(hole.mean()), 4),
-                        "hole_inside": bool(not (hole[0].any() or hole[-1].any() or hole[:, 0].any()
-                                                 or hole[:, -1].any())),
-                        "case": crop["id"], "slot": crop["slot"]})
+            key.append(
+                {
+                    "number": number,
+                    "sheet": f"sheet-{sheet:02d}.png",
+                    "filled": side,
+                    "method": name,
+                    "setting": crop["setting"],
+                    "kind": crop["kind"],
+                    "photo": crop["photo"],
+                    "picture_size": crop["size"],
+                    "crop_box": {"top": top, "left": left, "size": size},
+                    "hole_ratio": round(float(hole.mean()), 4),
+                    "hole_inside": bool(not (hole[0].any() or hole[-1].any() or hole[:, 0].any() or hole[:, -1].any())),
+                    "case": crop["id"],
+                    "slot": crop["slot"],
+                }
+            )
         for sheet in sorted({r[0] for r in rows}):
             draw_sheet([(n, a, b) for s, n, a, b in rows if s == sheet]).save(folder / f"sheet-{sheet:02d}.png")
         (folder / "answers.txt").write_text(ANSWERS_HEAD + "".join(f"{n} ?\n" for n in range(1, len(order) + 1)))
         save_json((out / "key" / f"key-judge-{j}.json").resolve(), {"judge": j, "pairs": key})
         print(f"judge-{j}: {len(order)} pairs on {len({r[0] for r in rows})} sheets")
-    save_json((out / "key" / "make.json").resolve(), {
-        "command": command_line(argv), "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "methods": methods, "judges": args.judges, "per_method": args.per_method, "seed": args.seed,
-        "settings": list(pools), "kinds": [f"{s}/{k}" for s, k in kinds], "regime": regime,
-        "pool": {s: len(p) for s, p in pools.items()}, "photos": len(photos),
-        "photo_source": str(args.photos) if args.photos else "test split of photos.csv",
-        "originals": str(originals) if originals else None, "timing": timing, "machine": machine()})
+    save_json(
+        (out / "key" / "make.json").resolve(),
+        {
+            "command": command_line(argv),
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "methods": methods,
+            "judges": args.judges,
+            "per_method": args.per_method,
+            "seed": args.seed,
+            "settings": list(pools),
+            "kinds": [f"{s}/{k}" for s, k in kinds],
+            "regime": regime,
+            "pool": {s: len(p) for s, p in pools.items()},
+            "photos": len(photos),
+            "photo_source": str(args.photos) if args.photos else "test split of photos.csv",
+            "originals": str(originals) if originals else None,
+            "timing": timing,
+            "machine": machine(),
+        },
+    )
     print(f"hand out {out}/judge-*/ only; the key is in {out / 'key'}")
     return 0
 
@@ -518,8 +576,10 @@ def read_answers(path: Path, key: list[dict]) -> dict[int, str]:
         answers[number] = answer
     missing = sorted(numbers - set(answers))
     if missing:
-        sys.exit(f"eye_test.py score: {path}: no answer for pair {missing[0]}"
-                 + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+        sys.exit(
+            f"eye_test.py score: {path}: no answer for pair {missing[0]}"
+            + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+        )
     return answers
 
 
@@ -537,33 +597,70 @@ def score(args: argparse.Namespace, argv: list[str]) -> int:
         key = json.loads(key_path.read_text())["pairs"]
         answers = read_answers(path, key)
         for pair in key:
-            rows.append(dict(pair, judge=judge, answer=answers[pair["number"]],
-                             fooled=answers[pair["number"]] != pair["filled"]))
+            rows.append(
+                dict(
+                    pair, judge=judge, answer=answers[pair["number"]], fooled=answers[pair["number"]] != pair["filled"]
+                )
+            )
     methods = [m for m in made["methods"] if any(r["method"] == m for r in rows)]
     kinds = list(dict.fromkeys(f"{r['setting']}/{r['kind']}" for r in sorted(rows, key=lambda r: r["slot"])))
     judges = sorted({r["judge"] for r in rows})
-    per_method = {m: {"all": cell([r for r in rows if r["method"] == m]),
-                      **{k: cell([r for r in rows if r["method"] == m and f"{r['setting']}/{r['kind']}" == k])
-                         for k in kinds}} for m in methods}
-    per_judge = {str(j): {m: cell([r for r in rows if r["judge"] == j and r["method"] == m]) for m in methods}
-                 for j in judges}
+    per_method = {
+        m: {
+            "all": cell([r for r in rows if r["method"] == m]),
+            **{k: cell([r for r in rows if r["method"] == m and f"{r['setting']}/{r['kind']}" == k]) for k in kinds},
+        }
+        for m in methods
+    }
+    per_judge = {
+        str(j): {m: cell([r for r in rows if r["judge"] == j and r["method"] == m]) for m in methods} for j in judges
+    }
     date = datetime.datetime.now().isoformat(timespec="seconds")
     command = command_line(argv)
-    result = {"command": command, "date": date, "made": {k: made[k] for k in (
-        "command", "date", "methods", "judges", "per_method", "seed", "settings", "regime", "pool", "photos",
-        "photo_source", "timing")},
+    result = {
+        "command": command,
+        "date": date,
+        "made": {
+            k: made[k]
+            for k in (
+                "command",
+                "date",
+                "methods",
+                "judges",
+                "per_method",
+                "seed",
+                "settings",
+                "regime",
+                "pool",
+                "photos",
+                "photo_source",
+                "timing",
+            )
+        },
         "fool_rate": "share of pairs where the judge picked the untouched crop as the filled one (50 % = cannot tell)",
-        "methods": per_method, "judges": per_judge, "pairs": len(rows),
-        "answers": [{k: r[k] for k in ("judge", "number", "method", "setting", "kind", "photo", "filled", "answer",
-                                       "fooled")} for r in rows]}
-    md = ["# Eye test (bench/eye_test.py)", "",
-          "Fool rate: the share of pairs where the judge picked the untouched crop as the filled one "
-          "(50 % = cannot tell the fill from the photo, 0 % = always spotted). Cells: fooled/pairs = rate "
-          "[95 % Wilson interval].", "",
-          f"Scored {date} with `{command}`; cases made {made['date']} with `{made['command']}`: "
-          f"{len(judges)} judge(s), {len(rows)} pairs, kinds {', '.join(kinds)} (crops: "
-          + "; ".join(f"{s} {r}" for s, r in made["regime"].items()) + ").", "",
-          "| method | all | " + " | ".join(kinds) + " |", "|---|---|" + "---|" * len(kinds)]
+        "methods": per_method,
+        "judges": per_judge,
+        "pairs": len(rows),
+        "answers": [
+            {k: r[k] for k in ("judge", "number", "method", "setting", "kind", "photo", "filled", "answer", "fooled")}
+            for r in rows
+        ],
+    }
+    md = [
+        "# Eye test (bench/eye_test.py)",
+        "",
+        "Fool rate: the share of pairs where the judge picked the untouched crop as the filled one "
+        "(50 % = cannot tell the fill from the photo, 0 % = always spotted). Cells: fooled/pairs = rate "
+        "[95 % Wilson interval].",
+        "",
+        f"Scored {date} with `{command}`; cases made {made['date']} with `{made['command']}`: "
+        f"{len(judges)} judge(s), {len(rows)} pairs, kinds {', '.join(kinds)} (crops: "
+        + "; ".join(f"{s} {r}" for s, r in made["regime"].items())
+        + ").",
+        "",
+        "| method | all | " + " | ".join(kinds) + " |",
+        "|---|---|" + "---|" * len(kinds),
+    ]
     for m in methods:
         md.append(f"| {m} | {fmt(per_method[m]['all'])} | " + " | ".join(fmt(per_method[m][k]) for k in kinds) + " |")
     md += ["", "Per judge:", "", "| judge | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
@@ -571,9 +668,16 @@ def score(args: argparse.Namespace, argv: list[str]) -> int:
         md.append(f"| {j} | " + " | ".join(fmt(per_judge[str(j)][m]) for m in methods) + " |")
     timing = made.get("timing", {})
     if timing:
-        md += ["", "Fill seconds per crop when made: " + "; ".join(
-            f"{m} " + ", ".join(f"{s} px {v:.2f} s" for s, v in t["per_fill_s"].items()) for m, t in timing.items()
-            if t["per_fill_s"]) + "."]
+        md += [
+            "",
+            "Fill seconds per crop when made: "
+            + "; ".join(
+                f"{m} " + ", ".join(f"{s} px {v:.2f} s" for s, v in t["per_fill_s"].items())
+                for m, t in timing.items()
+                if t["per_fill_s"]
+            )
+            + ".",
+        ]
     out = args.out.resolve()
     save_json(out / "eye-test.json", result)
     save_text(out / "eye-test.md", "\n".join(md))
@@ -583,8 +687,11 @@ def score(args: argparse.Namespace, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = ap.add_subparsers(dest="command", required=True)
     mk = sub.add_parser("make", help="build the cases, fills, sheets and keys")
     mk.add_argument("--methods", required=True, help="comma-separated method names (anything fillgap.inpaint takes)")
@@ -594,9 +701,14 @@ def main(argv: list[str] | None = None) -> int:
     mk.add_argument("--seed", type=int, default=0)
     mk.add_argument("--settings", default="256,2560", help="which settings (default both: 256,2560)")
     mk.add_argument("--photos", type=Path, help="use every picture of this folder instead of the test split")
-    mk.add_argument("--originals", type=Path, help="extracted Debian packages of photos.csv, for setting 2560 "
-                    "(default $FILLGAP_ORIGINALS)")
-    mk.add_argument("--per-sheet", type=int, default=5, help="pairs per sheet, 2-6 (3 keeps a sheet of 384 px crops under 1,568 px)")
+    mk.add_argument(
+        "--originals",
+        type=Path,
+        help="extracted Debian packages of photos.csv, for setting 2560 (default $FILLGAP_ORIGINALS)",
+    )
+    mk.add_argument(
+        "--per-sheet", type=int, default=5, help="pairs per sheet, 2-6 (3 keeps a sheet of 384 px crops under 1,568 px)"
+    )
     sc = sub.add_parser("score", help="join the judges' answers with the key: fool rates")
     sc.add_argument("--dir", type=Path, required=True, help="the folder `make --out` wrote")
     sc.add_argument("--out", type=Path, default=RESULTS, help="folder for eye-test.json and eye-test.md")

@@ -19,6 +19,7 @@ after a warm-up fill) and the process's peak RSS. Then the folder comparison: `f
 --mask-dir ...` against a plain script that decodes, fills with OpenCV Telea and encodes the
 same files (both as fresh processes, wall time), and the 12 MP in-process fill (time, peak RSS).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,15 +44,20 @@ TEST_PHOTOS = {  # test split of photos.csv, large enough for 2560 x 1600 withou
     "LadyBird": "mate-backgrounds/usr/share/backgrounds/mate/nature/LadyBird.jpg",
     "Picture_0B_by_freespace": "lomiri-wallpapers-16.04/usr/share/backgrounds/Picture_0B_by_freespace.jpg",
     "picosdeeuropa_by_Aitzol_Berasategi": "lomiri-wallpapers-16.04/usr/share/backgrounds/"
-                                          "picosdeeuropa_by_Aitzol_Berasategi.jpg",
+    "picosdeeuropa_by_Aitzol_Berasategi.jpg",
 }
 BIG_PHOTO = ("Dragonfly_by_Bolly", "lomiri-wallpapers-16.04/usr/share/backgrounds/Dragonfly_by_Bolly.jpg")
 W, H = 2560, 1600
 # crop is not a row of its own: every window here is larger than the network's 1024 px, so crop
 # fills it as resize does; auto picks cra for the blob and strokes, tiles for the scratches (the
 # "auto picks" line checks).
-ROWS = [("opencv-telea", "crop"), ("fillgap-default", "resize"), ("fillgap-default", "cra"),
-        ("fillgap-default", "auto"), ("fillgap-texture", "auto")]
+ROWS = [
+    ("opencv-telea", "crop"),
+    ("fillgap-default", "resize"),
+    ("fillgap-default", "cra"),
+    ("fillgap-default", "auto"),
+    ("fillgap-texture", "auto"),
+]
 KINDS = ("blob5", "strokes12", "scratches4")
 
 
@@ -60,8 +66,10 @@ def originals_dir(given: str | None) -> Path:
     for c in candidates:
         if c and (Path(c) / next(iter(TEST_PHOTOS.values()))).exists():
             return Path(c)
-    sys.exit("bench/hires.py: the large originals are not found: download and extract the Debian packages "
-             "lomiri-wallpapers-16.04 and mate-backgrounds and pass their folder with --originals")
+    sys.exit(
+        "bench/hires.py: the large originals are not found: download and extract the Debian packages "
+        "lomiri-wallpapers-16.04 and mate-backgrounds and pass their folder with --originals"
+    )
 
 
 def fit(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -70,7 +78,7 @@ def fit(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
     if s < 1:
         rgb = cv2.resize(rgb, (math.ceil(rgb.shape[1] * s), math.ceil(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA)
     top, left = (rgb.shape[0] - h) // 2, (rgb.shape[1] - w) // 2
-    return np.ascontiguousarray(rgb[top:top + h, left:left + w])
+    return np.ascontiguousarray(rgb[top : top + h, left : left + w])
 
 
 def blob_mask(rng: np.random.Generator, h: int, w: int, ratio: float) -> np.ndarray:
@@ -87,6 +95,7 @@ def blob_mask(rng: np.random.Generator, h: int, w: int, ratio: float) -> np.ndar
 
 def stroke_mask(seed: int, h: int, w: int, lo: float = 0.10, hi: float = 0.14) -> np.ndarray:
     from fillgap.masks import make_rng, stroke_mask as strokes
+
     for i in range(10_000):
         m = strokes(make_rng(seed, 0, i), h, w, "thick")
         if lo <= m.mean() < hi:
@@ -108,12 +117,21 @@ def make_cases(originals: Path, folder: Path) -> list[dict]:
     for i, (name, rel) in enumerate(TEST_PHOTOS.items()):
         rgb = fit(np.asarray(Image.open(originals / rel).convert("RGB")), W, H)
         Image.fromarray(rgb).save(folder / f"{name}.png")
-        for kind, mask in (("blob5", blob_mask(np.random.default_rng(100 + i), H, W, 0.05)),
-                           ("strokes12", stroke_mask(200 + i, H, W)),
-                           ("scratches4", scratch_mask(np.random.default_rng(300 + i), H, W))):
+        for kind, mask in (
+            ("blob5", blob_mask(np.random.default_rng(100 + i), H, W, 0.05)),
+            ("strokes12", stroke_mask(200 + i, H, W)),
+            ("scratches4", scratch_mask(np.random.default_rng(300 + i), H, W)),
+        ):
             Image.fromarray(mask).save(folder / f"{name}-{kind}.png")
-            cases.append({"photo": name, "kind": kind, "image": str(folder / f"{name}.png"),
-                          "mask": str(folder / f"{name}-{kind}.png"), "hole": float((mask > 0).mean())})
+            cases.append(
+                {
+                    "photo": name,
+                    "kind": kind,
+                    "image": str(folder / f"{name}.png"),
+                    "mask": str(folder / f"{name}-{kind}.png"),
+                    "hole": float((mask > 0).mean()),
+                }
+            )
     return cases
 
 
@@ -146,9 +164,17 @@ def child_row(method: str, strategy: str, cases_json: str, crops: str) -> None:
         auto = sorted({"tiles" if job.write else job.strategy for job in plan(img, mask > 0, m, "auto")})
         hole = mask > 0
         err = (out[hole].astype(np.float64) - img[hole]) / 255.0
-        rows.append({"photo": case["photo"], "kind": case["kind"], "seconds": seconds, "cpu_seconds": cpu,
-                     "auto_picks": "+".join(auto),
-                     "detail": hole_detail_ratio(out, img, mask), "hole_psnr": psnr_from_mse(float((err ** 2).mean()))})
+        rows.append(
+            {
+                "photo": case["photo"],
+                "kind": case["kind"],
+                "seconds": seconds,
+                "cpu_seconds": cpu,
+                "auto_picks": "+".join(auto),
+                "detail": hole_detail_ratio(out, img, mask),
+                "hole_psnr": psnr_from_mse(float((err**2).mean())),
+            }
+        )
         if crops and case["kind"] in CROP_KINDS and case is crop_case(cases, case["kind"]):
             Image.fromarray(out).save(Path(crops) / f"{method}-{strategy}-{case['kind']}.png")
     print(json.dumps({"method": method, "strategy": strategy, "cases": rows, "peak_mb": peak_mb()}))
@@ -164,19 +190,32 @@ def child_big(image: str, mask: str, runtime: str = "auto", method: str = "fillg
     m = get_method(method, runtime)
     img = np.asarray(Image.open(image).convert("RGB"))
     msk = np.asarray(Image.open(mask).convert("L"))
-    loaded = proc_memory_mb(os.getpid())["VmRSS"]  # torch, the model, the picture and its mask: the floor under the fills
+    loaded = proc_memory_mb(os.getpid())[
+        "VmRSS"
+    ]  # torch, the model, the picture and its mask: the floor under the fills
     times, cpu = [], []
     for _ in range(2):
         t, c = time.perf_counter(), time.process_time()
         inpaint(img, msk, m)
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
-    print(json.dumps({"first_s": times[0], "second_s": times[1], "first_cpu_s": cpu[0], "second_cpu_s": cpu[1],
-                      "peak_mb": peak_mb(), "loaded_mb": loaded,
-                      "megapixels": img.shape[0] * img.shape[1] / 1e6, "hole": float((msk > 0).mean())}))
+    print(
+        json.dumps(
+            {
+                "first_s": times[0],
+                "second_s": times[1],
+                "first_cpu_s": cpu[0],
+                "second_cpu_s": cpu[1],
+                "peak_mb": peak_mb(),
+                "loaded_mb": loaded,
+                "megapixels": img.shape[0] * img.shape[1] / 1e6,
+                "hole": float((msk > 0).mean()),
+            }
+        )
+    )
 
 
-PLAIN = r'''
+PLAIN = r"""
 import sys, cv2, numpy as np
 from pathlib import Path
 from PIL import Image
@@ -186,7 +225,7 @@ for p in sorted(src.iterdir()):
     rgb = np.asarray(Image.open(p).convert("RGB"))
     m = (np.asarray(Image.open(masks / (p.stem + ".png")).convert("L")) > 0).astype(np.uint8) * 255
     Image.fromarray(cv2.inpaint(rgb, m, 5, cv2.INPAINT_TELEA)).save(out / (p.stem + ".png"))
-'''
+"""
 
 
 def run_child(args: list[str], cache: Path | None = None) -> dict:
@@ -218,9 +257,13 @@ def folder_timing(cases: list[dict], tmp: Path) -> dict:
         Image.open(case["mask"]).save(masks / f"{stem}.png")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = {}
-    for label, cmd in (("plain_telea_script", [sys.executable, "-c", PLAIN, str(src), str(masks), str(tmp / "o1")]),
-                       ("fillgap_fill", [sys.executable, "-m", "fillgap", "fill", str(src), "--mask-dir", str(masks),
-                                         "-o", str(tmp / "o2")])):
+    for label, cmd in (
+        ("plain_telea_script", [sys.executable, "-c", PLAIN, str(src), str(masks), str(tmp / "o1")]),
+        (
+            "fillgap_fill",
+            [sys.executable, "-m", "fillgap", "fill", str(src), "--mask-dir", str(masks), "-o", str(tmp / "o2")],
+        ),
+    ):
         t = time.perf_counter()
         res = subprocess.run(cmd, capture_output=True, text=True, env=env)
         out[label] = time.perf_counter() - t
@@ -233,8 +276,12 @@ def folder_timing(cases: list[dict], tmp: Path) -> dict:
 
 CROP_KINDS = {  # kind -> the panels of its 100 % crop picture: (label, row's fill or None = the picture)
     "blob5": [("original", None), ("resize", "fillgap-default-resize"), ("cra", "fillgap-default-cra")],
-    "scratches4": [("scratches (red)", None), ("auto: tiles", "fillgap-default-auto"), ("cra", "fillgap-default-cra"),
-                   ("telea", "opencv-telea-crop")],
+    "scratches4": [
+        ("scratches (red)", None),
+        ("auto: tiles", "fillgap-default-auto"),
+        ("cra", "fillgap-default-cra"),
+        ("telea", "opencv-telea-crop"),
+    ],
 }
 
 
@@ -252,7 +299,9 @@ def crop_picture(case: dict, crops: Path, dest: Path) -> None:
     mask = np.asarray(Image.open(case["mask"]).convert("L")) > 0
     ys, xs = np.nonzero(mask)
     # a blob: its centre; lines: one of their pixels (their centre may be far from any)
-    cy, cx = (int(ys.mean()), int(xs.mean())) if case["kind"] == "blob5" else (int(ys[len(ys) // 3]), int(xs[len(xs) // 3]))
+    cy, cx = (
+        (int(ys.mean()), int(xs.mean())) if case["kind"] == "blob5" else (int(ys[len(ys) // 3]), int(xs[len(xs) // 3]))
+    )
     ch, cw = 360, 480
     top, left = max(0, min(H - ch, cy - ch // 2)), max(0, min(W - cw, cx - cw // 2))
     cells = []
@@ -263,7 +312,7 @@ def crop_picture(case: dict, crops: Path, dest: Path) -> None:
                 pic[mask] = (255, 0, 0)
         else:
             pic = np.asarray(Image.open(crops / f"{stem}-{case['kind']}.png").convert("RGB"))
-        cell = np.ascontiguousarray(pic[top:top + ch, left:left + cw])
+        cell = np.ascontiguousarray(pic[top : top + ch, left : left + cw])
         cv2.putText(cell, label, (8, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 0, 0), 6, cv2.LINE_AA)  # outline: snow
         cv2.putText(cell, label, (8, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (255, 255, 255), 2, cv2.LINE_AA)
         cells.append(cell)
@@ -305,45 +354,69 @@ def main() -> None:
         big_row = run_child(["--big", str(tmp / "big.png"), str(tmp / "big-mask.png")], args.cache)
         # the same in fp32: bf16 autocast holds casts of the activations (more memory)
         big_fp32 = run_child(["--big", str(tmp / "big.png"), str(tmp / "big-mask.png"), "torch"], None)
-        big_texture = run_child(["--big", str(tmp / "big.png"), str(tmp / "big-mask.png"), "auto", "fillgap-texture"], None)
+        big_texture = run_child(
+            ["--big", str(tmp / "big.png"), str(tmp / "big-mask.png"), "auto", "fillgap-texture"], None
+        )
     load_after = open("/proc/loadavg").read().strip()
 
     def mean(values):
         values = [v for v in values if v is not None]
         return sum(values) / len(values) if values else None
 
-    lines = ["| method | strategy | hole | detail ratio | hole PSNR (dB) | s / fill | CPU s / fill | peak MB |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | strategy | hole | detail ratio | hole PSNR (dB) | s / fill | CPU s / fill | peak MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         for kind in KINDS:
             cs = [c for c in r["cases"] if c["kind"] == kind]
-            lines.append(f"| {r['method']} | {r['strategy']} | {kind} | {fmt(mean([c['detail'] for c in cs]))} | "
-                         f"{fmt(mean([c['hole_psnr'] for c in cs]))} | {fmt(mean([c['seconds'] for c in cs]))} | "
-                         f"{fmt(mean([c['cpu_seconds'] for c in cs]))} | "
-                         f"{r['peak_mb']:.0f} |")
+            lines.append(
+                f"| {r['method']} | {r['strategy']} | {kind} | {fmt(mean([c['detail'] for c in cs]))} | "
+                f"{fmt(mean([c['hole_psnr'] for c in cs]))} | {fmt(mean([c['seconds'] for c in cs]))} | "
+                f"{fmt(mean([c['cpu_seconds'] for c in cs]))} | "
+                f"{r['peak_mb']:.0f} |"
+            )
     picks = sorted({c["auto_picks"] for r in rows for c in r["cases"] if r["method"] == "fillgap-default"})
     lines.append("")
     lines.append(f"Strategy auto (the default) picks: {', '.join(picks)} (per window, over every case above).")
-    md = ["# High-resolution fills (bench/hires.py)", "",
-          f"{len(TEST_PHOTOS)} test-split photos at {W}x{H}, a 5 % blob, 12 % thick strokes and three 4 px "
-          f"scratches each (hole {mean([c['hole'] for c in cases if c['kind'] == 'scratches4']) * 100:.1f} %); "
-          f"2 torch threads; load average before {load_before}, after {load_after}.", "", *lines, "",
-          f"Folder of {folder['files']} JPEGs: `fillgap fill` {folder['fillgap_fill']:.1f} s, plain decode + Telea + "
-          f"encode script {folder['plain_telea_script']:.1f} s: ratio {folder['ratio']:.2f}.", "",
-          f"{big_row['megapixels']:.0f} MP picture, {big_row['hole'] * 100:.1f} % blob, default model, strategy auto, "
-          f"in process: first fill {big_row['first_s']:.2f} s ({big_row['first_cpu_s']:.2f} CPU s), second "
-          f"{big_row['second_s']:.2f} s ({big_row['second_cpu_s']:.2f} CPU s), "
-          f"peak RSS {big_row['peak_mb']:.0f} MB; with `--runtime torch` (fp32): first {big_fp32['first_s']:.2f} s, "
-          f"second {big_fp32['second_s']:.2f} s, peak RSS {big_fp32['peak_mb']:.0f} MB. Resident before the first "
-          f"fill (torch, the model, the picture and mask): {big_row['loaded_mb']:.0f} MB. With the texture stage "
-          f"(`fillgap-texture`): first {big_texture['first_s']:.2f} s, second {big_texture['second_s']:.2f} s, "
-          f"peak RSS {big_texture['peak_mb']:.0f} MB."]
+    md = [
+        "# High-resolution fills (bench/hires.py)",
+        "",
+        f"{len(TEST_PHOTOS)} test-split photos at {W}x{H}, a 5 % blob, 12 % thick strokes and three 4 px "
+        f"scratches each (hole {mean([c['hole'] for c in cases if c['kind'] == 'scratches4']) * 100:.1f} %); "
+        f"2 torch threads; load average before {load_before}, after {load_after}.",
+        "",
+        *lines,
+        "",
+        f"Folder of {folder['files']} JPEGs: `fillgap fill` {folder['fillgap_fill']:.1f} s, plain decode + Telea + "
+        f"encode script {folder['plain_telea_script']:.1f} s: ratio {folder['ratio']:.2f}.",
+        "",
+        f"{big_row['megapixels']:.0f} MP picture, {big_row['hole'] * 100:.1f} % blob, default model, strategy auto, "
+        f"in process: first fill {big_row['first_s']:.2f} s ({big_row['first_cpu_s']:.2f} CPU s), second "
+        f"{big_row['second_s']:.2f} s ({big_row['second_cpu_s']:.2f} CPU s), "
+        f"peak RSS {big_row['peak_mb']:.0f} MB; with `--runtime torch` (fp32): first {big_fp32['first_s']:.2f} s, "
+        f"second {big_fp32['second_s']:.2f} s, peak RSS {big_fp32['peak_mb']:.0f} MB. Resident before the first "
+        f"fill (torch, the model, the picture and mask): {big_row['loaded_mb']:.0f} MB. With the texture stage "
+        f"(`fillgap-texture`): first {big_texture['first_s']:.2f} s, second {big_texture['second_s']:.2f} s, "
+        f"peak RSS {big_texture['peak_mb']:.0f} MB.",
+    ]
     text = "\n".join(md) + "\n"
     print(text)
     save_text(args.out.with_suffix(".md").resolve(), text)
-    save_json(args.out.with_suffix(".json").resolve(),
-              {"rows": rows, "folder": folder, "big": big_row, "big_fp32": big_fp32, "big_texture": big_texture, "load_before": load_before, "load_after": load_after,
-               "cases": [{k: c[k] for k in ("photo", "kind", "hole")} for c in cases], "machine": machine()})
+    save_json(
+        args.out.with_suffix(".json").resolve(),
+        {
+            "rows": rows,
+            "folder": folder,
+            "big": big_row,
+            "big_fp32": big_fp32,
+            "big_texture": big_texture,
+            "load_before": load_before,
+            "load_after": load_after,
+            "cases": [{k: c[k] for k in ("photo", "kind", "hole")} for c in cases],
+            "machine": machine(),
+        },
+    )
 
 
 if __name__ == "__main__":

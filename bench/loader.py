@@ -9,6 +9,7 @@ real file read and decoded (nothing preloaded). Patch size 128, mixture masks, b
 shipped config's crop scales. Reports the first batch's latency (worker start-up included) and
 the steady rate over the rest of one shuffled pass. Writes bench/results/loader.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,7 @@ def make_files(folder: Path, count: int, width: int = 1024, height: int = 768) -
         big = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_CUBIC)
         top, left = rng.integers(0, big.shape[0] - height + 1), rng.integers(0, big.shape[1] - width + 1)
         name = f"{i:05d}.jpg"
-        write_image(folder / name, big[top:top + height, left:left + width])
+        write_image(folder / name, big[top : top + height, left : left + width])
         lines.append(name)
     manifest = folder / "manifest.txt"
     manifest.write_text("\n".join(lines) + "\n")
@@ -51,8 +52,9 @@ def make_files(folder: Path, count: int, width: int = 1024, height: int = 768) -
 def measure(manifest: Path, workers: int, batch_size: int, size: int) -> dict:
     source = ManifestImages(manifest)
     ds = InpaintDataset(source, size, MaskGenerator("mixture", 0), seed=0, scale=(0.12, 1.0))
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
-                        generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        ds, batch_size=batch_size, shuffle=True, num_workers=workers, generator=torch.Generator().manual_seed(0)
+    )
     start = time.perf_counter()
     it = iter(loader)
     next(it)
@@ -61,8 +63,14 @@ def measure(manifest: Path, workers: int, batch_size: int, size: int) -> dict:
     for batch in it:
         n += batch["image"].shape[0]
     steady = time.perf_counter() - t0
-    return {"workers": workers, "batch_size": batch_size, "size": size, "samples_timed": n,
-            "first_batch_s": round(first, 3), "images_per_s": round(n / steady, 1)}
+    return {
+        "workers": workers,
+        "batch_size": batch_size,
+        "size": size,
+        "samples_timed": n,
+        "first_batch_s": round(first, 3),
+        "images_per_s": round(n / steady, 1),
+    }
 
 
 def main() -> None:
@@ -83,10 +91,12 @@ def main() -> None:
             print(rows[-1], flush=True)
     result = {
         "what": "ManifestImages -> InpaintDataset -> DataLoader: files read, decoded, cropped, augmented, masked",
-        "files": args.files, "file_size": "1024x768 JPEG", "files_mb": round(mb, 1),
+        "files": args.files,
+        "file_size": "1024x768 JPEG",
+        "files_mb": round(mb, 1),
         "machine": machine(load_average_at_start=load_start),
         "note": "2-core machine shared with other jobs (a training run, test suites): see the load "
-                "averages; absolute numbers vary with them, compare rows of one run",
+        "averages; absolute numbers vary with them, compare rows of one run",
         "rows": rows,
     }
     save_json("loader.json", result)

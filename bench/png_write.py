@@ -19,6 +19,7 @@ lomiri-wallpapers-16.04`, `dpkg-deb -x` into DIR/lomiri-wallpapers-16.04), saved
 Every run uses ``--threads`` torch threads (default 1: ``FILLGAP_THREADS`` and ``OMP_NUM_THREADS``);
 the load average is recorded before and after (the machine is shared).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,17 +43,20 @@ LEVELS = (6, 3, 2, 1, 0)
 
 
 def find_original(given: str | None) -> Path:
-    for folder in ([given] if given else [os.environ.get("FILLGAP_ORIGINALS"), "/tmp/dscan/x"]):
+    for folder in [given] if given else [os.environ.get("FILLGAP_ORIGINALS"), "/tmp/dscan/x"]:
         if folder and (Path(folder) / BIG_PHOTO[1]).exists():
             return Path(folder) / BIG_PHOTO[1]
-    sys.exit("bench/png_write.py: Dragonfly_by_Bolly.jpg not found: apt-get download lomiri-wallpapers-16.04, "
-             "dpkg-deb -x it into DIR/lomiri-wallpapers-16.04 and pass --originals DIR")
+    sys.exit(
+        "bench/png_write.py: Dragonfly_by_Bolly.jpg not found: apt-get download lomiri-wallpapers-16.04, "
+        "dpkg-deb -x it into DIR/lomiri-wallpapers-16.04 and pass --originals DIR"
+    )
 
 
 def child_steps(image: str, mask: str, out: str, level: str) -> None:
     """The steps of ``fillgap fill`` (``fillgap.files.fill_file``) one by one, from a fresh process."""
     t0 = time.perf_counter()
     from fillgap.cli import main  # noqa: F401 - the CLI's own import cost
+
     t_cli = time.perf_counter()
     import torch  # noqa: F401
 
@@ -62,6 +66,7 @@ def child_steps(image: str, mask: str, out: str, level: str) -> None:
     from fillgap.imageio import check_output, encode_image, read_picture
     from fillgap.methods import get_method
     from fillgap.runtime.threads import set_threads
+
     set_threads(None)
     steps = {"import fillgap + CLI": t_cli - t0, "import torch + fill": time.perf_counter() - t_cli}
 
@@ -75,11 +80,18 @@ def child_steps(image: str, mask: str, out: str, level: str) -> None:
     hole = step("mask read + checks", lambda: load_mask_for(picture.rgb.shape[:2], Path(mask)))
     method = step("model load", lambda: get_method(None))
     result = step("fill", lambda: inpaint(picture.rgb, hole, method))
-    data = step("PNG encode", lambda: encode_image(result, picture.alpha, "PNG", picture.metadata, picture.grey,
-                                                   png_compress_level=int(level)))
+    data = step(
+        "PNG encode",
+        lambda: encode_image(
+            result, picture.alpha, "PNG", picture.metadata, picture.grey, png_compress_level=int(level)
+        ),
+    )
     step("write", lambda: atomic_write(check_output(out, overwrite=True), data, overwrite=True))
-    print(json.dumps({"level": int(level), "steps": steps, "total_s": time.perf_counter() - t0,
-                      "png_mb": len(data) / 1e6}))
+    print(
+        json.dumps(
+            {"level": int(level), "steps": steps, "total_s": time.perf_counter() - t0, "png_mb": len(data) / 1e6}
+        )
+    )
 
 
 def child_encode(image: str, mask: str, repeats: str) -> None:
@@ -89,6 +101,7 @@ def child_encode(image: str, mask: str, repeats: str) -> None:
     from fillgap.fill import inpaint
     from fillgap.imageio import encode_image, read_image, read_mask
     from fillgap.runtime.threads import set_threads
+
     set_threads(None)
     filled = inpaint(read_image(image), read_mask(mask))
 
@@ -124,8 +137,12 @@ def main() -> None:
     args = parser.parse_args()
     from fillgap.imageio import PNG_COMPRESS_LEVEL
 
-    env = dict(os.environ, FILLGAP_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads),
-               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        FILLGAP_THREADS=str(args.threads),
+        OMP_NUM_THREADS=str(args.threads),
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    )
     load_before = load_average()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -139,27 +156,43 @@ def main() -> None:
         for _ in range(args.repeats):
             Path(out).unlink(missing_ok=True)
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "fillgap", "fill", image, "-m", mask, "-o", out], env=env,
-                           check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "fillgap", "fill", image, "-m", mask, "-o", out],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             cli.append(time.perf_counter() - t)
-        steps = {level: run_child(["--steps", image, mask, out, str(level)], env)
-                 for level in (PNG_COMPRESS_LEVEL, 6)}
+        steps = {level: run_child(["--steps", image, mask, out, str(level)], env) for level in (PNG_COMPRESS_LEVEL, 6)}
         jpeg_mb = Path(image).stat().st_size / 1e6
     load_after = load_average()
 
     base = next(r for r in encode if r["encoder"].startswith("Pillow") and r["level"] == 6)
-    lines = ["# PNG writing (bench/png_write.py)", "",
-             f"A 12 MP photo (4000x3000, JPEG {jpeg_mb:.1f} MB) with a {hole * 100:.1f} % blob, filled by the "
-             f"default model; {args.threads} torch thread(s); median of {args.repeats}; load average before "
-             f"{load_before}, after {load_after}. fillgap's PNG level: {PNG_COMPRESS_LEVEL}.", "",
-             "| encoder | zlib level | s | MB | speed vs level 6 | size vs level 6 |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# PNG writing (bench/png_write.py)",
+        "",
+        f"A 12 MP photo (4000x3000, JPEG {jpeg_mb:.1f} MB) with a {hole * 100:.1f} % blob, filled by the "
+        f"default model; {args.threads} torch thread(s); median of {args.repeats}; load average before "
+        f"{load_before}, after {load_after}. fillgap's PNG level: {PNG_COMPRESS_LEVEL}.",
+        "",
+        "| encoder | zlib level | s | MB | speed vs level 6 | size vs level 6 |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in encode:
-        lines.append(f"| {r['encoder']} | {r['level']} | {r['seconds']:.2f} | {r['mb']:.1f} | "
-                     f"{base['seconds'] / r['seconds']:.1f}x | {r['mb'] / base['mb']:.2f}x |")
-    lines += ["", f"`fillgap fill big.jpg -m mask.png -o out.png` (fresh process, wall): "
-                  f"{statistics.median(cli):.2f} s (runs: {', '.join(f'{s:.2f}' for s in cli)}).", "",
-              "The same steps one by one (fresh process, s):", "",
-              "| step | " + " | ".join(f"level {lv}" for lv in steps) + " |", "|---|" + "---|" * len(steps)]
+        lines.append(
+            f"| {r['encoder']} | {r['level']} | {r['seconds']:.2f} | {r['mb']:.1f} | "
+            f"{base['seconds'] / r['seconds']:.1f}x | {r['mb'] / base['mb']:.2f}x |"
+        )
+    lines += [
+        "",
+        f"`fillgap fill big.jpg -m mask.png -o out.png` (fresh process, wall): "
+        f"{statistics.median(cli):.2f} s (runs: {', '.join(f'{s:.2f}' for s in cli)}).",
+        "",
+        "The same steps one by one (fresh process, s):",
+        "",
+        "| step | " + " | ".join(f"level {lv}" for lv in steps) + " |",
+        "|---|" + "---|" * len(steps),
+    ]
     for name in next(iter(steps.values()))["steps"]:
         lines.append(f"| {name} | " + " | ".join(f"{s['steps'][name]:.2f}" for s in steps.values()) + " |")
     lines.append("| total | " + " | ".join(f"{s['total_s']:.2f}" for s in steps.values()) + " |")
@@ -167,10 +200,20 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     save_text("png-write.md", text)
-    save_json("png-write.json", {"encode": encode, "cli_s": cli, "steps": {str(k): v for k, v in steps.items()},
-                                 "hole": hole, "jpeg_mb": jpeg_mb, "threads": args.threads,
-                                 "load_before": load_before, "load_after": load_after,
-                                 "machine": machine(torch_threads=args.threads)})
+    save_json(
+        "png-write.json",
+        {
+            "encode": encode,
+            "cli_s": cli,
+            "steps": {str(k): v for k, v in steps.items()},
+            "hole": hole,
+            "jpeg_mb": jpeg_mb,
+            "threads": args.threads,
+            "load_before": load_before,
+            "load_after": load_after,
+            "machine": machine(torch_threads=args.threads),
+        },
+    )
 
 
 if __name__ == "__main__":

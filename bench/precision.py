@@ -11,6 +11,7 @@ crops, thin/medium/thick/box masks), and the variant's PSNR against the fp32 fil
 the numbers moved). Speed: median seconds per 512x512 fill (thick strokes), same process,
 ``--threads`` threads, load recorded.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,7 @@ RESULTS = Path(__file__).with_name("results")
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-12)))
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
 
 
 def int8(onnx_method, out_dir: Path):
@@ -59,7 +60,9 @@ def int8(onnx_method, out_dir: Path):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(DEFAULT_WEIGHTS), help="A trained FFC checkpoint (default: the shipped one).")
+    ap.add_argument(
+        "--model", default=str(DEFAULT_WEIGHTS), help="A trained FFC checkpoint (default: the shipped one)."
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=RESULTS / "precision")
@@ -69,8 +72,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="fillgap-precision-"))
     fp32 = get_method(args.model, runtime="torch")
     onnx32 = get_method(args.model, runtime="onnx")
-    variants = {"torch fp32": fp32, "torch bf16 (--runtime torch-bf16)": get_method(args.model, runtime="torch-bf16"),
-                "onnx fp32": onnx32}
+    variants = {
+        "torch fp32": fp32,
+        "torch bf16 (--runtime torch-bf16)": get_method(args.model, runtime="torch-bf16"),
+        "onnx fp32": onnx32,
+    }
     try:
         variants["onnx int8 (dynamic)"] = int8(onnx32, work)
     except Exception as exc:  # noqa: BLE001 - reported, the other rows still run
@@ -79,7 +85,7 @@ def main() -> None:
     for i, photo in enumerate(bundled_photos("test")):
         h, w = photo.shape[:2]
         s = min(h, w)
-        crop = photo[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+        crop = photo[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
         img = cv2.resize(crop, (256, 256), interpolation=cv2.INTER_AREA)
         for kind in ("thin", "medium", "thick", "box"):
             cases.append((img, MaskGenerator(kind, seed=100 + i)(256, 256, 0, 0)))
@@ -97,22 +103,39 @@ def main() -> None:
             t = time.perf_counter()
             inpaint(big, big_mask, method)
             times.append(time.perf_counter() - t)
-        rows.append({"variant": name, "hole_psnr": hole_psnr, "psnr_vs_fp32_fill": vs_fp32,
-                     "seconds_512": statistics.median(times)})
+        rows.append(
+            {
+                "variant": name,
+                "hole_psnr": hole_psnr,
+                "psnr_vs_fp32_fill": vs_fp32,
+                "seconds_512": statistics.median(times),
+            }
+        )
         print(rows[-1], flush=True)
-    meta = {"model": args.model, "threads": threads, "cases": len(cases), "loadavg_before": load_before,
-            "loadavg_after": Path("/proc/loadavg").read_text().strip(),
-            "cpu_bf16": native_bf16("cpu")}
+    meta = {
+        "model": args.model,
+        "threads": threads,
+        "cases": len(cases),
+        "loadavg_before": load_before,
+        "loadavg_after": Path("/proc/loadavg").read_text().strip(),
+        "cpu_bf16": native_bf16("cpu"),
+    }
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     base = rows[0]
-    lines = [f"Model {args.model}, {threads} threads, {len(cases)} fills (3 bundled test photos x 4 mask kinds, "
-             f"256x256) for quality, 512x512 thick strokes for speed. Load before: {load_before}; after: "
-             f"{meta['loadavg_after']}.", "",
-             "| variant | hole PSNR dB | change | PSNR vs fp32 fill (hole) | s @ 512 | speed-up |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"Model {args.model}, {threads} threads, {len(cases)} fills (3 bundled test photos x 4 mask kinds, "
+        f"256x256) for quality, 512x512 thick strokes for speed. Load before: {load_before}; after: "
+        f"{meta['loadavg_after']}.",
+        "",
+        "| variant | hole PSNR dB | change | PSNR vs fp32 fill (hole) | s @ 512 | speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['hole_psnr']:.2f} | {r['hole_psnr'] - base['hole_psnr']:+.2f} | "
-                     f"{r['psnr_vs_fp32_fill']:.1f} | {r['seconds_512']:.3f} | "
-                     f"{base['seconds_512'] / r['seconds_512']:.2f}x |")
+        lines.append(
+            f"| {r['variant']} | {r['hole_psnr']:.2f} | {r['hole_psnr'] - base['hole_psnr']:+.2f} | "
+            f"{r['psnr_vs_fp32_fill']:.1f} | {r['seconds_512']:.3f} | "
+            f"{base['seconds_512'] / r['seconds_512']:.2f}x |"
+        )
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -10,6 +10,7 @@ networks), next to the networks that refine a prior, and milliseconds per 512 px
 (the protocol's 512 px cases, one thread, methods interleaved case by case, median).
 Writes bench/results/prior-ablation.{md,json}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,7 +53,7 @@ def time_networks(protocol: str, count: int, names: list[str]) -> dict[str, floa
     proto = load_protocol(protocol)
     images = load_images(proto, 512)
     cases = make_cases(proto, 512)
-    chosen = cases[::max(1, len(cases) // count)][:count]
+    chosen = cases[:: max(1, len(cases) // count)][:count]
     out = {}
     for name in names:
         method = get_method(name)
@@ -76,22 +77,30 @@ def main(argv: list[str] | None = None) -> int:
     result = json.loads(source.read_text()) if source.exists() else {}
     names = [m["name"] for m in result.get("methods", [])]
     if not set(PRIORS) <= set(names):
-        print(f"prior_ablation: run `python bench/quality.py --protocol {args.protocol}` first "
-              f"({source} lacks {', '.join(sorted(set(PRIORS) - set(names)))})", file=sys.stderr)
+        print(
+            f"prior_ablation: run `python bench/quality.py --protocol {args.protocol}` first "
+            f"({source} lacks {', '.join(sorted(set(PRIORS) - set(names)))})",
+            file=sys.stderr,
+        )
         return 1
     networks = [n for n in names if n.startswith("fillgap-") and n not in PRIORS]
     by_kind = result["summary"]["by_kind"]
     ms = time_at_512(args.protocol, args.timing_cases)
     kinds = list(by_kind)
-    lines = [f"# Prior ablation: protocol {args.protocol}, 256 px quality, 512 px timing", "",
-             f"Command: `python bench/prior_ablation.py {' '.join(argv or sys.argv[1:])}".rstrip() + "`; scores from "
-             f"`{result['command']}` (load then {result['environment']['load_average']}).", "",
-             "Each cell: hole PSNR (dB) / hole SSIM / hole detail ratio. Milliseconds: median per 512x512 picture, "
-             f"one thread, {args.timing_cases} protocol cases, load average at the end "
-             f"{environment()['load_average']}. The shipped networks (last rows) refine fillgap-diffusion; "
-             "their milliseconds include it.", "",
-             "| prior | " + " | ".join(kinds) + " | all | ms per 512 px |",
-             "|---|" + "---|" * (len(kinds) + 2)]
+    lines = [
+        f"# Prior ablation: protocol {args.protocol}, 256 px quality, 512 px timing",
+        "",
+        f"Command: `python bench/prior_ablation.py {' '.join(argv or sys.argv[1:])}".rstrip() + "`; scores from "
+        f"`{result['command']}` (load then {result['environment']['load_average']}).",
+        "",
+        "Each cell: hole PSNR (dB) / hole SSIM / hole detail ratio. Milliseconds: median per 512x512 picture, "
+        f"one thread, {args.timing_cases} protocol cases, load average at the end "
+        f"{environment()['load_average']}. The shipped networks (last rows) refine fillgap-diffusion; "
+        "their milliseconds include it.",
+        "",
+        "| prior | " + " | ".join(kinds) + " | all | ms per 512 px |",
+        "|---|" + "---|" * (len(kinds) + 2),
+    ]
     overall = result["summary"]["overall"]
     ms.update(time_networks(args.protocol, args.timing_cases, networks))
     for m in PRIORS + networks:
@@ -99,10 +108,16 @@ def main(argv: list[str] | None = None) -> int:
         fmt = " | ".join(f"{c['hole_psnr']:.2f} / {c['hole_ssim']:.3f} / {c['hole_detail']:.2f}" for c in cells)
         lines.append(f"| {m} | {fmt} | {ms[m]:.0f} |")
     save_text("prior-ablation.md", "\n".join(lines))
-    save_json("prior-ablation.json",
-              {"by_kind": {k: {m: by_kind[k][m] for m in PRIORS + networks} for k in kinds},
-               "overall": {m: overall[m] for m in PRIORS + networks}, "ms_per_512": ms, "source": str(source.name),
-               "environment": environment()})
+    save_json(
+        "prior-ablation.json",
+        {
+            "by_kind": {k: {m: by_kind[k][m] for m in PRIORS + networks} for k in kinds},
+            "overall": {m: overall[m] for m in PRIORS + networks},
+            "ms_per_512": ms,
+            "source": str(source.name),
+            "environment": environment(),
+        },
+    )
     print("\n".join(lines))
     return 0
 

@@ -14,6 +14,7 @@ in the package instead.
 One thread per method by default (`--threads`), so seconds per image compare fairly and do not
 swing with whatever else the machine runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,15 +35,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", action="append", default=[], help="checkpoint to score (repeatable)")
     parser.add_argument("--methods", action="append", help="peers, comma-separated (default: all)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--every", type=int, default=1, help="score every k-th case only, a quicker run; pick k coprime with the 16 cells per picture (3, 5, 7)")
+    parser.add_argument(
+        "--every",
+        type=int,
+        default=1,
+        help="score every k-th case only, a quicker run; pick k coprime with the 16 cells per picture (3, 5, 7)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     stem = f"quality-{args.size}" if args.protocol == "v1" else f"quality-{Path(args.protocol).stem}-{args.size}"
     command = "python bench/quality.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
-        run = evaluate(args.protocol, args.size, args.model, parse_method_list(args.methods), out=args.out,
-                       stem=stem, overwrite=True, progress=True, command=command.strip(), threads=args.threads,
-                       every=args.every)
+        run = evaluate(
+            args.protocol,
+            args.size,
+            args.model,
+            parse_method_list(args.methods),
+            out=args.out,
+            stem=stem,
+            overwrite=True,
+            progress=True,
+            command=command.strip(),
+            threads=args.threads,
+            every=args.every,
+        )
     except FillgapError as exc:
         print(f"quality: error: {exc}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ nodes of C cores fill about N * C / (CPU seconds per picture) pictures/s until t
 storage's bandwidth (bytes per picture) or the driver's per-picture bookkeeping caps it.
 Writes bench/results/ray_fill.json and prints a Markdown summary.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,9 +80,13 @@ def step_costs(root: Path, spec, count: int) -> dict:
         sizes.append(path.stat().st_size + mask_path.stat().st_size + len(data))
     torch.set_num_threads(before)
     med = statistics.median
-    return {"decode_s": round(med(decode), 4), "network_s": round(med(network), 4),
-            "encode_s": round(med(encode), 4), "bytes_moved": int(med(sizes)),
-            "cpu_s": round(med(decode) + med(network) + med(encode), 4)}
+    return {
+        "decode_s": round(med(decode), 4),
+        "network_s": round(med(network), 4),
+        "encode_s": round(med(encode), 4),
+        "bytes_moved": int(med(sizes)),
+        "cpu_s": round(med(decode) + med(network) + med(encode), 4),
+    }
 
 
 def paper(costs: dict, bandwidth_gbit: float, cores: int = 16) -> dict:
@@ -91,9 +96,15 @@ def paper(costs: dict, bandwidth_gbit: float, cores: int = 16) -> dict:
     rows = []
     for nodes in (1, 4, 16, 64):
         cpu_bound = nodes * cores / costs["cpu_s"]
-        rows.append({"nodes": nodes, "cores_per_node": cores, "cpu_bound_pictures_per_s": round(cpu_bound, 1),
-                     "storage_cap_pictures_per_s": round(storage_cap, 1),
-                     "expected_pictures_per_s": round(min(cpu_bound, storage_cap), 1)})
+        rows.append(
+            {
+                "nodes": nodes,
+                "cores_per_node": cores,
+                "cpu_bound_pictures_per_s": round(cpu_bound, 1),
+                "storage_cap_pictures_per_s": round(storage_cap, 1),
+                "expected_pictures_per_s": round(min(cpu_bound, storage_cap), 1),
+            }
+        )
     return {"bandwidth_gbit": bandwidth_gbit, "rows": rows}
 
 
@@ -141,18 +152,29 @@ def main() -> None:
                     n = 1 if which == "one" else args.count
                     assert len(report.written) == n and not report.failed, report.failed[:3]
                     shutil.rmtree(out)
-                print(engine, actors, {k: [round(v, 2) for v in vs] for k, vs in times[(engine, actors)].items()},
-                      flush=True)
+                print(
+                    engine,
+                    actors,
+                    {k: [round(v, 2) for v in vs] for k, vs in times[(engine, actors)].items()},
+                    flush=True,
+                )
     ray.shutdown()
     rows = []
     for (engine, actors), ts in times.items():
         one, full = statistics.median(ts["one"]), statistics.median(ts["all"])
         # None when the noise of the fixed cost swamps the difference (a loaded machine)
         marginal = (args.count - 1) / (full - one) if full > one * 1.05 else None
-        rows.append({"engine": engine, "actors": actors or None, "wall_s_all": [round(v, 2) for v in ts["all"]],
-                     "wall_s_one": [round(v, 2) for v in ts["one"]],
-                     "pictures_per_s": round(args.count / full, 2), "fixed_s": round(one, 2),
-                     "marginal_pictures_per_s": marginal and round(marginal, 2)})
+        rows.append(
+            {
+                "engine": engine,
+                "actors": actors or None,
+                "wall_s_all": [round(v, 2) for v in ts["all"]],
+                "wall_s_one": [round(v, 2) for v in ts["one"]],
+                "pictures_per_s": round(args.count / full, 2),
+                "fixed_s": round(one, 2),
+                "marginal_pictures_per_s": marginal and round(marginal, 2),
+            }
+        )
     local = rows[0]
     for row in rows[1:]:
         row["ratio_to_local"] = round(row["pictures_per_s"] / local["pictures_per_s"], 2)
@@ -164,14 +186,22 @@ def main() -> None:
     overhead = max(0.0, 1 / ray1 - costs["cpu_s"]) if ray1 else 0.0
     result = {
         "what": f"fill {args.count} pictures {args.size}x{args.size} (PNG in, PNG out, mixture strokes), pictures/s",
-        "model": model_name, "ray": ray.__version__, "ray_start_s": round(ray_start_s, 2),
-        "machine": {"cpus": os.cpu_count(), "load_average_at_start": load_start,
-                    "load_average_at_end": os.getloadavg(), "python": platform.python_version(),
-                    "torch": torch.__version__},
+        "model": model_name,
+        "ray": ray.__version__,
+        "ray_start_s": round(ray_start_s, 2),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average_at_start": load_start,
+            "load_average_at_end": os.getloadavg(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
         "note": "2-core machine shared with other jobs: see the load averages; compare rows of one run. "
-                "Ray: local instance with 2 CPUs, 1 CPU and 1 torch thread per actor; local engine: "
-                "2 reader/writer threads, batch 8, torch's default threads.",
-        "rows": rows, "per_picture": costs, "ray_extra_wall_per_picture_s": round(overhead, 4),
+        "Ray: local instance with 2 CPUs, 1 CPU and 1 torch thread per actor; local engine: "
+        "2 reader/writer threads, batch 8, torch's default threads.",
+        "rows": rows,
+        "per_picture": costs,
+        "ray_extra_wall_per_picture_s": round(overhead, 4),
         "paper": paper(costs, args.bandwidth_gbit),
     }
     RESULTS.mkdir(exist_ok=True)
@@ -180,8 +210,10 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for row in rows:
         name = "local" if row["engine"] == "local" else f"ray, {row['actors']} actor(s)"
-        print(f"| {name} | {row['pictures_per_s']} | {row['fixed_s']} | {row['marginal_pictures_per_s']} | "
-              f"{row.get('ratio_to_local', 1.0)} / {row.get('marginal_ratio_to_local', 1.0)} |")
+        print(
+            f"| {name} | {row['pictures_per_s']} | {row['fixed_s']} | {row['marginal_pictures_per_s']} | "
+            f"{row.get('ratio_to_local', 1.0)} / {row.get('marginal_ratio_to_local', 1.0)} |"
+        )
     print(json.dumps(costs), f"ray extra wall {overhead:.4f} s/picture, ray start {ray_start_s:.1f} s")
     print(f"wrote {RESULTS / 'ray_fill.json'}")
 

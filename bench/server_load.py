@@ -16,6 +16,7 @@ Writes bench/results/server.json.
 Model: ``--model CKPT``, else the shipped default weights when present, else an untrained
 ffc-small exported to a temp file (same cost per request as trained weights).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,6 +42,7 @@ from fillgap.masks import MaskGenerator, hole_ratio
 from fillgap.models import create_model
 
 from _common import RESULTS, machine, save_json, stop_process
+
 PHOTO = Path(fillgap.__file__).parent / "data" / "bundled" / "test" / "coffee.jpg"
 
 
@@ -54,7 +56,7 @@ def workload(size: int) -> tuple[bytes, list[bytes], list[float]]:
     rgb = read_image(PHOTO)
     side = min(rgb.shape[:2])
     top, left = (rgb.shape[0] - side) // 2, (rgb.shape[1] - side) // 2
-    crop = Image.fromarray(rgb[top:top + side, left:left + side]).resize((size, size), Image.BICUBIC)
+    crop = Image.fromarray(rgb[top : top + side, left : left + side]).resize((size, size), Image.BICUBIC)
     gen, masks, ratios = MaskGenerator("medium", seed=0), [], []
     for index in range(10_000):
         m = gen(size, size, 0, index)
@@ -93,8 +95,13 @@ def run(url: str, image: bytes, masks: list[bytes], clients: int, count: int, pi
         if not hasattr(local, "client"):
             local.client = httpx.Client(base_url=url, timeout=3600)  # queued behind others on a busy machine
         t = time.perf_counter()
-        r = local.client.post("/api/inpaint", files={"image": ("photo.png", image, "image/png"),
-                                                     "mask": ("mask.png", masks[i % len(masks)], "image/png")})
+        r = local.client.post(
+            "/api/inpaint",
+            files={
+                "image": ("photo.png", image, "image/png"),
+                "mask": ("mask.png", masks[i % len(masks)], "image/png"),
+            },
+        )
         if r.status_code != 200 or r.headers["content-type"] != "image/png":
             raise RuntimeError(f"request {i}: {r.status_code} {r.text[:200]}")
         return time.perf_counter() - t
@@ -106,9 +113,13 @@ def run(url: str, image: bytes, masks: list[bytes], clients: int, count: int, pi
         wall = time.perf_counter() - start
         cpu = (cpu_seconds(pid) - cpu0) / count if pid else None
     pct = lambda q: round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 3)  # noqa: E731
-    out = {"clients": clients, "requests": count, "wall_s": round(wall, 2),
-           "requests_per_s": round(count / wall, 3),
-           "latency_s": {"p50": pct(0.5), "p90": pct(0.9), "max": round(latencies[-1], 3)}}
+    out = {
+        "clients": clients,
+        "requests": count,
+        "wall_s": round(wall, 2),
+        "requests_per_s": round(count / wall, 3),
+        "latency_s": {"p50": pct(0.5), "p90": pct(0.9), "max": round(latencies[-1], 3)},
+    }
     if cpu is not None:
         # What a request costs the server in CPU time, whatever share of the cores it got: on
         # an otherwise idle core the server could do about 1 / this requests per second.
@@ -122,8 +133,11 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--clients", default="1,3", help="client counts to run, comma-separated")
-    ap.add_argument("--threads", default="1,default",
-                    help="server --threads settings to run, comma-separated ('default': torch's choice)")
+    ap.add_argument(
+        "--threads",
+        default="1,default",
+        help="server --threads settings to run, comma-separated ('default': torch's choice)",
+    )
     ap.add_argument("--requests", type=int, default=9, help="timed requests per setting")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS / "server.json")
@@ -148,27 +162,43 @@ def main() -> None:
                 for clients in args.clients.split(","):
                     before = os.getloadavg()[0]
                     r = run(url, image, masks, int(clients), args.requests, proc.pid)
-                    runs.append({"server_threads": f"{threads} ({body['threads']})", **r,
-                                 "loadavg_1min_before_after": [round(before, 2), round(os.getloadavg()[0], 2)]})
-                    print(f"threads {runs[-1]['server_threads']}, {r['clients']} client(s): "
-                          f"{r['requests_per_s']} requests/s, p50 {r['latency_s']['p50']} s, "
-                          f"p90 {r['latency_s']['p90']} s, server CPU {r['server_cpu_s_per_request']} s/request",
-                          flush=True)
+                    runs.append(
+                        {
+                            "server_threads": f"{threads} ({body['threads']})",
+                            **r,
+                            "loadavg_1min_before_after": [round(before, 2), round(os.getloadavg()[0], 2)],
+                        }
+                    )
+                    print(
+                        f"threads {runs[-1]['server_threads']}, {r['clients']} client(s): "
+                        f"{r['requests_per_s']} requests/s, p50 {r['latency_s']['p50']} s, "
+                        f"p90 {r['latency_s']['p90']} s, server CPU {r['server_cpu_s_per_request']} s/request",
+                        flush=True,
+                    )
             finally:
                 stop_process(proc)
         load_after = os.getloadavg()
 
     result = {
         "what": f"POST /api/inpaint, {args.size}x{args.size} PNG photo + stroke mask, over loopback (127.0.0.1)",
-        "model": info["name"], "model_source": source, "parameters": info["parameters"],
-        "image_bytes": len(image), "mask_hole_ratios": ratios, "mask_hole_ratio_mean": round(float(np.mean(ratios)), 4),
+        "model": info["name"],
+        "model_source": source,
+        "parameters": info["parameters"],
+        "image_bytes": len(image),
+        "mask_hole_ratios": ratios,
+        "mask_hole_ratio_mean": round(float(np.mean(ratios)), 4),
         "server": "fillgap serve (one uvicorn worker; fills one at a time, decode/encode overlap)",
-        "cpu_count": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
         "nice": os.nice(0),
         "loadavg_1min_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
-        "note": (f"busy machine (1-min load average {load_before[0]:.1f} on {os.cpu_count()} cores): "
-                 "the server shared its cores, so these figures are a lower bound"
-                 if load_before[0] > 0.5 * (os.cpu_count() or 1) else "quiet machine"),
+        "note": (
+            f"busy machine (1-min load average {load_before[0]:.1f} on {os.cpu_count()} cores): "
+            "the server shared its cores, so these figures are a lower bound"
+            if load_before[0] > 0.5 * (os.cpu_count() or 1)
+            else "quiet machine"
+        ),
         "runs": runs,
     }
     result["machine_info"] = machine()

@@ -29,6 +29,7 @@ bench/results/server_attacks.json:
 - unread answers: 12 clients upload a 6 MP noise picture and never read their PNG answer
   (~18 MB each); the server's memory and open connections until they are dropped.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,8 +81,10 @@ def slow_clients(url: str, count: int, files: dict) -> dict:
     host, port = url.removeprefix("http://").rsplit(":", 1)
     request = httpx.Request("POST", f"{url}/api/inpaint", files=files)
     body = request.read()
-    head = (f"POST /api/inpaint HTTP/1.1\r\nHost: {host}\r\nContent-Type: {request.headers['content-type']}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST /api/inpaint HTTP/1.1\r\nHost: {host}\r\nContent-Type: {request.headers['content-type']}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
     kinds = ["stalled head", "stalled body", "body at 1 byte/s"]
     conns, started = [], time.monotonic()
     for i in range(count):
@@ -107,7 +110,7 @@ def slow_clients(url: str, count: int, files: dict) -> dict:
             for kind, s in conns:
                 if kind == "body at 1 byte/s":
                     try:
-                        s.send(body[offset:offset + 1])
+                        s.send(body[offset : offset + 1])
                     except OSError:
                         pass
             offset += 1
@@ -125,10 +128,15 @@ def slow_clients(url: str, count: int, files: dict) -> dict:
     done.set()
     for _, s in conns:
         s.close()
-    return {"connections": count, "normal_request": normal,
-            "closed_after_s": {k: {"median": sorted(v)[len(v) // 2] if v else None, "max": max(v, default=None),
-                                   "count": len(v)} for k, v in closed.items()},
-            "answers": {k: sorted(v) for k, v in answers.items()}}
+    return {
+        "connections": count,
+        "normal_request": normal,
+        "closed_after_s": {
+            k: {"median": sorted(v)[len(v) // 2] if v else None, "max": max(v, default=None), "count": len(v)}
+            for k, v in closed.items()
+        },
+        "answers": {k: sorted(v) for k, v in answers.items()},
+    }
 
 
 def _raise_fd_limit(need: int) -> int:
@@ -146,8 +154,10 @@ def _raw_head(url: str, files: dict, extra: dict | None = None) -> tuple[bytes, 
     host = url.removeprefix("http://")
     request = httpx.Request("POST", f"{url}/api/inpaint", files=files, data=extra)
     body = request.read()
-    head = (f"POST /api/inpaint HTTP/1.1\r\nHost: {host}\r\nContent-Type: {request.headers['content-type']}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST /api/inpaint HTTP/1.1\r\nHost: {host}\r\nContent-Type: {request.headers['content-type']}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
     return head, body
 
 
@@ -221,9 +231,12 @@ def lockout(url: str, count: int, files: dict) -> dict:
         time.sleep(0.005)  # each head read before the next connects (else it is one without a request)
     time.sleep(1)
     r = httpx.post(f"{url}/api/inpaint", files=files, timeout=60)
-    refusal = {"status": r.status_code, "retry_after": r.headers.get("retry-after"),
-               "content_type": r.headers.get("content-type"),
-               "body": r.text[:200] if r.status_code != 200 else f"PNG, {len(r.content)} bytes"}
+    refusal = {
+        "status": r.status_code,
+        "retry_after": r.headers.get("retry-after"),
+        "content_type": r.headers.get("content-type"),
+        "body": r.text[:200] if r.status_code != 200 else f"PNG, {len(r.content)} bytes",
+    }
     for s in busy:
         s.close()
     return {"half_open": count, "opened_in_all": opened["n"], "fills": fills, "refusal_when_full": refusal}
@@ -234,10 +247,14 @@ def hangup_and_deadline(url: str, pid: int, timeout_s: float) -> dict:
     flat = np.full((2400, 2400, 3), 200, np.uint8)
     mask = np.full((2400, 2400), 255, np.uint8)
     mask[:8, :8] = 0
-    files = {"image": ("flat.webp", encoded(flat, "WEBP", lossless=True), "image/webp"),
-             "mask": ("mask.png", encoded(mask, "PNG"), "image/png")}
-    tiny = {"image": ("t.png", encoded(photo_like(64, 64, 2), "PNG"), "image/png"),
-            "mask": ("m.png", encoded(np.pad(np.full((16, 16), 255, np.uint8), 24), "PNG"), "image/png")}
+    files = {
+        "image": ("flat.webp", encoded(flat, "WEBP", lossless=True), "image/webp"),
+        "mask": ("mask.png", encoded(mask, "PNG"), "image/png"),
+    }
+    tiny = {
+        "image": ("t.png", encoded(photo_like(64, 64, 2), "PNG"), "image/png"),
+        "mask": ("m.png", encoded(np.pad(np.full((16, 16), 255, np.uint8), 24), "PNG"), "image/png"),
+    }
     upload = sum(len(f[1]) for f in files.values())
     over = httpx.post(f"{url}/api/inpaint", files=files, data={"strategy": "crop", "max_side": "65536"}, timeout=60)
     # the client hangs up 5 s into the fill; a 64x64 fill then waits for the slot
@@ -256,17 +273,26 @@ def hangup_and_deadline(url: str, pid: int, timeout_s: float) -> dict:
     # the same fill with a client that waits: the request deadline stops it
     t = time.perf_counter()
     r = httpx.post(f"{url}/api/inpaint", files=files, data={"strategy": "crop", "max_side": "4096"}, timeout=600)
-    waited = {"status": r.status_code, "seconds": round(time.perf_counter() - t, 2),
-              "retry_after": r.headers.get("retry-after"), "detail": r.json().get("detail") if r.status_code != 200
-              else None}
+    waited = {
+        "status": r.status_code,
+        "seconds": round(time.perf_counter() - t, 2),
+        "retry_after": r.headers.get("retry-after"),
+        "detail": r.json().get("detail") if r.status_code != 200 else None,
+    }
     t = time.perf_counter()
     r = httpx.post(f"{url}/api/inpaint", files=tiny, timeout=600)
     after = {"status": r.status_code, "seconds": round(time.perf_counter() - t, 2)}
-    return {"upload_bytes": upload, "above_the_servers_max_side": {"status": over.status_code,
-                                                                   "detail": over.json().get("detail")},
-            "hang_up_after_s": 5, "small_fill_after_hang_up": small, "small_fill_alone_s": small_alone,
-            "request_timeout_s": timeout_s, "client_waits": waited, "small_fill_after_deadline": after,
-            "rss_peak_mb": proc_memory_mb(pid)["VmHWM"]}
+    return {
+        "upload_bytes": upload,
+        "above_the_servers_max_side": {"status": over.status_code, "detail": over.json().get("detail")},
+        "hang_up_after_s": 5,
+        "small_fill_after_hang_up": small,
+        "small_fill_alone_s": small_alone,
+        "request_timeout_s": timeout_s,
+        "client_waits": waited,
+        "small_fill_after_deadline": after,
+        "rss_peak_mb": proc_memory_mb(pid)["VmHWM"],
+    }
 
 
 def unread_answers(url: str, pid: int, clients: int = 12, timeout_s: float = 120.0) -> dict:
@@ -274,8 +300,10 @@ def unread_answers(url: str, pid: int, clients: int = 12, timeout_s: float = 120
     noise = np.random.default_rng(3).integers(0, 256, (2450, 2450, 3), dtype=np.uint8)
     mask = np.zeros((245, 245), np.uint8)  # scaled to the picture: its pixels barely count in the budget
     mask[100:110, 100:110] = 255
-    files = {"image": ("noise.png", encoded(noise, "PNG", compress_level=1), "image/png"),
-             "mask": ("mask.png", encoded(mask, "PNG"), "image/png")}
+    files = {
+        "image": ("noise.png", encoded(noise, "PNG", compress_level=1), "image/png"),
+        "mask": ("mask.png", encoded(mask, "PNG"), "image/png"),
+    }
     head, body = _raw_head(url, files, {"resize_mask": "true"})
     import socket
 
@@ -288,27 +316,43 @@ def unread_answers(url: str, pid: int, clients: int = 12, timeout_s: float = 120
         socks.append(s)
     samples = []
     while time.monotonic() - started < timeout_s + 20:
-        samples.append({"t": round(time.monotonic() - started, 1), "rss_mb": proc_memory_mb(pid)["VmRSS"],
-                        "connections": _server_sockets(pid)})
+        samples.append(
+            {
+                "t": round(time.monotonic() - started, 1),
+                "rss_mb": proc_memory_mb(pid)["VmRSS"],
+                "connections": _server_sockets(pid),
+            }
+        )
         time.sleep(5)
     for s in socks:
         s.close()
     peak = max(samples, key=lambda x: x["rss_mb"])
-    return {"clients": clients, "answer": "PNG of a 6 MP noise picture", "rss_idle_mb": idle,
-            "rss_peak_mb": peak["rss_mb"], "end": samples[-1], "samples": samples,
-            "connections_closed_by_s": next((x["t"] for x in samples if x["connections"] <= baseline), None),
-            "server_sockets_before": baseline}
+    return {
+        "clients": clients,
+        "answer": "PNG of a 6 MP noise picture",
+        "rss_idle_mb": idle,
+        "rss_peak_mb": peak["rss_mb"],
+        "end": samples[-1],
+        "samples": samples,
+        "connections_closed_by_s": next((x["t"] for x in samples if x["connections"] <= baseline), None),
+        "server_sockets_before": baseline,
+    }
 
 
 def attacks(args) -> None:
     limit = _raise_fd_limit(2 * args.half_open + 1200)
     small, small_mask = photo_like(512, 512, 1), np.zeros((512, 512), np.uint8)
     small_mask[200:300, 150:330] = 255
-    files = {"image": ("s.png", encoded(small, "PNG"), "image/png"),
-             "mask": ("m.png", encoded(small_mask, "PNG"), "image/png")}
+    files = {
+        "image": ("s.png", encoded(small, "PNG"), "image/png"),
+        "mask": ("m.png", encoded(small_mask, "PNG"), "image/png"),
+    }
     load_start = load_average()
-    result = {"what": "fillgap serve (default limits) under lock-out, hang-up, deadline and unread-answer attacks",
-              "command": "python bench/server_stress.py " + " ".join(sys.argv[1:]), "fd_limit": limit}
+    result = {
+        "what": "fillgap serve (default limits) under lock-out, hang-up, deadline and unread-answer attacks",
+        "command": "python bench/server_stress.py " + " ".join(sys.argv[1:]),
+        "fd_limit": limit,
+    }
     proc, url = start_server([])
     try:
         result["lockout"] = lockout(url, args.half_open, files)
@@ -352,19 +396,24 @@ def main() -> None:
     jpeg = encoded(big, "JPEG", quality=90)
     del big
     mask = np.zeros((side, side), np.uint8)
-    mask[side // 2 - 150: side // 2 + 150, side // 3: side // 3 + 400] = 255
+    mask[side // 2 - 150 : side // 2 + 150, side // 3 : side // 3 + 400] = 255
     mask_png = encoded(mask, "PNG")
     small, small_mask = photo_like(512, 512, 1), np.zeros((512, 512), np.uint8)
     small_mask[200:300, 150:330] = 255
-    small_files = {"image": ("s.png", encoded(small, "PNG"), "image/png"),
-                   "mask": ("m.png", encoded(small_mask, "PNG"), "image/png")}
+    small_files = {
+        "image": ("s.png", encoded(small, "PNG"), "image/png"),
+        "mask": ("m.png", encoded(small_mask, "PNG"), "image/png"),
+    }
 
     load_start = load_average()
     proc, url = start_server(["--model", args.model] if args.model else [])
     try:
         slow = slow_clients(url, args.slow, small_files)
-        print(f"{args.slow} slow connections: a normal fill answered {slow['normal_request']['status']} in "
-              f"{slow['normal_request']['seconds']} s; closed after {slow['closed_after_s']}", flush=True)
+        print(
+            f"{args.slow} slow connections: a normal fill answered {slow['normal_request']['status']} in "
+            f"{slow['normal_request']['seconds']} s; closed after {slow['closed_after_s']}",
+            flush=True,
+        )
         idle = proc_memory_mb(proc.pid)
         samples, stop = [], threading.Event()
 
@@ -381,10 +430,16 @@ def main() -> None:
             with httpx.Client(base_url=url, timeout=1800) as client:
                 barrier.wait()
                 t = time.perf_counter()
-                r = client.post("/api/inpaint", files={"image": ("big.jpg", jpeg, "image/jpeg"),
-                                                       "mask": ("mask.png", mask_png, "image/png")})
-                return {"status": r.status_code, "seconds": round(time.perf_counter() - t, 2),
-                        "retry_after": r.headers.get("retry-after"), "bytes": len(r.content)}
+                r = client.post(
+                    "/api/inpaint",
+                    files={"image": ("big.jpg", jpeg, "image/jpeg"), "mask": ("mask.png", mask_png, "image/png")},
+                )
+                return {
+                    "status": r.status_code,
+                    "seconds": round(time.perf_counter() - t, 2),
+                    "retry_after": r.headers.get("retry-after"),
+                    "bytes": len(r.content),
+                }
 
         started = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
@@ -393,8 +448,11 @@ def main() -> None:
         stop.set()
         sampler.join()
         after_burst = proc_memory_mb(proc.pid)
-        print(f"{args.parallel} x {args.megapixels:g} MP: statuses {[a['status'] for a in answers]}, "
-              f"peak RSS {after_burst['VmHWM']} MB (idle {idle['VmRSS']} MB)", flush=True)
+        print(
+            f"{args.parallel} x {args.megapixels:g} MP: statuses {[a['status'] for a in answers]}, "
+            f"peak RSS {after_burst['VmHWM']} MB (idle {idle['VmRSS']} MB)",
+            flush=True,
+        )
         # saved now too: the fills below take long on a busy machine
         save(args, side, jpeg, slow, idle, answers, burst_s, after_burst, samples, load_start, None)
 
@@ -405,8 +463,14 @@ def main() -> None:
             fills_s = time.perf_counter() - t
             after_fills = proc_memory_mb(proc.pid)["VmRSS"]
         print(f"{args.fills} fills of 512x512: RSS {before_fills} -> {after_fills} MB", flush=True)
-        fills = {"count": args.fills, "size": "512x512", "ok": codes.count(200), "wall_s": round(fills_s, 2),
-                 "rss_before_mb": before_fills, "rss_after_mb": after_fills}
+        fills = {
+            "count": args.fills,
+            "size": "512x512",
+            "ok": codes.count(200),
+            "wall_s": round(fills_s, 2),
+            "rss_before_mb": before_fills,
+            "rss_after_mb": after_fills,
+        }
     finally:
         stop_process(proc)
 
@@ -414,20 +478,31 @@ def main() -> None:
 
 
 def save(args, side, jpeg, slow, idle, answers, burst_s, after_burst, samples, load_start, fills) -> None:
-    save_json(args.out, {
-        "what": "fillgap serve (default limits) memory: parallel big uploads, then many small fills",
-        "command": "python bench/server_stress.py " + " ".join(sys.argv[1:]),
-        "model": args.model or "shipped default",
-        "slow_clients": slow,
-        "burst": {"parallel": args.parallel, "megapixels": round(side * side / 1e6, 1), "side": side,
-                  "upload_bytes": len(jpeg), "wall_s": round(burst_s, 2), "answers": answers,
-                  "ok": sum(a["status"] == 200 for a in answers),
-                  "busy_503": sum(a["status"] == 503 for a in answers),
-                  "rss_idle_mb": idle["VmRSS"], "rss_peak_mb": after_burst["VmHWM"],
-                  "rss_sampled_max_mb": max(samples) if samples else None, "rss_after_mb": after_burst["VmRSS"]},
-        "fills": fills,
-        "machine": machine(load_average_at_start=load_start),
-    })
+    save_json(
+        args.out,
+        {
+            "what": "fillgap serve (default limits) memory: parallel big uploads, then many small fills",
+            "command": "python bench/server_stress.py " + " ".join(sys.argv[1:]),
+            "model": args.model or "shipped default",
+            "slow_clients": slow,
+            "burst": {
+                "parallel": args.parallel,
+                "megapixels": round(side * side / 1e6, 1),
+                "side": side,
+                "upload_bytes": len(jpeg),
+                "wall_s": round(burst_s, 2),
+                "answers": answers,
+                "ok": sum(a["status"] == 200 for a in answers),
+                "busy_503": sum(a["status"] == 503 for a in answers),
+                "rss_idle_mb": idle["VmRSS"],
+                "rss_peak_mb": after_burst["VmHWM"],
+                "rss_sampled_max_mb": max(samples) if samples else None,
+                "rss_after_mb": after_burst["VmRSS"],
+            },
+            "fills": fills,
+            "machine": machine(load_average_at_start=load_start),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ FlopCounterMode (convolutions and matrix products; the torch path's FFTs are not
 FLOP bound: network GFLOPs / the matrix-product rate (fp32, or bf16 for the bf16 path) measured
 here with the same threads.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,7 +51,7 @@ def peak_gflops(seconds: float = 1.0, n: int = 1024, dtype: torch.dtype = torch.
     while time.perf_counter() < end:
         t = time.perf_counter()
         torch.mm(a, b)
-        best = max(best, 2 * n ** 3 / (time.perf_counter() - t))
+        best = max(best, 2 * n**3 / (time.perf_counter() - t))
     return best / 1e9
 
 
@@ -92,6 +93,7 @@ class Probe:
                 out = prior(*a)
                 self.prior_s += time.perf_counter() - t
                 return out
+
             model.prior = _Wrapped(prior, timed_prior)
 
     def reset(self):
@@ -133,10 +135,19 @@ def breakdown(method, img, mask, repeats: int, peak: float) -> dict:
     flops = [forward_flops(method.model, x, m) for x, m in inputs]
     net_gflops = sum(f - p for f, p in flops) / 1e9
     network = fwd - prior
-    return {"decode_s": decode, "prior_s": prior, "network_s": network, "pipeline_composite_s": total - fwd,
-            "encode_s": encode, "fill_s": total, "windows": [list(x.shape[-2:]) for x, _ in inputs],
-            "network_gflops": net_gflops, "prior_gflops": sum(p for _, p in flops) / 1e9,
-            "flop_bound_s": net_gflops / peak, "network_vs_bound": network / (net_gflops / peak)}
+    return {
+        "decode_s": decode,
+        "prior_s": prior,
+        "network_s": network,
+        "pipeline_composite_s": total - fwd,
+        "encode_s": encode,
+        "fill_s": total,
+        "windows": [list(x.shape[-2:]) for x, _ in inputs],
+        "network_gflops": net_gflops,
+        "prior_gflops": sum(p for _, p in flops) / 1e9,
+        "flop_bound_s": net_gflops / peak,
+        "network_vs_bound": network / (net_gflops / peak),
+    }
 
 
 def main() -> None:
@@ -144,8 +155,11 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--onnx-model", default=None,
-                    help="Weights for the onnx-runtime rows (default: the shipped model, when it exports).")
+    ap.add_argument(
+        "--onnx-model",
+        default=None,
+        help="Weights for the onnx-runtime rows (default: the shipped model, when it exports).",
+    )
     ap.add_argument("--skip-slow", action="store_true", help="Leave out ffc-base and opencv-fsr.")
     ap.add_argument("--out", type=Path, default=RESULTS / "speed")
     args = ap.parse_args()
@@ -164,8 +178,9 @@ def main() -> None:
     onnx_spec = args.onnx_model
     onnx_error = None
     try:
-        methods["fillgap default (onnx runtime)" if onnx_spec is None else
-                f"{Path(onnx_spec).stem} (onnx runtime)"] = get_method(onnx_spec, runtime="onnx")
+        methods["fillgap default (onnx runtime)" if onnx_spec is None else f"{Path(onnx_spec).stem} (onnx runtime)"] = (
+            get_method(onnx_spec, runtime="onnx")
+        )
         if onnx_spec is not None:
             methods[f"{Path(onnx_spec).stem} (torch)"] = get_method(onnx_spec, runtime="torch")
     except Exception as exc:  # noqa: BLE001 - reported in the results, the torch rows still run
@@ -182,8 +197,14 @@ def main() -> None:
         mask = MaskGenerator("thick", seed=5)(size, size, 0, 0)
         for name, method in methods.items():
             reps = 1 if name in ("skimage-biharmonic", "opencv-fsr") else args.repeats
-            row = {"method": name, "size": size, "seconds": timed(lambda: inpaint(img, mask, method), reps),
-                   "params": method.parameters_count(), "hole": hole_ratio(mask), "gflops": None}
+            row = {
+                "method": name,
+                "size": size,
+                "seconds": timed(lambda: inpaint(img, mask, method), reps),
+                "params": method.parameters_count(),
+                "hole": hole_ratio(mask),
+                "gflops": None,
+            }
             if hasattr(method, "model") and isinstance(method.model, torch.nn.Module):
                 n = method.fixed_size or size
                 x, m = torch.rand(1, method.channels, n, n), torch.zeros(1, 1, n, n)
@@ -192,20 +213,31 @@ def main() -> None:
             rows.append(row)
             print(f"{size} {name}: {row['seconds']:.3f} s", flush=True)
         breakdowns[f"{size} torch fp32"] = breakdown(default, img, mask, args.repeats, peak["fp32"])
-        breakdowns[f"{size} {auto_label[17:-1]}"] = breakdown(auto, img, mask, args.repeats,
-                                                           peak["bf16" if auto_bf16 else "fp32"])
-    meta = {"threads": threads, "torch": torch.__version__, "cpu_count": os.cpu_count(),
-            "matmul_gflops": peak, "loadavg_before": load_before,
-            "loadavg_after": Path("/proc/loadavg").read_text().strip(), "onnx_error": onnx_error,
-            "default": default.source}
+        breakdowns[f"{size} {auto_label[17:-1]}"] = breakdown(
+            auto, img, mask, args.repeats, peak["bf16" if auto_bf16 else "fp32"]
+        )
+    meta = {
+        "threads": threads,
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "matmul_gflops": peak,
+        "loadavg_before": load_before,
+        "loadavg_after": Path("/proc/loadavg").read_text().strip(),
+        "onnx_error": onnx_error,
+        "default": default.source,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows, "breakdown": breakdowns},
-                                                        indent=1) + "\n")
-    lines = [f"CPU, {threads} threads, hole {rows[0]['hole'] * 100:.0f} % (thick strokes); median seconds per "
-             f"image through the real fill path. Load before: {load_before}; after: {meta['loadavg_after']}. "
-             f"Matrix products here: {peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} GFLOP/s bf16.", "",
-             "| method | params | " + " | ".join(f"s @ {s}x{s} | GFLOPs @ {s}" for s in args.sizes) + " |",
-             "|---|---|" + "---|---|" * len(args.sizes)]
+    args.out.with_suffix(".json").write_text(
+        json.dumps({"meta": meta, "rows": rows, "breakdown": breakdowns}, indent=1) + "\n"
+    )
+    lines = [
+        f"CPU, {threads} threads, hole {rows[0]['hole'] * 100:.0f} % (thick strokes); median seconds per "
+        f"image through the real fill path. Load before: {load_before}; after: {meta['loadavg_after']}. "
+        f"Matrix products here: {peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} GFLOP/s bf16.",
+        "",
+        "| method | params | " + " | ".join(f"s @ {s}x{s} | GFLOPs @ {s}" for s in args.sizes) + " |",
+        "|---|---|" + "---|---|" * len(args.sizes),
+    ]
     for name in dict.fromkeys(r["method"] for r in rows):
         cells = []
         for s in args.sizes:
@@ -216,14 +248,21 @@ def main() -> None:
     if onnx_error:
         lines += ["", f"onnx runtime row missing: {onnx_error}"]
     if breakdowns:
-        lines += ["", "Default model, seconds per fill by part; network against the FLOP bound (the matrix-product "
-                  "rate of the precision it runs in):", "",
-                  "| size, runtime | decode | prior | network | pipeline + composite | encode | fill (no I/O) | "
-                  "network GFLOPs | FLOP bound s | network / bound |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Default model, seconds per fill by part; network against the FLOP bound (the matrix-product "
+            "rate of the precision it runs in):",
+            "",
+            "| size, runtime | decode | prior | network | pipeline + composite | encode | fill (no I/O) | "
+            "network GFLOPs | FLOP bound s | network / bound |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for s, b in breakdowns.items():
-            lines.append(f"| {s} | {b['decode_s']:.3f} | {b['prior_s']:.3f} | {b['network_s']:.3f} | "
-                         f"{b['pipeline_composite_s']:.3f} | {b['encode_s']:.3f} | {b['fill_s']:.3f} | "
-                         f"{b['network_gflops']:.1f} | {b['flop_bound_s']:.3f} | {b['network_vs_bound']:.2f}x |")
+            lines.append(
+                f"| {s} | {b['decode_s']:.3f} | {b['prior_s']:.3f} | {b['network_s']:.3f} | "
+                f"{b['pipeline_composite_s']:.3f} | {b['encode_s']:.3f} | {b['fill_s']:.3f} | "
+                f"{b['network_gflops']:.1f} | {b['flop_bound_s']:.3f} | {b['network_vs_bound']:.2f}x |"
+            )
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -16,6 +16,7 @@ idle machine, then with a spinning process at this process's priority (one core 
 the ratio busy / idle. Machine load (/proc/loadavg) is recorded before and after: on a
 shared machine "idle" means "without our spinner", not truly idle.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -90,8 +91,9 @@ def run_setting(cfg: dict, timeout: float) -> dict:
     env.pop("FILLGAP_THREADS", None)
     src = str(Path(__file__).resolve().parents[1] / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg)], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(cfg)], capture_output=True, text=True, env=env, timeout=timeout
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode or not lines:
         return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]}
@@ -114,21 +116,33 @@ def main() -> None:
         res = run_setting(cfg, timeout=1800)
         rows.append({"setting": name, **res, "wall_s": time.time() - t})
         print(name, json.dumps(res), flush=True)
-    meta = {"size": args.size, "repeats": args.repeats, "model": args.model or "shipped default",
-            "cores": len(os.sched_getaffinity(0)), "loadavg_before": load_before,
-            "loadavg_after": Path("/proc/loadavg").read_text().strip(), "command": " ".join(sys.argv)}
+    meta = {
+        "size": args.size,
+        "repeats": args.repeats,
+        "model": args.model or "shipped default",
+        "cores": len(os.sched_getaffinity(0)),
+        "loadavg_before": load_before,
+        "loadavg_after": Path("/proc/loadavg").read_text().strip(),
+        "command": " ".join(sys.argv),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
-    lines = [f"Fill of a {args.size}x{args.size} picture (thick strokes), median of {args.repeats}, "
-             f"{meta['cores']} cores; one core kept busy by a spinning process at the same priority. "
-             f"Load before: {load_before}; after: {meta['loadavg_after']}.", "",
-             "| setting | idle s | one core busy s | busy / idle | threads idle / busy |", "|---|---|---|---|---|"]
+    lines = [
+        f"Fill of a {args.size}x{args.size} picture (thick strokes), median of {args.repeats}, "
+        f"{meta['cores']} cores; one core kept busy by a spinning process at the same priority. "
+        f"Load before: {load_before}; after: {meta['loadavg_after']}.",
+        "",
+        "| setting | idle s | one core busy s | busy / idle | threads idle / busy |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['setting']} | - | - | - | {r['error'][:80]} |")
         else:
-            lines.append(f"| {r['setting']} | {r['idle_s']:.3f} | {r['busy_s']:.3f} | {r['ratio']:.2f}x | "
-                         f"{','.join(map(str, r['threads_idle']))} / {','.join(map(str, r['threads_busy']))} |")
+            lines.append(
+                f"| {r['setting']} | {r['idle_s']:.3f} | {r['busy_s']:.3f} | {r['ratio']:.2f}x | "
+                f"{','.join(map(str, r['threads_idle']))} / {','.join(map(str, r['threads_busy']))} |"
+            )
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

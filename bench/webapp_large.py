@@ -9,6 +9,7 @@ which uploads the first result as PNG. Checks that every pixel outside the first
 unchanged, and writes the sizes and times to bench/results/webapp_large.json.
 Model: ``--model``, else the shipped default weights when present, else an untrained ffc-small.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,6 +35,7 @@ from fillgap.models import create_model
 from fillgap.server import create_app, running
 
 from _common import RESULTS, machine, save_json
+
 SOURCE = Path(fillgap.__file__).parent / "data" / "bundled" / "test" / "picosdeeuropa_by_Aitzol_Berasategi.jpg"
 W, H = 4000, 3000
 READ_PICTURE = """
@@ -84,7 +86,8 @@ def main() -> None:
                 record["open_s"] = round(time.perf_counter() - t, 2)
                 canvas = driver.find_element(By.ID, "mask")
                 zoom = driver.execute_script(
-                    "const c = arguments[0]; return c.getBoundingClientRect().width / c.width;", canvas)
+                    "const c = arguments[0]; return c.getBoundingClientRect().width / c.width;", canvas
+                )
                 record["page_zoom"] = round(zoom, 4)
                 brush_px = int(driver.find_element(By.ID, "size").get_attribute("value")) / zoom
                 record["brush_diameter_picture_px"] = round(brush_px)
@@ -95,8 +98,12 @@ def main() -> None:
                     t = time.perf_counter()
                     body.send_keys(Keys.ENTER)
                     WebDriverWait(driver, 600).until(lambda _: body.get_attribute("data-fills") == str(n))
-                    fills.append({"round_trip_s": round(time.perf_counter() - t, 2),
-                                  "page_says": driver.find_element(By.ID, "message").text})
+                    fills.append(
+                        {
+                            "round_trip_s": round(time.perf_counter() - t, 2),
+                            "page_says": driver.find_element(By.ID, "message").text,
+                        }
+                    )
                     if n == 1:
                         png = base64.b64decode(driver.execute_async_script(READ_PICTURE))
                         fills[-1]["result_png_bytes"] = len(png)
@@ -108,12 +115,14 @@ def main() -> None:
         changed = (first != original).any(axis=2)
         ys, xs = np.nonzero(changed)
         record["first_fill_changed_pixels"] = int(changed.sum())
-        record["first_fill_changed_box"] = [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())] if len(xs) else None
+        record["first_fill_changed_box"] = (
+            [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())] if len(xs) else None
+        )
         # The first stroke spans x 1500-2300, y 1200-1300, widened by the brush radius and by
         # 2 CSS px: the pointer moves in whole CSS px, several picture px at this zoom.
         r = brush_px / 2 + 2 / zoom
         outside = np.ones(changed.shape, bool)
-        outside[int(1200 - r):int(1300 + r), int(1500 - r):int(2300 + r)] = False
+        outside[int(1200 - r) : int(1300 + r), int(1500 - r) : int(2300 + r)] = False
         record["first_fill_outside_stroke_unchanged"] = bool(not changed[outside].any())
     record["cpu_count"] = os.cpu_count()
     record["loadavg_1min"] = round(os.getloadavg()[0], 2)

@@ -1,4 +1,5 @@
 """A small synthetic picture shared by the pipeline, method and file tests."""
+
 import numpy as np
 
 

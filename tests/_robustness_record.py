@@ -4,6 +4,7 @@ The tests add rows as they run; when FILLGAP_ROBUSTNESS_RECORD names a folder, e
 saves its rows there as JSON at its end, and tools/robustness_table.py turns them into
 docs/robustness.md. Without the variable nothing is written (a plain `make test`).
 """
+
 from __future__ import annotations
 
 import json

@@ -14,6 +14,7 @@ def rng():
 def photo():
     """A small real photo (bundled held-out image) as uint8 H x W x 3."""
     from fillgap.data import bundled_photos
+
     return bundled_photos("test")[0][:96, :128].copy()
 
 
@@ -21,6 +22,7 @@ def photo():
 def image_folder(tmp_path):
     """Eight small smooth RGB images in a folder."""
     from PIL import Image
+
     folder = tmp_path / "images"
     folder.mkdir()
     g = np.random.default_rng(1)

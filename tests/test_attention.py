@@ -43,7 +43,7 @@ def test_batched_equals_one_by_one_and_is_deterministic():
     attn = ContextualAttention(topk=None, chunk=17)  # odd chunk: several partial chunks
     batched = attn(feat, hole, value)
     assert batched.shape == value.shape and torch.isfinite(batched).all()
-    single = torch.cat([attn(feat[i:i + 1], hole[i:i + 1], value[i:i + 1]) for i in range(3)])
+    single = torch.cat([attn(feat[i : i + 1], hole[i : i + 1], value[i : i + 1]) for i in range(3)])
     assert torch.allclose(batched, single, atol=1e-6)
     assert torch.equal(batched, attn(feat, hole, value))
     whole = ContextualAttention(topk=None, chunk=10_000)(feat, hole, value)
@@ -130,7 +130,7 @@ def test_aggregate_residual_batched_deterministic_and_checks_shapes():
     hole[1, :, 30:44, 40:60] = 0.5  # grey counts as missing
     coarse = F.interpolate(img, size=(12, 16), mode="area")
     out = aggregate_residual(img, hole, coarse)
-    single = torch.cat([aggregate_residual(img[i:i + 1], hole[i:i + 1], coarse[i:i + 1]) for i in range(2)])
+    single = torch.cat([aggregate_residual(img[i : i + 1], hole[i : i + 1], coarse[i : i + 1]) for i in range(2)])
     assert torch.allclose(out, single, atol=1e-6) and torch.equal(out, aggregate_residual(img, hole, coarse))
     assert out.dtype == img.dtype and 0 <= out.min() and out.max() <= 1
     assert torch.equal(aggregate_residual(img, torch.zeros_like(hole), coarse), img)
@@ -151,8 +151,11 @@ def test_attention_on_cuda_matches_cpu():
     hole = torch.zeros(1, 1, 64, 64)
     hole[..., 20:40, 20:40] = 1
     coarse = F.interpolate(img, size=(16, 16), mode="area")
-    assert torch.allclose(aggregate_residual(img, hole, coarse),
-                          aggregate_residual(img.cuda(), hole.cuda(), coarse.cuda()).cpu(), atol=1e-4)
+    assert torch.allclose(
+        aggregate_residual(img, hole, coarse),
+        aggregate_residual(img.cuda(), hole.cuda(), coarse.cuda()).cpu(),
+        atol=1e-4,
+    )
 
 
 def test_attention_block_bounds_large_maps():
@@ -184,5 +187,6 @@ def test_aggregate_residual_on_uint8_is_the_float_result_rounded():
 
 def test_area_resize_of_uint8_equals_the_float_interpolation():
     from fillgap.fill.tensors import area_resize, as_float
+
     pixels = torch.randint(0, 256, (2, 3, 37, 50), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
     assert torch.equal(area_resize(pixels, (10, 13)), F.interpolate(as_float(pixels), size=(10, 13), mode="area"))

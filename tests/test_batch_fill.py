@@ -1,4 +1,5 @@
 """Batch filling of folders: same results as fillgap.inpaint, resumable after a kill, inputs untouched."""
+
 import hashlib
 import os
 import signal
@@ -49,8 +50,8 @@ def make_folder(root, n, size=64, seed=0):
         m = np.zeros((size, size), np.uint8)
         if i % 10 != 9:
             top, left = (10, 12) if i % 2 else tuple(int(v) for v in rng.integers(0, size - 20, 2))
-            m[top:top + 14, left:left + 18] = 255
-            m[top + 14, left:left + 18] = 128
+            m[top : top + 14, left : left + 18] = 255
+            m[top + 14, left : left + 18] = 128
         Image.fromarray(m).save(masks / f"{i:03d}.png")
     return images, masks
 
@@ -127,8 +128,23 @@ def test_plan_finds_masks_beside_pictures_and_dotted_names(tmp_path):
 
 
 def _fill_cmd(images, masks, out, model_path):
-    return [sys.executable, "-m", "fillgap", "fill", str(images), "--mask-dir", str(masks), "-o", str(out),
-            "--model", str(model_path), "--workers", "2", "--batch-size", "4"]
+    return [
+        sys.executable,
+        "-m",
+        "fillgap",
+        "fill",
+        str(images),
+        "--mask-dir",
+        str(masks),
+        "-o",
+        str(out),
+        "--model",
+        str(model_path),
+        "--workers",
+        "2",
+        "--batch-size",
+        "4",
+    ]
 
 
 def _count(out):

@@ -1,4 +1,5 @@
 """Cooperative cancellation (fillgap.cancel): a fill stops at its next step once its token is set."""
+
 from __future__ import annotations
 
 import numpy as np

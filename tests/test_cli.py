@@ -1,4 +1,5 @@
 """The CLI's contract: one line on stderr and a non-zero exit for every user error, never a traceback."""
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -39,8 +40,19 @@ def assert_one_line_error(code, err, *fragments):
 
 
 def test_fill_writes_output_and_keeps_known_pixels(files, capsys):
-    code, err = run(["fill", files / "in.png", "--mask", files / "mask.png", "-o", files / "out.png",
-                     "--model", files / "tiny.safetensors"], capsys)
+    code, err = run(
+        [
+            "fill",
+            files / "in.png",
+            "--mask",
+            files / "mask.png",
+            "-o",
+            files / "out.png",
+            "--model",
+            files / "tiny.safetensors",
+        ],
+        capsys,
+    )
     assert code == 0, err
     out, src = np.asarray(Image.open(files / "out.png")), np.asarray(Image.open(files / "in.png"))
     keep = np.asarray(Image.open(files / "mask.png")) == 0
@@ -48,27 +60,50 @@ def test_fill_writes_output_and_keeps_known_pixels(files, capsys):
 
 
 def test_fill_accepts_a_training_checkpoint(files, capsys):
-    code, err = run(["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "o.png",
-                     "--model", files / "tiny.pt"], capsys)
+    code, err = run(
+        ["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "o.png", "--model", files / "tiny.pt"],
+        capsys,
+    )
     assert code == 0, err
 
 
-@pytest.mark.parametrize("case,argv,fragments", [
-    ("corrupt image", ["fill", "{d}/corrupt.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--model", "{d}/tiny.pt"],
-     ["corrupt.png"]),
-    ("mask size", ["fill", "{d}/in.png", "-m", "{d}/small_mask.png", "-o", "{d}/o.png", "--model", "{d}/tiny.pt"],
-     ["mask", "10x10", "48x40"]),
-    ("missing checkpoint", ["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--model", "{d}/no.pt"],
-     ["checkpoint not found", "no.pt"]),
-    ("missing image", ["fill", "{d}/nothere.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--model", "{d}/tiny.pt"],
-     ["not found", "nothere.png"]),
-    ("unknown model", ["train", "--model", "resnet-9000", "--out", "{d}/run"], ["unknown model 'resnet-9000'"]),
-    ("output is input", ["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/in.png", "--model", "{d}/tiny.pt"],
-     ["in.png"]),
-    ("output name too long", ["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/" + "a" * 300 + ".png",
-                              "--model", "mean-fill"], ["too long", "aaaa"]),
-    ("mask size too large", ["masks", "-o", "{d}/m", "--size", "100000"], ["--size", "16384"]),
-])
+@pytest.mark.parametrize(
+    "case,argv,fragments",
+    [
+        (
+            "corrupt image",
+            ["fill", "{d}/corrupt.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--model", "{d}/tiny.pt"],
+            ["corrupt.png"],
+        ),
+        (
+            "mask size",
+            ["fill", "{d}/in.png", "-m", "{d}/small_mask.png", "-o", "{d}/o.png", "--model", "{d}/tiny.pt"],
+            ["mask", "10x10", "48x40"],
+        ),
+        (
+            "missing checkpoint",
+            ["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--model", "{d}/no.pt"],
+            ["checkpoint not found", "no.pt"],
+        ),
+        (
+            "missing image",
+            ["fill", "{d}/nothere.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--model", "{d}/tiny.pt"],
+            ["not found", "nothere.png"],
+        ),
+        ("unknown model", ["train", "--model", "resnet-9000", "--out", "{d}/run"], ["unknown model 'resnet-9000'"]),
+        (
+            "output is input",
+            ["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/in.png", "--model", "{d}/tiny.pt"],
+            ["in.png"],
+        ),
+        (
+            "output name too long",
+            ["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/" + "a" * 300 + ".png", "--model", "mean-fill"],
+            ["too long", "aaaa"],
+        ),
+        ("mask size too large", ["masks", "-o", "{d}/m", "--size", "100000"], ["--size", "16384"]),
+    ],
+)
 def test_user_errors_are_one_line(files, capsys, case, argv, fragments):
     before = (files / "in.png").read_bytes()
     code, err = run([a.format(d=files) for a in argv], capsys)
@@ -76,15 +111,21 @@ def test_user_errors_are_one_line(files, capsys, case, argv, fragments):
     assert (files / "in.png").read_bytes() == before
 
 
-@pytest.mark.parametrize("argv,suggestion", [
-    (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--model", "opencv-tela"], "opencv-telea"),
-    (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--model", "fillgap-defualt"], "fillgap-default"),
-    (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--strategy", "crpo"], "crop"),
-    (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--blend", "sfot"], "soft"),
-    (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--runtime", "onxx"], "onnx"),
-    (["masks", "-o", "{d}/m", "--kind", "thn"], "thin"),
-    (["train", "--model", "ffc-smal", "--out", "{d}/run"], "ffc-small"),
-])
+@pytest.mark.parametrize(
+    "argv,suggestion",
+    [
+        (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--model", "opencv-tela"], "opencv-telea"),
+        (
+            ["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--model", "fillgap-defualt"],
+            "fillgap-default",
+        ),
+        (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--strategy", "crpo"], "crop"),
+        (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--blend", "sfot"], "soft"),
+        (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--runtime", "onxx"], "onnx"),
+        (["masks", "-o", "{d}/m", "--kind", "thn"], "thin"),
+        (["train", "--model", "ffc-smal", "--out", "{d}/run"], "ffc-small"),
+    ],
+)
 def test_mistyped_names_get_a_suggestion(files, capsys, argv, suggestion):
     code, err = run([a.format(d=files) for a in argv], capsys)
     assert_one_line_error(code, err, f"(did you mean '{suggestion}'?)")
@@ -93,8 +134,9 @@ def test_mistyped_names_get_a_suggestion(files, capsys, argv, suggestion):
 
 def test_a_name_like_nothing_gets_no_suggestion_and_fails_before_reading(files, capsys):
     # the picture is corrupt: the model's error comes first, so nothing was decoded
-    code, err = run(["fill", files / "corrupt.png", "-m", files / "mask.png", "-o", files / "o.png",
-                     "--model", "zzzz"], capsys)
+    code, err = run(
+        ["fill", files / "corrupt.png", "-m", files / "mask.png", "-o", files / "o.png", "--model", "zzzz"], capsys
+    )
     assert_one_line_error(code, err, "unknown model 'zzzz'")
     assert "did you mean" not in err
 
@@ -102,8 +144,9 @@ def test_a_name_like_nothing_gets_no_suggestion_and_fails_before_reading(files, 
 @pytest.mark.parametrize("name", ["ffc-base", "ffc-tiny", "seed-color-ae", "seed-mnist-ae"])
 def test_an_untrained_architecture_is_not_a_fill_method(files, capsys, name):
     # the picture is corrupt: the name is refused first, before anything is read or loaded
-    code, err = run(["fill", files / "corrupt.png", "-m", files / "mask.png", "-o", files / "o.png",
-                     "--model", name], capsys)
+    code, err = run(
+        ["fill", files / "corrupt.png", "-m", files / "mask.png", "-o", files / "o.png", "--model", name], capsys
+    )
     assert_one_line_error(code, err, f"'{name}' is a trainable architecture", f"fillgap train --model {name}")
     assert not (files / "o.png").exists()
 
@@ -119,14 +162,18 @@ def test_models_lists_the_architectures_apart(capsys):
 
 def test_a_greyscale_model_refuses_a_colour_picture(files, capsys):
     save_checkpoint(files / "digits.pt", create_model("seed-mnist-ae"))
-    code, err = run(["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "o.png",
-                     "--model", files / "digits.pt"], capsys)
+    code, err = run(
+        ["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "o.png", "--model", files / "digits.pt"],
+        capsys,
+    )
     assert_one_line_error(code, err, "greyscale pictures only", "28x28", "in colour")
     assert not (files / "o.png").exists()
     grey = np.asarray(Image.open(files / "in.png").convert("L"))
     Image.fromarray(grey).save(files / "grey.png")
-    code, err = run(["fill", files / "grey.png", "-m", files / "mask.png", "-o", files / "o.png",
-                     "--model", files / "digits.pt"], capsys)
+    code, err = run(
+        ["fill", files / "grey.png", "-m", files / "mask.png", "-o", files / "o.png", "--model", files / "digits.pt"],
+        capsys,
+    )
     assert code == 0, err
     # a folder run fails the colour picture only
     imgs, masks = files / "imgs", files / "masks"
@@ -153,23 +200,40 @@ def test_wrong_config_type_is_named(files, capsys):
 
 def test_existing_output_is_not_overwritten_without_flag(files, capsys):
     (files / "out.png").write_bytes(b"precious")
-    code, err = run(["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "out.png",
-                     "--model", files / "tiny.pt"], capsys)
+    code, err = run(
+        ["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "out.png", "--model", files / "tiny.pt"],
+        capsys,
+    )
     assert_one_line_error(code, err, "exists", "--overwrite")
     assert (files / "out.png").read_bytes() == b"precious"
-    code, _ = run(["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "out.png",
-                   "--model", files / "tiny.pt", "--overwrite"], capsys)
+    code, _ = run(
+        [
+            "fill",
+            files / "in.png",
+            "-m",
+            files / "mask.png",
+            "-o",
+            files / "out.png",
+            "--model",
+            files / "tiny.pt",
+            "--overwrite",
+        ],
+        capsys,
+    )
     assert code == 0
 
 
 def test_checkpoint_of_another_architecture(files, capsys):
     save_checkpoint(files / "other.pt", create_model("seed-mnist-ae"))
     import torch
+
     ckpt = torch.load(files / "other.pt", weights_only=True)
     ckpt["model_name"] = "ffc-tiny"  # claims to be ffc-tiny, holds other weights
     torch.save(ckpt, files / "other.pt")
-    code, err = run(["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "o.png",
-                     "--model", files / "other.pt"], capsys)
+    code, err = run(
+        ["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "o.png", "--model", files / "other.pt"],
+        capsys,
+    )
     assert_one_line_error(code, err, "does not match model 'ffc-tiny'")
 
 
@@ -202,6 +266,7 @@ def test_version_is_the_projects():
     from pathlib import Path
 
     import fillgap
+
     root = Path(__file__).resolve().parents[1]
     assert tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"] == fillgap.__version__
     assert f"## {fillgap.__version__}" in (root / "CHANGELOG.md").read_text()
@@ -213,10 +278,26 @@ def _help(argv, capsys, monkeypatch, columns=80):
     return capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", [[], ["fill"], ["train"], ["masks"], ["models"], ["eval"], ["serve"],
-                                     ["export"], ["demo"], ["data"], ["data", "pack"]], ids=" ".join)
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["fill"],
+        ["train"],
+        ["masks"],
+        ["models"],
+        ["eval"],
+        ["serve"],
+        ["export"],
+        ["demo"],
+        ["data"],
+        ["data", "pack"],
+    ],
+    ids=" ".join,
+)
 def test_help_shows_no_type_tags(capsys, monkeypatch, command):
     import re
+
     out = _help([*command, "--help"], capsys, monkeypatch)
     assert not re.search(r"<(bool|str|path|int|float)", out), out
 
@@ -227,9 +308,12 @@ def test_fill_help_groups_its_options_and_keeps_sentences_whole(capsys, monkeypa
     panels = [line.strip("╭─╮ ").split(" ─")[0] for line in lines if line.startswith("╭")]
     assert panels == ["Arguments", "Options", "Mask", "Method and speed", "Folder runs", "Ray engine (--engine ray)"]
     # at 300 columns every paragraph of the description is one line: none is wrapped in the source
-    assert any(line.strip().startswith("Pixels outside the hole come back identical") and
-               line.rstrip().endswith("unless --format says otherwise.") for line in lines), out
-    mask_panel = out[out.index("╭─ Mask"):out.index("╭─ Method")]
+    assert any(
+        line.strip().startswith("Pixels outside the hole come back identical")
+        and line.rstrip().endswith("unless --format says otherwise.")
+        for line in lines
+    ), out
+    mask_panel = out[out.index("╭─ Mask") : out.index("╭─ Method")]
     for option in ("--invert-mask", "--mask-threshold", "--force", "--dilate", "--blend", "--resize-mask"):
         assert option in mask_panel
 
@@ -255,7 +339,7 @@ def test_demo_grid_has_column_labels():
     strip = _header(["input", "mask", "tiny model (1 min)", "original"], 96)
     assert strip.shape == (28, 4 * 96, 3)
     for i in range(4):  # dark text in every column, on white
-        column = strip[:, i * 96:(i + 1) * 96]
+        column = strip[:, i * 96 : (i + 1) * 96]
         assert (column < 100).any() and (column == 255).mean() > 0.6
 
 
@@ -271,10 +355,10 @@ def test_demo_fills_the_held_out_photos_with_the_shipped_model(tmp_path, capsys)
     n = len(bundled_photos("test"))
     assert grid.shape == (28 + 96 * n, 128 * 4, 3)  # header; input, two methods, original
     for i, (img, mask) in enumerate(demo_inputs(96, 128)):
-        row = grid[28 + 96 * i:28 + 96 * (i + 1)]
+        row = grid[28 + 96 * i : 28 + 96 * (i + 1)]
         hole = mask > 0
         for col in (1, 2):  # filled: the original outside the hole, no white left inside it
-            cell = row[:, 128 * col:128 * (col + 1)]
+            cell = row[:, 128 * col : 128 * (col + 1)]
             assert np.array_equal(cell[~hole], img[~hole])
             assert (cell[hole] != 255).any(axis=-1).mean() > 0.9
     assert [line.split()[0] for line in lines[:2]] == ["fillgap-default", "opencv-telea"]
@@ -286,39 +370,47 @@ def test_demo_trains_only_when_asked(tmp_path, capsys, monkeypatch):
 
     calls = []
     monkeypatch.setattr(demo, "run_demo", lambda out, echo: calls.append("fill") or tmp_path / "g.png")
-    monkeypatch.setattr(demo, "run_training_demo", lambda out, seconds: calls.append(("train", seconds))
-                        or tmp_path / "t.png")
+    monkeypatch.setattr(
+        demo, "run_training_demo", lambda out, seconds: calls.append(("train", seconds)) or tmp_path / "t.png"
+    )
     assert main(["demo", "--out", str(tmp_path)]) == 0
     assert main(["demo", "--train", "--seconds", "5", "--out", str(tmp_path)]) == 0
     assert calls == ["fill", ("train", 5.0)]
 
 
-@pytest.mark.parametrize("extra,fragment", [(["--format", "jpg"], "--format is for a folder"),
-                                            (["--mask-dir", "."], "--mask-dir is for a folder")])
+@pytest.mark.parametrize(
+    "extra,fragment",
+    [(["--format", "jpg"], "--format is for a folder"), (["--mask-dir", "."], "--mask-dir is for a folder")],
+)
 def test_folder_options_on_a_single_picture_are_refused(files, capsys, extra, fragment):
-    code, err = run(["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "o.png", "--model", "mean-fill",
-                     *extra], capsys)
+    code, err = run(
+        ["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "o.png", "--model", "mean-fill", *extra],
+        capsys,
+    )
     assert_one_line_error(code, err, fragment)
     assert not (files / "o.png").exists()
 
 
 def test_an_existing_folder_as_the_output_of_a_picture_is_named_as_such(files, capsys):
     (files / "outdir").mkdir()
-    code, err = run(["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "outdir", "--model", "mean-fill"],
-                    capsys)
+    code, err = run(
+        ["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "outdir", "--model", "mean-fill"], capsys
+    )
     assert_one_line_error(code, err, "output is a folder")
 
 
 def test_shipped_names_load_and_16_bit_masks_scale():
     import fillgap
     from fillgap.fill import as_mask
+
     assert fillgap.load_model("fillgap-smooth") is not None
     assert as_mask(np.array([[0, 65535, 32768]], np.uint16))[0].tolist() == pytest.approx([0.0, 1.0, 0.5], abs=1e-4)
 
 
 def test_a_jpeg_mask_is_filled_with_a_warning(files, capsys):
     Image.open(files / "mask.png").save(files / "mask.jpg", quality=75)
-    code, err = run(["fill", files / "in.png", "-m", files / "mask.jpg", "-o", files / "o.png", "--model", "mean-fill"],
-                    capsys)
+    code, err = run(
+        ["fill", files / "in.png", "-m", files / "mask.jpg", "-o", files / "o.png", "--model", "mean-fill"], capsys
+    )
     assert code == 0 and (files / "o.png").exists()
     assert err.count("\n") == 1 and "warning: mask.jpg is a JPEG" in err and "PNG" in err

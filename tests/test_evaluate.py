@@ -1,4 +1,5 @@
 """The evaluation protocol, its metrics, the peers, and `fillgap eval` end to end."""
+
 import csv
 import json
 import math
@@ -12,14 +13,33 @@ from fillgap.methods import METHODS, classical_names
 from fillgap.cli import main
 from fillgap.data.photos import PHOTO_LIST
 from fillgap.errors import FillgapError
-from fillgap.eval import (EvalRun, bucket_label, build_methods, load_protocol, make_cases, masks_checksum,
-                          parse_method_list, render_markdown, run_protocol)
+from fillgap.eval import (
+    EvalRun,
+    bucket_label,
+    build_methods,
+    load_protocol,
+    make_cases,
+    masks_checksum,
+    parse_method_list,
+    render_markdown,
+    run_protocol,
+)
 from fillgap.eval.protocol import square
 from fillgap.eval.make_protocol import build_protocol
 from fillgap.eval.make_protocol import main as make_protocol_main
 from fillgap.masks import hole_ratio
-from fillgap.eval.metrics import (DETAIL_MIN_STD, METRICS, checker_energy, checker_region, hole_checker_ratio,
-                             hole_detail_ratio, image_metrics, inner_hole, laplacian_std, ssim_map)
+from fillgap.eval.metrics import (
+    DETAIL_MIN_STD,
+    METRICS,
+    checker_energy,
+    checker_region,
+    hole_checker_ratio,
+    hole_detail_ratio,
+    image_metrics,
+    inner_hole,
+    laplacian_std,
+    ssim_map,
+)
 
 
 # -- metrics against known values ---------------------------------------------------------------
@@ -67,8 +87,15 @@ def test_psnr_and_ssim_agree_with_scikit_image():
     m = image_metrics(pred, target, np.ones((48, 56), np.float32))
     assert m["psnr"] == pytest.approx(peak_signal_noise_ratio(target, pred, data_range=255), abs=1e-6)
     assert m["hole_psnr"] == pytest.approx(m["psnr"], abs=1e-9)  # the whole picture is the hole
-    sk = structural_similarity(target / 255.0, pred / 255.0, data_range=1.0, channel_axis=-1,
-                               gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    sk = structural_similarity(
+        target / 255.0,
+        pred / 255.0,
+        data_range=1.0,
+        channel_axis=-1,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+    )
     p = torch.from_numpy(pred / 255.0).permute(2, 0, 1)[None]
     t = torch.from_numpy(target / 255.0).permute(2, 0, 1)[None]
     _, smap = ssim_map(p, t)
@@ -188,8 +215,9 @@ def test_v2_is_the_whole_test_split_with_v1s_mask_rules():
     rules = ("mask_seed", "buckets", "cells", "min_hit_rate", "max_draws", "preprocess")
     assert all(getattr(v1, r) == getattr(v2, r) for r in rules)
     rebuilt = build_protocol("v2", 2, checksums=False)
-    assert rebuilt.model_dump(exclude={"images_sha256", "masks_sha256"}) == \
-        v2.model_dump(exclude={"images_sha256", "masks_sha256"})
+    assert rebuilt.model_dump(exclude={"images_sha256", "masks_sha256"}) == v2.model_dump(
+        exclude={"images_sha256", "masks_sha256"}
+    )
     assert set(v2.images_sha256) == set(v2.masks_sha256) == {"256", "512"}
     assert {g.image for g in v2.grid} <= set(v2.images.names) and len(v2.grid) == 6
 
@@ -199,8 +227,9 @@ def test_make_protocol_refuses_to_rewrite_a_released_protocol(capsys):
     assert "released" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name,size", [("v1", 256), ("v1", 512), ("v2", 256), ("v2", 512), ("bundled", 128),
-                                       ("bundled", 256)])
+@pytest.mark.parametrize(
+    "name,size", [("v1", 256), ("v1", 512), ("v2", 256), ("v2", 512), ("bundled", 128), ("bundled", 256)]
+)
 def test_masks_match_the_stored_checksum(name, size):
     """Any change to the mask generator (or the draw rule) changes these masks: a new protocol version."""
     protocol = load_protocol(name)
@@ -294,8 +323,21 @@ def tiny_checkpoint(tmp_path):
 
 def test_fillgap_eval_bundled_end_to_end(tmp_path, tiny_checkpoint, capsys):
     out = tmp_path / "report"
-    args = ["eval", "--protocol", "bundled", "--size", "128", "--model", str(tiny_checkpoint),
-            "--methods", "mean-fill", "--threads", "1", "--out", str(out)]
+    args = [
+        "eval",
+        "--protocol",
+        "bundled",
+        "--size",
+        "128",
+        "--model",
+        str(tiny_checkpoint),
+        "--methods",
+        "mean-fill",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     result = json.loads((out / "eval-bundled-128.json").read_text())
     assert [m["name"] for m in result["methods"]] == ["mean-fill", "tiny"]
@@ -327,8 +369,12 @@ def test_fillgap_eval_bundled_end_to_end(tmp_path, tiny_checkpoint, capsys):
 def test_a_generator_change_is_flagged_in_the_report(tmp_path):
     spec = json.loads(load_protocol("bundled").model_dump_json())
     spec["images"]["names"] = spec["images"]["names"][:1]
-    spec.update(cells={"box": [2]}, grid=[{"image": spec["images"]["names"][0], "kind": "box", "bucket": 2}],
-                masks_sha256={"128": "0" * 64}, images_sha256={})
+    spec.update(
+        cells={"box": [2]},
+        grid=[{"image": spec["images"]["names"][0], "kind": "box", "bucket": 2}],
+        masks_sha256={"128": "0" * 64},
+        images_sha256={},
+    )
     path = tmp_path / "one.json"
     path.write_text(json.dumps(spec))
     run = run_protocol(load_protocol(path), 128, build_methods(["mean-fill", "opencv-telea"]))
@@ -342,8 +388,9 @@ def test_every_kth_case_is_a_subset_with_unchanged_checksums():
     protocol = load_protocol("bundled")
     full = run_protocol(protocol, 128, build_methods(["mean-fill"]))
     third = run_protocol(protocol, 128, build_methods(["mean-fill"]), every=3)
-    assert [c["image"] + c["kind"] + c["bucket"] for c in third.result["cases"]] == \
-        [c["image"] + c["kind"] + c["bucket"] for c in full.result["cases"][::3]]
+    assert [c["image"] + c["kind"] + c["bucket"] for c in third.result["cases"]] == [
+        c["image"] + c["kind"] + c["bucket"] for c in full.result["cases"][::3]
+    ]
     assert not third.stale and third.result["protocol"]["every"] == 3
     assert "every 3th case" in render_markdown(third.result)
     with pytest.raises(FillgapError):

@@ -1,4 +1,5 @@
 """bench/eye_test.py: blind sheets, the key kept apart, crops and methods per judge, fool rates."""
+
 import json
 import sys
 from collections import Counter
@@ -35,8 +36,21 @@ def test_make_and_score(tmp_path, capsys):
     for i, (h, w) in enumerate([(300, 560), (320, 540)]):  # two 256 px crops each: 4 in all
         Image.fromarray(textured(h, w, i)).save(photos / f"secret-name-{i}.png")
     out = tmp_path / "eye"
-    args = ["make", "--methods", ",".join(METHODS), "--judges", "2", "--per-method", "2", "--out", str(out),
-            "--photos", str(photos), "--seed", "3"]
+    args = [
+        "make",
+        "--methods",
+        ",".join(METHODS),
+        "--judges",
+        "2",
+        "--per-method",
+        "2",
+        "--out",
+        str(out),
+        "--photos",
+        str(photos),
+        "--seed",
+        "3",
+    ]
     assert eye_test.main(args) == 0
     made = capsys.readouterr().out
     assert "setting 2560: no picture" in made and "shared, methods rotated" in made  # 4 crops, 2 judges x 4 pairs
@@ -85,8 +99,12 @@ def test_make_and_score(tmp_path, capsys):
     result = json.loads((tmp_path / "res" / "eye-test.json").read_text())
     for m in METHODS:
         fooled = sum(r["filled"] == "B" for r in pairs[1] if r["method"] == m)  # said A: fooled when B was filled
-        assert result["judges"]["1"][m] == {"fooled": fooled, "n": 2, "rate": fooled / 2,
-                                            "ci95": result["judges"]["1"][m]["ci95"]}
+        assert result["judges"]["1"][m] == {
+            "fooled": fooled,
+            "n": 2,
+            "rate": fooled / 2,
+            "ci95": result["judges"]["1"][m]["ci95"],
+        }
         assert result["judges"]["2"][m]["fooled"] == 0
         assert result["methods"][m]["all"]["fooled"] == fooled and result["methods"][m]["all"]["n"] == 4
         kinds = {k: c for k, c in result["methods"][m].items() if k != "all"}
@@ -101,8 +119,26 @@ def test_the_2560_setting_fills_the_whole_picture_and_shows_a_crop_around_the_ho
     Image.fromarray(textured(1000, 1650, 5)).save(photos / "big.png")  # from 1600 px: native size
     Image.fromarray(textured(900, 1500, 6)).save(photos / "small.png")  # under 1600 px: skipped
     out = tmp_path / "eye"
-    assert eye_test.main(["make", "--methods", ",".join(METHODS), "--judges", "1", "--per-method", "1", "--out",
-                          str(out), "--photos", str(photos), "--settings", "2560"]) == 0
+    assert (
+        eye_test.main(
+            [
+                "make",
+                "--methods",
+                ",".join(METHODS),
+                "--judges",
+                "1",
+                "--per-method",
+                "1",
+                "--out",
+                str(out),
+                "--photos",
+                str(photos),
+                "--settings",
+                "2560",
+            ]
+        )
+        == 0
+    )
     rows = json.loads((out / "key" / "key-judge-1.json").read_text())["pairs"]
     assert len(rows) == 2 and {r["photo"] for r in rows} == {"big.png"} and {r["method"] for r in rows} == set(METHODS)
     for r in rows:
@@ -118,8 +154,12 @@ def test_the_2560_setting_fills_the_whole_picture_and_shows_a_crop_around_the_ho
 
 
 def test_judges_get_distinct_crops_when_the_pool_allows():
-    pool = {"256": [{"setting": "256", "photo": f"p{i}", "file": "", "size": [256, 256], "box": [0, 0, 256, 256]}
-                    for i in range(12)]}
+    pool = {
+        "256": [
+            {"setting": "256", "photo": f"p{i}", "file": "", "size": [256, 256], "box": [0, 0, 256, 256]}
+            for i in range(12)
+        ]
+    }
     plan = eye_test.slots(3, 2, [("256", "thick"), ("256", "box")])
     assert plan == [("256", "thick")] * 3 + [("256", "box")] * 3
     crops, regime = eye_test.assign(pool, plan, 2, 3, seed=0)
@@ -130,6 +170,6 @@ def test_judges_get_distinct_crops_when_the_pool_allows():
 
 
 def test_wilson_interval():
-    assert eye_test.wilson(0, 4)[0] == 0 and eye_test.wilson(0, 4)[1] == pytest.approx(1.96 ** 2 / (4 + 1.96 ** 2))
+    assert eye_test.wilson(0, 4)[0] == 0 and eye_test.wilson(0, 4)[1] == pytest.approx(1.96**2 / (4 + 1.96**2))
     lo, hi = eye_test.wilson(5, 10)
     assert lo == pytest.approx(1 - hi) and lo == pytest.approx(0.2366, abs=1e-4)

@@ -29,6 +29,7 @@ def test_empty_mask_returns_input_without_calling_the_model(photo):
 
     def boom(*args):
         raise AssertionError("the model was called for an empty mask")
+
     model.forward = boom
     out = fillgap.inpaint(photo, np.zeros(photo.shape[:2]), model=model)
     assert np.array_equal(out, photo)
@@ -93,6 +94,7 @@ def test_hole_window_adds_context_and_stays_inside():
 def test_large_image_is_processed_through_a_window(tiny, monkeypatch):
     """A small hole on a big picture: the network sees a small window, not the whole picture."""
     import fillgap.fill as fill_mod
+
     seen = []
     real = fill_mod.run
     monkeypatch.setattr(fill_mod, "run", lambda m, x, k, *a: seen.append(x.shape) or real(m, x, k, *a))

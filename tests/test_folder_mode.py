@@ -1,5 +1,6 @@
 """Folder runs tell the truth: pixels outside the hole kept, failures as they happen and in a file,
 distinct exit codes, skipped entries named, progress lines in a log."""
+
 import csv
 import re
 from pathlib import Path
@@ -59,8 +60,9 @@ def test_two_pictures_with_one_output_name_fail_instead_of_overwriting(tmp_path,
     images, masks = make_pictures(tmp_path, ["a.png", "a.jpg"])
     report = fill_folder(images, masks, tmp_path / "out", load_model(model_path))
     assert [p.name for p in report.written] == ["a.png"]
-    assert [(p.name, "also the output of" in why) for p, why in report.failed] == [("a.png", True)] or \
-        [(p.name, "also the output of" in why) for p, why in report.failed] == [("a.jpg", True)]
+    assert [(p.name, "also the output of" in why) for p, why in report.failed] == [("a.png", True)] or [
+        (p.name, "also the output of" in why) for p, why in report.failed
+    ] == [("a.jpg", True)]
 
 
 def _cli(capsys, *args):
@@ -80,31 +82,37 @@ def test_cli_failures_as_they_happen_in_a_file_and_exit_codes(tmp_path, model_pa
     fill_folder(images, masks, out, load_model(model_path), on_event=lambda kind, p, why: events.append((kind, p.name)))
     assert sorted(events) == [("failed", "broken.png"), ("failed", "nomask.png"), ("skipped", "holiday.jpg")]
 
-    code, stdout, err = _cli(capsys, "fill", images, "--mask-dir", masks, "-o", tmp_path / "out2",
-                             "--model", model_path)
+    code, stdout, err = _cli(
+        capsys, "fill", images, "--mask-dir", masks, "-o", tmp_path / "out2", "--model", model_path
+    )
     assert code == 3
     assert "fillgap: failed: " in err and "broken.png" in err and "nomask.png: no mask" in err
     assert "fillgap: skipped: " in err and "holiday.jpg: a folder, not a picture" in err
     assert "Traceback" not in err
     rows = read_failures(tmp_path / "out2")
-    assert sorted((p.rsplit("/", 1)[-1], "no mask" in why) for p, why in rows) == \
-        [("broken.png", False), ("nomask.png", True)]
+    assert sorted((p.rsplit("/", 1)[-1], "no mask" in why) for p, why in rows) == [
+        ("broken.png", False),
+        ("nomask.png", True),
+    ]
     assert "filled 4" in stdout and "failed 2" in stdout and "skipped 1" in stdout and FAILURES_NAME in stdout
     assert re.match(r"fillgap: 1/6 \(17 %\), 1 failed", stdout)  # a progress line: stdout is no terminal here
 
     # Rerun: the 4 are there, the 2 still fail, the failures file is this run's.
-    code, stdout, err = _cli(capsys, "fill", images, "--mask-dir", masks, "-o", tmp_path / "out2",
-                             "--model", model_path)
+    code, stdout, err = _cli(
+        capsys, "fill", images, "--mask-dir", masks, "-o", tmp_path / "out2", "--model", model_path
+    )
     assert code == 3 and "already there 4" in stdout and len(read_failures(tmp_path / "out2")) == 2
 
     (images / "broken.png").unlink()
     (images / "nomask.png").unlink()
-    code, stdout, err = _cli(capsys, "fill", images, "--mask-dir", masks, "-o", tmp_path / "out2",
-                             "--model", model_path)
+    code, stdout, err = _cli(
+        capsys, "fill", images, "--mask-dir", masks, "-o", tmp_path / "out2", "--model", model_path
+    )
     assert code == 0 and "already there 4" in stdout
 
-    code, _, err = _cli(capsys, "fill", images, "--mask-dir", tmp_path / "nowhere", "-o", tmp_path / "o3",
-                        "--model", model_path)
+    code, _, err = _cli(
+        capsys, "fill", images, "--mask-dir", tmp_path / "nowhere", "-o", tmp_path / "o3", "--model", model_path
+    )
     assert code == 1 and "mask folder not found" in err and not (tmp_path / "o3").exists()
     code, _, err = _cli(capsys, "fill", images, "--mask-dir", masks, "-o", tmp_path / "o4", "--no-such-flag")
     assert code == 2 and not (tmp_path / "o4").exists()
@@ -132,11 +140,14 @@ def test_failures_file_is_csv_with_path_and_reason(tmp_path, model_path):
 def test_a_manifest_output_that_climbs_out_of_the_output_folder_fails_its_row(tmp_path):
     """README: a relative output is a name in -o. `../x.png` would have written beside -o."""
     from fillgap.engines.common import plan_run
+
     manifest = tmp_path / "list.csv"
-    manifest.write_text("picture,mask,output\n"
-                        "a.png,ma.png,../escape.png\n"
-                        "b.png,mb.png,sub/../b-out.png\n"
-                        f"c.png,mc.png,{tmp_path / 'abs.png'}\n")
+    manifest.write_text(
+        "picture,mask,output\n"
+        "a.png,ma.png,../escape.png\n"
+        "b.png,mb.png,sub/../b-out.png\n"
+        f"c.png,mc.png,{tmp_path / 'abs.png'}\n"
+    )
     run = plan_run(manifest, None, tmp_path / "out")
     assert [str(p.name) for p, _ in run.failed] == ["a.png"] and "outside -o" in run.failed[0][1]
     outputs = {Path(str(o)).name: Path(str(o)) for _, _, o in run.rows}
@@ -154,29 +165,41 @@ def test_one_mask_for_every_picture_of_a_folder(tmp_path, model_path, capsys):
     mask = masks / "a.png"
     code, stdout, err = _cli(capsys, "fill", images, "--mask", mask, "-o", tmp_path / "out", "--model", model_path)
     assert code == 3, err
-    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == \
-        ["a.png", "b.png", "sub/c.png"]
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == [
+        "a.png",
+        "b.png",
+        "sub/c.png",
+    ]
     keep = read_mask(mask) == 0
     for name, out in (("a.png", "a.png"), ("b.jpg", "b.png"), ("sub/c.png", "sub/c.png")):
         before, after = read_image(images / name), read_image(tmp_path / "out" / out)
         np.testing.assert_array_equal(after[keep], before[keep])
     failed = [line for line in err.splitlines() if line.startswith("fillgap: failed")]
-    assert len(failed) == 1 and "big.png" in failed[0] and "40x40" in failed[0] and "80x60" in failed[0] \
-        and "--resize-mask" in failed[0], err
+    assert (
+        len(failed) == 1
+        and "big.png" in failed[0]
+        and "40x40" in failed[0]
+        and "80x60" in failed[0]
+        and "--resize-mask" in failed[0]
+    ), err
     assert "Traceback" not in err
 
-    code, stdout, err = _cli(capsys, "fill", images, "--mask", mask, "-o", tmp_path / "out", "--model", model_path,
-                             "--resize-mask")
+    code, stdout, err = _cli(
+        capsys, "fill", images, "--mask", mask, "-o", tmp_path / "out", "--model", model_path, "--resize-mask"
+    )
     assert code == 0, err
     assert "filled 1" in stdout and "already there 3" in stdout
     assert read_image(tmp_path / "out" / "big.png").shape == (60, 80, 3)
 
 
-@pytest.mark.parametrize("extra,fragment", [
-    (["--mask-dir", "{masks}"], "not both"),
-    (["--mask", "{masks}"], "a folder of masks goes to --mask-dir"),
-    (["--mask", "{tmp}/nowhere.png"], "mask not found"),
-])
+@pytest.mark.parametrize(
+    "extra,fragment",
+    [
+        (["--mask-dir", "{masks}"], "not both"),
+        (["--mask", "{masks}"], "a folder of masks goes to --mask-dir"),
+        (["--mask", "{tmp}/nowhere.png"], "mask not found"),
+    ],
+)
 def test_one_mask_for_a_folder_refusals(tmp_path, model_path, capsys, extra, fragment):
     images, masks = make_pictures(tmp_path, ["a.png"])
     args = [a.format(masks=masks, tmp=tmp_path) for a in extra]
@@ -193,8 +216,10 @@ def test_one_mask_kept_in_the_picture_folder_is_not_filled(tmp_path):
     images, masks = make_pictures(tmp_path, ["a.png", "b.png"])
     (masks / "a.png").rename(images / "logo-mask.png")
     plan = plan_folder(images, images / "logo-mask.png", tmp_path / "out")
-    assert [(img.name, msk.name, out.name) for img, msk, out in plan] == \
-        [("a.png", "logo-mask.png", "a.png"), ("b.png", "logo-mask.png", "b.png")]
+    assert [(img.name, msk.name, out.name) for img, msk, out in plan] == [
+        ("a.png", "logo-mask.png", "a.png"),
+        ("b.png", "logo-mask.png", "b.png"),
+    ]
 
 
 class _Clock:
@@ -224,8 +249,10 @@ def test_time_left_leaves_out_the_model_loading(tmp_path, monkeypatch):
         clock.now = 8.0 + i  # the first picture comes out after the warm-up, then one a second
         log.written(tmp_path / f"{i}.png")
         truths[i + 1] = 19 - i
-    shown = [(int(m.group(1)), float(m.group(2))) for m in
-             re.finditer(r"fillgap: (\d+)/20 .*about (\d+) s left", stream.getvalue())]
+    shown = [
+        (int(m.group(1)), float(m.group(2)))
+        for m in re.finditer(r"fillgap: (\d+)/20 .*about (\d+) s left", stream.getvalue())
+    ]
     assert len(shown) >= 15, stream.getvalue()
     for done, left in shown:
         assert abs(left - truths[done]) <= 0.15 * truths[done] + 0.5, (done, left, truths[done])

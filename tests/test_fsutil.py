@@ -1,12 +1,21 @@
 """Files whole or absent, one run per folder, temp files of killed runs, odd file names."""
+
 import hashlib
 import os
 
 import pytest
 
 from fillgap.errors import FillgapError
-from fillgap.fsutil import (TEMP_SUFFIX, WriteError, atomic_write, atomic_write_text, folder_lock, printable,
-                            remove_stale_temps, sha256_file)
+from fillgap.fsutil import (
+    TEMP_SUFFIX,
+    WriteError,
+    atomic_write,
+    atomic_write_text,
+    folder_lock,
+    printable,
+    remove_stale_temps,
+    sha256_file,
+)
 
 
 def test_atomic_write_never_replaces_without_overwrite_and_leaves_no_temp(tmp_path):

@@ -6,6 +6,7 @@ CASE_CPU_S seconds of CPU per case (HARD_TIMEOUT_S of wall time). Every case mus
 valid result or a clean error (a one-line FillgapError; a 4xx JSON answer from the server),
 never another exception, a 500, a warning or a hang. Counts go to docs/robustness.md.
 """
+
 from __future__ import annotations
 
 import faulthandler
@@ -43,6 +44,7 @@ def record():
 
 # -- seed files ----------------------------------------------------------------------------
 
+
 def _encode(img: Image.Image, fmt: str, **options) -> bytes:
     buf = io.BytesIO()
     img.save(buf, fmt, **options)
@@ -73,6 +75,7 @@ def seed_files() -> list[tuple[str, bytes, tuple[int, int]]]:
 
 
 # -- mutations -----------------------------------------------------------------------------
+
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
@@ -111,9 +114,25 @@ def _insert_chunk(r: random.Random, d: bytearray) -> bytearray:
     """A well-formed chunk (PNG, valid CRC) or segment (JPEG) with hostile contents."""
     body = r.randbytes(r.randint(0, 64))
     if d[:4] == b"\x89PNG":
-        kind = r.choice([b"tEXt", b"zTXt", b"iTXt", b"iCCP", b"eXIf", b"tRNS", b"PLTE", b"IDAT", b"gAMA",
-                         b"pHYs", b"sBIT", b"acTL", b"fcTL", b"IEND",
-                         bytes(r.choice(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(4))])
+        kind = r.choice(
+            [
+                b"tEXt",
+                b"zTXt",
+                b"iTXt",
+                b"iCCP",
+                b"eXIf",
+                b"tRNS",
+                b"PLTE",
+                b"IDAT",
+                b"gAMA",
+                b"pHYs",
+                b"sBIT",
+                b"acTL",
+                b"fcTL",
+                b"IEND",
+                bytes(r.choice(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(4)),
+            ]
+        )
         if kind in (b"zTXt", b"iCCP"):
             body = b"name\0\0" + zlib.compress(r.randbytes(r.randint(0, 2000)))
         # after IHDR, before IEND, anywhere (a file cut short by an earlier step has neither)
@@ -134,19 +153,25 @@ def _resize_header(r: random.Random, d: bytearray) -> bytearray:
     w = r.choice([0, 1, r.randint(2, 4096), r.randint(12_000, 2**31 - 1)])
     h = r.choice([0, 1, r.randint(2, 4096), r.randint(12_000, 2**31 - 1)])
     if d[:4] == b"\x89PNG":
-        ihdr = bytes(d[16:20 + 9])
+        ihdr = bytes(d[16 : 20 + 9])
         ihdr = struct.pack(">II", w, h) + ihdr[8:13]
         return d[:8] + bytearray(_png_chunk(b"IHDR", ihdr)) + d[33:]
     for i in range(len(d) - 9):
         if d[i] == 0xFF and d[i + 1] in (0xC0, 0xC1, 0xC2):
-            d[i + 5: i + 9] = struct.pack(">HH", h % 65536, w % 65536)
+            d[i + 5 : i + 9] = struct.pack(">HH", h % 65536, w % 65536)
             break
     return d
 
 
-MUTATIONS = {"bit flips": _bitflip, "interesting bytes": _interesting, "truncation": _truncate,
-             "random bytes inserted": _insert_random, "slice deleted or repeated": _splice,
-             "chunk/segment inserted": _insert_chunk, "header size changed": _resize_header}
+MUTATIONS = {
+    "bit flips": _bitflip,
+    "interesting bytes": _interesting,
+    "truncation": _truncate,
+    "random bytes inserted": _insert_random,
+    "slice deleted or repeated": _splice,
+    "chunk/segment inserted": _insert_chunk,
+    "header size changed": _resize_header,
+}
 
 
 def mutants(count: int, seed: int):
@@ -166,6 +191,7 @@ def mutants(count: int, seed: int):
 
 
 # -- running with a time limit ---------------------------------------------------------------
+
 
 def run_limited(fn, cpu_limit: float):
     """("ok", value) / ("error", FillgapError) / ("crash", exception) / ("hang", seconds).
@@ -212,12 +238,19 @@ class Tally:
         return time.monotonic() - self.started > BUDGET_S
 
     def row(self) -> dict:
-        return {"target": self.target, "requested": self.requested, "cases": sum(self.outcomes.values()),
-                "valid result": self.outcomes["valid result"], "clean error": self.outcomes["clean error"],
-                "crash": self.outcomes["crash"], "hang": self.outcomes["hang"],
-                "seconds": round(time.monotonic() - self.started, 1),
-                "by_mutation": {k: dict(v) for k, v in sorted(self.by_mutation.items())},
-                "messages": self.messages.most_common(12), "failures": self.failures[:20]}
+        return {
+            "target": self.target,
+            "requested": self.requested,
+            "cases": sum(self.outcomes.values()),
+            "valid result": self.outcomes["valid result"],
+            "clean error": self.outcomes["clean error"],
+            "crash": self.outcomes["crash"],
+            "hang": self.outcomes["hang"],
+            "seconds": round(time.monotonic() - self.started, 1),
+            "by_mutation": {k: dict(v) for k, v in sorted(self.by_mutation.items())},
+            "messages": self.messages.most_common(12),
+            "failures": self.failures[:20],
+        }
 
 
 def _general(message: str, name: str) -> str:
@@ -226,6 +259,7 @@ def _general(message: str, name: str) -> str:
 
 
 # -- the loaders ---------------------------------------------------------------------------
+
 
 def _check_image(a) -> None:
     assert isinstance(a, np.ndarray) and a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3
@@ -274,6 +308,7 @@ def test_fuzz_loader(reader, tmp_path, record):
 
 
 # -- the web endpoint ------------------------------------------------------------------------
+
 
 def test_fuzz_server_endpoint(record):
     server = pytest.importorskip("fillgap.server")

@@ -1,4 +1,5 @@
 """Reading and writing pictures: colour profiles, EXIF, grey and 16-bit pictures, PNG settings."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,10 +17,11 @@ def test_a_fill_keeps_the_photos_colour_profile_and_exif(tmp_path, suffix):
     has the wrong colours) and its EXIF, less the orientation tag: the pixels are upright now."""
     from PIL import ImageCms
     from fillgap.files import fill_file
+
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     exif = Image.Exif()
-    exif[0x010F] = "Canon"   # make
-    exif[0x0112] = 6         # orientation: shown turned by 90 degrees
+    exif[0x010F] = "Canon"  # make
+    exif[0x0112] = 6  # orientation: shown turned by 90 degrees
     Image.fromarray(picture(48, 64)).save(tmp_path / "in.jpg", icc_profile=icc, exif=exif.tobytes(), quality=95)
     mask = np.zeros((64, 48), np.uint8)  # the upright picture's size
     mask[20:30, 10:20] = 255
@@ -37,6 +39,7 @@ def test_a_greyscale_photo_comes_back_greyscale_with_its_profile(tmp_path):
     a profile of another colour space than the output's is dropped."""
     from PIL import ImageCms
     from fillgap.files import fill_file
+
     grey_icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
     grey_icc[16:20] = b"GRAY"  # the header's colour-space field: a grey picture's profile
     grey = picture(40, 50)[..., 0]
@@ -59,6 +62,7 @@ def test_a_greyscale_photo_comes_back_greyscale_with_its_profile(tmp_path):
 def test_the_folder_engine_keeps_the_colour_profile_too(tmp_path):
     from PIL import ImageCms
     from fillgap.engines.local import fill_folder
+
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     (tmp_path / "in").mkdir()
     (tmp_path / "masks").mkdir()
@@ -78,12 +82,13 @@ def test_metadata_is_rebuilt_for_every_output_format(tmp_path):
     grey profile."""
     from PIL import ImageCms
     from fillgap.files import fill_file
+
     mask = np.zeros((40, 50), np.uint8)
     mask[10:20, 10:20] = 255
     Image.fromarray(mask).save(tmp_path / "m.png")
     exif = Image.Exif()
     exif[0x010F] = "CamMake"
-    exif[0x0213] = 1                       # YCbCrPositioning: not kept
+    exif[0x0213] = 1  # YCbCrPositioning: not kept
     exif[0x0112] = 1
     exif.get_ifd(0x8769)[0x9003] = "2020:01:01 10:00:00"
     exif.get_ifd(0x8769)[0x927C] = b"maker" * 10
@@ -94,7 +99,7 @@ def test_metadata_is_rebuilt_for_every_output_format(tmp_path):
     assert dict(got.get_ifd(0x8769)) == {0x9003: "2020:01:01 10:00:00"}
 
     big = Image.Exif()
-    big[0x010E] = "x" * 70_000             # an ImageDescription larger than a JPEG segment
+    big[0x010E] = "x" * 70_000  # an ImageDescription larger than a JPEG segment
     Image.fromarray(picture(40, 50)).save(tmp_path / "big.png", exif=big.tobytes())
     fill_file(tmp_path / "big.png", tmp_path / "m.png", tmp_path / "big.jpg", "mean-fill")
     assert 0x010E not in Image.open(tmp_path / "big.jpg").getexif()
@@ -117,9 +122,12 @@ def test_metadata_is_rebuilt_for_every_output_format(tmp_path):
 def test_a_16_bit_picture_keeps_its_profile(tmp_path):
     from PIL import ImageCms
     from fillgap.files import fill_file
+
     grey_icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
     grey_icc[16:20] = b"GRAY"
-    Image.fromarray((picture(40, 50)[..., 0].astype(np.uint16) * 257)).save(tmp_path / "in16.png", icc_profile=bytes(grey_icc))
+    Image.fromarray((picture(40, 50)[..., 0].astype(np.uint16) * 257)).save(
+        tmp_path / "in16.png", icc_profile=bytes(grey_icc)
+    )
     mask = np.zeros((40, 50), np.uint8)
     mask[10:20, 10:20] = 255
     Image.fromarray(mask).save(tmp_path / "m.png")
@@ -139,8 +147,8 @@ def test_pngs_are_written_with_fast_compression_and_exact_pixels(tmp_path):
     rgb[:, :40] = 7  # some redundancy for zlib to find
     for data in (write_image(tmp_path / "a.png", rgb).read_bytes(), encode_png(rgb)):
         pos = 8
-        while data[pos + 4:pos + 8] != b"IDAT":
-            pos += 12 + struct.unpack(">I", data[pos:pos + 4])[0]
+        while data[pos + 4 : pos + 8] != b"IDAT":
+            pos += 12 + struct.unpack(">I", data[pos : pos + 4])[0]
         cmf, flg = data[pos + 8], data[pos + 9]
         assert cmf & 0x0F == 8 and (cmf * 256 + flg) % 31 == 0  # a zlib stream
         assert flg >> 6 == 0, f"zlib level class {flg >> 6} (0: fastest)"

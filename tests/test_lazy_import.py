@@ -1,5 +1,6 @@
 """Start-up without torch: the CLI's quick answers and classical fills never load it, and the numpy
 route they take through ``fillgap.fill.inpaint`` gives the bytes the tensor route gives."""
+
 import json
 import os
 import subprocess
@@ -29,8 +30,13 @@ print(json.dumps({"code": code, "torch": "torch" in sys.modules}))
 
 def _cli(argv) -> dict:
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    done = subprocess.run([sys.executable, "-c", _PROBE, json.dumps([str(a) for a in argv])], env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, json.dumps([str(a) for a in argv])],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["stderr"] = done.stderr
@@ -56,11 +62,29 @@ def test_quick_answers_load_no_torch(argv):
 
 @pytest.mark.parametrize("case", ["missing file", "bad strategy", "unknown method"])
 def test_user_errors_load_no_torch(files, case):
-    argv = {"missing file": ["fill", files / "nope.png", "-m", files / "mask.png", "-o", files / "o.png"],
-            "bad strategy": ["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "o.png",
-                             "--strategy", "sideways"],
-            "unknown method": ["fill", files / "in.png", "-m", files / "mask.png", "-o", files / "o.png",
-                               "--model", "opencv-teleaa"]}[case]
+    argv = {
+        "missing file": ["fill", files / "nope.png", "-m", files / "mask.png", "-o", files / "o.png"],
+        "bad strategy": [
+            "fill",
+            files / "in.png",
+            "-m",
+            files / "mask.png",
+            "-o",
+            files / "o.png",
+            "--strategy",
+            "sideways",
+        ],
+        "unknown method": [
+            "fill",
+            files / "in.png",
+            "-m",
+            files / "mask.png",
+            "-o",
+            files / "o.png",
+            "--model",
+            "opencv-teleaa",
+        ],
+    }[case]
     r = _cli(argv)
     assert r["code"] == 1 and not r["torch"], r
     assert "fillgap: error:" in r["stderr"]
@@ -74,8 +98,22 @@ def test_telea_fill_loads_no_torch_and_a_scaled_one_does(files):
     # The same fill with a working size below the window's: resampled by torch, so torch loads
     # (the probe can see it) and, Telea's hole being small, the fill still happens.
     scaled = files / "telea-scaled.png"
-    r = _cli(["fill", files / "in.png", "-m", files / "mask.png", "-o", scaled, "--model", "opencv-telea",
-              "--strategy", "resize", "--max-side", "32"])
+    r = _cli(
+        [
+            "fill",
+            files / "in.png",
+            "-m",
+            files / "mask.png",
+            "-o",
+            scaled,
+            "--model",
+            "opencv-telea",
+            "--strategy",
+            "resize",
+            "--max-side",
+            "32",
+        ]
+    )
     assert r["code"] == 0 and r["torch"], r
     src, a, b = (np.asarray(Image.open(p)) for p in (files / "in.png", out, scaled))
     hole = np.asarray(Image.open(files / "mask.png")) > 0
@@ -95,6 +133,7 @@ class TensorRoute(FillMethod):
 
 def _pictures():
     from fillgap.data import bundled_photos
+
     photo = bundled_photos("test")[0]
     g = np.random.default_rng(3)
     noise = g.integers(0, 256, (70, 90, 3), dtype=np.uint8)
@@ -104,7 +143,7 @@ def _pictures():
 def _masks(shape, rng):
     h, w = shape
     box = np.zeros((h, w), np.uint8)
-    box[h // 4:h // 2, w // 5:w // 2] = 255
+    box[h // 4 : h // 2, w // 5 : w // 2] = 255
     soft = np.zeros((h, w), np.float32)
     yy, xx = np.mgrid[:h, :w]
     soft[:] = np.clip(1.3 - np.hypot(yy - h / 2, xx - w / 3) / (min(h, w) / 4), 0, 1)  # grey rim
@@ -122,12 +161,17 @@ def test_numpy_route_gives_the_tensor_routes_bytes(name, rng, monkeypatch):
     pictures = _pictures()
     slow = name == "opencv-fsr"  # about 0.2 s a fill: fewer cases
     # every mask, strategy and blend at native resolution (the numpy route) ...
-    native = [(p, m, st, bl, None) for p in ("photo",) + (() if slow else ("noise",))
-              for m in ("box", "soft") + (() if slow else ("speck", "full"))
-              for st in ("auto", "crop", "resize", "cra") for bl in ("hard", "soft")]
+    native = [
+        (p, m, st, bl, None)
+        for p in ("photo",) + (() if slow else ("noise",))
+        for m in ("box", "soft") + (() if slow else ("speck", "full"))
+        for st in ("auto", "crop", "resize", "cra")
+        for bl in ("hard", "soft")
+    ]
     # ... and windows beyond the working size, where both routes resample with torch
-    scaled = [("wide", m, st, "soft", ms) for m in ("box", "soft") for st in ("crop", "cra")
-              for ms in (None, 64) if not slow]
+    scaled = [
+        ("wide", m, st, "soft", ms) for m in ("box", "soft") for st in ("crop", "cra") for ms in (None, 64) if not slow
+    ]
     for pname, mname, strategy, blend, max_side in native + scaled:
         img = pictures[pname]
         mask = _masks(img.shape[:2], rng)[mname]
@@ -141,7 +185,7 @@ def test_array_route_is_taken_only_at_native_resolution():
     telea, fsr = get_method("opencv-telea"), get_method("opencv-fsr")
     win = Window(0, 600, 0, 900)
     assert array_route(telea, win, "crop") and array_route(telea, win, "resize")
-    assert not array_route(telea, win, "cra")              # cra fills at 512 px, then aggregates
+    assert not array_route(telea, win, "cra")  # cra fills at 512 px, then aggregates
     assert not array_route(telea, win, "crop", max_side=512)
     assert array_route(fsr, Window(0, 1024, 0, 10), "crop") and not array_route(fsr, Window(0, 1025, 0, 10), "crop")
     assert not array_route(TensorRoute(telea), win, "crop")  # networks and other methods: tensors
@@ -150,8 +194,8 @@ def test_array_route_is_taken_only_at_native_resolution():
 def test_composite_of_a_uint8_fill_equals_its_float_form():
     # Every fill value against every weight class: full (1), none (0) and 64 grey levels.
     v = np.arange(256, dtype=np.uint8)
-    fill = np.stack([np.tile(v, (66, 1))] * 3, axis=2)                 # 66 x 256 x 3
-    image = np.ascontiguousarray(fill[:, ::-1])                         # another value under each
+    fill = np.stack([np.tile(v, (66, 1))] * 3, axis=2)  # 66 x 256 x 3
+    image = np.ascontiguousarray(fill[:, ::-1])  # another value under each
     alpha = np.repeat(np.r_[0.0, 1.0, np.linspace(0.01, 0.99, 64)].astype(np.float32)[:, None], 256, axis=1)
     win = Window(0, 66, 0, 256)
     a, b = image.copy(), image.copy()
@@ -191,7 +235,6 @@ print(torch.get_num_threads())
 def test_thread_count_reaches_torch_loaded_after_set_threads():
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.pop("OMP_NUM_THREADS", None)
-    done = subprocess.run([sys.executable, "-c", _THREADS_PROBE], env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run([sys.executable, "-c", _THREADS_PROBE], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "1"

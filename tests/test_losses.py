@@ -4,8 +4,18 @@ import pytest
 import torch
 
 from fillgap.errors import FillgapError
-from fillgap.train.losses import (CompositeLoss, PatchDiscriminator, discriminator_adversarial, fft_l1,
-                          focal_frequency, generator_adversarial, hole_l1, l1, mse, tv_border)
+from fillgap.train.losses import (
+    CompositeLoss,
+    PatchDiscriminator,
+    discriminator_adversarial,
+    fft_l1,
+    focal_frequency,
+    generator_adversarial,
+    hole_l1,
+    l1,
+    mse,
+    tv_border,
+)
 
 
 def test_pixel_losses_hand_computed():
@@ -66,6 +76,7 @@ def test_adversarial_losses_are_finite_and_r1_positive():
 
 def test_feature_matching_zero_for_the_truth_and_grows_with_the_difference():
     from fillgap.train.losses import PatchDiscriminator, feature_matching
+
     torch.manual_seed(0)
     disc = PatchDiscriminator(3, width=8)
     real = torch.rand(2, 3, 32, 32)
@@ -80,6 +91,7 @@ def test_feature_matching_zero_for_the_truth_and_grows_with_the_difference():
 
 def test_texture_energy_asks_for_the_truths_detail_not_its_position():
     from fillgap.train.losses import texture_energy
+
     g = torch.Generator().manual_seed(0)
     target = torch.rand(1, 3, 32, 32, generator=g)
     hole = torch.zeros(1, 1, 32, 32)
@@ -96,6 +108,7 @@ def test_texture_energy_asks_for_the_truths_detail_not_its_position():
 
 def test_checker_excess_costs_a_grid_but_not_real_texture():
     from fillgap.train.losses import checker_excess
+
     g = torch.Generator().manual_seed(1)
     target = 0.5 + 0.1 * torch.randn(1, 3, 32, 32, generator=g)  # noise-like texture
     hole = torch.zeros(1, 1, 32, 32)

@@ -16,8 +16,10 @@ def test_preset_hole_ratio_statistics(kind):
 
 
 def test_presets_are_ordered_by_thickness():
-    med = {k: np.median([hole_ratio(MaskGenerator(k, 0)(128, 128, 0, i)) for i in range(100)])
-           for k in ("thin", "medium", "thick")}
+    med = {
+        k: np.median([hole_ratio(MaskGenerator(k, 0)(128, 128, 0, i)) for i in range(100)])
+        for k in ("thin", "medium", "thick")
+    }
     assert med["thin"] < med["medium"] < med["thick"]
 
 

@@ -1,4 +1,5 @@
 """The method registry and the classical methods (tests/test_texture.py: the textured one)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,6 +16,7 @@ from _pictures import picture
 
 def test_classical_method_through_the_pipeline_matches_the_function():
     from fillgap.methods.classical import telea
+
     img = picture(120, 160)
     mask = np.zeros(img.shape[:2], np.uint8)
     mask[50:70, 60:90] = 255
@@ -41,6 +43,7 @@ def test_shiftmap_fills_a_textured_hole_with_the_pictures_colours():
     """ShiftMap copies known pixels into the hole (through Lab and back): the marked hole is replaced,
     not left black or as it was, its colours stay within the picture's, the rest is untouched."""
     from fillgap.methods.classical import shiftmap
+
     yy, xx = np.mgrid[0:48, 0:64]
     stripes = ((xx // 4 + yy // 6) % 2).astype(bool)
     img = np.where(stripes[..., None], (200, 60, 40), (30, 110, 190)).astype(np.uint8)
@@ -59,8 +62,9 @@ def test_shiftmap_fills_a_textured_hole_with_the_pictures_colours():
         assert np.array_equal(out[~hole], marked[~hole])
 
 
-@pytest.mark.parametrize("name", ["opencv-telea", "opencv-ns", "opencv-fsr", "opencv-shiftmap", "skimage-biharmonic",
-                                  "mean-fill"])
+@pytest.mark.parametrize(
+    "name", ["opencv-telea", "opencv-ns", "opencv-fsr", "opencv-shiftmap", "skimage-biharmonic", "mean-fill"]
+)
 @pytest.mark.parametrize("shape", [(1, 1), (9, 7)])
 def test_a_mask_over_the_whole_picture_gives_mid_grey(name, shape):
     """Nothing known to fill from: every classical method gives mid grey (Telea and NS returned the
@@ -118,6 +122,7 @@ def test_another_runtime_plugs_in_through_one_hook():
 
 def test_models_command_marks_the_default(capsys):
     from fillgap.cli import main
+
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert any(line.startswith("* fillgap-default") for line in out.splitlines())

@@ -19,6 +19,7 @@ def test_registry_lists_all_models_and_refuses_unknown():
 def test_names_known_without_torch_are_the_registry():
     # fillgap.models.NAMES answers the CLI's questions before the model files (and torch) load
     from fillgap.models import NAMES, model_names
+
     assert list(NAMES) == list_models() == model_names()
 
 
@@ -83,7 +84,7 @@ def test_fourier_unit_of_constant_image():
         fu.conv.weight[1, 1] = 1.0  # imag -> imag
     x = torch.full((1, 1, 8, 10), 0.7)
     spec = torch.fft.rfft2(x, norm="ortho")
-    assert torch.allclose(spec[0, 0, 0, 0].real, torch.tensor(0.7 * (80 ** 0.5)))
+    assert torch.allclose(spec[0, 0, 0, 0].real, torch.tensor(0.7 * (80**0.5)))
     assert spec.abs()[0, 0].flatten()[1:].max() < 1e-5
     assert torch.allclose(fu(x), x, atol=1e-5)
 
@@ -103,13 +104,14 @@ def test_ffc_runs_at_twice_training_size():
     model = create_model("ffc-tiny").eval()
     for s in (64, 128):
         mask = torch.zeros(1, 1, s, s)
-        mask[..., s // 4: s // 2, s // 4: s // 2] = 1
+        mask[..., s // 4 : s // 2, s // 4 : s // 2] = 1
         assert model(torch.rand(1, 3, s, s), mask).shape == (1, 3, s, s)
 
 
 @pytest.mark.parametrize("prior", ["diffusion", "telea"])
 def test_refine_model_starts_as_its_prior(prior):
     from fillgap.models.ffc import PRIORS
+
     model = create_model("ffc-tiny", prior=prior).eval()
     x = torch.rand(1, 3, 32, 32)
     mask = torch.zeros(1, 1, 32, 32)
@@ -123,6 +125,7 @@ def test_refine_model_starts_as_its_prior(prior):
 @pytest.mark.parametrize("kernel", [(7, 7), (3, 5)])
 def test_column_sum_conv_equals_the_convolution(mode, kernel):
     from fillgap.models.ffc import ColumnSumConv
+
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(8, 3, kernel, padding=(kernel[0] // 2, kernel[1] // 2), padding_mode=mode)
     fast = ColumnSumConv(conv)

@@ -1,4 +1,5 @@
 """`fillgap data pack` and `--data pack:FILE`: tiny prepared photos in, the same pixels (or close, JPEG) out."""
+
 from __future__ import annotations
 
 import zipfile
@@ -21,9 +22,12 @@ def prepared(tmp_path):
     rng = np.random.default_rng(3)
     (tmp_path / "data" / "photos").mkdir(parents=True)
     rows, pixels = [], {}
-    for i, (split, w, h) in enumerate([("train", 90, 60), ("train", 50, 70), ("train", 64, 64),
-                                       ("val", 80, 40), ("test", 40, 40)]):
-        img = np.asarray(Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).resize((w, h), Image.BILINEAR))
+    for i, (split, w, h) in enumerate(
+        [("train", 90, 60), ("train", 50, 70), ("train", 64, 64), ("val", 80, 40), ("test", 40, 40)]
+    ):
+        img = np.asarray(
+            Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).resize((w, h), Image.BILINEAR)
+        )
         name = f"p{i}"
         Image.fromarray(img).save(tmp_path / "data" / "photos" / f"{name}.png")
         rows.append(dict(name=name, split=split))
@@ -99,8 +103,22 @@ def test_cli_packs_and_train_reads_the_pack(prepared, tmp_path, monkeypatch, cap
     assert "4 photos (train 3, val 1)" in capsys.readouterr().out
     assert cli.main(["data", "pack", "--out", str(out), "--root", str(root)]) == 1
     assert "exists" in capsys.readouterr().err
-    cfg = load_config(None, dict(model="ffc-tiny", data=f"pack:{out}", size=32, batch_size=2, epochs=1,
-                                 max_steps=2, val_samples=2, out=str(tmp_path / "run"), checkpoint_every=2,
-                                 log_every=1, progress=False, grid_samples=2))
+    cfg = load_config(
+        None,
+        dict(
+            model="ffc-tiny",
+            data=f"pack:{out}",
+            size=32,
+            batch_size=2,
+            epochs=1,
+            max_steps=2,
+            val_samples=2,
+            out=str(tmp_path / "run"),
+            checkpoint_every=2,
+            log_every=1,
+            progress=False,
+            grid_samples=2,
+        ),
+    )
     assert Trainer(cfg).fit()["step"] == 2
     assert (tmp_path / "run" / "last.pt").exists()

@@ -1,5 +1,6 @@
 """The fill pipeline's steps (mask, plan, run, composite), its entry points, blend modes, the method
 registry and the API's refusals."""
+
 from __future__ import annotations
 
 import io
@@ -21,13 +22,13 @@ from _pictures import picture
 # -- step 1: the mask
 def test_thin_stroke_survives_shrinking_the_mask():
     big = np.zeros((1000, 1000), np.float32)
-    big[:, 501] = 1.0                        # one pixel wide, on an odd column
+    big[:, 501] = 1.0  # one pixel wide, on an odd column
     big[333, :] = 1.0
     small = prepare_mask(big, (250, 250), resize=True)
     assert (small > 0).any(axis=0).all() and (small > 0).any(axis=1).all()  # unbroken both ways
     assert (small == 1).sum() == (small > 0).sum()  # hard blend: every touched pixel is a full hole
     soft = prepare_mask(big, (250, 250), resize=True, blend="soft")
-    assert 0 < soft[soft > 0].min() < 1     # soft keeps the coverage as a weight
+    assert 0 < soft[soft > 0].min() < 1  # soft keeps the coverage as a weight
 
 
 def test_size_mismatch_without_resize_is_an_error():
@@ -38,13 +39,13 @@ def test_size_mismatch_without_resize_is_an_error():
 # -- step 2: the plan
 def test_separated_holes_get_their_own_windows_and_close_ones_merge():
     hole = np.zeros((1000, 1500), bool)
-    hole[10:30, 20:50] = True        # top left
+    hole[10:30, 20:50] = True  # top left
     hole[950:980, 1400:1450] = True  # bottom right
     windows = plan_windows(hole)
     assert len(windows) == 2
     assert all(w.height < 200 and w.width < 200 for w in windows)
     assert plan_windows(hole, single=True) == [Window(0, 1000, 0, 1500)]
-    hole[35:40, 60:70] = True        # next to the first: its window overlaps, one group
+    hole[35:40, 60:70] = True  # next to the first: its window overlaps, one group
     assert len(plan_windows(hole)) == 2
     # Every hole pixel is inside exactly one window, and windows are disjoint.
     cover = np.zeros(hole.shape, int)
@@ -95,6 +96,7 @@ def test_strategies_fill_only_the_hole_and_differ_on_large_windows(weights):
 
 def thin_line_mask(h, w, width=3):
     import cv2
+
     mask = np.zeros((h, w), np.uint8)
     cv2.polylines(mask, [np.array([[3, 5], [w - 20, h // 3], [w // 3, h - 4]], np.int32)], False, 255, width)
     return mask
@@ -102,6 +104,7 @@ def thin_line_mask(h, w, width=3):
 
 def test_thin_tiles_write_every_hole_pixel_once_and_fit_the_limit():
     from fillgap.fill import thin_tiles
+
     hole = thin_line_mask(300, 500) > 0
     window = Window(0, 300, 0, 500)
     pieces = thin_tiles(hole, window, 200)
@@ -114,6 +117,7 @@ def test_thin_tiles_write_every_hole_pixel_once_and_fit_the_limit():
     assert len(pieces) > 4 and (written[hole] == 1).all()
     disc = np.zeros(hole.shape, np.uint8)
     import cv2
+
     cv2.circle(disc, (250, 150), 60, 255, -1)
     assert thin_tiles(disc > 0, window, 200) is None  # thick: cra's job
     assert thin_tiles(hole, window, 150) is None  # cells under MIN_TILE_CELL: cra too
@@ -125,6 +129,7 @@ def test_auto_fills_a_thin_hole_of_a_large_window_at_native_resolution(tmp_path)
     Telea limited to 224 px gives what Telea on the whole picture gives, through the API and the
     folder engine alike; the tiles share one size."""
     from fillgap.engines.local import fill_folder
+
     img = picture(240, 360, seed=5)
     mask = thin_line_mask(240, 360)
     method = get_method("opencv-telea")
@@ -138,6 +143,7 @@ def test_auto_fills_a_thin_hole_of_a_large_window_at_native_resolution(tmp_path)
 
     def err(out):
         return np.abs(out[hole].astype(int) - img[hole]).mean()
+
     assert err(tiled) < 1.01 * err(native) and err(tiled) < 0.8 * err(cra)
     (tmp_path / "in").mkdir()
     (tmp_path / "masks").mkdir()
@@ -157,8 +163,8 @@ def test_api_cli_folder_and_server_return_identical_pixels(tmp_path, weights):
     img = picture(90, 120, seed=3)
     mask = np.zeros(img.shape[:2], np.uint8)
     mask[10:30, 10:40] = 255
-    mask[30:32, 10:40] = 100           # grey edge: blend matters
-    mask[60:80, 90:115] = 255          # a second, separate hole: two windows
+    mask[30:32, 10:40] = 100  # grey edge: blend matters
+    mask[60:80, 90:115] = 255  # a second, separate hole: two windows
     (tmp_path / "in").mkdir()
     (tmp_path / "masks").mkdir()
     Image.fromarray(img).save(tmp_path / "in" / "a.png")
@@ -166,9 +172,26 @@ def test_api_cli_folder_and_server_return_identical_pixels(tmp_path, weights):
     options = dict(strategy="crop", blend="soft", max_side=64)
     api = inpaint(img, mask, weights, dilate=1, **options)
 
-    rc = main(["fill", str(tmp_path / "in" / "a.png"), "-m", str(tmp_path / "masks" / "a.png"), "-o",
-               str(tmp_path / "cli.png"), "--model", weights, "--dilate", "1", "--strategy", "crop",
-               "--blend", "soft", "--max-side", "64"])
+    rc = main(
+        [
+            "fill",
+            str(tmp_path / "in" / "a.png"),
+            "-m",
+            str(tmp_path / "masks" / "a.png"),
+            "-o",
+            str(tmp_path / "cli.png"),
+            "--model",
+            weights,
+            "--dilate",
+            "1",
+            "--strategy",
+            "crop",
+            "--blend",
+            "soft",
+            "--max-side",
+            "64",
+        ]
+    )
     assert rc == 0
     cli = np.asarray(Image.open(tmp_path / "cli.png").convert("RGB"))
 
@@ -180,10 +203,12 @@ def test_api_cli_folder_and_server_return_identical_pixels(tmp_path, weights):
         buf_i, buf_m = io.BytesIO(), io.BytesIO()
         Image.fromarray(img).save(buf_i, format="PNG")
         Image.fromarray(mask).save(buf_m, format="PNG")
-        r = httpx.post(f"{base}/api/inpaint", timeout=120,
-                       files={"image": ("a.png", buf_i.getvalue(), "image/png"),
-                              "mask": ("m.png", buf_m.getvalue(), "image/png")},
-                       data={"dilate": "1", "strategy": "crop", "blend": "soft", "max_side": "64"})
+        r = httpx.post(
+            f"{base}/api/inpaint",
+            timeout=120,
+            files={"image": ("a.png", buf_i.getvalue(), "image/png"), "mask": ("m.png", buf_m.getvalue(), "image/png")},
+            data={"dilate": "1", "strategy": "crop", "blend": "soft", "max_side": "64"},
+        )
         assert r.status_code == 200, r.text
         server = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
     assert not np.array_equal(api, img)
@@ -202,26 +227,31 @@ def test_server_resizes_a_thin_stroke_mask_without_losing_it(tmp_path):
     Image.fromarray(img).save(buf_i, format="PNG")
     Image.fromarray(mask).save(buf_m, format="PNG")
     with running(create_app("mean-fill")) as base:
-        r = httpx.post(f"{base}/api/inpaint", timeout=120,
-                       files={"image": ("a.png", buf_i.getvalue(), "image/png"),
-                              "mask": ("m.png", buf_m.getvalue(), "image/png")},
-                       data={"resize_mask": "true"})
+        r = httpx.post(
+            f"{base}/api/inpaint",
+            timeout=120,
+            files={"image": ("a.png", buf_i.getvalue(), "image/png"), "mask": ("m.png", buf_m.getvalue(), "image/png")},
+            data={"resize_mask": "true"},
+        )
     out = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
     changed = (out != img).any(axis=2)
     assert changed.any(axis=1).sum() >= 45  # the stroke crosses the picture top to bottom
 
 
 # -- API misuse: one clear FillgapError each
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(dilate=10 ** 6), "dilate must be between 0 and"),
-    (dict(dilate=2.5), "dilate must be a whole number"),
-    (dict(dilate=-3), "dilate must be between 0 and"),
-    (dict(model=123), "model must be a method name"),
-    (dict(max_side=0), "max_side must be at least"),
-    (dict(max_side=100.5), "max_side must be a whole number"),
-    (dict(strategy="magic"), "strategy must be one of"),
-    (dict(blend="multiply"), "blend must be one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(dilate=10**6), "dilate must be between 0 and"),
+        (dict(dilate=2.5), "dilate must be a whole number"),
+        (dict(dilate=-3), "dilate must be between 0 and"),
+        (dict(model=123), "model must be a method name"),
+        (dict(max_side=0), "max_side must be at least"),
+        (dict(max_side=100.5), "max_side must be a whole number"),
+        (dict(strategy="magic"), "strategy must be one of"),
+        (dict(blend="multiply"), "blend must be one of"),
+    ],
+)
 def test_api_misuse_is_a_clear_error(kwargs, message):
     img = picture(20, 20)
     mask = np.zeros((20, 20), np.float32)
@@ -243,7 +273,7 @@ def test_run_batches_windows_of_one_size(weights):
     m = torch.zeros(3, 1, 40, 48)
     m[:, :, 10:20, 10:30] = 1
     batched = run(method, x, m, "crop")
-    single = torch.cat([run(method, x[i:i + 1], m[i:i + 1], "crop") for i in range(3)])
+    single = torch.cat([run(method, x[i : i + 1], m[i : i + 1], "crop") for i in range(3)])
     assert batched.shape == (3, 3, 40, 48)
     assert torch.allclose(batched, single, atol=1e-5)
 
@@ -264,10 +294,9 @@ def test_cra_restores_the_high_frequencies_of_a_periodic_texture():
         out = inpaint(img, mask, "opencv-telea", max_side=64, strategy=strategy)
         assert np.array_equal(out[mask == 0], img[mask == 0])
         ratios[strategy] = hole_detail_ratio(out, img, mask)
-    assert ratios["resize"] < 0.5, ratios   # a 64 px fill upscaled: the texture is gone
+    assert ratios["resize"] < 0.5, ratios  # a 64 px fill upscaled: the texture is gone
     assert 0.8 < ratios["cra"] < 1.25, ratios  # the context's residual brings it back
     # auto picks cra for a window beyond the method's limit
-    assert np.array_equal(inpaint(img, mask, "opencv-telea", max_side=64),
-                          inpaint(img, mask, "opencv-telea", max_side=64, strategy="cra"))
-
-
+    assert np.array_equal(
+        inpaint(img, mask, "opencv-telea", max_side=64), inpaint(img, mask, "opencv-telea", max_side=64, strategy="cra")
+    )

@@ -1,4 +1,5 @@
 """The pure-torch prior the FFC network refines (models/prior.py)."""
+
 import numpy as np
 import pytest
 import torch
@@ -63,7 +64,7 @@ def test_prior_is_batched_deterministic_and_keeps_known_pixels():
     image, hole = _case(n=3)
     prior = DiffusionPrior()
     batch = prior(image * (1 - hole), hole)
-    one_by_one = torch.cat([prior(image[i:i + 1] * (1 - hole[i:i + 1]), hole[i:i + 1]) for i in range(3)])
+    one_by_one = torch.cat([prior(image[i : i + 1] * (1 - hole[i : i + 1]), hole[i : i + 1]) for i in range(3)])
     assert torch.allclose(batch, one_by_one, atol=1e-6)
     assert torch.equal(batch, prior(image * (1 - hole), hole))
     assert torch.equal(batch * (1 - hole), image * (1 - hole))
@@ -143,6 +144,7 @@ def test_tracing_the_prior_leaves_no_fake_tensors_in_its_matrix_cache():
     """torch.compile / torch.export trace with fake tensors: the matrix-product sweeps, whose
     matrices are cached per size, must not run then (a later real call would meet fake matrices)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
+
     x, hole = torch.rand(1, 3, 12, 9), torch.zeros(1, 1, 12, 9)
     hole[..., 3:8, 2:6] = 1
     with FakeTensorMode():

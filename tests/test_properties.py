@@ -5,6 +5,7 @@ Through ``fillgap.inpaint`` with an untrained ffc-tiny (made once per module):
   where the alpha channel must come back unchanged too);
 - the output has the input's size; the network's own output is finite and in [0, 1].
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -46,7 +47,7 @@ def make_mask(kind: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray
         m[rng.integers(h), rng.integers(w)] = 1
     elif kind == "box":
         top, left = rng.integers(h), rng.integers(w)
-        m[top: top + rng.integers(1, h + 1), left: left + rng.integers(1, w + 1)] = 1
+        m[top : top + rng.integers(1, h + 1), left : left + rng.integers(1, w + 1)] = 1
     elif kind == "random":
         m[:] = rng.random((h, w)) < 0.3
     elif kind == "soft":
@@ -64,8 +65,13 @@ def as_given(mask: np.ndarray, dtype: str):
 
 
 @SETTINGS
-@given(h=sides, w=sides, kind=st.sampled_from(MASK_KINDS), dtype=st.sampled_from(["float32", "uint8", "bool"]),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    h=sides,
+    w=sides,
+    kind=st.sampled_from(MASK_KINDS),
+    dtype=st.sampled_from(["float32", "uint8", "bool"]),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_unmasked_pixels_are_bit_identical(model, h, w, kind, dtype, seed):
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -91,8 +97,7 @@ def test_dilation_only_touches_the_grown_hole(model, h, w, pixels, seed):
 
 
 @SETTINGS
-@given(h=st.integers(1, 40), w=st.integers(1, 40), kind=st.sampled_from(MASK_KINDS[1:]),
-       seed=st.integers(0, 2**32 - 1))
+@given(h=st.integers(1, 40), w=st.integers(1, 40), kind=st.sampled_from(MASK_KINDS[1:]), seed=st.integers(0, 2**32 - 1))
 def test_network_output_is_finite_and_in_range(model, h, w, kind, seed):
     rng = np.random.default_rng(seed)
     x = torch.from_numpy(rng.random((1, 3, h, w), dtype=np.float32))
@@ -121,8 +126,14 @@ def picture_in_mode(mode: str, h: int, w: int, rng: np.random.Generator) -> Imag
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(h=sides, w=sides, mode=st.sampled_from(MODES), kind=st.sampled_from(MASK_KINDS),
-       suffix=st.sampled_from([".png", ".tif", ".webp"]), seed=st.integers(0, 2**32 - 1))
+@given(
+    h=sides,
+    w=sides,
+    mode=st.sampled_from(MODES),
+    kind=st.sampled_from(MASK_KINDS),
+    suffix=st.sampled_from([".png", ".tif", ".webp"]),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_file_round_trip_keeps_pixels_and_alpha(model, h, w, mode, kind, suffix, seed):
     rng = np.random.default_rng(seed)
     src = picture_in_mode(mode, h, w, rng)

@@ -1,6 +1,7 @@
 """The Ray engine on a local Ray with 2 CPUs: the local engine's outputs byte for byte, the same
 failures file, resumable after its driver is killed (nothing written twice), refused on a locked
 output folder, manifests with file:// URIs."""
+
 import os
 import signal
 import subprocess
@@ -27,8 +28,9 @@ N, BROKEN = 200, ("b-junk.png", "b-truncated.png", "b-wrongsize.png", "b-emptyfi
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray for the module (starting one costs seconds), 2 CPUs, no cluster."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _system_config={"worker_niceness": 0})  # see fillgap.engines.ray.connect
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config={"worker_niceness": 0}
+    )  # see fillgap.engines.ray.connect
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -51,7 +53,7 @@ def folder(tmp_path_factory):
         m = np.zeros((32, 32), np.uint8)
         if i % 10:  # every tenth mask is empty: the picture is copied
             t, left = rng.integers(0, 20, 2)
-            m[t:t + 8, left:left + 10] = 255
+            m[t : t + 8, left : left + 10] = 255
         Image.fromarray(m).save(masks / rel)
     good = (images / "001.png").read_bytes()
     (images / "b-junk.png").write_bytes(b"not a picture at all")
@@ -67,8 +69,11 @@ def folder(tmp_path_factory):
 
 
 def outputs(out):
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
-            and p.name != FAILURES_NAME and not p.name.startswith(".")}  # .fillgap-lock stays
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != FAILURES_NAME and not p.name.startswith(".")
+    }  # .fillgap-lock stays
 
 
 def failure_names(out):
@@ -94,8 +99,25 @@ def test_ray_equals_local_byte_for_byte_and_lists_exactly_the_broken(local_ray, 
 def test_a_killed_driver_resumes_to_everything_written_once(local_ray, folder, tmp_path):
     root, images, masks = folder
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "fillgap", "fill", str(images), "--mask-dir", str(masks), "-o", str(out),
-           "--model", str(root / "tiny.pt"), "--engine", "ray", "--address", local_ray, "--batch-size", "4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fillgap",
+        "fill",
+        str(images),
+        "--mask-dir",
+        str(masks),
+        "-o",
+        str(out),
+        "--model",
+        str(root / "tiny.pt"),
+        "--engine",
+        "ray",
+        "--address",
+        local_ray,
+        "--batch-size",
+        "4",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300  # a busy machine can take minutes to start the run
     count = 0
@@ -138,11 +160,14 @@ def test_manifest_with_file_uris_through_the_actor_code(folder, tmp_path):
     start: that costs seconds and the tests above cover it)."""
     from fillgap.engines.common import plan_run
     from fillgap.engines.ray import FillActor
+
     root, images, masks = folder
-    rows = ["picture,mask,output",
-            f"{(images / '001.png').as_uri()},{(masks / '001.png').as_uri()},one.png",
-            f"sub/000.png,{masks / 'sub' / '000.png'},",
-            f"{(images / 'b-junk.png').as_uri()},{(masks / 'b-junk.png').as_uri()},junk.png"]
+    rows = [
+        "picture,mask,output",
+        f"{(images / '001.png').as_uri()},{(masks / '001.png').as_uri()},one.png",
+        f"sub/000.png,{masks / 'sub' / '000.png'},",
+        f"{(images / 'b-junk.png').as_uri()},{(masks / 'b-junk.png').as_uri()},junk.png",
+    ]
     manifest = tmp_path / "list.csv"
     manifest.write_text("\n".join(rows) + "\n")
     (tmp_path / "sub").mkdir()
@@ -151,7 +176,8 @@ def test_manifest_with_file_uris_through_the_actor_code(folder, tmp_path):
     assert [(str(p), str(o)) for p, _, o in run.rows] == [
         (str(images / "001.png"), str(tmp_path / "ray" / "one.png")),
         (str(tmp_path / "sub" / "000.png"), str(tmp_path / "ray" / "000.png")),
-        (str(images / "b-junk.png"), str(tmp_path / "ray" / "junk.png"))]
+        (str(images / "b-junk.png"), str(tmp_path / "ray" / "junk.png")),
+    ]
     actor = FillActor(str(root / "tiny.pt"), dilate=0, overwrite=False, resize_mask=False, threads=1)
     batch = {k: np.array([str(r[i]) for r in run.rows]) for i, k in enumerate(("picture", "mask", "output"))}
     got = actor(batch)
@@ -160,6 +186,7 @@ def test_manifest_with_file_uris_through_the_actor_code(folder, tmp_path):
     (tmp_path / "ray" / "one.png").write_bytes(b"")  # cut short by a full disk: redone, as locally
     assert list(actor(batch)["status"]) == ["written", "exists", "failed"]
     from fillgap.checkpoint import load_model
+
     report = fill_folder(manifest, None, tmp_path / "local", load_model(root / "tiny.pt"))
     assert sorted(p.name for p in report.written) == ["000.png", "one.png"]
     assert failure_names(tmp_path / "local") == ["b-junk.png"]
@@ -169,6 +196,7 @@ def test_manifest_with_file_uris_through_the_actor_code(folder, tmp_path):
 def test_a_failed_ray_job_is_one_line_and_keeps_the_lock_semantics(folder, tmp_path, monkeypatch):
     """An actor that cannot start (or a lost node) fails the Ray job: one line, not Ray's traceback."""
     import fillgap.engines.ray as engine
+
     root, images, masks = folder
 
     def boom(*args, **kwargs):
@@ -191,10 +219,12 @@ def test_ray_noise_is_dropped_and_real_errors_kept(capfd):
 
     from fillgap.engines.ray import RAY_NOISE_LINES, drop_stderr_lines, quiet_ray_logs
 
-    noise = (b"[2026-12-05 04:40:30,519 E 9089 9089] core_worker.cc:2465: Actor with class name: "
-             b"'MapWorker(MapBatches(FillActor))' and ID: '2b51' has constructor arguments in the object store and "
-             b"max_restarts > 0. If the arguments in the object store go out of scope or are lost, the actor "
-             b"restart will fail.\n")
+    noise = (
+        b"[2026-12-05 04:40:30,519 E 9089 9089] core_worker.cc:2465: Actor with class name: "
+        b"'MapWorker(MapBatches(FillActor))' and ID: '2b51' has constructor arguments in the object store and "
+        b"max_restarts > 0. If the arguments in the object store go out of scope or are lost, the actor "
+        b"restart will fail.\n"
+    )
     real = b"[2026-12-05 04:40:31,000 E 9089 9089] core_worker.cc:812: Failed to register worker to Raylet\n"
     capfd.readouterr()
     with drop_stderr_lines(RAY_NOISE_LINES):
@@ -203,8 +233,10 @@ def test_ray_noise_is_dropped_and_real_errors_kept(capfd):
         time.sleep(0.3)
         sys.stderr.write("from python\n")
     os.write(2, b"after\n")
-    assert capfd.readouterr().err == (b"before\n" + real + b"\r 50%|#####     |\r100%|##########|"
-                                      b"from python\nafter\n").decode()
+    assert (
+        capfd.readouterr().err
+        == (b"before\n" + real + b"\r 50%|#####     |\r100%|##########|from python\nafter\n").decode()
+    )
     assert regex.search(RAY_NOISE_LINES, noise)
 
     quiet_ray_logs()

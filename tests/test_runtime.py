@@ -1,4 +1,5 @@
 """Runtime: the DFT-by-matmul Fourier unit, ONNX export and onnxruntime, the one thread policy."""
+
 import io
 import os
 import re
@@ -56,6 +57,7 @@ def test_bf16_runtime_fills_close_to_fp32_and_really_uses_bf16():
     from fillgap.fill import inpaint
     from fillgap.masks import MaskGenerator
     from fillgap.methods import get_method
+
     torch.manual_seed(0)
     net = create_model("ffc-tiny").eval()
     torch.nn.init.normal_(net.head.weight, std=0.05)  # not the identity on the prior: the test can fail
@@ -79,6 +81,7 @@ def test_bf16_runtime_fills_close_to_fp32_and_really_uses_bf16():
 
 def test_auto_runtime_is_the_default_and_uses_bf16_only_where_the_cpu_has_it(monkeypatch):
     from fillgap import methods
+
     net = create_model("ffc-tiny")
     assert methods.get_method(net).bf16 is None  # "auto" is the default: decided per call
     for flags, expected in (("fpu avx512f avx512_bf16 sse", True), ("fpu avx512f sse", False)):
@@ -108,9 +111,21 @@ def exported(tmp_path_factory):
     export_weights(d / "tiny.safetensors", net)
     # The real command, in its own process (the exporter's tracing state stays out of this one).
     src = Path(__file__).resolve().parents[1] / "src"
-    proc = subprocess.run([sys.executable, "-m", "fillgap", "export", "--onnx", str(d / "tiny.onnx"),
-                           "--model", str(d / "tiny.safetensors")], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fillgap",
+            "export",
+            "--onnx",
+            str(d / "tiny.onnx"),
+            "--model",
+            str(d / "tiny.safetensors"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "max difference" in proc.stdout
     (d / "export-stdout.txt").write_text(proc.stdout)
@@ -122,6 +137,7 @@ def test_export_says_before_it_starts_how_long_it_takes(exported):
     """The exporter is silent for a minute or more: a notice with the expected seconds comes first
     (stderr: a log gets it too), and the result line says how long it took."""
     from fillgap.runtime.onnx import EXPORT_SECONDS_HINT
+
     err = (exported[0] / "export-stderr.txt").read_text().splitlines()
     assert len(err) == 1 and err[0].startswith("fillgap: exporting") and "to ONNX" in err[0], err
     assert f"about {EXPORT_SECONDS_HINT} s" in err[0]  # stderr is no terminal here: no seconds ticking
@@ -147,6 +163,7 @@ def test_export_steps_count_seconds_on_a_terminal(monkeypatch):
 
 def test_export_round_trip_dynamic_size(exported):
     from fillgap.runtime.onnx import OnnxSession
+
     d, net = exported
     session = OnnxSession(d / "tiny.onnx", threads=1)
     assert (session.name, session.channels, session.size_multiple) == ("ffc-tiny", 3, 4)
@@ -175,6 +192,7 @@ def test_onnx_fill_matches_torch_fill_on_bundled_photos(exported):
     from fillgap.fill import inpaint
     from fillgap.masks import MaskGenerator
     from fillgap.methods import get_method
+
     d, net = exported
     onnx_method = get_method(d / "tiny.onnx")
     assert onnx_method.name == "ffc-tiny" and type(onnx_method).__name__ == "OnnxNetwork"
@@ -192,12 +210,36 @@ def test_onnx_fill_matches_torch_fill_on_bundled_photos(exported):
 def test_fill_cli_runtime_onnx(exported, tiny_files, capsys):
     d, _ = exported
     out = tiny_files / "onnx-out.png"
-    code = main(["fill", str(tiny_files / "in.png"), "--mask", str(tiny_files / "mask.png"), "-o", str(out),
-                 "--model", str(d / "tiny.onnx"), "--runtime", "onnx", "--threads", "1"])
+    code = main(
+        [
+            "fill",
+            str(tiny_files / "in.png"),
+            "--mask",
+            str(tiny_files / "mask.png"),
+            "-o",
+            str(out),
+            "--model",
+            str(d / "tiny.onnx"),
+            "--runtime",
+            "onnx",
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert out.exists()
-    code = main(["fill", str(tiny_files / "in.png"), "--mask", str(tiny_files / "mask.png"), "-o", str(out),
-                 "--runtime", "tensorrt"])
+    code = main(
+        [
+            "fill",
+            str(tiny_files / "in.png"),
+            "--mask",
+            str(tiny_files / "mask.png"),
+            "-o",
+            str(out),
+            "--runtime",
+            "tensorrt",
+        ]
+    )
     err = capsys.readouterr().err
     assert code != 0 and "unknown runtime 'tensorrt'" in err and "Traceback" not in err
 
@@ -206,6 +248,7 @@ def test_onnx_runtime_exports_a_checkpoint_once(exported, monkeypatch, tmp_path,
     """``--runtime onnx`` with a torch checkpoint: exported into the cache once, then reused."""
     from fillgap.methods import get_method
     from fillgap.runtime import onnx as ro
+
     monkeypatch.setenv("FILLGAP_CACHE", str(tmp_path / "cache"))
     calls = []
 
@@ -230,6 +273,7 @@ def test_onnx_runtime_exports_a_checkpoint_once(exported, monkeypatch, tmp_path,
 def test_onnx_session_rejects_foreign_files(tmp_path):
     pytest.importorskip("onnxruntime")
     from fillgap.runtime.onnx import OnnxSession
+
     (tmp_path / "x.onnx").write_bytes(b"not a graph")
     with pytest.raises(FillgapError, match="unreadable ONNX"):
         OnnxSession(tmp_path / "x.onnx")
@@ -285,8 +329,9 @@ def seen_threads(monkeypatch):
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("flag,env,expected", [(["--threads", "1"], None, 1), (["--threads", "3"], "1", 3),
-                                               ([], "1", 1)])
+@pytest.mark.parametrize(
+    "flag,env,expected", [(["--threads", "1"], None, 1), (["--threads", "3"], "1", 3), ([], "1", 1)]
+)
 def test_fill_threads_respected(tiny_files, seen_threads, monkeypatch, flag, env, expected):
     if env is None:
         monkeypatch.delenv(rt.ENV, raising=False)
@@ -294,8 +339,19 @@ def test_fill_threads_respected(tiny_files, seen_threads, monkeypatch, flag, env
         monkeypatch.setenv(rt.ENV, env)
     torch.set_num_threads(2)
     d = tiny_files
-    code = main(["fill", str(d / "in.png"), "--mask", str(d / "mask.png"), "-o", str(d / f"out{expected}.png"),
-                 "--model", str(d / "tiny.safetensors")] + flag)
+    code = main(
+        [
+            "fill",
+            str(d / "in.png"),
+            "--mask",
+            str(d / "mask.png"),
+            "-o",
+            str(d / f"out{expected}.png"),
+            "--model",
+            str(d / "tiny.safetensors"),
+        ]
+        + flag
+    )
     assert code == 0
     assert seen_threads and set(seen_threads) == {expected}
 
@@ -304,13 +360,14 @@ def _flip_inside_initializer(path: Path, n: int = 64) -> None:
     """Overwrite ``n`` bytes inside the largest weight of an ONNX file (found by its bytes)."""
     import onnx
     from onnx import numpy_helper
+
     graph = onnx.load(str(path)).graph
     big = max(graph.initializer, key=lambda t: numpy_helper.to_array(t).nbytes)
     needle = numpy_helper.to_array(big).tobytes()[:256]
     raw = bytearray(path.read_bytes())
     at = raw.find(needle)
     assert at > 0, "weight bytes not found in the file"
-    raw[at + 16: at + 16 + n] = bytes(b ^ 0x5A for b in raw[at + 16: at + 16 + n])
+    raw[at + 16 : at + 16 + n] = bytes(b ^ 0x5A for b in raw[at + 16 : at + 16 + n])
     path.write_bytes(bytes(raw))
 
 
@@ -319,6 +376,7 @@ def onnx_cache(exported, monkeypatch, tmp_path):
     """FILLGAP_CACHE in tmp_path; exports copy the module's real export (the exporter is slow):
     returns the list of paths exported."""
     from fillgap.runtime import onnx as ro
+
     monkeypatch.setenv("FILLGAP_CACHE", str(tmp_path / "cache"))
     calls = []
 
@@ -334,6 +392,7 @@ def test_a_damaged_cached_onnx_export_is_exported_again(exported, onnx_cache, tm
     """64 bytes overwritten inside a weight of the cached export: noticed by its checksum (it ran,
     with wrong pixels, before), re-exported with a one-line notice; a change after the check is refused."""
     from fillgap.methods import get_method
+
     export_weights(tmp_path / "w.safetensors", _tiny_net())
     first = get_method(tmp_path / "w.safetensors", runtime="onnx")
     good = first.path.read_bytes()
@@ -353,10 +412,10 @@ def test_a_damaged_cached_onnx_export_is_exported_again(exported, onnx_cache, tm
         torch.set_num_threads(1)
 
 
-def test_the_onnx_cache_keeps_its_most_recently_used_exports_under_its_cap(exported, onnx_cache, tmp_path,
-                                                                             monkeypatch):
+def test_the_onnx_cache_keeps_its_most_recently_used_exports_under_its_cap(exported, onnx_cache, tmp_path, monkeypatch):
     from fillgap.methods import get_method
     from fillgap.runtime import onnx as ro
+
     size = (exported[0] / "tiny.onnx").stat().st_size
     monkeypatch.setattr(ro, "CACHE_MAX_BYTES", int(2.5 * size))  # room for two exports
     paths = []
@@ -369,7 +428,8 @@ def test_the_onnx_cache_keeps_its_most_recently_used_exports_under_its_cap(expor
     assert len(onnx_cache) == 3
     assert paths[0].exists() and paths[3].exists() and not paths[1].exists()
     assert sorted(p.name for p in paths[0].parent.glob("*.onnx*")) == sorted(
-        [paths[0].name, paths[0].name + ".sha256", paths[3].name, paths[3].name + ".sha256"])
+        [paths[0].name, paths[0].name + ".sha256", paths[3].name, paths[3].name + ".sha256"]
+    )
 
 
 def test_onnx_files_with_non_finite_weights_are_refused(exported, tmp_path):
@@ -379,6 +439,7 @@ def test_onnx_files_with_non_finite_weights_are_refused(exported, tmp_path):
     from onnx import numpy_helper
 
     from fillgap.runtime.onnx import OnnxSession
+
     proto = onnx.load(str(exported[0] / "tiny.onnx"))
     proto.graph.initializer.append(numpy_helper.from_array(np.array(-np.inf, np.float32), "val_masked"))
     onnx.save(proto, str(tmp_path / "scalar-inf.onnx"))

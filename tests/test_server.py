@@ -1,4 +1,5 @@
 """The web server's API against a live uvicorn on loopback: the fill, its limits, every error case."""
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -94,8 +95,11 @@ def test_page_and_docs_are_served(url):
 
 
 def test_fill_changes_only_the_hole(url, picture, hole):
-    out = decode(post(url, {"image": ("p.png", png_bytes(picture), "image/png"),
-                            "mask": ("m.png", png_bytes(hole), "image/png")}))
+    out = decode(
+        post(
+            url, {"image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")}
+        )
+    )
     assert out.shape == picture.shape
     inside = hole > 0
     assert np.array_equal(out[~inside], picture[~inside])  # bit-identical outside
@@ -103,8 +107,15 @@ def test_fill_changes_only_the_hole(url, picture, hole):
 
 
 def test_empty_mask_returns_the_input(url, picture):
-    out = decode(post(url, {"image": ("p.png", png_bytes(picture), "image/png"),
-                            "mask": ("m.png", png_bytes(np.zeros((H, W), np.uint8)), "image/png")}))
+    out = decode(
+        post(
+            url,
+            {
+                "image": ("p.png", png_bytes(picture), "image/png"),
+                "mask": ("m.png", png_bytes(np.zeros((H, W), np.uint8)), "image/png"),
+            },
+        )
+    )
     assert np.array_equal(out, picture)
 
 
@@ -114,8 +125,15 @@ def test_transparent_mask_and_alpha_are_kept(url, picture, hole):
     rgba = np.dstack([picture, alpha])
     mask_rgba = np.zeros((H, W, 4), np.uint8)
     mask_rgba[hole > 0] = 255
-    out = decode(post(url, {"image": ("p.png", png_bytes(rgba, "RGBA"), "image/png"),
-                            "mask": ("m.png", png_bytes(mask_rgba, "RGBA"), "image/png")}))
+    out = decode(
+        post(
+            url,
+            {
+                "image": ("p.png", png_bytes(rgba, "RGBA"), "image/png"),
+                "mask": ("m.png", png_bytes(mask_rgba, "RGBA"), "image/png"),
+            },
+        )
+    )
     assert out.shape == (H, W, 4) and np.array_equal(out[..., 3], alpha)
     assert np.array_equal(out[hole == 0, :3], picture[hole == 0])
 
@@ -123,25 +141,42 @@ def test_transparent_mask_and_alpha_are_kept(url, picture, hole):
 def test_the_answer_keeps_the_colour_profile_and_greyscale(url, picture, hole):
     """As `fillgap fill` writes it: the ICC profile travels, a greyscale picture comes back grey."""
     from PIL import ImageCms
+
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     buffer = io.BytesIO()
     Image.fromarray(picture).save(buffer, format="PNG", icc_profile=icc)
     r = post(url, {"image": ("p.png", buffer.getvalue(), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")})
     assert Image.open(io.BytesIO(r.content)).info.get("icc_profile") == icc
-    grey = decode(post(url, {"image": ("g.png", png_bytes(picture[..., 1], "L"), "image/png"),
-                             "mask": ("m.png", png_bytes(hole), "image/png")}))
+    grey = decode(
+        post(
+            url,
+            {
+                "image": ("g.png", png_bytes(picture[..., 1], "L"), "image/png"),
+                "mask": ("m.png", png_bytes(hole), "image/png"),
+            },
+        )
+    )
     assert grey.shape == (H, W) and np.array_equal(grey[hole == 0], picture[..., 1][hole == 0])
 
 
-@pytest.mark.parametrize("files, status, words", [
-    ({}, 422, "no 'image' file"),
-    ({"mask": ("m.png", b"x", "image/png")}, 422, "no 'image' file"),
-    ({"image": ("p.png", b"", "image/png"), "mask": ("m.png", b"x", "image/png")}, 422, "no 'image' file"),
-    ({"image": ("notes.txt", b"hello", "text/plain"), "mask": ("m.png", b"x", "image/png")}, 415,
-     "'image' must be a picture"),
-    ({"image": ("p.png", b"this is no picture at all", "image/png"), "mask": ("m.png", b"x", "image/png")},
-     422, "image 'p.png'"),
-])
+@pytest.mark.parametrize(
+    "files, status, words",
+    [
+        ({}, 422, "no 'image' file"),
+        ({"mask": ("m.png", b"x", "image/png")}, 422, "no 'image' file"),
+        ({"image": ("p.png", b"", "image/png"), "mask": ("m.png", b"x", "image/png")}, 422, "no 'image' file"),
+        (
+            {"image": ("notes.txt", b"hello", "text/plain"), "mask": ("m.png", b"x", "image/png")},
+            415,
+            "'image' must be a picture",
+        ),
+        (
+            {"image": ("p.png", b"this is no picture at all", "image/png"), "mask": ("m.png", b"x", "image/png")},
+            422,
+            "image 'p.png'",
+        ),
+    ],
+)
 def test_missing_or_non_image_uploads(url, picture, files, status, words):
     if "image" in files and "mask" in files:
         files = {**files, "mask": ("m.png", png_bytes(np.zeros((H, W), np.uint8)), "image/png")}
@@ -154,15 +189,18 @@ def test_not_a_form(url):
     response = httpx.post(f"{url}/api/inpaint", json={"image": "x"}, timeout=TIMEOUT)
     assert response.status_code == 415
     assert "multipart/form-data" in response.json()["detail"]
-    bad = httpx.post(f"{url}/api/inpaint", content=b"--nope\r\n", headers={"content-type": "multipart/form-data"},
-                     timeout=TIMEOUT)
+    bad = httpx.post(
+        f"{url}/api/inpaint", content=b"--nope\r\n", headers={"content-type": "multipart/form-data"}, timeout=TIMEOUT
+    )
     assert bad.status_code == 422 and "boundary" in bad.json()["detail"]
 
 
 def test_truncated_image(url, picture, hole):
     data = jpeg_bytes(picture)
-    response = post(url, {"image": ("cut.jpg", data[: len(data) // 2], "image/jpeg"),
-                          "mask": ("m.png", png_bytes(hole), "image/png")})
+    response = post(
+        url,
+        {"image": ("cut.jpg", data[: len(data) // 2], "image/jpeg"), "mask": ("m.png", png_bytes(hole), "image/png")},
+    )
     assert response.status_code == 422
     detail = response.json()["detail"]
     assert "cut.jpg" in detail and ("truncated" in detail or "corrupt" in detail)
@@ -183,8 +221,11 @@ def test_wrong_mask_size_is_422_unless_resize_is_asked(url, picture, hole):
 
 @pytest.mark.parametrize("value, words", [("-1", "between 0 and"), ("lots", "whole number")])
 def test_bad_dilate(url, picture, hole, value, words):
-    response = post(url, {"image": ("p.png", png_bytes(picture), "image/png"),
-                          "mask": ("m.png", png_bytes(hole), "image/png")}, data={"dilate": value})
+    response = post(
+        url,
+        {"image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")},
+        data={"dilate": value},
+    )
     assert response.status_code == 422 and words in response.json()["detail"]
 
 
@@ -192,12 +233,14 @@ def test_upload_and_pixel_limits(checkpoint, picture, hole):
     settings = ServerSettings(max_upload_bytes=20_000, max_pixels=W * H - 1)
     with running(create_app(checkpoint, settings)) as base:
         big = np.random.default_rng(1).integers(0, 256, (200, 200, 3), dtype=np.uint8)
-        too_big = post(base, {"image": ("big.png", png_bytes(big), "image/png"),
-                              "mask": ("m.png", png_bytes(hole), "image/png")})
+        too_big = post(
+            base, {"image": ("big.png", png_bytes(big), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")}
+        )
         assert too_big.status_code == 413
         assert too_big.json()["detail"].startswith("upload too large: the limit is")
-        too_many = post(base, {"image": ("p.png", png_bytes(picture), "image/png"),
-                               "mask": ("m.png", png_bytes(hole), "image/png")})
+        too_many = post(
+            base, {"image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")}
+        )
         assert too_many.status_code == 413
         detail = too_many.json()["detail"]
         assert f"is {W}x{H}" in detail and "--max-pixels" in detail
@@ -208,11 +251,19 @@ def test_no_file_is_written_without_save_dir(url, picture, hole, monkeypatch):
     made = []
     for name in ("TemporaryFile", "NamedTemporaryFile", "mkstemp"):
         real = getattr(tempfile, name)
-        monkeypatch.setattr(tempfile, name, lambda *a, _real=real, _name=name, **k: made.append(_name) or _real(*a, **k))
+        monkeypatch.setattr(
+            tempfile, name, lambda *a, _real=real, _name=name, **k: made.append(_name) or _real(*a, **k)
+        )
     noise = np.random.default_rng(2).integers(0, 256, (H, W, 3), dtype=np.uint8)
     padding = ("pad.png", b"\0" * 1_500_000, "application/octet-stream")
-    response = post(url, {"image": ("p.png", png_bytes(noise), "image/png"),
-                          "mask": ("m.png", png_bytes(hole), "image/png"), "padding": padding})
+    response = post(
+        url,
+        {
+            "image": ("p.png", png_bytes(noise), "image/png"),
+            "mask": ("m.png", png_bytes(hole), "image/png"),
+            "padding": padding,
+        },
+    )
     assert response.status_code == 200
     assert "x-fillgap-saved" not in response.headers
     assert made == []
@@ -221,8 +272,13 @@ def test_no_file_is_written_without_save_dir(url, picture, hole, monkeypatch):
 def test_save_dir_uses_generated_names_only(checkpoint, picture, hole, tmp_path):
     save_dir = tmp_path / "results"
     with running(create_app(checkpoint, ServerSettings(save_dir=save_dir))) as base:
-        response = post(base, {"image": ("../../escape.png", png_bytes(picture), "image/png"),
-                               "mask": ("/etc/m.png", png_bytes(hole), "image/png")})
+        response = post(
+            base,
+            {
+                "image": ("../../escape.png", png_bytes(picture), "image/png"),
+                "mask": ("/etc/m.png", png_bytes(hole), "image/png"),
+            },
+        )
     out = decode(response)
     saved = list(save_dir.iterdir())
     assert [p.name for p in saved] == [response.headers["x-fillgap-saved"]]
@@ -259,10 +315,14 @@ def test_cli_errors_are_one_line(checkpoint, capsys):
 
 # -- staying up: slow clients, hang-ups, bounded memory ------------------------------------
 
+
 def _form(picture, hole) -> tuple[bytes, str]:
     """A multipart body and its content type, for raw-socket clients."""
-    request = httpx.Request("POST", "http://x/api/inpaint", files={
-        "image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")})
+    request = httpx.Request(
+        "POST",
+        "http://x/api/inpaint",
+        files={"image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")},
+    )
     return request.read(), request.headers["content-type"]
 
 
@@ -272,8 +332,9 @@ def _connect(base: str) -> socket.socket:
 
 
 def _head(base: str, length: int, ctype: str = "multipart/form-data; boundary=x") -> bytes:
-    return (f"POST /api/inpaint HTTP/1.1\r\nHost: {base}\r\nContent-Type: {ctype}\r\n"
-            f"Content-Length: {length}\r\n\r\n").encode()
+    return (
+        f"POST /api/inpaint HTTP/1.1\r\nHost: {base}\r\nContent-Type: {ctype}\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
 
 
 def test_64_slow_clients_do_not_lock_out_a_normal_request(checkpoint, picture, hole):
@@ -284,12 +345,18 @@ def test_64_slow_clients_do_not_lock_out_a_normal_request(checkpoint, picture, h
         slow = []
         for i in range(64):  # half stuck in their headers, half in their body
             s = _connect(base)
-            s.sendall(_head(base, len(body), ctype)[: 30] if i % 2 else _head(base, len(body), ctype) + body[:10])
+            s.sendall(_head(base, len(body), ctype)[:30] if i % 2 else _head(base, len(body), ctype) + body[:10])
             slow.append(s)
         try:
             started = time.monotonic()
-            response = httpx.post(f"{base}/api/inpaint", timeout=5, files={
-                "image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")})
+            response = httpx.post(
+                f"{base}/api/inpaint",
+                timeout=5,
+                files={
+                    "image": ("p.png", png_bytes(picture), "image/png"),
+                    "mask": ("m.png", png_bytes(hole), "image/png"),
+                },
+            )
             assert response.status_code == 200 and time.monotonic() - started < 5
         finally:
             for s in slow:
@@ -316,8 +383,13 @@ def test_stalled_clients_are_cut_off(checkpoint, picture, hole, caplog):
             s.sendall(b"POST /api/inpaint HTTP/1.1\r\nHost: x\r\n")
             started = time.monotonic()
             assert s.recv(65536) == b"" and time.monotonic() - started < 4
-        assert post(base, {"image": ("p.png", png_bytes(picture), "image/png"),
-                           "mask": ("m.png", png_bytes(hole), "image/png")}).status_code == 200
+        assert (
+            post(
+                base,
+                {"image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")},
+            ).status_code
+            == 200
+        )
     messages = [r.getMessage() for r in caplog.records]
     assert any("no complete request head" in m for m in messages)
     assert any('"POST /api/inpaint" 408' in m for m in messages)
@@ -351,8 +423,11 @@ def test_hang_ups_are_one_line_and_never_filled(checkpoint, picture, hole, caplo
     release, filled = held_fills
     body, ctype = _form(picture, hole)
     with running(create_app(checkpoint)) as base, concurrent.futures.ThreadPoolExecutor(1) as pool:
-        first = pool.submit(post, base, {"image": ("p.png", png_bytes(picture), "image/png"),
-                                         "mask": ("m.png", png_bytes(hole), "image/png")})
+        first = pool.submit(
+            post,
+            base,
+            {"image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")},
+        )
         while not filled:
             time.sleep(0.05)
         with _connect(base) as s:  # a whole request, then the client leaves while it waits
@@ -412,8 +487,9 @@ def test_a_form_cannot_raise_the_servers_working_size(checkpoint, picture, hole,
 def test_only_known_picture_formats_are_decoded(url, picture, hole):
     eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 48\nshowpage\n"
     for data in (eps, png_bytes(picture)[:0] + b"P6\n64 48\n255\n" + picture.tobytes()):  # EPS, PPM
-        answer = post(url, {"image": ("p.x", data, "application/octet-stream"),
-                            "mask": ("m.png", png_bytes(hole), "image/png")})
+        answer = post(
+            url, {"image": ("p.x", data, "application/octet-stream"), "mask": ("m.png", png_bytes(hole), "image/png")}
+        )
         assert answer.status_code == 422 and "not an image" in answer.json()["detail"], answer.text
 
 
@@ -426,9 +502,9 @@ def test_other_sites_pages_and_foreign_host_names_are_refused(checkpoint, pictur
         # a page on another site posting a form (a browser sends its Origin): refused before the fill
         answer = post(base, files, headers={"Origin": "https://evil.example"})
         assert answer.status_code == 403 and "--allow-origin" in answer.json()["detail"]
-        decode(post(base, files, headers={"Origin": base}))                   # the server's own page
-        decode(post(base, files, headers={"Origin": "https://ok.example"}))   # an allowed origin
-        decode(post(base, files))                                             # no Origin: curl, scripts
+        decode(post(base, files, headers={"Origin": base}))  # the server's own page
+        decode(post(base, files, headers={"Origin": "https://ok.example"}))  # an allowed origin
+        decode(post(base, files))  # no Origin: curl, scripts
         # DNS rebinding: a name that resolves here but is not this server's
         port = base.rsplit(":", 1)[1]
         answer = httpx.get(f"{base}/api/models", headers={"Host": f"evil.example:{port}"}, timeout=TIMEOUT)
@@ -438,8 +514,9 @@ def test_other_sites_pages_and_foreign_host_names_are_refused(checkpoint, pictur
     assert default_allowed_hosts("::1") == ("[::1]", "localhost", "127.0.0.1")
 
 
-def test_masks_count_against_the_pixel_budget_and_are_size_checked_before_decoding(checkpoint, picture, hole,
-                                                                                  monkeypatch):
+def test_masks_count_against_the_pixel_budget_and_are_size_checked_before_decoding(
+    checkpoint, picture, hole, monkeypatch
+):
     import fillgap.server.app as server  # the module whose names the routes use
 
     decoded = []
@@ -475,17 +552,22 @@ def test_a_form_of_many_parts_is_refused_without_parsing_them_all(url):
     import time
 
     boundary = "b0undary"
-    part = f"--{boundary}\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n1\r\n"
+    part = f'--{boundary}\r\nContent-Disposition: form-data; name="x"\r\n\r\n1\r\n'
     body = (part * 200_000 + f"--{boundary}--\r\n").encode()  # 12 MB of one-byte fields
     started = time.monotonic()
-    answer = httpx.post(f"{url}/api/inpaint", content=body, timeout=TIMEOUT,
-                        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    answer = httpx.post(
+        f"{url}/api/inpaint",
+        content=body,
+        timeout=TIMEOUT,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert answer.status_code == 413 and "more than 32 parts" in answer.json()["detail"]
     # before, all 200,000 parts were parsed (1.8 s here), then a 422; a million took 46 s
     assert time.monotonic() - started < 10
 
 
 # -- lock-out, deadlines, hang-ups during the fill, unread answers ---------------------------
+
 
 def test_half_open_connections_do_not_lock_out_a_fill(checkpoint, picture, hole):
     import time
@@ -519,8 +601,10 @@ def test_requests_beyond_the_cap_get_json_503_with_retry_after(checkpoint, pictu
                 s.sendall(_head(base, len(body), ctype) + body[:10])
                 stalled.append(s)
             time.sleep(0.3)
-            response = post(base, {"image": ("p.png", png_bytes(picture), "image/png"),
-                                   "mask": ("m.png", png_bytes(hole), "image/png")})
+            response = post(
+                base,
+                {"image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")},
+            )
             assert response.status_code == 503 and response.headers["retry-after"] == "5"
             assert "busy" in response.json()["detail"]
         finally:
@@ -550,7 +634,7 @@ def slow_method():
     mask = np.zeros((500, 500), np.uint8)
     for y in range(40, 500, 100):  # dots 100 px apart: one window each
         for x in range(40, 500, 100):
-            mask[y:y + 3, x:x + 3] = 255
+            mask[y : y + 3, x : x + 3] = 255
     files = {"image": ("p.png", png_bytes(image), "image/png"), "mask": ("m.png", png_bytes(mask), "image/png")}
     return ClassicalMethod("slow-mean", slow_mean, 4096), files, calls
 

@@ -1,4 +1,5 @@
 """The texture stage: exemplar synthesis from the picture's own patches (fillgap.texture)."""
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +19,7 @@ def _tiled(size: int = 96, period: int = 12, seed: int = 0) -> torch.Tensor:
 
 def _box(size: int, top: int, side: int) -> torch.Tensor:
     hole = torch.zeros(1, 1, size, size)
-    hole[..., top:top + side, top:top + side] = 1
+    hole[..., top : top + side, top : top + side] = 1
     return hole
 
 

@@ -13,8 +13,19 @@ from fillgap.train import Trainer
 
 
 def tiny_config(folder, out, **kw):
-    base = dict(model="ffc-tiny", data=str(folder), size=32, batch_size=4, epochs=2, val_samples=4,
-                out=str(out), checkpoint_every=2, log_every=1, progress=False, grid_samples=2)
+    base = dict(
+        model="ffc-tiny",
+        data=str(folder),
+        size=32,
+        batch_size=4,
+        epochs=2,
+        val_samples=4,
+        out=str(out),
+        checkpoint_every=2,
+        log_every=1,
+        progress=False,
+        grid_samples=2,
+    )
     base.update(kw)
     return load_config(None, base)
 
@@ -79,11 +90,24 @@ def test_seed_mnist_autoencoder_trains_on_digits(tmp_path, monkeypatch):
 
     from fillgap.data.datasets import ArrayImages
     import fillgap.train.trainer as train_mod
+
     digits = np.random.default_rng(0).integers(0, 256, (16, 28, 28), dtype=np.uint8)
     monkeypatch.setattr(train_mod, "make_source", lambda spec, split: ArrayImages(digits))
-    cfg = load_config(None, dict(model="seed-mnist-ae", data="mnist", size=28, batch_size=8, max_steps=2,
-                                 masks="box", losses={"mse": 1.0}, out=str(tmp_path / "m"), progress=False,
-                                 val_samples=8))
+    cfg = load_config(
+        None,
+        dict(
+            model="seed-mnist-ae",
+            data="mnist",
+            size=28,
+            batch_size=8,
+            max_steps=2,
+            masks="box",
+            losses={"mse": 1.0},
+            out=str(tmp_path / "m"),
+            progress=False,
+            val_samples=8,
+        ),
+    )
     assert Trainer(cfg).fit()["step"] == 2
 
 
@@ -97,8 +121,16 @@ def test_init_fine_tunes_from_weights_and_refuses_another_model(image_folder, tm
     Trainer(tiny_config(image_folder, first, max_steps=2, epochs=10)).fit()
     trained = read_checkpoint(first / "last.pt")["model"]
     # another prior holds no weights: the trained tensors carry over as they are
-    tuned = Trainer(tiny_config(image_folder, tmp_path / "tuned", max_steps=1, epochs=10,
-                                init=str(first / "last.pt"), model_kwargs={"prior": "telea"}))
+    tuned = Trainer(
+        tiny_config(
+            image_folder,
+            tmp_path / "tuned",
+            max_steps=1,
+            epochs=10,
+            init=str(first / "last.pt"),
+            model_kwargs={"prior": "telea"},
+        )
+    )
     state = tuned.model.state_dict()
     assert all(torch.equal(state[k], v) for k, v in trained.items())
     with pytest.raises(FillgapError, match="init weights"):

@@ -3,6 +3,7 @@
 Skips (with the reason) only where Chromium or its driver cannot be had; `make test` installs
 them as root (Debian packages chromium and chromium-driver).
 """
+
 from __future__ import annotations
 
 import base64
@@ -25,8 +26,10 @@ PHOTO = Path(fillgap.__file__).parent / "data" / "bundled" / "test" / "coffee.jp
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
 if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-    pytest.skip("Chromium is not installed (apt-get install chromium chromium-driver, or `make test` as root)",
-                allow_module_level=True)
+    pytest.skip(
+        "Chromium is not installed (apt-get install chromium chromium-driver, or `make test` as root)",
+        allow_module_level=True,
+    )
 
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -34,9 +37,18 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 # Flags from the machine notes: no sandbox as root, and no background traffic to a closed network.
-CHROME_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--window-size=1280,900"]
+CHROME_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,900",
+]
 
 # A URL's contents as [blob type, base64] (the page's blob: URLs can only be read from inside it).
 READ_URL = """
@@ -99,7 +111,7 @@ def mask_alpha(driver) -> np.ndarray:
 def saved_file(driver) -> tuple[str, str, bytes]:
     """The name, blob type and bytes of the one download the page started since CATCH_DOWNLOADS."""
     WebDriverWait(driver, 30).until(lambda _: driver.execute_script("return window.savedFiles.length"))
-    (href, name), = driver.execute_script("return window.savedFiles.splice(0)")
+    ((href, name),) = driver.execute_script("return window.savedFiles.splice(0)")
     kind, data = read_url(driver, href)
     return name, kind, data
 
@@ -150,7 +162,9 @@ def test_brush_fill_keep_going_and_undo(browser, server):
     canvas = browser.find_element(By.ID, "mask")
     rect = browser.execute_script(
         "const r = arguments[0].getBoundingClientRect();"
-        "return [r.left, r.top, r.width, r.height, arguments[0].width, arguments[0].height];", canvas)
+        "return [r.left, r.top, r.width, r.height, arguments[0].width, arguments[0].height];",
+        canvas,
+    )
     left, top, css_w, css_h, canvas_w, canvas_h = rect
     assert (canvas_w, canvas_h) == (w, h)  # the mask is painted at the picture's resolution
     scale = canvas_w / css_w
@@ -201,7 +215,8 @@ def test_brush_fill_keep_going_and_undo(browser, server):
     painted = lambda: browser.execute_script(  # noqa: E731
         "const c = document.getElementById('mask'); const d = c.getContext('2d')"
         ".getImageData(0, 0, c.width, c.height).data; let n = 0;"
-        "for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n;")
+        "for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n;"
+    )
     assert painted() == 0
     stroke(browser, canvas, (-150, 100), [(100, 0)])
     brushed = painted()
@@ -289,15 +304,27 @@ def test_space_drag_pans_instead_of_painting(browser, server, tmp_path):
         browser.find_element(By.ID, "zoom-in").click()
     viewport = browser.find_element(By.ID, "viewport")
     # From the middle of the zoomed picture, with room to pan both ways.
-    left, top = browser.execute_script("""const v = arguments[0];
+    left, top = browser.execute_script(
+        """const v = arguments[0];
         v.scrollLeft = (v.scrollWidth - v.clientWidth) / 2; v.scrollTop = (v.scrollHeight - v.clientHeight) / 2;
-        return [v.scrollLeft, v.scrollTop];""", viewport)
+        return [v.scrollLeft, v.scrollTop];""",
+        viewport,
+    )
     assert left > 120 and top > 80
     scroll = "return [arguments[0].scrollLeft, arguments[0].scrollTop]"
 
     canvas = browser.find_element(By.ID, "mask")
-    (ActionChains(browser).key_down(Keys.SPACE).move_to_element(canvas).click_and_hold()
-     .move_by_offset(-60, -40).move_by_offset(-60, -40).release().key_up(Keys.SPACE).perform())
+    (
+        ActionChains(browser)
+        .key_down(Keys.SPACE)
+        .move_to_element(canvas)
+        .click_and_hold()
+        .move_by_offset(-60, -40)
+        .move_by_offset(-60, -40)
+        .release()
+        .key_up(Keys.SPACE)
+        .perform()
+    )
     after = browser.execute_script(scroll, viewport)
     assert after == pytest.approx([left + 120, top + 80], abs=1)  # the picture followed the pointer
     assert not mask_alpha(browser).any()

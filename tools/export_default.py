@@ -9,6 +9,7 @@ and wall time (this run's plus those of the weights it was fine-tuned from, read
 metadata, so the card adds up the whole history), the run's validation scores, and the
 quality table of bench/results/quality-v2-256.md when it exists (run bench/quality.py first).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,12 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("--variant", choices=sorted(n.removeprefix("fillgap-") for n in shipped_names()), default="default")
     ap.add_argument("--command", default=None, help="the exact training command(s), for the card")
-    ap.add_argument("--init", default=None, help="the weights the run started from, when its config's "
-                    "`init: default` no longer names them (the default was replaced since)")
+    ap.add_argument(
+        "--init",
+        default=None,
+        help="the weights the run started from, when its config's "
+        "`init: default` no longer names them (the default was replaced since)",
+    )
     args = ap.parse_args()
     entry = METHODS[f"fillgap-{args.variant}"]
     target = entry.weights
@@ -75,17 +80,29 @@ def main() -> None:
     model = load_model(args.run / "last.pt")
     command = args.command or f"fillgap train --config {args.run}/config.yaml"
     total_steps, total_minutes = prev_steps + ckpt["step"], prev_minutes + minutes
-    export_weights(target, model, trained_steps=ckpt["step"], total_steps=total_steps,
-                   total_minutes=round(total_minutes, 1), seed=cfg["seed"], train_photo_list_sha256=data_hash,
-                   config=json.dumps(cfg))
+    export_weights(
+        target,
+        model,
+        trained_steps=ckpt["step"],
+        total_steps=total_steps,
+        total_minutes=round(total_minutes, 1),
+        seed=cfg["seed"],
+        train_photo_list_sha256=data_hash,
+        config=json.dumps(cfg),
+    )
     params = sum(p.numel() for p in model.parameters())
     quality = ROOT / "bench" / "results" / "quality-v2-256.md"
     losses = dict(cfg["losses"])
     if cfg.get("adversarial"):
-        losses.update(adversarial=cfg["adversarial"], from_step=cfg.get("adversarial_start", 0),
-                      feature_matching=cfg.get("feature_matching", 0.0), r1=cfg.get("r1"))
+        losses.update(
+            adversarial=cfg["adversarial"],
+            from_step=cfg.get("adversarial_start", 0),
+            feature_matching=cfg.get("feature_matching", 0.0),
+            r1=cfg.get("r1"),
+        )
     card = [
-        f"# Model card: fillgap {args.variant} model (`{target.name}`)", "",
+        f"# Model card: fillgap {args.variant} model (`{target.name}`)",
+        "",
         f"- Architecture: `{cfg['model']}` {cfg['model_kwargs'] or ''}: a LaMa-style fast-Fourier-convolution "
         f"network that refines fillgap's pure-torch diffusion fill ({params / 1e6:.2f} M parameters, fp32, "
         f"{target.stat().st_size / 1e6:.1f} MB). Name in the registry: `fillgap-{args.variant}`.",
@@ -102,15 +119,25 @@ def main() -> None:
     ]
     if val:
         v = val[-1]
-        card.append(f"- Validation (`val` photos, {cfg['val_samples']} fixed crops+masks at {cfg['size']} px): "
-                    f"PSNR {v['val_psnr']:.2f} dB, hole PSNR {v['val_psnr_hole']:.2f} dB.")
+        card.append(
+            f"- Validation (`val` photos, {cfg['val_samples']} fixed crops+masks at {cfg['size']} px): "
+            f"PSNR {v['val_psnr']:.2f} dB, hole PSNR {v['val_psnr_hole']:.2f} dB."
+        )
     if quality.exists():
-        card += ["", "## Scores on the held-out test photos (`python bench/quality.py --protocol v2`)", "",
-                 quality.read_text()]
-    card += ["", "## Limits", "",
-             "Trained on a CPU for a few hours on a few hundred photos (mostly landscapes, plants, textures and "
-             "macro shots): a careful correction of a smooth classical fill, not a generative model. It does not "
-             "invent objects or faces, and large holes in detailed scenes stay smoother than the truth. See DATA.md."]
+        card += [
+            "",
+            "## Scores on the held-out test photos (`python bench/quality.py --protocol v2`)",
+            "",
+            quality.read_text(),
+        ]
+    card += [
+        "",
+        "## Limits",
+        "",
+        "Trained on a CPU for a few hours on a few hundred photos (mostly landscapes, plants, textures and "
+        "macro shots): a careful correction of a smooth classical fill, not a generative model. It does not "
+        "invent objects or faces, and large holes in detailed scenes stay smoother than the truth. See DATA.md.",
+    ]
     atomic_write_text(target.parent / entry.card, "\n".join(card) + "\n", overwrite=True)
     print(f"wrote {target} and {entry.card} (step {ckpt['step']}, {total_steps} in all)")
 

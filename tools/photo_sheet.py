@@ -6,6 +6,7 @@
 Each tile is a prepared photo (fitted into a square) with its row number and name; a new
 row of photos.csv is reviewed by looking at the sheet of its source before it is kept.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     folder = (args.root or data_root()) / "photos"
-    rows = [(i, r) for i, r in enumerate(photo_list(), start=2)  # line numbers in photos.csv
-            if (args.split in (None, r["split"])) and (args.source in (None, r["source"]))]
+    rows = [
+        (i, r)
+        for i, r in enumerate(photo_list(), start=2)  # line numbers in photos.csv
+        if (args.split in (None, r["split"])) and (args.source in (None, r["source"]))
+    ]
     if not rows:
         raise SystemExit("no photos match")
     t, cols = args.thumb, args.cols
@@ -41,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                 im = im.convert("RGB")
                 im.thumbnail((t, t))
                 sheet.paste(im, (x, y + 12))
-        draw.text((x + 2, y), f"{line} {r['name'][:t // 7]}", fill="black")
+        draw.text((x + 2, y), f"{line} {r['name'][: t // 7]}", fill="black")
     sheet.save(args.out)
     print(f"{args.out}: {len(rows)} photos")
     return 0

@@ -9,6 +9,7 @@ filled, to show the brush), and saves a 1280x800 screenshot.
 Model: ``--model``, else the shipped default weights when present, else an untrained ffc-small
 (which starts as the identity on OpenCV's Telea fill, so the picture shows that fill).
 """
+
 from __future__ import annotations
 
 import sys
@@ -34,9 +35,24 @@ from fillgap.server import create_app, running
 PHOTO = Path(fillgap.__file__).parent / "data" / "bundled" / "test" / "coffee.jpg"
 # Picture pixels of coffee.jpg (576 x 384): the spoon, from the top of its handle to its bowl,
 # and the cup's handle.
-SPOON = [(396, 62), (392, 100), (386, 140), (380, 172), (371, 206), (360, 234), (350, 272),
-         (370, 272), (364, 288), (350, 294), (334, 288), (328, 272), (334, 256), (350, 250), (366, 256),
-         (370, 272)]
+SPOON = [
+    (396, 62),
+    (392, 100),
+    (386, 140),
+    (380, 172),
+    (371, 206),
+    (360, 234),
+    (350, 272),
+    (370, 272),
+    (364, 288),
+    (350, 294),
+    (334, 288),
+    (328, 272),
+    (334, 256),
+    (350, 250),
+    (366, 256),
+    (370, 272),
+]
 CUP_HANDLE = [(240, 232), (215, 234), (200, 250), (200, 272), (215, 288), (238, 291)]
 
 
@@ -63,17 +79,20 @@ def main() -> None:
                 canvas = driver.find_element(By.ID, "mask")
                 zoom, w, h = driver.execute_script(
                     "const c = arguments[0]; return [c.getBoundingClientRect().width / c.width, c.width, c.height];",
-                    canvas)
+                    canvas,
+                )
                 size_input = driver.find_element(By.ID, "size")
-                driver.execute_script("arguments[0].value = 56; arguments[0].dispatchEvent(new Event('input'));",
-                                      size_input)
+                driver.execute_script(
+                    "arguments[0].value = 56; arguments[0].dispatchEvent(new Event('input'));", size_input
+                )
                 drag(driver, canvas, zoom, (w, h), SPOON)
                 body.send_keys(Keys.ENTER)
                 WebDriverWait(driver, 120).until(lambda _: body.get_attribute("data-fills") == "1")
                 drag(driver, canvas, zoom, (w, h), CUP_HANDLE)
                 # Leave the pointer over the picture so the brush outline shows.
                 ActionChains(driver).move_to_element_with_offset(
-                    canvas, round((250 - w / 2) * zoom), round((330 - h / 2) * zoom)).perform()
+                    canvas, round((250 - w / 2) * zoom), round((330 - h / 2) * zoom)
+                ).perform()
                 time.sleep(0.3)
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 driver.save_screenshot(str(args.out))

@@ -9,6 +9,7 @@ would: the fill crops its own window), then a 384 x 384 crop around the edit is 
 pixel: the photo before, the hole in red, and the result. Masks and overlays are drawn here
 from fixed coordinates, so a rerun gives the same picture for the same model.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,7 @@ CROP = 384
 @dataclass
 class Edit:
     title: str
-    photo: str                 # a test-split name of photos.csv
+    photo: str  # a test-split name of photos.csv
     top_left: tuple[int, int]  # (y, x) of the shown crop in the prepared photo
 
     def apply(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,14 +85,28 @@ def _grow(ink: np.ndarray, px: int = 2) -> np.ndarray:
 
 
 EDITS = [
-    Blob("object: a blob over the rock on the meadow", "picosdeeuropa_by_Aitzol_Berasategi", (560, 560),
-         centre=(768, 765), axes=(34, 30)),
-    Blob("object: a blob over the ladybird on the stem", "LadyBird", (300, 840), centre=(1076, 500),
-         axes=(90, 94)),
-    Text("text: a caption written over the photo", "Picture_0B_by_freespace", (420, 60),
-         text="fillgap 2026", origin=(84, 640), scale=2.0),
-    Scratch("scratch: a thin line across the facade", "building", (150, 300),
-            points=[(310, 470), (420, 380), (540, 330), (680, 170)]),
+    Blob(
+        "object: a blob over the rock on the meadow",
+        "picosdeeuropa_by_Aitzol_Berasategi",
+        (560, 560),
+        centre=(768, 765),
+        axes=(34, 30),
+    ),
+    Blob("object: a blob over the ladybird on the stem", "LadyBird", (300, 840), centre=(1076, 500), axes=(90, 94)),
+    Text(
+        "text: a caption written over the photo",
+        "Picture_0B_by_freespace",
+        (420, 60),
+        text="fillgap 2026",
+        origin=(84, 640),
+        scale=2.0,
+    ),
+    Scratch(
+        "scratch: a thin line across the facade",
+        "building",
+        (150, 300),
+        points=[(310, 470), (420, 380), (540, 330), (680, 170)],
+    ),
 ]
 
 
@@ -115,8 +130,10 @@ def render(model=None) -> tuple[np.ndarray, list[str]]:
         before, mask = edit.apply(read_image(path))
         start = time.perf_counter()
         after = fillgap.inpaint(before, mask, model)
-        notes.append(f"{edit.photo}: {before.shape[1]}x{before.shape[0]}, hole {int((mask > 0).sum())} px, "
-                     f"{time.perf_counter() - start:.2f} s")
+        notes.append(
+            f"{edit.photo}: {before.shape[1]}x{before.shape[0]}, hole {int((mask > 0).sum())} px, "
+            f"{time.perf_counter() - start:.2f} s"
+        )
         y, x = edit.top_left
         window = (slice(y, y + CROP), slice(x, x + CROP))
         red = before.copy()
@@ -127,8 +144,7 @@ def render(model=None) -> tuple[np.ndarray, list[str]]:
     width = rows[1].shape[1]
     header = np.full((30, width, 3), 255, np.uint8)
     for i, text in enumerate(["before", "hole (red)", "after: fillgap.inpaint, default model"]):
-        cv2.putText(header, text, (i * (CROP + 8) + 6, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.65, (0, 0, 0), 2,
-                    cv2.LINE_AA)
+        cv2.putText(header, text, (i * (CROP + 8) + 6, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.65, (0, 0, 0), 2, cv2.LINE_AA)
     return np.concatenate([header] + rows, axis=0), notes
 
 

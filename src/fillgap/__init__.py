@@ -4,6 +4,7 @@
 >>> out = fillgap.inpaint(image, mask)            # uint8 H x W x 3, mask H x W; shipped model
 >>> out = fillgap.inpaint(image, mask, model="runs/x/last.pt")
 """
+
 import os
 
 # Before anything imports torch: OpenMP reads its wait policy once, when the library loads.
@@ -21,8 +22,10 @@ def __getattr__(name: str):
     # Loaded on first use: `import fillgap` (and so the CLI's start-up) stays free of torch.
     if name == "inpaint":
         from .fill import inpaint
+
         return inpaint
     if name == "load_model":
         from .methods import load_network
+
         return load_network
     raise AttributeError(f"module 'fillgap' has no attribute {name!r}")

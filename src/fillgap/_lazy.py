@@ -6,6 +6,7 @@ fills (OpenCV, numpy) never need it. Modules that use torch only inside function
 (``torch.from_numpy``, ``isinstance(x, torch.Tensor)``), and torch loads the first time one of
 its attributes is read. tests/test_lazy_import.py checks which commands load it.
 """
+
 from __future__ import annotations
 
 import functools
@@ -39,10 +40,12 @@ def lazy(name: str) -> LazyModule:
 
 def no_grad(fn):
     """``@torch.no_grad()`` for a function defined at import: torch loads when it is first called."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         import torch
 
         with torch.no_grad():
             return fn(*args, **kwargs)
+
     return wrapper

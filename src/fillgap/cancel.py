@@ -8,6 +8,7 @@ rounds, attention chunks), which raises ``Cancelled`` once the token is set. Out
 
 A module of its own, importing nothing of fillgap, so every layer may call ``checkpoint()``.
 """
+
 from __future__ import annotations
 
 import contextlib

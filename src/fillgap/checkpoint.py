@@ -12,6 +12,7 @@ unchecked. Every load also refuses weights that are NaN or infinite (a checksum 
 file is as written: a diverged run writes NaN faithfully, and NaN fills holes black). Both are
 written through ``fillgap.fsutil.atomic_write``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,7 +37,7 @@ torch = lazy("torch")  # loaded when a checkpoint is
 WEIGHTS_DIR = Path(__file__).with_name("weights")
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "ffc-default.safetensors"
 CHECKSUM_KEY = "tensor_sha256"  # in a .safetensors file's metadata
-CHECKSUMS = "checksums"         # in a .pt checkpoint: entry name -> SHA-256 of its tensors
+CHECKSUMS = "checksums"  # in a .pt checkpoint: entry name -> SHA-256 of its tensors
 
 
 def _tensors(obj, prefix: str = ""):
@@ -64,8 +65,12 @@ def tensor_checksum(obj) -> str | None:
 
 def save_checkpoint(path: str | Path, model: InpaintModel, **state) -> None:
     """Training checkpoint with its tensors' checksums, written atomically (whole or not at all)."""
-    payload = {"model_name": model.registry_name, "model_kwargs": model.registry_kwargs,
-               "model": model.state_dict(), **state}
+    payload = {
+        "model_name": model.registry_name,
+        "model_kwargs": model.registry_kwargs,
+        "model": model.state_dict(),
+        **state,
+    }
     payload[CHECKSUMS] = {k: c for k, v in payload.items() if (c := tensor_checksum(v)) is not None}
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -82,8 +87,10 @@ def _verify_checkpoint(ckpt: dict, path: Path) -> None:
         if key not in ckpt:
             raise FillgapError(f"checkpoint {path} is damaged: its '{key}' entry is missing")
         if tensor_checksum(ckpt[key]) != expected:
-            raise FillgapError(f"checkpoint {path} is corrupt: the tensors of its '{key}' entry do not match "
-                               "the checksum stored with them (damaged on disk or in a copy)")
+            raise FillgapError(
+                f"checkpoint {path} is corrupt: the tensors of its '{key}' entry do not match "
+                "the checksum stored with them (damaged on disk or in a copy)"
+            )
 
 
 def check_finite(state: dict, source, what: str = "checkpoint") -> None:
@@ -91,8 +98,9 @@ def check_finite(state: dict, source, what: str = "checkpoint") -> None:
     for name, t in state.items():
         if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
             bad = "NaN" if bool(torch.isnan(t).any()) else "infinity"
-            raise FillgapError(f"{what} {source} has non-finite weights: '{name}' holds {bad} "
-                               "(a training run that diverged?)")
+            raise FillgapError(
+                f"{what} {source} has non-finite weights: '{name}' holds {bad} (a training run that diverged?)"
+            )
 
 
 def _check_file(path: Path, what: str) -> None:
@@ -118,8 +126,9 @@ def read_checkpoint(path: str | Path) -> dict:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     except Exception as exc:  # noqa: BLE001 - truncated zip, foreign pickle, not a torch file at all
         hint = " (a .safetensors file? keep its suffix)" if _looks_like_safetensors(path) else ""
-        raise FillgapError(f"unreadable checkpoint {path} (truncated or not a fillgap checkpoint): "
-                           f"{type(exc).__name__}{hint}") from None
+        raise FillgapError(
+            f"unreadable checkpoint {path} (truncated or not a fillgap checkpoint): {type(exc).__name__}{hint}"
+        ) from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_name" not in ckpt:
         raise FillgapError(f"not a fillgap training checkpoint: {path} (no model name and weights in it)")
     if not isinstance(ckpt["model_name"], str) or not isinstance(ckpt.get("model_kwargs", {}), dict):
@@ -142,10 +151,15 @@ def export_weights(path: str | Path, model: InpaintModel, half: bool = False, **
     """Weights for release: safetensors, optionally fp16, with how-to-rebuild metadata."""
     from safetensors.torch import save
 
-    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
-               for k, v in model.state_dict().items()}
-    meta = {"model_name": model.registry_name, "model_kwargs": json.dumps(model.registry_kwargs),
-            **{k: str(v) for k, v in metadata.items()}, CHECKSUM_KEY: tensor_checksum(tensors)}
+    tensors = {
+        k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()
+    }
+    meta = {
+        "model_name": model.registry_name,
+        "model_kwargs": json.dumps(model.registry_kwargs),
+        **{k: str(v) for k, v in metadata.items()},
+        CHECKSUM_KEY: tensor_checksum(tensors),
+    }
     atomic_write(Path(path), save(tensors, metadata=meta), overwrite=True)
 
 
@@ -158,15 +172,19 @@ def _build(name: str, kwargs: dict, state: dict, source: Path) -> InpaintModel:
     if not all(isinstance(k, str) for k in kwargs):
         raise FillgapError(f"checkpoint {source} has damaged model settings (non-text keys)")
     if name not in list_models():
-        raise FillgapError(f"checkpoint {source} holds model '{name}', which this fillgap does not know "
-                           f"(available: {', '.join(list_models())})")
+        raise FillgapError(
+            f"checkpoint {source} holds model '{name}', which this fillgap does not know "
+            f"(available: {', '.join(list_models())})"
+        )
     try:
         model = create_model(name, **kwargs)
     except Exception as exc:  # noqa: BLE001 - a layer refusing a setting raises anything
         reason = str(exc).removeprefix(f"bad settings for model '{name}': ").strip().splitlines()
-        raise FillgapError(f"checkpoint {source}: model '{name}' cannot be built with its settings "
-                           f"{json.dumps(kwargs, default=str)[:120]} "
-                           f"({reason[0][:120] if reason else type(exc).__name__})") from None
+        raise FillgapError(
+            f"checkpoint {source}: model '{name}' cannot be built with its settings "
+            f"{json.dumps(kwargs, default=str)[:120]} "
+            f"({reason[0][:120] if reason else type(exc).__name__})"
+        ) from None
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -176,23 +194,29 @@ def _build(name: str, kwargs: dict, state: dict, source: Path) -> InpaintModel:
         parts = []
         if wrong:
             k = wrong[0]
-            parts.append(f"{len(wrong)} tensor(s) of another shape, e.g. {k}: {_shape(state[k])} in the file, "
-                         f"{_shape(expected[k])} in the model")
+            parts.append(
+                f"{len(wrong)} tensor(s) of another shape, e.g. {k}: {_shape(state[k])} in the file, "
+                f"{_shape(expected[k])} in the model"
+            )
         if missing:
             parts.append(f"{len(missing)} missing, e.g. {missing[0]}")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
-        raise FillgapError(f"checkpoint {source} does not match model '{name}' (another architecture or "
-                           f"settings?): {'; '.join(parts)}")
+        raise FillgapError(
+            f"checkpoint {source} does not match model '{name}' (another architecture or settings?): {'; '.join(parts)}"
+        )
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     except RuntimeError as exc:  # e.g. a dtype that cannot be copied
-        raise FillgapError(f"checkpoint {source} does not match model '{name}': "
-                           f"{str(exc).strip().splitlines()[-1][:200]}") from None
+        raise FillgapError(
+            f"checkpoint {source} does not match model '{name}': {str(exc).strip().splitlines()[-1][:200]}"
+        ) from None
     return model.eval()
 
 
-def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu", shipped: bool = False) -> InpaintModel:
+def load_model(
+    spec: str | Path | None = None, device: str | torch.device = "cpu", shipped: bool = False
+) -> InpaintModel:
     """A ready network from a ``.safetensors`` or ``.pt`` file (None: the shipped default).
     ``shipped``: the file is one the package ships (its absence is a broken install). Shipped names
     (``fillgap-smooth``) are resolved by ``fillgap.methods.load_network`` (``fillgap.load_model``)."""
@@ -202,17 +226,21 @@ def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu
     if path.suffix == ".safetensors":
         _check_file(path, "weights file")
         from safetensors import safe_open
+
         try:
             with safe_open(str(path), framework="pt") as fh:
                 meta = fh.metadata() or {}
                 state = {k: fh.get_tensor(k) for k in fh.keys()}
         except Exception as exc:  # noqa: BLE001 - truncated or not safetensors at all
-            raise FillgapError(f"unreadable weights file {path} (truncated or not safetensors): "
-                               f"{type(exc).__name__}") from None
+            raise FillgapError(
+                f"unreadable weights file {path} (truncated or not safetensors): {type(exc).__name__}"
+            ) from None
         expected = meta.get(CHECKSUM_KEY)
         if expected is not None and tensor_checksum(state) != expected:
-            raise FillgapError(f"weights file {path} is corrupt: its tensors do not match the checksum in its "
-                               "metadata (damaged on disk or in a copy)")
+            raise FillgapError(
+                f"weights file {path} is corrupt: its tensors do not match the checksum in its "
+                "metadata (damaged on disk or in a copy)"
+            )
         check_finite(state, path, "weights file")
         if "model_name" not in meta:
             raise FillgapError(f"weights file {path} does not say which model it is (no fillgap metadata)")
@@ -231,5 +259,6 @@ def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu
 
 def weights_metadata(path: str | Path = DEFAULT_WEIGHTS) -> dict[str, str]:
     from safetensors import safe_open
+
     with safe_open(str(path), framework="pt") as fh:
         return dict(fh.metadata() or {})

@@ -1,6 +1,7 @@
 """``fillgap demo``: the shipped model fills the held-out photos shipped in the package, beside a
 classical peer, in a before/after grid (seconds). ``fillgap demo --train``: the training pipeline
 in about a minute (a tiny model, the same photos)."""
+
 from __future__ import annotations
 
 import math
@@ -31,10 +32,13 @@ def demo_inputs(height: int = CELL[0], width: int = CELL[1]) -> list[tuple[np.nd
         img = photos[i]
         s = max(height / img.shape[0], width / img.shape[1])
         if s != 1.0:
-            img = cv2.resize(img, (math.ceil(img.shape[1] * s), math.ceil(img.shape[0] * s)),
-                             interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+            img = cv2.resize(
+                img,
+                (math.ceil(img.shape[1] * s), math.ceil(img.shape[0] * s)),
+                interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC,
+            )
         top, left = (img.shape[0] - height) // 2, (img.shape[1] - width) // 2
-        img = np.ascontiguousarray(img[top:top + height, left:left + width])
+        img = np.ascontiguousarray(img[top : top + height, left : left + width])
         pairs.append((img, MaskGenerator(MASK_KINDS[i % len(MASK_KINDS)], seed=123)(height, width, 0, i)))
     return pairs
 
@@ -42,7 +46,7 @@ def demo_inputs(height: int = CELL[0], width: int = CELL[1]) -> list[tuple[np.nd
 def hole_psnr(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
     """PSNR (dB) inside the hole only: outside it every method returns the original."""
     hole = mask > 0
-    mse = np.mean((pred[hole].astype(np.float64) - target[hole]) ** 2) / 255.0 ** 2
+    mse = np.mean((pred[hole].astype(np.float64) - target[hole]) ** 2) / 255.0**2
     return 100.0 if mse <= 1e-10 else -10.0 * math.log10(mse)
 
 
@@ -81,13 +85,28 @@ def run_training_demo(out: Path, seconds: float = 60.0, size: int = 256) -> Path
     from .train import Trainer
 
     out = Path(out)
-    cfg = load_config(None, dict(model="ffc-tiny", data="bundled", size=96, batch_size=8, epochs=1000,
-                                 samples_per_epoch=64, val_samples=8, max_minutes=seconds / 60.0,
-                                 losses={"l1": 10.0, "fft": 1.0}, out=str(out / "run"), checkpoint_every=100))
+    cfg = load_config(
+        None,
+        dict(
+            model="ffc-tiny",
+            data="bundled",
+            size=96,
+            batch_size=8,
+            epochs=1000,
+            samples_per_epoch=64,
+            val_samples=8,
+            max_minutes=seconds / 60.0,
+            losses={"l1": 10.0, "fft": 1.0},
+            out=str(out / "run"),
+            checkpoint_every=100,
+        ),
+    )
     trainer = Trainer(cfg, overwrite=True)  # the demo's own throwaway run
     summary = trainer.fit()
-    print(f"trained ffc-tiny for {summary['seconds']:.0f} s, {summary['step']} steps: "
-          f"held-out hole PSNR {summary['val_psnr_hole']:.2f} dB")
+    print(
+        f"trained ffc-tiny for {summary['seconds']:.0f} s, {summary['step']} steps: "
+        f"held-out hole PSNR {summary['val_psnr_hole']:.2f} dB"
+    )
     models = {f"tiny model ({seconds:.0f} s)": trainer.model.eval()}
     if DEFAULT_WEIGHTS.exists():
         models["shipped model"] = load_model()
@@ -119,7 +138,8 @@ def _header(labels: list[str], width: int, height: int = 28) -> np.ndarray:
         while cv2.getTextSize(text, font, scale, thick)[0][0] > width - 8 and scale > 0.3:
             scale -= 0.05
         (w, h), _ = cv2.getTextSize(text, font, scale, thick)
-        cv2.putText(strip, text, (i * width + (width - w) // 2, (height + h) // 2), font, scale, (0, 0, 0), thick,
-                    cv2.LINE_AA)
+        cv2.putText(
+            strip, text, (i * width + (width - w) // 2, (height + h) // 2), font, scale, (0, 0, 0), thick, cv2.LINE_AA
+        )
         scale = 0.55
     return strip

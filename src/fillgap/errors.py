@@ -6,7 +6,7 @@ class FillgapError(Exception):
 
 
 def did_you_mean(word: object, choices) -> str:
-    """" (did you mean 'X'?)" for the choice closest to a mistyped ``word``, "" when none is close."""
+    """ " (did you mean 'X'?)" for the choice closest to a mistyped ``word``, "" when none is close."""
     import difflib
 
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)

@@ -1,5 +1,6 @@
 """One file at a time, for the CLI, the Python API and the Ray workers: a mask read and checked
 for its picture (inverted, thresholded, refused when it looks wrong), and ``fill_file``."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,7 @@ import numpy as np
 from .errors import FillgapError
 from .fill import check_blend, check_dilate, check_max_side, check_strategy, inpaint
 from .fill.mask import mask_for
-from .imageio import (OUTPUT_FORMATS, check_output, copy_file, read_picture,
-                      read_mask, write_image)
+from .imageio import OUTPUT_FORMATS, check_output, copy_file, read_picture, read_mask, write_image
 from .methods import DEFAULT_RUNTIME, FillMethod, check_spec
 
 if TYPE_CHECKING:
@@ -35,8 +35,9 @@ PHOTO_LEVELS = 64
 def adjust_mask(mask: np.ndarray, invert: bool = False, threshold: int | None = None) -> np.ndarray:
     """A float mask in [0, 1] with ``invert`` (dark = hole) and ``threshold`` (0-255: hole where
     the level is above it, keep elsewhere, no grey left) applied, in that order."""
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer))
-                                  or not 0 <= threshold <= 255):
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer)) or not 0 <= threshold <= 255
+    ):
         raise FillgapError(f"the mask threshold must be a whole number from 0 to 255, got {threshold!r}")
     if invert:
         mask = 1.0 - mask
@@ -52,28 +53,40 @@ def mask_problem(mask: np.ndarray, original: np.ndarray | None = None) -> str | 
     would hide that)."""
     original = mask if original is None else original
     levels = np.bincount(np.rint(np.asarray(original, np.float32) * 255.0).astype(np.uint8).ravel(), minlength=256)
-    mid = levels[MID_MARGIN + 1:255 - MID_MARGIN].sum() / max(1, original.size)
+    mid = levels[MID_MARGIN + 1 : 255 - MID_MARGIN].sum() / max(1, original.size)
     if mid > PHOTO_MID_SHARE and np.count_nonzero(levels) >= PHOTO_LEVELS:
-        return (f"looks like a photo, not a mask ({mid:.0%} of it mid-grey, {np.count_nonzero(levels)} grey "
-                "levels; a mask is white where to fill, black elsewhere)")
+        return (
+            f"looks like a photo, not a mask ({mid:.0%} of it mid-grey, {np.count_nonzero(levels)} grey "
+            "levels; a mask is white where to fill, black elsewhere)"
+        )
     share = np.count_nonzero(mask) / max(1, mask.size)
     if share >= MAX_HOLE_SHARE:
         return f"would fill {share:.0%} of the picture ({MAX_HOLE_SHARE:.0%} or more is refused)"
     return None
 
 
-def check_mask(mask: np.ndarray, label: object = "the mask", force: bool = False,
-               original: np.ndarray | None = None) -> None:
+def check_mask(
+    mask: np.ndarray, label: object = "the mask", force: bool = False, original: np.ndarray | None = None
+) -> None:
     """A one-line FillgapError for ``mask_problem`` (nothing with ``force``). ``fillgap.fill.inpaint``
     does not call it; call it before to have an array refused as the CLI refuses a file."""
     problem = None if force else mask_problem(mask, original)
     if problem:
-        raise FillgapError(f"mask {label} {problem}: if black marks the hole, pass --invert-mask; "
-                           "to use the mask as it is, pass --force")
+        raise FillgapError(
+            f"mask {label} {problem}: if black marks the hole, pass --invert-mask; "
+            "to use the mask as it is, pass --force"
+        )
 
 
-def load_mask_for(image_shape: tuple[int, int], mask_path: Path, resize_mask: bool = False, *,
-                  invert_mask: bool = False, mask_threshold: int | None = None, force: bool = False) -> np.ndarray:
+def load_mask_for(
+    image_shape: tuple[int, int],
+    mask_path: Path,
+    resize_mask: bool = False,
+    *,
+    invert_mask: bool = False,
+    mask_threshold: int | None = None,
+    force: bool = False,
+) -> np.ndarray:
     """The mask of a picture of ``image_shape`` (H, W); another size is an error unless ``resize_mask``.
     ``invert_mask``, ``mask_threshold``: see ``adjust_mask``. A mask that looks like a photo or
     would fill most of the picture is refused unless ``force`` (``check_mask``)."""
@@ -89,11 +102,23 @@ def _same_format(a: Path, b: Path) -> bool:
     return fa is not None and fa == fb
 
 
-def fill_file(image_path: Path, mask_path: Path, out_path: Path,
-              model: FillMethod | InpaintModel | str | Path | None = None, dilate: int = 0,
-              overwrite: bool = False, resize_mask: bool = False, *, strategy: str = "auto",
-              max_side: int | None = None, blend: str = "hard", runtime: str = DEFAULT_RUNTIME,
-              invert_mask: bool = False, force: bool = False, mask_threshold: int | None = None) -> Path:
+def fill_file(
+    image_path: Path,
+    mask_path: Path,
+    out_path: Path,
+    model: FillMethod | InpaintModel | str | Path | None = None,
+    dilate: int = 0,
+    overwrite: bool = False,
+    resize_mask: bool = False,
+    *,
+    strategy: str = "auto",
+    max_side: int | None = None,
+    blend: str = "hard",
+    runtime: str = DEFAULT_RUNTIME,
+    invert_mask: bool = False,
+    force: bool = False,
+    mask_threshold: int | None = None,
+) -> Path:
     """Read, fill, write one picture (alpha kept). Refuses to write over the input or the mask.
 
     ``model``: anything ``fillgap.methods.get_method`` takes (None: the shipped default), loaded
@@ -118,8 +143,9 @@ def fill_file(image_path: Path, mask_path: Path, out_path: Path,
     picture = read_picture(image_path)  # colour profile, EXIF and greyscale go into the output
     rgb, alpha, keep = picture.rgb, picture.alpha, dict(metadata=picture.metadata, grey=picture.grey)
     check_output(out_path, overwrite, alpha=alpha is not None)
-    mask = load_mask_for(rgb.shape[:2], mask_path, resize_mask, invert_mask=invert_mask,
-                         mask_threshold=mask_threshold, force=force)
+    mask = load_mask_for(
+        rgb.shape[:2], mask_path, resize_mask, invert_mask=invert_mask, mask_threshold=mask_threshold, force=force
+    )
     if not (mask > 0).any():
         if _same_format(image_path, out_path):
             return copy_file(image_path, out_path, overwrite)

@@ -8,6 +8,7 @@
 - ``folder_lock``: one fillgap run per folder (batch output, training run).
 - ``remove_stale_temps``: the temp files a SIGKILL can leave behind.
 """
+
 from __future__ import annotations
 
 import errno
@@ -166,7 +167,7 @@ def remove_stale_temps(folder: str | os.PathLike, recursive: bool = True) -> int
     if not folder.is_dir():
         return 0
     n = 0
-    for p in (folder.rglob(TEMP_GLOB) if recursive else folder.glob(TEMP_GLOB)):
+    for p in folder.rglob(TEMP_GLOB) if recursive else folder.glob(TEMP_GLOB):
         if p.is_file():
             p.unlink(missing_ok=True)
             n += 1

@@ -4,6 +4,7 @@ The image convention of fillgap, stated once:
 - inside: RGB float32 in [0, 1], tensors N x C x H x W (masks N x 1 x H x W, 1 = hole);
 - only here, at the file boundary: uint8 H x W x C arrays.
 """
+
 from __future__ import annotations
 
 import io
@@ -42,8 +43,9 @@ def _reason(exc: BaseException) -> str:
     return text[0][:120] if text and text[0] else type(exc).__name__
 
 
-def _too_large(label: object, max_pixels: int, width: int | None = None, height: int | None = None,
-               detail: str = "") -> ImageTooLargeError:
+def _too_large(
+    label: object, max_pixels: int, width: int | None = None, height: int | None = None, detail: str = ""
+) -> ImageTooLargeError:
     if width is None:  # Pillow's own guard fired: its message holds the pixel count
         found = re.search(r"\((\d+) pixels\)", detail)
         size = f"has {int(found.group(1)):,} pixels" if found else "has too many pixels"
@@ -75,8 +77,10 @@ def _decode(source, label: object, max_pixels: int | None = None) -> Image.Image
                     raise _too_large(label, max_pixels, img.width, img.height)
                 nbytes = _claims_more_than_it_holds(img, source)
                 if nbytes:
-                    raise FillgapError(f"corrupt or truncated image: {label} (its header claims {img.width}x"
-                                       f"{img.height} pixels, more than {nbytes:,} bytes of {img.format} can hold)")
+                    raise FillgapError(
+                        f"corrupt or truncated image: {label} (its header claims {img.width}x"
+                        f"{img.height} pixels, more than {nbytes:,} bytes of {img.format} can hold)"
+                    )
                 img.load()
                 return _canonical(_upright(img))
     except FillgapError:
@@ -134,7 +138,7 @@ def _huffman_jpeg(data: bytes) -> bool:
             return True
         if (0xC3 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)) or marker == 0xDA:
             return False  # lossless, arithmetic-coded, or the scan began before any frame header
-        i += 2 + int.from_bytes(data[i + 2: i + 4], "big")
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
     return False
 
 
@@ -209,10 +213,10 @@ def read_image_rgba(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | N
 
 
 class Picture(NamedTuple):
-    rgb: np.ndarray               # uint8 H x W x 3, upright
-    alpha: np.ndarray | None      # uint8 H x W, when the file has transparency
-    metadata: dict[str, bytes]    # what ``write_image`` carries over (see ``picture_metadata``)
-    grey: bool                    # a greyscale file: its filled copy is written greyscale too
+    rgb: np.ndarray  # uint8 H x W x 3, upright
+    alpha: np.ndarray | None  # uint8 H x W, when the file has transparency
+    metadata: dict[str, bytes]  # what ``write_image`` carries over (see ``picture_metadata``)
+    grey: bool  # a greyscale file: its filled copy is written greyscale too
 
 
 def _picture(img: Image.Image) -> Picture:
@@ -228,10 +232,18 @@ def read_picture(path: str | os.PathLike) -> Picture:
 # sub-directories), rebuilt tag by tag, so that none of the original's thumbnail (IFD1: a preview
 # that still shows what was removed), orientation, maker notes (offsets into the old file) or a
 # TIFF's own structure tags comes along, and the block is well formed for every output format.
-EXIF_TAGS = (0x010E, 0x010F, 0x0110, 0x0131, 0x0132, 0x013B, 0x8298)  # description, make, model, software, date, artist, copyright
-EXIF_SUB_IFDS = (0x8769, 0x8825)                                       # Exif, GPS
-EXIF_DROP = (0x927C, 0xA005)                                           # maker note, interoperability pointer
-EXIF_MAX_BYTES = 60_000                                                # a JPEG segment holds 64 KB
+EXIF_TAGS = (
+    0x010E,
+    0x010F,
+    0x0110,
+    0x0131,
+    0x0132,
+    0x013B,
+    0x8298,
+)  # description, make, model, software, date, artist, copyright
+EXIF_SUB_IFDS = (0x8769, 0x8825)  # Exif, GPS
+EXIF_DROP = (0x927C, 0xA005)  # maker note, interoperability pointer
+EXIF_MAX_BYTES = 60_000  # a JPEG segment holds 64 KB
 
 
 def _kept_exif(img: Image.Image) -> bytes | None:
@@ -290,8 +302,11 @@ def _mask_from(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
 
 
-def read_image_bytes(data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS,
-                     ) -> tuple[np.ndarray, np.ndarray | None]:
+def read_image_bytes(
+    data: bytes,
+    name: str = "upload",
+    max_pixels: int = MAX_PIXELS,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """An uploaded picture (file contents) as RGB uint8 plus its alpha, like ``read_image_rgba``.
 
     Same checks and one-line errors as reading a file; pictures above ``max_pixels`` raise
@@ -316,18 +331,31 @@ def read_mask_bytes(data: bytes, name: str = "mask", max_pixels: int = MAX_PIXEL
 PNG_COMPRESS_LEVEL = 1
 
 
-def encode_png(rgb: np.ndarray, alpha: np.ndarray | None = None, compress_level: int = PNG_COMPRESS_LEVEL,
-               metadata: dict[str, bytes] | None = None, grey: bool = False) -> bytes:
+def encode_png(
+    rgb: np.ndarray,
+    alpha: np.ndarray | None = None,
+    compress_level: int = PNG_COMPRESS_LEVEL,
+    metadata: dict[str, bytes] | None = None,
+    grey: bool = False,
+) -> bytes:
     """uint8 H x W x 3 (plus optional H x W alpha) as PNG file contents, in memory (see ``encode_image``)."""
     return bytes(encode_image(rgb, alpha, "PNG", metadata, grey, png_compress_level=compress_level))
 
 
-OUTPUT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
-                  ".tif": "TIFF", ".tiff": "TIFF"}
+OUTPUT_FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
 
 
-def check_output(path: str | os.PathLike, overwrite: bool = False, alpha: bool = False,
-                 inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
+def check_output(
+    path: str | os.PathLike, overwrite: bool = False, alpha: bool = False, inputs: tuple[str | os.PathLike, ...] = ()
+) -> Path:
     """Refuse an output that cannot or must not be written, before any work is spent on it.
 
     ``inputs``: files the output must not be (also through a link); ``alpha``: the picture
@@ -359,8 +387,14 @@ METADATA_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF")
 GREY_FORMATS = {"PNG": True, "TIFF": True, "JPEG": False, "BMP": False}  # grey they store: True = with alpha too
 
 
-def encode_image(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str, metadata: dict[str, bytes] | None = None,
-                 grey: bool = False, png_compress_level: int = PNG_COMPRESS_LEVEL) -> bytes:
+def encode_image(
+    rgb: np.ndarray,
+    alpha: np.ndarray | None,
+    fmt: str,
+    metadata: dict[str, bytes] | None = None,
+    grey: bool = False,
+    png_compress_level: int = PNG_COMPRESS_LEVEL,
+) -> bytes:
     """uint8 H x W x 3 (plus optional H x W alpha) as the contents of a ``fmt`` file, in memory,
     with ``metadata`` (``picture_metadata``) where the format holds it. ``grey``: one channel, the
     mean of the three (a greyscale picture's fill comes back without a colour tint), where the
@@ -372,7 +406,9 @@ def encode_image(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str, metadata: 
         img = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
     if alpha is not None:
         img.putalpha(Image.fromarray(np.ascontiguousarray(alpha, dtype=np.uint8), "L"))
-    options = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "PNG": {"compress_level": png_compress_level}}.get(fmt, {})
+    options = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "PNG": {"compress_level": png_compress_level}}.get(
+        fmt, {}
+    )
     if metadata and fmt in METADATA_FORMATS:
         options.update(metadata)
         icc = metadata.get("icc_profile")
@@ -383,8 +419,14 @@ def encode_image(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str, metadata: 
     return buffer.getbuffer()
 
 
-def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | None = None,
-                overwrite: bool = False, metadata: dict[str, bytes] | None = None, grey: bool = False) -> Path:
+def write_image(
+    path: str | os.PathLike,
+    rgb: np.ndarray,
+    alpha: np.ndarray | None = None,
+    overwrite: bool = False,
+    metadata: dict[str, bytes] | None = None,
+    grey: bool = False,
+) -> Path:
     """Write uint8 H x W x 3 (plus an optional H x W alpha, ``metadata``: see ``picture_metadata``,
     and ``grey``: see ``encode_image``) atomically.
 
@@ -463,22 +505,13 @@ def output_is_whole(path: str | os.PathLike) -> bool:
     return output_state(path)[0] == "whole"
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """All pictures under a folder, recursively, sorted (hidden files skipped)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FillgapError(f"not a folder: {folder}")
-    return sorted(p for p in folder.rglob("*")
-                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith("."))
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
+    )

@@ -16,6 +16,7 @@ box        1-3 rectangles, each 5-30 % of the area      9-50 % (median 29)
 mixture    one of the above, equally likely             7-49 % (median 20)
 =========  ==========================================  ==================
 """
+
 from __future__ import annotations
 
 import math
@@ -29,7 +30,7 @@ KINDS = ("thin", "medium", "thick", "box", "mixture")
 
 @dataclass(frozen=True)
 class StrokePreset:
-    strokes: tuple[int, int]   # number of strokes (inclusive range)
+    strokes: tuple[int, int]  # number of strokes (inclusive range)
     vertices: tuple[int, int]  # segments per stroke
     width: tuple[float, float]  # brush width in pixels at 256 px
     length: tuple[float, float]  # segment length in pixels at 256 px
@@ -67,8 +68,13 @@ def stroke_mask(rng: np.random.Generator, height: int, width: int, preset: str =
     return (canvas > 0).astype(np.float32)
 
 
-def box_mask(rng: np.random.Generator, height: int, width: int,
-             count: tuple[int, int] = (1, 3), area: tuple[float, float] = (0.05, 0.30)) -> np.ndarray:
+def box_mask(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    count: tuple[int, int] = (1, 3),
+    area: tuple[float, float] = (0.05, 0.30),
+) -> np.ndarray:
     """1-3 axis-aligned rectangles, each covering ``area`` of the picture, aspect 0.3-3.3."""
     mask = np.zeros((height, width), np.float32)
     for _ in range(rng.integers(count[0], count[1] + 1)):
@@ -78,7 +84,7 @@ def box_mask(rng: np.random.Generator, height: int, width: int,
         bw = int(min(width, max(1, round(math.sqrt(a * aspect)))))
         top = int(rng.integers(0, height - bh + 1))
         left = int(rng.integers(0, width - bw + 1))
-        mask[top:top + bh, left:left + bw] = 1.0
+        mask[top : top + bh, left : left + bw] = 1.0
     return mask
 
 

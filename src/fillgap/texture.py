@@ -30,6 +30,7 @@ layout and takes the texture from the photo:
 Pure torch on one picture at a time (N x 3 x H x W floats in [0, 1], hole N x 1 x H x W,
 1 = missing); deterministic for a given ``seed``.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,38 +44,40 @@ from .cancel import checkpoint
 
 @dataclass(frozen=True)
 class TextureSettings:
-    patch: int = 5                 # patch side (odd)
-    coarse_hole: int = 4           # the pyramid's coarsest level: no hole pixel farther than this from a known one ...
-    coarse_min_side: int = 64      # ... unless the picture's short side would drop below this
-    guide_weight: float = 2.0      # weight of the guide's layout against the picture's patch
-    guide_blur: float = 2.0        # sigma (pixels of a level) of the blur that keeps the guide's layout only
-    smooth_energy: float = 0.004   # expected texture energy (``_texture_energy``) at or below which the
+    patch: int = 5  # patch side (odd)
+    coarse_hole: int = 4  # the pyramid's coarsest level: no hole pixel farther than this from a known one ...
+    coarse_min_side: int = 64  # ... unless the picture's short side would drop below this
+    guide_weight: float = 2.0  # weight of the guide's layout against the picture's patch
+    guide_blur: float = 2.0  # sigma (pixels of a level) of the blur that keeps the guide's layout only
+    smooth_energy: float = 0.004  # expected texture energy (``_texture_energy``) at or below which the
     textured_energy: float = 0.010  # guide is kept; at or above, the synthesis; blended between
-    features: int = 16             # principal components kept per patch
-    search_max_side: int = 384     # levels larger than this get no search (see ``_synthesize_one``)
-    em_coarse: int = 4             # EM rounds at the coarsest level ...
-    em_fine: int = 1               # ... and at the finest (0: the upsampled matches' vote only)
-    pm_rounds: int = 2             # PatchMatch rounds before each vote
-    random_candidates: int = 1     # fresh random sources tried per round
-    reuse_cost: float = 0.05       # extra distance per other hole patch using the same source, x sigma^2
-    vote_quantile: float = 0.25    # sigma^2 of the vote weights: this quantile of the distances
-    min_half_width: int = 6        # hole parts at most this far from a known pixel keep the guide
-    margin: int = 1                # known pixels this far from the hole are not sources (a removed object's rim)
-    coherence: float = 3.0         # distance bonus per neighbour whose copy a match continues, x sigma^2
-    guide_half_width: int = 32     # the network fills a wider hole at the scale where it is this wide ...
-    guide_min_side: int = 128      # ... but not below this short side (see ``guide_scale``)
+    features: int = 16  # principal components kept per patch
+    search_max_side: int = 384  # levels larger than this get no search (see ``_synthesize_one``)
+    em_coarse: int = 4  # EM rounds at the coarsest level ...
+    em_fine: int = 1  # ... and at the finest (0: the upsampled matches' vote only)
+    pm_rounds: int = 2  # PatchMatch rounds before each vote
+    random_candidates: int = 1  # fresh random sources tried per round
+    reuse_cost: float = 0.05  # extra distance per other hole patch using the same source, x sigma^2
+    vote_quantile: float = 0.25  # sigma^2 of the vote weights: this quantile of the distances
+    min_half_width: int = 6  # hole parts at most this far from a known pixel keep the guide
+    margin: int = 1  # known pixels this far from the hole are not sources (a removed object's rim)
+    coherence: float = 3.0  # distance bonus per neighbour whose copy a match continues, x sigma^2
+    guide_half_width: int = 32  # the network fills a wider hole at the scale where it is this wide ...
+    guide_min_side: int = 128  # ... but not below this short side (see ``guide_scale``)
     seed: int = 0
 
 
 DEFAULT_SETTINGS = TextureSettings()
 
 
-def synthesize(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor,
-               settings: TextureSettings = DEFAULT_SETTINGS) -> torch.Tensor:
+def synthesize(
+    image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor, settings: TextureSettings = DEFAULT_SETTINGS
+) -> torch.Tensor:
     """Hole pixels of ``image`` synthesised from its known patches, laid out like ``guide``
     (same shape as ``image``: the network's fill). Known pixels are returned unchanged."""
-    outs = [_synthesize_one(image[i].float(), hole[i, 0] > 0, guide[i].float(), settings)
-            for i in range(image.shape[0])]
+    outs = [
+        _synthesize_one(image[i].float(), hole[i, 0] > 0, guide[i].float(), settings) for i in range(image.shape[0])
+    ]
     return torch.stack(outs)
 
 
@@ -96,8 +99,7 @@ def guide_scale(hole: torch.Tensor, s: TextureSettings = DEFAULT_SETTINGS) -> fl
 
 
 # -- one picture ---------------------------------------------------------------------------------
-def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor,
-                    s: TextureSettings) -> torch.Tensor:
+def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor, s: TextureSettings) -> torch.Tensor:
     c, h, w = image.shape
     if c != 3 or not hole.any() or hole.all():
         return torch.where(hole, guide, image)
@@ -126,8 +128,7 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
             level.set_hole(img)  # coarsest level: the guide
         else:
             level.upsample_field(nnf, 2)
-            level.set_hole(F.interpolate(current[None], size=img.shape[-2:], mode="bilinear",
-                                         align_corners=False)[0])
+            level.set_hole(F.interpolate(current[None], size=img.shape[-2:], mode="bilinear", align_corners=False)[0])
             level.vote()  # the finer level's first estimate comes from the upsampled matches
         for _ in range(_rounds(depth, levels, s)):
             for _ in range(s.pm_rounds):
@@ -179,8 +180,9 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     if sigma > 4:  # a wide blur on a smaller copy: the same result to the eye, a fraction of the taps
         k = int(sigma // 2)
         small = F.avg_pool2d(x[None], k, stride=k, ceil_mode=True)[0]
-        return F.interpolate(_gaussian_blur(small, sigma / k)[None], size=x.shape[-2:], mode="bilinear",
-                             align_corners=False)[0]
+        return F.interpolate(
+            _gaussian_blur(small, sigma / k)[None], size=x.shape[-2:], mode="bilinear", align_corners=False
+        )[0]
     r = max(1, int(math.ceil(2.5 * sigma)))
     t = torch.arange(-r, r + 1, dtype=x.dtype)
     k = torch.exp(-(t * t) / (2 * sigma * sigma))
@@ -219,8 +221,15 @@ class _Level:
     Positions are flat indices ``y * w + x``. ``field[t]`` is the source centre matched to the
     t-th target centre (a pixel whose patch overlaps the hole)."""
 
-    def __init__(self, picture: torch.Tensor, hole: torch.Tensor, s: TextureSettings, gen: torch.Generator,
-                 coarsest: bool = True, search: bool = True):
+    def __init__(
+        self,
+        picture: torch.Tensor,
+        hole: torch.Tensor,
+        s: TextureSettings,
+        gen: torch.Generator,
+        coarsest: bool = True,
+        search: bool = True,
+    ):
         self.s, self.gen = s, gen
         # the random search's first radius: the whole level where matches start at random, a few
         # pixels where they come from the coarser level already
@@ -231,7 +240,7 @@ class _Level:
         # sources: whole patch inside the picture and clear of the hole (and its margin)
         inside = torch.zeros(self.h, self.w, dtype=torch.bool)
         if self.h > 2 * r and self.w > 2 * r:
-            inside[r:self.h - r, r:self.w - r] = True
+            inside[r : self.h - r, r : self.w - r] = True
         valid = inside & ~_dilate(hole, r + s.margin)
         self.valid = valid.reshape(-1)
         self.sources = valid.reshape(-1).nonzero()[:, 0]
@@ -244,8 +253,12 @@ class _Level:
         self.hole_flat = hole.reshape(-1).nonzero()[:, 0]
         # the target patches' bounding box (with the patch radius): the region whose features change
         ys, xs = targets.nonzero(as_tuple=True)
-        self.box = (max(0, int(ys.min()) - r), min(self.h, int(ys.max()) + r + 1),
-                    max(0, int(xs.min()) - r), min(self.w, int(xs.max()) + r + 1))
+        self.box = (
+            max(0, int(ys.min()) - r),
+            min(self.h, int(ys.max()) + r + 1),
+            max(0, int(xs.min()) - r),
+            min(self.w, int(xs.max()) + r + 1),
+        )
         self.field = torch.empty(0, dtype=torch.long)
         self.rounds = 0
         self._plan = None

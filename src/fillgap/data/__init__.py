@@ -6,9 +6,8 @@ A *source* is anything with ``len()`` and ``[i] -> uint8 H x W x C`` (C = 3, or 
 source into training samples: random multi-scale crops, flips, and a fresh mask per
 (seed, epoch, index).
 """
-from .datasets import (ArrayImages, FolderImages, InpaintDataset, bundled_photos, make_source,
-                       random_patch)
+
+from .datasets import ArrayImages, FolderImages, InpaintDataset, bundled_photos, make_source, random_patch
 from .mnist import read_idx
 
-__all__ = ["ArrayImages", "FolderImages", "InpaintDataset", "bundled_photos", "make_source",
-           "random_patch", "read_idx"]
+__all__ = ["ArrayImages", "FolderImages", "InpaintDataset", "bundled_photos", "make_source", "random_patch", "read_idx"]

@@ -21,7 +21,8 @@ def make_source(spec: str, split: str = "train", max_side: int | None = 1536):
     path, or a manifest file (one path a line)."""
     if spec.startswith("pack:"):
         from .pack import PackImages
-        return PackImages(spec[len("pack:"):], split)
+
+        return PackImages(spec[len("pack:") :], split)
     if spec == "bundled":
         return bundled_photos("test" if split in ("val", "test") else "train")
     if spec == "mnist":
@@ -32,13 +33,16 @@ def make_source(spec: str, split: str = "train", max_side: int | None = 1536):
     if path.is_file():
         return ManifestImages(path, max_side=max_side)
     if not path.is_dir():
-        raise FillgapError(f"data '{spec}' is neither 'bundled', 'mnist', 'photos', 'pack:FILE.npz', an existing "
-                           "folder nor a manifest file")
+        raise FillgapError(
+            f"data '{spec}' is neither 'bundled', 'mnist', 'photos', 'pack:FILE.npz', an existing "
+            "folder nor a manifest file"
+        )
     return FolderImages(path, max_side=max_side, preload=False)
 
 
-def random_patch(rng: np.random.Generator, img: np.ndarray, size: int,
-                 scale: tuple[float, float] = (0.25, 1.0), augment: bool = True) -> np.ndarray:
+def random_patch(
+    rng: np.random.Generator, img: np.ndarray, size: int, scale: tuple[float, float] = (0.25, 1.0), augment: bool = True
+) -> np.ndarray:
     """A size x size patch: a random square crop whose side is a random fraction of the short side.
 
     ``scale`` is the range of (crop side / short side), drawn log-uniformly: 1.0 gives the
@@ -52,7 +56,7 @@ def random_patch(rng: np.random.Generator, img: np.ndarray, size: int,
     side = int(round(short * math.exp(rng.uniform(math.log(lo), math.log(scale[1])))))
     side = max(1, min(side, short))
     top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-    crop = img[top:top + side, left:left + side]
+    crop = img[top : top + side, left : left + side]
     interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
     patch = cv2.resize(crop, (size, size), interpolation=interp) if side != size else crop.copy()
     if patch.ndim == 2:
@@ -74,9 +78,17 @@ class InpaintDataset(Dataset):
     crops and holes whatever the epoch (validation).
     """
 
-    def __init__(self, source, size: int, masks: MaskGenerator, seed: int = 0,
-                 samples_per_epoch: int | None = None, scale: tuple[float, float] = (0.25, 1.0),
-                 augment: bool = True, fixed: bool = False):
+    def __init__(
+        self,
+        source,
+        size: int,
+        masks: MaskGenerator,
+        seed: int = 0,
+        samples_per_epoch: int | None = None,
+        scale: tuple[float, float] = (0.25, 1.0),
+        augment: bool = True,
+        fixed: bool = False,
+    ):
         self.source, self.size, self.masks, self.seed = source, size, masks, seed
         self.length = samples_per_epoch or len(source)
         self.scale, self.augment, self.fixed = scale, augment, fixed
@@ -101,5 +113,8 @@ class InpaintDataset(Dataset):
         image = np.ascontiguousarray(patch.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
         # The mask has its own stream, so changing crop settings leaves the holes unchanged.
         mask = self.masks(self.size, self.size, epoch, index)[None].astype(np.float32, copy=False)
-        return {"image": torch.from_numpy(image), "mask": torch.from_numpy(mask),
-                "masked": torch.from_numpy(image * (1 - mask))}
+        return {
+            "image": torch.from_numpy(image),
+            "mask": torch.from_numpy(mask),
+            "masked": torch.from_numpy(image * (1 - mask)),
+        }

@@ -4,6 +4,7 @@
 thresholded at their median, as 16 hex digits. Two photos whose hashes differ in at most
 ``NEAR`` of the 64 bits are treated as the same picture (photos.csv's splits must not share one).
 """
+
 from __future__ import annotations
 
 from typing import Iterable, Sequence
@@ -32,8 +33,9 @@ def hamming(a: str, b: str) -> int:
     return bin(int(a, 16) ^ int(b, 16)).count("1")
 
 
-def near_duplicates(items: Sequence[tuple[str, str]], threshold: int = NEAR,
-                    groups: Iterable[str] | None = None) -> list[tuple[str, str, int]]:
+def near_duplicates(
+    items: Sequence[tuple[str, str]], threshold: int = NEAR, groups: Iterable[str] | None = None
+) -> list[tuple[str, str, int]]:
     """Pairs (name_a, name_b, distance) of items (name, hash) at most ``threshold`` bits apart.
 
     With ``groups`` (one label per item, e.g. the split) only pairs from different groups count.
@@ -44,7 +46,7 @@ def near_duplicates(items: Sequence[tuple[str, str]], threshold: int = NEAR,
     values = np.array([int(h, 16) for _, h in items], dtype=np.uint64)
     found = []
     for i in range(len(items)):
-        xor = values[i + 1:] ^ values[i]
+        xor = values[i + 1 :] ^ values[i]
         dist = np.unpackbits(xor.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1) if len(xor) else xor
         for k in np.flatnonzero(dist <= threshold):
             j = i + 1 + int(k)

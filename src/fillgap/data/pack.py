@@ -7,6 +7,7 @@ array holding either the raw pixels of every photo one after the other (``codec`
 deflated) or each photo's JPEG file (``codec`` jpeg: about 8x smaller, for upload limits),
 ``sha256`` per photo (of its decoded pixels) and ``list_sha256`` over the whole list.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,9 +40,17 @@ def list_digest(names: Sequence[str], splits: Sequence[str], shapes: np.ndarray,
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def write_pack(out: str | Path, root: str | Path | None = None, splits: Iterable[str] = ("train", "val"),
-               max_side: int = 1024, codec: str = "raw", quality: int = 95, overwrite: bool = False,
-               rows: list[dict[str, str]] | None = None, echo: Callable[[str], None] = print) -> dict:
+def write_pack(
+    out: str | Path,
+    root: str | Path | None = None,
+    splits: Iterable[str] = ("train", "val"),
+    max_side: int = 1024,
+    codec: str = "raw",
+    quality: int = 95,
+    overwrite: bool = False,
+    rows: list[dict[str, str]] | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict:
     """Pack the prepared photos of ``splits`` (long side <= ``max_side``) into ``out``; returns a summary."""
     out, splits = Path(out).expanduser(), list(dict.fromkeys(splits))
     bad = [s for s in splits if s not in SPLITS]
@@ -59,16 +68,19 @@ def write_pack(out: str | Path, root: str | Path | None = None, splits: Iterable
     chosen = [r for r in (rows if rows is not None else photo_list()) if r["split"] in splits]
     missing = [r["name"] for r in chosen if not (folder / f"{r['name']}.png").is_file()]
     if missing:
-        raise FillgapError(f"{len(missing)} prepared photos missing in {folder} (e.g. {missing[0]}.png): "
-                           f"run `fillgap data prepare --sets photos` first")
+        raise FillgapError(
+            f"{len(missing)} prepared photos missing in {folder} (e.g. {missing[0]}.png): "
+            f"run `fillgap data prepare --sets photos` first"
+        )
     if not chosen:
         raise FillgapError(f"no photos in split {', '.join(splits)}")
     blobs, shapes, digests = [], [], []
     for r in chosen:
         img = downscale(read_image(folder / f"{r['name']}.png"), max_side)
         if codec == "jpeg":
-            ok, enc = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
-                                   [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+            ok, enc = cv2.imencode(
+                ".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+            )
             if not ok:
                 raise FillgapError(f"{r['name']}: JPEG encoding failed")
             img = _decode_jpeg(enc.tobytes(), r["name"])  # the digest is of what a reader gets back
@@ -81,10 +93,18 @@ def write_pack(out: str | Path, root: str | Path | None = None, splits: Iterable
     shapes_arr = np.array(shapes, dtype=np.int32)
     offsets = np.zeros(len(blobs) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([b.size for b in blobs])
-    arrays = dict(format=np.array(FORMAT), codec=np.array(codec), max_side=np.array(max_side),
-                  names=np.array(names), splits=np.array(split_of), shapes=shapes_arr, offsets=offsets,
-                  data=np.concatenate(blobs), sha256=np.array(digests),
-                  list_sha256=np.array(list_digest(names, split_of, shapes_arr, digests)))
+    arrays = dict(
+        format=np.array(FORMAT),
+        codec=np.array(codec),
+        max_side=np.array(max_side),
+        names=np.array(names),
+        splits=np.array(split_of),
+        shapes=shapes_arr,
+        offsets=offsets,
+        data=np.concatenate(blobs),
+        sha256=np.array(digests),
+        list_sha256=np.array(list_digest(names, split_of, shapes_arr, digests)),
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".fillgap-", suffix=".npz", dir=out.parent)
     os.close(fd)
@@ -99,11 +119,19 @@ def write_pack(out: str | Path, root: str | Path | None = None, splits: Iterable
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    summary = {"out": str(out), "photos": len(names), "bytes": out.stat().st_size, "codec": codec,
-               "max_side": max_side, "splits": {s: split_of.count(s) for s in splits},
-               "list_sha256": str(arrays["list_sha256"])}
-    echo(f"{out}: {len(names)} photos ({', '.join(f'{s} {n}' for s, n in summary['splits'].items())}), "
-         f"long side <= {max_side}, {codec}, {summary['bytes'] / 1e6:.1f} MB, list sha256 {summary['list_sha256'][:16]}")
+    summary = {
+        "out": str(out),
+        "photos": len(names),
+        "bytes": out.stat().st_size,
+        "codec": codec,
+        "max_side": max_side,
+        "splits": {s: split_of.count(s) for s in splits},
+        "list_sha256": str(arrays["list_sha256"]),
+    }
+    echo(
+        f"{out}: {len(names)} photos ({', '.join(f'{s} {n}' for s, n in summary['splits'].items())}), "
+        f"long side <= {max_side}, {codec}, {summary['bytes'] / 1e6:.1f} MB, list sha256 {summary['list_sha256'][:16]}"
+    )
     return summary
 
 
@@ -140,7 +168,7 @@ class PackImages(ArrayImages):
             raise FillgapError(f"pack {path}: unreadable ({type(exc).__name__}: {exc})") from None
         images = []
         for i in keep:
-            blob = data[offsets[i]:offsets[i + 1]]
+            blob = data[offsets[i] : offsets[i + 1]]
             if codec == "jpeg":
                 img = _decode_jpeg(blob.tobytes(), names[i])
             else:

@@ -1,4 +1,5 @@
 """The reviewed photo corpus (photos.csv beside this file). Prepared by ``fillgap data prepare``."""
+
 from __future__ import annotations
 
 import csv
@@ -32,6 +33,8 @@ def photo_source(split: str = "train", root: str | Path | None = None):
     missing = [f for f in files if not f.exists()]
     if missing:
         hint = f" --root {root}" if root else ""
-        raise FillgapError(f"{len(missing)} prepared photos missing in {folder} (e.g. {missing[0].name}): "
-                           f"run `fillgap data prepare --sets photos{hint}` first")
+        raise FillgapError(
+            f"{len(missing)} prepared photos missing in {folder} (e.g. {missing[0].name}): "
+            f"run `fillgap data prepare --sets photos{hint}` first"
+        )
     return FolderImages(folder, files=files, preload=True)

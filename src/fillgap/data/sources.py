@@ -6,6 +6,7 @@ shipped in the package). The corpora (``mnist``, ``photos``) build on these; ``d
 a source into training samples. No import of the other data modules here: that is what keeps
 the package free of import circles.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -44,8 +45,9 @@ class FolderImages:
     photo sets), otherwise each access reads the file again (any folder size).
     """
 
-    def __init__(self, root: str | Path, max_side: int | None = None, preload: bool = False,
-                 files: Sequence[Path] | None = None):
+    def __init__(
+        self, root: str | Path, max_side: int | None = None, preload: bool = False, files: Sequence[Path] | None = None
+    ):
         self.root = Path(root)
         self.files = list(files) if files is not None else list_images(self.root)
         self.max_side = max_side
@@ -70,8 +72,9 @@ class FolderImages:
             return None
         if self.max_side and max(img.shape[:2]) > self.max_side:
             s = self.max_side / max(img.shape[:2])
-            img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
-                             interpolation=cv2.INTER_AREA)
+            img = cv2.resize(
+                img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))), interpolation=cv2.INTER_AREA
+            )
         return img
 
     def __len__(self) -> int:

@@ -5,6 +5,7 @@ Pixels outside the hole stay identical by default: a lossy input (JPEG, WebP) is
 (``a.jpg`` -> ``a.png``); ``output_format="jpg"`` or ``"same"`` re-encodes JPEGs, which changes
 pixels outside the hole too.
 """
+
 from __future__ import annotations
 
 import csv
@@ -29,17 +30,19 @@ LOSSY_SUFFIXES = {".jpg", ".jpeg", ".webp"}
 OUTPUT_FORMAT_CHOICES = ("auto", "png", "jpg", "webp", "tif", "bmp", "same")
 
 # Exit codes of `fillgap fill` (documented in its --help and the README).
-EXIT_OK = 0            # every picture filled or already there
-EXIT_ERROR = 1         # nothing ran: bad input folder, output locked, ...
-EXIT_USAGE = 2         # command-line usage error (click's own code)
-EXIT_SOME_FAILED = 3   # the run went through, some pictures failed: see the failures file
+EXIT_OK = 0  # every picture filled or already there
+EXIT_ERROR = 1  # nothing ran: bad input folder, output locked, ...
+EXIT_USAGE = 2  # command-line usage error (click's own code)
+EXIT_SOME_FAILED = 3  # the run went through, some pictures failed: see the failures file
 
 
 def output_suffix(picture: Path, output_format: str = "auto") -> str:
     """The output's suffix for ``picture``: lossless unless the user asked for a lossy format."""
     if output_format not in OUTPUT_FORMAT_CHOICES:
-        raise FillgapError(f"unknown output format '{output_format}'{did_you_mean(output_format, OUTPUT_FORMAT_CHOICES)} "
-                           f"(choose from {', '.join(OUTPUT_FORMAT_CHOICES)})")
+        raise FillgapError(
+            f"unknown output format '{output_format}'{did_you_mean(output_format, OUTPUT_FORMAT_CHOICES)} "
+            f"(choose from {', '.join(OUTPUT_FORMAT_CHOICES)})"
+        )
     if output_format == "same":
         return picture.suffix
     if output_format == "auto":
@@ -64,8 +67,9 @@ def skipped_entries(image_dir: Path) -> list[tuple[Path, str]]:
 Plan = list[tuple[Path, "Path | None", Path]]
 
 
-def plan_outputs(image_dir: Path, mask_dir: Path, out_dir: Path, output_format: str = "auto"
-                 ) -> tuple[Plan, list[tuple[Path, str]]]:
+def plan_outputs(
+    image_dir: Path, mask_dir: Path, out_dir: Path, output_format: str = "auto"
+) -> tuple[Plan, list[tuple[Path, str]]]:
     """``plan_folder`` with the output format rule applied; also returns the pictures whose output
     name another picture already takes (``a.jpg`` and ``a.png`` both giving ``a.png``)."""
     plan, taken, clashes = [], {}, []
@@ -73,8 +77,12 @@ def plan_outputs(image_dir: Path, mask_dir: Path, out_dir: Path, output_format: 
         out = out.with_suffix(output_suffix(img, output_format))
         key = out.with_name(out.name.lower())
         if key in taken:
-            clashes.append((img, f"its output {out} is also the output of {taken[key]} (rename one of them, "
-                                 "or pass --format same)"))
+            clashes.append(
+                (
+                    img,
+                    f"its output {out} is also the output of {taken[key]} (rename one of them, or pass --format same)",
+                )
+            )
             continue
         taken[key] = img
         plan.append((img, msk, out))
@@ -93,6 +101,7 @@ def local_path(path) -> Path | None:
     text = str(path)
     if text.startswith("file://"):
         from urllib.parse import unquote, urlparse
+
         return Path(unquote(urlparse(text).path))
     return None if is_uri(text) else Path(text)
 
@@ -101,6 +110,7 @@ def local_path(path) -> Path | None:
 class PlannedRun:
     """What a run will do: (picture, mask or None, output) rows, pictures that already failed
     while planning, and entries that are not pictures."""
+
     rows: list = field(default_factory=list)
     failed: list[tuple[object, str]] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
@@ -123,6 +133,7 @@ def read_manifest(manifest: Path, out_dir: Path, output_format: str = "auto") ->
     try:
         if manifest.suffix.lower() == ".parquet":
             import pyarrow.parquet as pq
+
             table = pq.read_table(manifest).to_pylist()
         else:
             with open(manifest, newline="", encoding="utf-8") as fh:
@@ -132,8 +143,10 @@ def read_manifest(manifest: Path, out_dir: Path, output_format: str = "auto") ->
     except Exception as exc:  # unreadable CSV or Parquet: one line
         raise FillgapError(f"cannot read manifest {manifest}: {exc}") from None
     if table and not {"picture", "mask"} <= set(table[0]):
-        raise FillgapError(f"manifest {manifest} needs the columns picture, mask (and optionally output); "
-                           f"it has {', '.join(map(str, table[0]))}")
+        raise FillgapError(
+            f"manifest {manifest} needs the columns picture, mask (and optionally output); "
+            f"it has {', '.join(map(str, table[0]))}"
+        )
     base, run = manifest.parent, PlannedRun()
     taken = {}  # the output's real path -> (row number, how the row names it, the output)
 
@@ -152,8 +165,13 @@ def read_manifest(manifest: Path, out_dir: Path, output_format: str = "auto") ->
         name = PurePosixPath(str(picture)).name
         out = resolve(row.get("output"), Path(out_dir))
         if isinstance(out, Path) and _climbs_out(str(row.get("output")).strip()):
-            run.failed.append((picture, f"its output {row.get('output')} is outside -o {out_dir} "
-                                        "(a relative output stays inside it; give an absolute path to write elsewhere)"))
+            run.failed.append(
+                (
+                    picture,
+                    f"its output {row.get('output')} is outside -o {out_dir} "
+                    "(a relative output stays inside it; give an absolute path to write elsewhere)",
+                )
+            )
             continue
         if out is None:
             out = Path(out_dir) / name
@@ -162,12 +180,17 @@ def read_manifest(manifest: Path, out_dir: Path, output_format: str = "auto") ->
         # there" on a rerun, never filled, or replace the first with --overwrite. Case-sensitive,
         # as the file system is on Linux.
         key = os.path.realpath(out) if isinstance(out, Path) else out
-        named = f"output {str(row.get('output')).strip()}" if str(row.get("output") or "").strip() \
+        named = (
+            f"output {str(row.get('output')).strip()}"
+            if str(row.get("output") or "").strip()
             else f"picture {str(row.get('picture')).strip()}"
+        )
         if key in taken:
             first, first_named, first_out = taken[key]
-            raise FillgapError(f"manifest {manifest}: row {first} ({first_named}) and row {number} ({named}) "
-                               f"write the same file {first_out}: give each row its own output")
+            raise FillgapError(
+                f"manifest {manifest}: row {first} ({first_named}) and row {number} ({named}) "
+                f"write the same file {first_out}: give each row its own output"
+            )
         taken[key] = (number, named, out)
         run.rows.append((picture, mask, out))
     return run
@@ -201,8 +224,12 @@ def triage(run: PlannedRun, log: "RunLog", overwrite: bool, uris_ok: bool = Fals
         elif isinstance(out, Path) and out.resolve() in inputs:
             log.failed(img, f"output {out} is an input file", planning=True)
         elif isinstance(out, Path) and (link := link_out_of(out, log.out_dir)) is not None:
-            log.failed(img, f"its output {out} is outside -o {log.out_dir}: {link} is a link out of it "
-                            "(a folder run never writes through links out of -o)", planning=True)
+            log.failed(
+                img,
+                f"its output {out} is outside -o {log.out_dir}: {link} is a link out of it "
+                "(a folder run never writes through links out of -o)",
+                planning=True,
+            )
         elif isinstance(out, Path) and not overwrite:
             state, why = output_state(out)
             if state == "whole":
@@ -250,13 +277,14 @@ class Eta:
     would halve the next estimate), and the pace is the average since then, not the latest gap.
     No estimate until ``min_pictures`` more have finished and ``min_seconds`` have passed."""
 
-    def __init__(self, clock: Callable[[], float] | None = None, warmup: int = 1, min_pictures: int = 2,
-                 min_seconds: float = 2.0):
+    def __init__(
+        self, clock: Callable[[], float] | None = None, warmup: int = 1, min_pictures: int = 2, min_seconds: float = 2.0
+    ):
         self.clock = clock or time.monotonic
         self.warmup, self.min_pictures, self.min_seconds = max(1, warmup), min_pictures, min_seconds
         self.finished_count = 0
         self.start: float | None = None  # when the warm-up ended
-        self.since_start = 0             # pictures finished after that
+        self.since_start = 0  # pictures finished after that
 
     def finished(self) -> None:
         self.finished_count += 1
@@ -284,9 +312,18 @@ class RunLog:
     ``on_event("failed" | "skipped", path, why)`` as they happen, and a progress bar (terminal) or
     progress lines (a log file)."""
 
-    def __init__(self, out_dir: Path, total: int, report: FolderReport | None = None, *,
-                 progress: bool | str = False, on_event: Callable[[str, Path, str], None] | None = None,
-                 every: float = 10.0, stream=None, warmup: int = 1):
+    def __init__(
+        self,
+        out_dir: Path,
+        total: int,
+        report: FolderReport | None = None,
+        *,
+        progress: bool | str = False,
+        on_event: Callable[[str, Path, str], None] | None = None,
+        every: float = 10.0,
+        stream=None,
+        warmup: int = 1,
+    ):
         self.out_dir, self.total = Path(out_dir), total
         self.report = report if report is not None else FolderReport()
         self.on_event, self.every = on_event, every
@@ -311,9 +348,15 @@ class RunLog:
         self.eta = Eta(warmup=self.warmup)
         if self.mode == "bar":
             from tqdm import tqdm
+
             # tqdm's own estimate counts from the start (model loading included): ours instead (Eta)
-            self.bar = tqdm(total=self.total, initial=already_done, unit="img", dynamic_ncols=True,
-                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+            self.bar = tqdm(
+                total=self.total,
+                initial=already_done,
+                unit="img",
+                dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+            )
         elif self.mode == "lines":
             self._line(already_done, force=True)
         for img, why in self.report.failed:  # failures found while planning
@@ -370,8 +413,11 @@ class RunLog:
         pace = f", {rate:.1f} pictures/s" if rate is not None else ""
         left = f", about {left:.0f} s left" if left is not None else ""
         pct = 100.0 * done / self.total if self.total else 100.0
-        print(f"fillgap: {done}/{self.total} ({pct:.0f} %), {len(self.report.failed)} failed{pace}{left}",
-              file=self.stream, flush=True)
+        print(
+            f"fillgap: {done}/{self.total} ({pct:.0f} %), {len(self.report.failed)} failed{pace}{left}",
+            file=self.stream,
+            flush=True,
+        )
 
     def close(self) -> None:
         if self.bar is not None:
@@ -390,8 +436,7 @@ def exit_code(report: FolderReport) -> int:
 
 
 def summary(report: FolderReport, out_dir: Path) -> str:
-    line = (f"filled {len(report.written)}, already there {len(report.skipped_existing)}, "
-            f"failed {len(report.failed)}")
+    line = f"filled {len(report.written)}, already there {len(report.skipped_existing)}, failed {len(report.failed)}"
     if report.skipped:
         line += f", skipped {len(report.skipped)}"
     line += f" -> {out_dir}"

@@ -20,6 +20,7 @@ inside the output folder only: a row whose output folder is a link out of it fai
 in progress finish; after a SIGKILL, leftover temp files (``.NAME.XXXX.fillgap-tmp``) are removed
 by the next run. A lock file in the output folder keeps two runs from writing there at once.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -53,18 +54,28 @@ MAX_BATCH_PIXELS = 4 * 1024 * 1024
 class _Job:
     image: Path
     out: Path
-    rgb: np.ndarray                   # uint8 H x W x 3
-    alpha: np.ndarray | None          # the picture's transparency, written back unchanged
-    metadata: dict[str, bytes]        # colour profile and EXIF, written back (imageio.picture_metadata)
-    grey: bool                        # a greyscale file, written back greyscale
-    hole_alpha: np.ndarray            # H x W: fillgap.fill.prepare_mask's weights (bool for --blend hard)
-    windows: list[WindowJob]          # empty: nothing to fill
+    rgb: np.ndarray  # uint8 H x W x 3
+    alpha: np.ndarray | None  # the picture's transparency, written back unchanged
+    metadata: dict[str, bytes]  # colour profile and EXIF, written back (imageio.picture_metadata)
+    grey: bool  # a greyscale file, written back greyscale
+    hole_alpha: np.ndarray  # H x W: fillgap.fill.prepare_mask's weights (bool for --blend hard)
+    windows: list[WindowJob]  # empty: nothing to fill
     result: np.ndarray | None = None  # the picture being composited, window by window
-    left: int = 0                     # windows not filled yet
+    left: int = 0  # windows not filled yet
 
 
-def _prepare(image: Path, mask: Path, out: Path, method: FillMethod, dilate: int, resize_mask: bool,
-             strategy: str, max_side: int | None, blend: str, mask_options: dict | None = None) -> _Job:
+def _prepare(
+    image: Path,
+    mask: Path,
+    out: Path,
+    method: FillMethod,
+    dilate: int,
+    resize_mask: bool,
+    strategy: str,
+    max_side: int | None,
+    blend: str,
+    mask_options: dict | None = None,
+) -> _Job:
     """Reader thread: decode, then ``fillgap.fill``'s mask and plan steps. ``mask_options``:
     ``load_mask_for``'s invert_mask, mask_threshold and force."""
     rgb, alpha, metadata, grey = read_picture(image)
@@ -76,12 +87,28 @@ def _prepare(image: Path, mask: Path, out: Path, method: FillMethod, dilate: int
     return _Job(image, out, rgb, alpha, metadata, grey, hole_alpha, windows, rgb.copy(), len(windows))
 
 
-def fill_folder(image_dir: Path, mask_dir: Path, out_dir: Path, model: FillMethod | InpaintModel | str | None,
-                *, workers: int = 2, batch_size: int = 8, dilate: int = 0, overwrite: bool = False,
-                resize_mask: bool = False, progress: bool | str = False, max_side: int | None = None,
-                output_format: str = "auto", on_event: Callable[[str, Path, str], None] | None = None,
-                progress_every: float = 10.0, strategy: str = "auto", blend: str = "hard",
-                invert_mask: bool = False, force: bool = False, mask_threshold: int | None = None) -> FolderReport:
+def fill_folder(
+    image_dir: Path,
+    mask_dir: Path,
+    out_dir: Path,
+    model: FillMethod | InpaintModel | str | None,
+    *,
+    workers: int = 2,
+    batch_size: int = 8,
+    dilate: int = 0,
+    overwrite: bool = False,
+    resize_mask: bool = False,
+    progress: bool | str = False,
+    max_side: int | None = None,
+    output_format: str = "auto",
+    on_event: Callable[[str, Path, str], None] | None = None,
+    progress_every: float = 10.0,
+    strategy: str = "auto",
+    blend: str = "hard",
+    invert_mask: bool = False,
+    force: bool = False,
+    mask_threshold: int | None = None,
+) -> FolderReport:
     """Fill every picture under ``image_dir`` with its mask from ``mask_dir`` (or with one mask
     file for all, when ``mask_dir`` is a file) into ``out_dir``
     (same relative paths; lossy inputs written as PNG unless ``output_format`` says otherwise).
@@ -95,14 +122,26 @@ def fill_folder(image_dir: Path, mask_dir: Path, out_dir: Path, model: FillMetho
     if workers < 1 or batch_size < 1:
         raise FillgapError("--workers and --batch-size must be at least 1")
     strategy, max_side = check_strategy(strategy), check_max_side(max_side)
-    fill_args = (dilate, resize_mask, strategy, max_side, blend,
-                 dict(invert_mask=invert_mask, mask_threshold=mask_threshold, force=force))
+    fill_args = (
+        dilate,
+        resize_mask,
+        strategy,
+        max_side,
+        blend,
+        dict(invert_mask=invert_mask, mask_threshold=mask_threshold, force=force),
+    )
     prepare_mask(np.zeros((1, 1), np.float32), (1, 1), dilate, blend)  # bad settings fail before any file
     adjust_mask(np.zeros((1, 1), np.float32), threshold=mask_threshold)
     out_dir = Path(out_dir)
     run = plan_run(Path(image_dir), mask_dir, out_dir, output_format)
-    log = RunLog(out_dir, len(run.rows) + len(run.failed), progress=progress, on_event=on_event,
-                 every=progress_every, warmup=batch_size)
+    log = RunLog(
+        out_dir,
+        len(run.rows) + len(run.failed),
+        progress=progress,
+        on_event=on_event,
+        every=progress_every,
+        warmup=batch_size,
+    )
     todo = triage(run, log, overwrite)
     with locked_run(out_dir, log, todo):
         if todo:
@@ -116,7 +155,7 @@ def _run(todo, method, log: RunLog, workers, batch_size, overwrite, fill_args) -
     reads: deque[tuple[Path, Future]] = deque()
     writes: dict[Future, Path] = {}
     groups: dict[tuple, list[tuple[_Job, WindowJob]]] = {}  # strategy, window size -> windows waiting
-    lookahead = max(2 * batch_size, 4 * workers)     # decoded pictures held in memory, at most
+    lookahead = max(2 * batch_size, 4 * workers)  # decoded pictures held in memory, at most
     pending = iter(todo)
     full = [0]  # failed writes in a row on a full disk
 
@@ -133,9 +172,11 @@ def _run(todo, method, log: RunLog, workers, batch_size, overwrite, fill_args) -
                 log.failed(image, str(exc) if isinstance(exc, FillgapError) else repr(exc))
                 full[0] = full[0] + 1 if isinstance(exc, WriteError) and exc.disk_full else 0
         if full[0] >= MAX_DISK_FULL:
-            raise FillgapError(f"stopped: the disk is full ({full[0]} writes in a row failed: "
-                               f"{log.report.failed[-1][1]}); {len(log.report.written)} pictures written this "
-                               "run. Free some space and run the same command again to do the rest")
+            raise FillgapError(
+                f"stopped: the disk is full ({full[0]} writes in a row failed: "
+                f"{log.report.failed[-1][1]}); {len(log.report.written)} pictures written this "
+                "run. Free some space and run the same command again to do the rest"
+            )
 
     def write(job: _Job, result: np.ndarray | None) -> None:
         while len(writes) >= 2 * workers:  # do not queue more results than the writers keep up with
@@ -159,10 +200,10 @@ def _run(todo, method, log: RunLog, workers, batch_size, overwrite, fill_args) -
         pairs = groups.pop(key)
         step = batch_size if method.batchable else 1
         for i in range(0, len(pairs), step):
-            chunk = pairs[i:i + step]
-            fills = run_windows(method, torch.cat([w.image for _, w in chunk]),
-                                torch.cat([w.hole for _, w in chunk]),
-                                key[0], max_side)
+            chunk = pairs[i : i + step]
+            fills = run_windows(
+                method, torch.cat([w.image for _, w in chunk]), torch.cat([w.hole for _, w in chunk]), key[0], max_side
+            )
             for (job, win), fill in zip(chunk, fills):
                 composite(job.result, job.rgb, job.hole_alpha, win.window, fill, win.write)
                 job.left -= 1

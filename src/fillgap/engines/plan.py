@@ -1,5 +1,6 @@
 """Planning a folder run: which picture goes with which mask and which output (``plan_folder``),
 and what a run reports (``FolderReport``)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,8 +10,9 @@ from ..errors import FillgapError
 from ..imageio import IMAGE_SUFFIXES, list_images
 
 
-def find_mask(mask_dir: Path, relative: Path, existing: dict[Path, Path] | None = None,
-              image: Path | None = None) -> Path | None:
+def find_mask(
+    mask_dir: Path, relative: Path, existing: dict[Path, Path] | None = None, image: Path | None = None
+) -> Path | None:
     """The mask of ``relative`` (an image path relative to its folder): same path and stem (or stem
     + ``_mask``), any image suffix, .png first. ``existing``: ``mask_index(mask_dir)``, to look up
     thousands of masks without a file-system call each. ``image``: the picture itself, never its

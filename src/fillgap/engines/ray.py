@@ -14,6 +14,7 @@ Paths: local paths and file:// URIs are files on the workers' shared file system
 other URIs (s3://, gs://, hdfs://: any pyarrow file system, in a manifest) are read and written
 through pyarrow (atomic where the store's ``move`` is; written, not tested against a real store).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,6 +42,7 @@ def _reason(exc: BaseException) -> str:
 
 def _read_bytes(uri: str) -> bytes:
     import pyarrow.fs as pafs
+
     fs, path = pafs.FileSystem.from_uri(uri)
     try:
         with fs.open_input_stream(path) as fh:
@@ -63,8 +65,9 @@ def _fill_uri(picture, mask, output, method, dilate: int, overwrite: bool, resiz
     from ..fill.mask import mask_for
 
     settings = dict(settings)
-    invert, threshold, force = (settings.pop(k, d) for k, d in (("invert_mask", False), ("mask_threshold", None),
-                                                                 ("force", False)))
+    invert, threshold, force = (
+        settings.pop(k, d) for k, d in (("invert_mask", False), ("mask_threshold", None), ("force", False))
+    )
     rgb, alpha, metadata, grey = read_picture_bytes(load(picture), name=str(picture))
     original = read_mask_bytes(load(mask), name=str(mask))
     m = adjust_mask(original, invert, threshold)
@@ -86,10 +89,19 @@ def _fill_uri(picture, mask, output, method, dilate: int, overwrite: bool, resiz
     return STATUS_WRITTEN
 
 
-def fill_one(picture, mask, output, method, dilate: int = 0, overwrite: bool = False,
-             resize_mask: bool = False, settings: dict | None = None) -> tuple[str, str]:
+def fill_one(
+    picture,
+    mask,
+    output,
+    method,
+    dilate: int = 0,
+    overwrite: bool = False,
+    resize_mask: bool = False,
+    settings: dict | None = None,
+) -> tuple[str, str]:
     """(status, reason) of one row: written, exists (a rerun, or a retried task), or failed."""
     from ..files import fill_file
+
     out, img, msk = local_path(output), local_path(picture), local_path(mask)
     try:
         if out is not None and img is not None and msk is not None:
@@ -114,11 +126,20 @@ class FillActor:
     """One per actor: the fill method (a network, or a classical one) is loaded once, then each
     batch of rows is filled and written."""
 
-    def __init__(self, model, dilate: int, overwrite: bool, resize_mask: bool, threads: int,
-                 settings: dict | None = None, runtime: str = "auto"):
+    def __init__(
+        self,
+        model,
+        dilate: int,
+        overwrite: bool,
+        resize_mask: bool,
+        threads: int,
+        settings: dict | None = None,
+        runtime: str = "auto",
+    ):
         import torch
 
         from ..methods import TorchNetwork, get_method
+
         torch.set_num_threads(max(1, threads))
         self.method = get_method(model, runtime)
         # an actor given a GPU (--gpus-per-actor) runs a torch network there (onnxruntime picks its own device)
@@ -146,8 +167,10 @@ RAY_NOISE_LOGS = (
 # Lines of Ray's C++ core on the driver's stderr: Ray Data's own actor pool triggers this error-level
 # line on every run (https://github.com/ray-project/ray/issues/57733), though fillgap's actor
 # arguments are small names and settings.
-RAY_NOISE_LINES = re.compile(rb"core_worker\.cc:\d+: Actor with class name: .* has constructor arguments in the "
-                             rb"object store and max_restarts > 0")
+RAY_NOISE_LINES = re.compile(
+    rb"core_worker\.cc:\d+: Actor with class name: .* has constructor arguments in the "
+    rb"object store and max_restarts > 0"
+)
 
 
 class _DropMessages(logging.Filter):
@@ -186,7 +209,7 @@ def drop_stderr_lines(pattern: re.Pattern, fd: int = 2):
     def forward(data: bytes) -> None:
         try:
             while data:
-                data = data[os.write(saved, data):]
+                data = data[os.write(saved, data) :]
         except OSError:
             pass  # stderr closed by the reader (a pipe into `head`): nothing to show it to
 
@@ -225,6 +248,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Use the Ray already connected, else join ``address`` (auto, ray://HOST:10001, HOST:6379), else
     start a local Ray. True when this call connected (and so should disconnect)."""
     import ray
+
     if ray.is_initialized():
         return False
     logging.getLogger("ray").setLevel(logging.WARNING)
@@ -236,21 +260,41 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
         # the job, so they run at normal priority.
         options = dict(num_cpus=num_cpus, _system_config={"worker_niceness": 0})
     try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
-                 **options)
+        ray.init(
+            address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False, **options
+        )
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise FillgapError(f"cannot connect to Ray at {address or 'a new local instance'}: {exc}") from None
     return True
 
 
-def fill_ray(source: Path, mask_dir: Path | None, out_dir: Path, model=None, *, address: str | None = None,
-             actors: int = 2, gpus_per_actor: float = 0, batch_size: int = 8, dilate: int = 0,
-             overwrite: bool = False, resize_mask: bool = False, output_format: str = "auto",
-             progress: bool | str = False, on_event: Callable[[str, Path, str], None] | None = None,
-             progress_every: float = 10.0, threads_per_actor: int = 1, num_cpus: int | None = None,
-             strategy: str = "auto", max_side: int | None = None, blend: str = "hard",
-             runtime: str = "auto", invert_mask: bool = False, force: bool = False,
-             mask_threshold: int | None = None) -> FolderReport:
+def fill_ray(
+    source: Path,
+    mask_dir: Path | None,
+    out_dir: Path,
+    model=None,
+    *,
+    address: str | None = None,
+    actors: int = 2,
+    gpus_per_actor: float = 0,
+    batch_size: int = 8,
+    dilate: int = 0,
+    overwrite: bool = False,
+    resize_mask: bool = False,
+    output_format: str = "auto",
+    progress: bool | str = False,
+    on_event: Callable[[str, Path, str], None] | None = None,
+    progress_every: float = 10.0,
+    threads_per_actor: int = 1,
+    num_cpus: int | None = None,
+    strategy: str = "auto",
+    max_side: int | None = None,
+    blend: str = "hard",
+    runtime: str = "auto",
+    invert_mask: bool = False,
+    force: bool = False,
+    mask_threshold: int | None = None,
+) -> FolderReport:
     """The Ray engine: ``source`` a folder (masks in ``mask_dir``, or ``mask_dir`` one mask file for all) or a manifest (.csv/.parquet).
     ``model``: anything ``fillgap.methods.get_method`` takes (a name or a checkpoint path is loaded
     by each actor; a loaded network or method is shipped to each actor once). Returns the same
@@ -258,20 +302,34 @@ def fill_ray(source: Path, mask_dir: Path | None, out_dir: Path, model=None, *, 
     from ..fill import check_blend, check_dilate, check_max_side, check_strategy
     from ..methods import get_method
     from .common import locked_run
+
     if actors < 1 or batch_size < 1 or gpus_per_actor < 0:
         raise FillgapError("--actors and --batch-size must be at least 1, --gpus-per-actor at least 0")
     check_dilate(dilate), check_blend(blend)
     import numpy as np
 
     from ..files import adjust_mask
+
     adjust_mask(np.zeros((1, 1), np.float32), threshold=mask_threshold)  # a bad threshold fails here, once
-    settings = dict(strategy=check_strategy(strategy), max_side=check_max_side(max_side), blend=blend,
-                    invert_mask=invert_mask, force=force, mask_threshold=mask_threshold)
+    settings = dict(
+        strategy=check_strategy(strategy),
+        max_side=check_max_side(max_side),
+        blend=blend,
+        invert_mask=invert_mask,
+        force=force,
+        mask_threshold=mask_threshold,
+    )
     get_method(model, runtime)  # a bad name, checkpoint or runtime fails here, once, not in every actor
     out_dir = Path(out_dir)
     run = plan_run(Path(source), mask_dir, out_dir, output_format)
-    log = RunLog(out_dir, len(run.rows) + len(run.failed), progress=progress, on_event=on_event,
-                 every=progress_every, warmup=batch_size)
+    log = RunLog(
+        out_dir,
+        len(run.rows) + len(run.failed),
+        progress=progress,
+        on_event=on_event,
+        every=progress_every,
+        warmup=batch_size,
+    )
     todo = triage(run, log, overwrite, uris_ok=True)
     if not todo:
         with locked_run(out_dir, log, todo):
@@ -281,23 +339,50 @@ def fill_ray(source: Path, mask_dir: Path | None, out_dir: Path, model=None, *, 
         started = connect(address, num_cpus)
         try:
             with drop_stderr_lines(RAY_NOISE_LINES):
-                _execute(todo, log, model, actors, gpus_per_actor, batch_size, dilate, overwrite, resize_mask,
-                         threads_per_actor, settings, runtime)
+                _execute(
+                    todo,
+                    log,
+                    model,
+                    actors,
+                    gpus_per_actor,
+                    batch_size,
+                    dilate,
+                    overwrite,
+                    resize_mask,
+                    threads_per_actor,
+                    settings,
+                    runtime,
+                )
         except (FillgapError, KeyboardInterrupt):
             raise
         except Exception as exc:  # an actor that cannot start, a lost node: one line, outputs kept
             first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-            raise FillgapError(f"the Ray job failed ({type(exc).__name__}: {first[:300]}); the outputs written "
-                               "so far are kept: run the same command again to resume") from None
+            raise FillgapError(
+                f"the Ray job failed ({type(exc).__name__}: {first[:300]}); the outputs written "
+                "so far are kept: run the same command again to resume"
+            ) from None
         finally:
             if started:
                 import ray
+
                 ray.shutdown()
     return log.report
 
 
-def _execute(todo, log: RunLog, model, actors, gpus_per_actor, batch_size, dilate, overwrite, resize_mask,
-             threads, settings, runtime) -> None:
+def _execute(
+    todo,
+    log: RunLog,
+    model,
+    actors,
+    gpus_per_actor,
+    batch_size,
+    dilate,
+    overwrite,
+    resize_mask,
+    threads,
+    settings,
+    runtime,
+) -> None:
     import ray
     import ray.data
 
@@ -313,11 +398,23 @@ def _execute(todo, log: RunLog, model, actors, gpus_per_actor, batch_size, dilat
     # Small blocks: results stream back (and are logged) while the rest is still running.
     blocks = max(1, min(len(rows), -(-len(rows) // batch_size)))
     ds = ray.data.from_items(rows, override_num_blocks=blocks)
-    ds = ds.map_batches(FillActor, batch_size=batch_size, batch_format="numpy",
-                        compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads, num_gpus=gpus_per_actor or None,
-                        fn_constructor_kwargs=dict(model=model, dilate=dilate, overwrite=overwrite,
-                                                   resize_mask=resize_mask, threads=threads,
-                                                   settings=settings, runtime=runtime))
+    ds = ds.map_batches(
+        FillActor,
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=threads,
+        num_gpus=gpus_per_actor or None,
+        fn_constructor_kwargs=dict(
+            model=model,
+            dilate=dilate,
+            overwrite=overwrite,
+            resize_mask=resize_mask,
+            threads=threads,
+            settings=settings,
+            runtime=runtime,
+        ),
+    )
     seen = set()
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         for output, status, reason in zip(batch["output"], batch["status"], batch["reason"]):

@@ -10,6 +10,7 @@ the pictures are every ``test`` row of photos.csv in the file's order. The pictu
 six photos picked by a seeded draw, each with one of six (kind, bucket) cells. Checksums need the
 prepared photos (`fillgap data prepare --sets photos`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,9 @@ SIZES = (256, 512)
 GRID_CELLS = (("thin", 1), ("medium", 1), ("medium", 2), ("thick", 3), ("box", 2), ("box", 4))
 
 
-def build_protocol(name: str, version: int, base: str = "v1", sizes: tuple[int, ...] = SIZES,
-                   checksums: bool = True) -> Protocol:
+def build_protocol(
+    name: str, version: int, base: str = "v1", sizes: tuple[int, ...] = SIZES, checksums: bool = True
+) -> Protocol:
     """The protocol over photos.csv's test split with ``base``'s mask rules (checksums need the photos)."""
     rules = load_protocol(base)
     names = [row["name"] for row in photo_list() if row["split"] == "test"]
@@ -48,15 +50,25 @@ def build_protocol(name: str, version: int, base: str = "v1", sizes: tuple[int, 
     picked = sorted(rng.choice(len(names), len(GRID_CELLS), replace=False).tolist())
     grid = [GridCell(image=names[i], kind=k, bucket=b) for i, (k, b) in zip(picked, GRID_CELLS)]
     protocol = Protocol(
-        name=name, version=version,
-        description=(f"fillgap evaluation protocol {name}: all {len(names)} photos of the test split of photos.csv "
-                     "(never used in training), each as a square at 256 px (the main table) or 512 px (the "
-                     f"large-image run), with {base}'s seeded stroke and box holes, buckets and cells unchanged "
-                     f"(a photo that {base} also holds gets the same masks). Written by "
-                     f"`python -m fillgap.eval.make_protocol {name}`."),
+        name=name,
+        version=version,
+        description=(
+            f"fillgap evaluation protocol {name}: all {len(names)} photos of the test split of photos.csv "
+            "(never used in training), each as a square at 256 px (the main table) or 512 px (the "
+            f"large-image run), with {base}'s seeded stroke and box holes, buckets and cells unchanged "
+            f"(a photo that {base} also holds gets the same masks). Written by "
+            f"`python -m fillgap.eval.make_protocol {name}`."
+        ),
         images=ImageSet(source="photos", split="test", names=names),
-        preprocess=rules.preprocess, sizes=list(sizes), mask_seed=rules.mask_seed, buckets=rules.buckets,
-        cells=rules.cells, min_hit_rate=rules.min_hit_rate, max_draws=rules.max_draws, grid=grid)
+        preprocess=rules.preprocess,
+        sizes=list(sizes),
+        mask_seed=rules.mask_seed,
+        buckets=rules.buckets,
+        cells=rules.cells,
+        min_hit_rate=rules.min_hit_rate,
+        max_draws=rules.max_draws,
+        grid=grid,
+    )
     if checksums:
         for size in sizes:
             protocol.images_sha256[str(size)] = images_checksum(load_images(protocol, size))
@@ -66,6 +78,7 @@ def build_protocol(name: str, version: int, base: str = "v1", sizes: tuple[int, 
 
 def to_json(protocol: Protocol) -> str:
     """One key per line, short values inline, one line per picture name and grid row (readable diffs)."""
+
     def compact(value) -> str:
         return json.dumps(value, separators=(", ", ": "))
 
@@ -76,8 +89,11 @@ def to_json(protocol: Protocol) -> str:
     lines = []
     for key, value in data.items():
         if key == "images":
-            inner = [f'  "source": {compact(value["source"])}', f'  "split": {compact(value["split"])}',
-                     f'  "names": {block(value["names"], "  ")}']
+            inner = [
+                f'  "source": {compact(value["source"])}',
+                f'  "split": {compact(value["split"])}',
+                f'  "names": {block(value["names"], "  ")}',
+            ]
             text = "{\n" + ",\n".join(inner) + "\n }"
         elif key == "grid":
             text = block(value, " ")

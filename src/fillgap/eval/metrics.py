@@ -32,6 +32,7 @@ H x W (> 0 = hole), and work on [0, 1] floats (data range 1):
   truth, 0 = none (flat or smooth), above 1 = a grid pattern (or noise) the truth has not. None as
   for the detail ratio: no such pixel, or the original's RMS response below ``DETAIL_MIN_STD``.
 """
+
 from __future__ import annotations
 
 import math
@@ -117,7 +118,7 @@ def hole_checker_ratio(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -
     if not inner.any():
         return None
     truth = checker_energy(target, inner)
-    return None if truth < DETAIL_MIN_STD ** 2 else checker_energy(pred, inner) / truth
+    return None if truth < DETAIL_MIN_STD**2 else checker_energy(pred, inner) / truth
 
 
 def image_metrics(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict[str, float | None]:
@@ -127,8 +128,7 @@ def image_metrics(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dic
     p, t = _as_double(pred), _as_double(target)
     hole = torch.from_numpy(np.asarray(mask) > 0)
     err = p - t
-    out: dict[str, float | None] = {"psnr": psnr_from_mse(float(err.pow(2).mean())),
-                                    "l1": float(err.abs().mean())}
+    out: dict[str, float | None] = {"psnr": psnr_from_mse(float(err.pow(2).mean())), "l1": float(err.abs().mean())}
     # SSIM's convolutions in float64 are ~50x slower on CPU; float32 changes them by < 1e-6
     p32, t32 = p.float(), t.float()
     out["ssim"], smap = ssim_map(p32, t32)

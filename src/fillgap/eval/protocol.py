@@ -22,6 +22,7 @@ pipeline, as ``fillgap fill`` would run it: its output is composited (known pixe
 the original), so all methods are judged on the hole alone. Cases are run one at a
 time with every method in turn, so a change in machine load touches all methods alike.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,8 +46,8 @@ PROTOCOL_DIR = Path(__file__).with_name("protocols")
 # -- the protocol file -------------------------------------------------------------------------
 class ImageSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    source: Literal["photos", "bundled"]   # prepared photo corpus, or the package's bundled/ folder
-    split: str                             # the split of photos.csv (or bundled/) the names come from
+    source: Literal["photos", "bundled"]  # prepared photo corpus, or the package's bundled/ folder
+    split: str  # the split of photos.csv (or bundled/) the names come from
     names: list[str]
 
 
@@ -66,13 +67,13 @@ class Protocol(BaseModel):
     preprocess: str
     sizes: list[int]
     mask_seed: int
-    buckets: list[tuple[float, float]]     # hole-ratio intervals [lo, hi)
-    cells: dict[str, list[int]]            # kind -> indices of the buckets it is drawn in
-    min_hit_rate: float                    # the rule that chose ``cells`` (see module doc)
+    buckets: list[tuple[float, float]]  # hole-ratio intervals [lo, hi)
+    cells: dict[str, list[int]]  # kind -> indices of the buckets it is drawn in
+    min_hit_rate: float  # the rule that chose ``cells`` (see module doc)
     max_draws: int
     grid: list[GridCell]
-    images_sha256: dict[str, str] = {}     # size -> checksum of the prepared pictures
-    masks_sha256: dict[str, str] = {}      # size -> checksum of every case's mask
+    images_sha256: dict[str, str] = {}  # size -> checksum of the prepared pictures
+    masks_sha256: dict[str, str] = {}  # size -> checksum of every case's mask
 
 
 def bucket_label(bucket: tuple[float, float]) -> str:
@@ -88,9 +89,11 @@ def load_protocol(spec: str | Path) -> Protocol:
     path = Path(spec)
     if not (path.suffix == ".json" and path.exists()):
         if str(spec) not in available_protocols():
-            raise FillgapError(f"unknown protocol '{spec}'{did_you_mean(spec, available_protocols())} "
-                               f"(choose from {', '.join(available_protocols())}, "
-                               "or give a .json file)")
+            raise FillgapError(
+                f"unknown protocol '{spec}'{did_you_mean(spec, available_protocols())} "
+                f"(choose from {', '.join(available_protocols())}, "
+                "or give a .json file)"
+            )
         path = PROTOCOL_DIR / f"{spec}.json"
     try:
         protocol = Protocol(**json.loads(path.read_text()))
@@ -111,26 +114,30 @@ def square(image: np.ndarray, size: int) -> np.ndarray:
     interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
     resized = cv2.resize(image, (nw, nh), interpolation=interp) if (nh, nw) != (h, w) else image
     top, left = (nh - size) // 2, (nw - size) // 2
-    return np.ascontiguousarray(resized[top:top + size, left:left + size])
+    return np.ascontiguousarray(resized[top : top + size, left : left + size])
 
 
 def image_paths(protocol: Protocol) -> dict[str, Path]:
     spec = protocol.images
     if spec.source == "bundled":
         from ..data.datasets import BUNDLED
+
         folder = BUNDLED / spec.split
         found = {p.stem: p for p in sorted(folder.iterdir())} if folder.is_dir() else {}
         paths = {n: found.get(n, folder / f"{n}.jpg") for n in spec.names}
         hint = "the package's bundled photos are incomplete: reinstall fillgap"
     else:
         from ..data.photos import data_root
+
         folder = data_root() / "photos"
         paths = {n: folder / f"{n}.png" for n in spec.names}
         hint = "run `fillgap data prepare --sets photos` first, or use --protocol bundled"
     missing = [p for p in paths.values() if not p.exists()]
     if missing:
-        raise FillgapError(f"protocol {protocol.name}: {len(missing)} of its {len(paths)} pictures are missing "
-                           f"(e.g. {missing[0]}): {hint}")
+        raise FillgapError(
+            f"protocol {protocol.name}: {len(missing)} of its {len(paths)} pictures are missing "
+            f"(e.g. {missing[0]}): {hint}"
+        )
     return paths
 
 
@@ -143,9 +150,9 @@ def load_images(protocol: Protocol, size: int) -> dict[str, np.ndarray]:
 class Case:
     image: str
     kind: str
-    bucket: int          # index into protocol.buckets
-    mask: np.ndarray     # float32 H x W, 1 = hole
-    draw: int            # how many draws the rejection sampling took before this one
+    bucket: int  # index into protocol.buckets
+    mask: np.ndarray  # float32 H x W, 1 = hole
+    draw: int  # how many draws the rejection sampling took before this one
 
     @property
     def key(self) -> str:
@@ -160,9 +167,11 @@ def draw_mask(protocol: Protocol, image: str, kind: str, bucket: int, size: int)
         mask = generate(kind, make_rng(protocol.mask_seed, stream, draw), size, size)
         if lo <= hole_ratio(mask) < hi and mask.any():
             return mask, draw
-    raise FillgapError(f"protocol {protocol.name}: no {kind} mask with a {bucket_label((lo, hi))} hole after "
-                       f"{protocol.max_draws} draws ({image}, {size} px): the mask generator changed, "
-                       "the protocol needs a new version")
+    raise FillgapError(
+        f"protocol {protocol.name}: no {kind} mask with a {bucket_label((lo, hi))} hole after "
+        f"{protocol.max_draws} draws ({image}, {size} px): the mask generator changed, "
+        "the protocol needs a new version"
+    )
 
 
 def make_cases(protocol: Protocol, size: int, names: list[str] | None = None) -> list[Case]:
@@ -192,9 +201,13 @@ def images_checksum(images: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def bucket_hit_rates(kinds: tuple[str, ...] = ("thin", "medium", "thick", "box"),
-                     buckets: list[tuple[float, float]] | None = None, size: int = 256,
-                     draws: int = 2000, seed: int = 0) -> dict[str, list[float]]:
+def bucket_hit_rates(
+    kinds: tuple[str, ...] = ("thin", "medium", "thick", "box"),
+    buckets: list[tuple[float, float]] | None = None,
+    size: int = 256,
+    draws: int = 2000,
+    seed: int = 0,
+) -> dict[str, list[float]]:
     """Fraction of each kind's masks that land in each bucket: the measurement behind ``cells``."""
     buckets = buckets or [(0.0, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.5)]
     rates = {}

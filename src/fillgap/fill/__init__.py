@@ -21,6 +21,7 @@ the server and ``fillgap eval`` all go through these steps:
 
 An empty mask gives the input back with no method loaded or run.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,8 +36,17 @@ from ..methods import DEFAULT_RUNTIME, FillMethod, get_method
 from .composite import composite
 from .mask import BLENDS, as_mask, check_blend, check_dilate, prepare_mask, resize_mask
 from .plan import Window, hole_window, plan_windows, thin_tiles
-from .strategies import (CRA_SIDE, STRATEGIES, check_max_side, check_strategy, choose, cra_available, limit_of,
-                         native_side, run)
+from .strategies import (
+    CRA_SIDE,
+    STRATEGIES,
+    check_max_side,
+    check_strategy,
+    choose,
+    cra_available,
+    limit_of,
+    native_side,
+    run,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -51,7 +61,7 @@ class WindowJob:
     # 1 x 3 x h x w uint8, the pipeline's own copy: strategies read it as floats when they need
     # them (``cra`` writes its fill into it)
     image: torch.Tensor
-    hole: torch.Tensor   # 1 x 1 x h x w, 1 = hole
+    hole: torch.Tensor  # 1 x 1 x h x w, 1 = hole
     # the part of ``window`` whose hole pixels this job's fill is written to (None: all of it);
     # a tile of a thin hole sees a margin of context that other tiles write
     write: Window | None = None
@@ -69,8 +79,12 @@ def check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _pieces(hole: np.ndarray, method: FillMethod, strategy: str, max_side: int | None,
-            ) -> Iterator[tuple[Window, str, Window | None]]:
+def _pieces(
+    hole: np.ndarray,
+    method: FillMethod,
+    strategy: str,
+    max_side: int | None,
+) -> Iterator[tuple[Window, str, Window | None]]:
     """(window, concrete strategy, part written) for every window of ``hole`` to fill."""
     for win in plan_windows(hole, single=strategy == "resize"):
         concrete = choose(strategy, method, (win.height, win.width), max_side)
@@ -86,22 +100,30 @@ def _pieces(hole: np.ndarray, method: FillMethod, strategy: str, max_side: int |
 def _job(image: np.ndarray, hole: np.ndarray, window: Window, strategy: str, write: Window | None) -> WindowJob:
     # uint8 until ``run`` needs floats: a 12 MP picture's window in float is 4x the memory,
     # and ``cra`` needs it only after its low-resolution pass
-    return WindowJob(window, strategy, to_tensor(image[window.slices], uint8=True),
-                     mask_to_tensor(hole[window.slices].astype(np.float32)), write)
+    return WindowJob(
+        window,
+        strategy,
+        to_tensor(image[window.slices], uint8=True),
+        mask_to_tensor(hole[window.slices].astype(np.float32)),
+        write,
+    )
 
 
 def check_fits(image: np.ndarray, method: FillMethod) -> None:
     """Refuse a colour picture for a greyscale network (one channel, e.g. seed-mnist-ae's 28 x 28
     digits): it would fill a grey copy of the hole's window, scaled to its size."""
-    if getattr(method, "channels", 3) == 1 and not (np.array_equal(image[..., 0], image[..., 1])
-                                                    and np.array_equal(image[..., 1], image[..., 2])):
+    if getattr(method, "channels", 3) == 1 and not (
+        np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2])
+    ):
         size = f" at {method.fixed_size}x{method.fixed_size}" if method.fixed_size else ""
-        raise FillgapError(f"model '{method.name}' fills greyscale pictures only (one channel{size}); "
-                           "this picture is in colour")
+        raise FillgapError(
+            f"model '{method.name}' fills greyscale pictures only (one channel{size}); this picture is in colour"
+        )
 
 
-def plan(image: np.ndarray, alpha: np.ndarray, method: FillMethod, strategy: str = "auto",
-         max_side: int | None = None) -> Iterator[WindowJob]:
+def plan(
+    image: np.ndarray, alpha: np.ndarray, method: FillMethod, strategy: str = "auto", max_side: int | None = None
+) -> Iterator[WindowJob]:
     """The windows of ``image`` to fill for the prepared weights ``alpha``, with their tensors, one
     at a time (a thin hole's tiles would hold all their tensors at once in a list)."""
     check_fits(image, method)
@@ -115,13 +137,25 @@ def array_route(method: FillMethod, window: Window, strategy: str, max_side: int
     method (``fill_array``) at the window's own resolution, where ``run`` would only round-trip
     its tensors. Scaled windows (area and bicubic resampling, cra's attention) stay torch's, so
     the output is the same bytes either way (tests/test_lazy_import.py compares them)."""
-    return (getattr(method, "fill_array", None) is not None and not method.fixed_size
-            and max(window.height, window.width) <= native_side(method, strategy, max_side))
+    return (
+        getattr(method, "fill_array", None) is not None
+        and not method.fixed_size
+        and max(window.height, window.width) <= native_side(method, strategy, max_side)
+    )
 
 
-def inpaint(image: np.ndarray, mask: np.ndarray, model: FillMethod | str | None = None,
-            dilate: int = 0, max_side: int | None = None, *, strategy: str = "auto", blend: str = "hard",
-            resize_mask: bool = False, runtime: str = DEFAULT_RUNTIME) -> np.ndarray:
+def inpaint(
+    image: np.ndarray,
+    mask: np.ndarray,
+    model: FillMethod | str | None = None,
+    dilate: int = 0,
+    max_side: int | None = None,
+    *,
+    strategy: str = "auto",
+    blend: str = "hard",
+    resize_mask: bool = False,
+    runtime: str = DEFAULT_RUNTIME,
+) -> np.ndarray:
     """Fill the holes of ``image`` (uint8 H x W x 3) marked by ``mask``; see the module doc.
 
     ``model``: a method name (``fillgap models``), a checkpoint path, a loaded network or method,
@@ -155,7 +189,30 @@ def inpaint(image: np.ndarray, mask: np.ndarray, model: FillMethod | str | None 
     return out
 
 
-__all__ = ["inpaint", "prepare_mask", "plan", "plan_windows", "run", "composite", "choose", "WindowJob",
-           "Window", "as_mask", "resize_mask", "hole_window", "check_image", "check_fits", "check_dilate", "check_blend",
-           "check_strategy", "check_max_side", "cra_available", "thin_tiles", "array_route", "native_side",
-           "STRATEGIES", "BLENDS", "CRA_SIDE"]
+__all__ = [
+    "inpaint",
+    "prepare_mask",
+    "plan",
+    "plan_windows",
+    "run",
+    "composite",
+    "choose",
+    "WindowJob",
+    "Window",
+    "as_mask",
+    "resize_mask",
+    "hole_window",
+    "check_image",
+    "check_fits",
+    "check_dilate",
+    "check_blend",
+    "check_strategy",
+    "check_max_side",
+    "cra_available",
+    "thin_tiles",
+    "array_route",
+    "native_side",
+    "STRATEGIES",
+    "BLENDS",
+    "CRA_SIDE",
+]

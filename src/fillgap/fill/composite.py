@@ -1,4 +1,5 @@
 """Step 4 of a fill: put a window's fill back into the picture."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,14 @@ from .plan import Window
 torch = lazy("torch")  # not for the uint8 fills of classical methods (``_composite_array``)
 
 
-def composite(out: np.ndarray, image: np.ndarray, alpha: np.ndarray, window: Window,
-              fill: torch.Tensor | np.ndarray, write: Window | None = None) -> None:
+def composite(
+    out: np.ndarray,
+    image: np.ndarray,
+    alpha: np.ndarray,
+    window: Window,
+    fill: torch.Tensor | np.ndarray,
+    write: Window | None = None,
+) -> None:
     """Write ``out[window] = a * fill + (1 - a) * image`` where the weight ``a`` > 0, and the
     picture's own pixels where ``a`` = 0 (bit-identical). ``fill``: 3 x h x w (or 1 x 3 x h x w)
     float in [0, 1] for the window, overwritten (consumed), or uint8 (rounded already, as
@@ -28,7 +35,9 @@ def composite(out: np.ndarray, image: np.ndarray, alpha: np.ndarray, window: Win
         fill = torch.from_numpy(fill).permute(2, 0, 1)
     fill = (fill[0] if fill.dim() == 4 else fill).detach().cpu()
     if write is not None and write != window:
-        fill = fill[:, write.top - window.top:write.bottom - window.top, write.left - window.left:write.right - window.left]
+        fill = fill[
+            :, write.top - window.top : write.bottom - window.top, write.left - window.left : write.right - window.left
+        ]
         window = write
     rounded_already = fill.dtype == torch.uint8
     if not rounded_already:
@@ -45,8 +54,7 @@ def composite(out: np.ndarray, image: np.ndarray, alpha: np.ndarray, window: Win
         f = fill[:, torch.from_numpy(ys), torch.from_numpy(xs)].T.float().numpy()  # 0-255 scale
         if not rounded_already:
             f *= 255.0
-        target[ys, xs] = np.clip(w * f + (1.0 - w) * region[ys, xs].astype(np.float32) + 0.5,
-                                 0, 255).astype(np.uint8)
+        target[ys, xs] = np.clip(w * f + (1.0 - w) * region[ys, xs].astype(np.float32) + 0.5, 0, 255).astype(np.uint8)
     # In place: the fill is consumed here (a window's float copy is what big pictures cannot afford).
     if not rounded_already:
         fill = round_to_uint8_(fill)
@@ -54,13 +62,16 @@ def composite(out: np.ndarray, image: np.ndarray, alpha: np.ndarray, window: Win
     np.copyto(target, rounded, where=full[..., None])
 
 
-def _composite_array(out: np.ndarray, image: np.ndarray, alpha: np.ndarray, window: Window, fill: np.ndarray,
-                     write: Window | None = None) -> None:
+def _composite_array(
+    out: np.ndarray, image: np.ndarray, alpha: np.ndarray, window: Window, fill: np.ndarray, write: Window | None = None
+) -> None:
     """``composite`` of a uint8 h x w x 3 fill in numpy, giving the bytes of the float route on
     ``fill / 255``: in float32, v / 255 * 255 is exactly v for every v (tests/test_lazy_import.py
     checks all 256), so full-weight pixels are the fill itself and grey-weight ones blend v."""
     if write is not None and write != window:
-        fill = fill[write.top - window.top:write.bottom - window.top, write.left - window.left:write.right - window.left]
+        fill = fill[
+            write.top - window.top : write.bottom - window.top, write.left - window.left : write.right - window.left
+        ]
         window = write
     region, target, a = image[window.slices], out[window.slices], alpha[window.slices]
     full = a >= 1
@@ -69,6 +80,5 @@ def _composite_array(out: np.ndarray, image: np.ndarray, alpha: np.ndarray, wind
         ys, xs = np.nonzero(part)
         w = a[ys, xs][:, None].astype(np.float32)
         f = fill[ys, xs].astype(np.float32)
-        target[ys, xs] = np.clip(w * f + (1.0 - w) * region[ys, xs].astype(np.float32) + 0.5,
-                                 0, 255).astype(np.uint8)
+        target[ys, xs] = np.clip(w * f + (1.0 - w) * region[ys, xs].astype(np.float32) + 0.5, 0, 255).astype(np.uint8)
     np.copyto(target, fill, where=full[..., None])

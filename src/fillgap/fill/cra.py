@@ -1,6 +1,7 @@
 """Contextual residual aggregation (Yi et al., CVPR 2020): a window filled at low resolution gets
 its full-resolution detail back from the known region, matched by contextual attention
 (``fillgap.models.attention``) on the low-resolution fill."""
+
 from __future__ import annotations
 
 import math
@@ -37,9 +38,18 @@ def _upsampled_at(low: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, big
 
 
 @torch.no_grad()
-def aggregate_residual(image: torch.Tensor, hole: torch.Tensor, coarse: torch.Tensor, *, grid: int = 64,
-                       patch_size: int = 3, scale: float = 100.0, topk: int = 4, chunk: int = 256,
-                       inplace: bool = False) -> torch.Tensor:
+def aggregate_residual(
+    image: torch.Tensor,
+    hole: torch.Tensor,
+    coarse: torch.Tensor,
+    *,
+    grid: int = 64,
+    patch_size: int = 3,
+    scale: float = 100.0,
+    topk: int = 4,
+    chunk: int = 256,
+    inplace: bool = False,
+) -> torch.Tensor:
     """Contextual residual aggregation: a low-resolution fill made sharp at full resolution.
 
     Interface (what ``fillgap.fill``'s ``cra`` strategy calls):
@@ -68,8 +78,9 @@ def aggregate_residual(image: torch.Tensor, hole: torch.Tensor, coarse: torch.Te
     plus one area-downsampling pass.
     """
     if image.dim() != 4 or image.shape[1] != 3 or coarse.dim() != 4 or coarse.shape[:2] != image.shape[:2]:
-        raise ValueError(f"need image N x 3 x H x W and coarse N x 3 x h x w, got {tuple(image.shape)}, "
-                         f"{tuple(coarse.shape)}")
+        raise ValueError(
+            f"need image N x 3 x H x W and coarse N x 3 x h x w, got {tuple(image.shape)}, {tuple(coarse.shape)}"
+        )
     n, _, big_h, big_w = image.shape
     if hole.shape != (n, 1, big_h, big_w):
         raise ValueError(f"hole must be {n} x 1 x {big_h} x {big_w}, got {tuple(hole.shape)}")
@@ -85,7 +96,7 @@ def aggregate_residual(image: torch.Tensor, hole: torch.Tensor, coarse: torch.Te
         # The hole as given (no full-resolution float copy: a 12 MP window cannot spare it);
         # max-pooling then "> 0" = "any missing pixel under this cell".
         # a uint8 picture stays uint8 (a 12 MP window in floats is 4x the bytes): read as floats cell by cell
-        img, holes, low = image[i:i + 1], hole[i:i + 1].float(), coarse[i:i + 1].float()
+        img, holes, low = image[i : i + 1], hole[i : i + 1].float(), coarse[i : i + 1].float()
         if img.dtype != torch.uint8:
             img = img.float()
         if not (holes > 0).any():
@@ -107,8 +118,9 @@ def aggregate_residual(image: torch.Tensor, hole: torch.Tensor, coarse: torch.Te
             rows, cols = _cell_pixels(q, gw, s, big_h, big_w)
             fill = _upsampled_at(low, rows, cols, big_h, big_w)  # 3 x c x s x s
             krows, kcols = _cell_pixels(idx[0].flatten(), gw, s, big_h, big_w)
-            detail = as_float(img[0][:, krows[:, :, None], kcols[:, None, :]]) - _upsampled_at(blur_low, krows, kcols,
-                                                                                                big_h, big_w)
+            detail = as_float(img[0][:, krows[:, :, None], kcols[:, None, :]]) - _upsampled_at(
+                blur_low, krows, kcols, big_h, big_w
+            )
             detail = detail.view(3, *idx.shape[1:], s, s)  # 3 x c x K x s x s
             fill = (fill + (weights[0][None, :, :, None, None] * detail).sum(2)).clamp(0, 1)
             # Write the cells' in-picture pixels that are missing (cells never overlap).

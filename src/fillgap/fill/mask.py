@@ -1,4 +1,5 @@
 """Step 1 of a fill: any mask -> the float hole weights the other steps use."""
+
 from __future__ import annotations
 
 import numbers
@@ -47,13 +48,19 @@ def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if mask.shape == (h, w):
         return mask
     shrink = h * w < mask.shape[0] * mask.shape[1]
-    out = cv2.resize(np.ascontiguousarray(mask, np.float32), (w, h),
-                     interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    out = cv2.resize(
+        np.ascontiguousarray(mask, np.float32), (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    )
     return np.clip(out, 0.0, 1.0)
 
 
-def mask_for(mask: np.ndarray, shape: tuple[int, int], resize: bool = False, label: object = "the mask",
-             hint: str = "pass --resize-mask to scale it") -> np.ndarray:
+def mask_for(
+    mask: np.ndarray,
+    shape: tuple[int, int],
+    resize: bool = False,
+    label: object = "the mask",
+    hint: str = "pass --resize-mask to scale it",
+) -> np.ndarray:
     """``mask`` for a picture of ``shape`` (H, W): as it is when the sizes match, scaled by
     ``resize_mask`` (thin strokes survive) when ``resize``, else a one-line error naming both sizes
     and ``hint`` (the CLI's flag; the server names its form field). The API, the CLI, the server
@@ -80,8 +87,9 @@ def check_blend(blend) -> str:
     return blend
 
 
-def prepare_mask(mask: np.ndarray, shape: tuple[int, int], dilate: int = 0, blend: str = "hard",
-                 resize: bool = False) -> np.ndarray:
+def prepare_mask(
+    mask: np.ndarray, shape: tuple[int, int], dilate: int = 0, blend: str = "hard", resize: bool = False
+) -> np.ndarray:
     """H x W weights for a picture of ``shape``: 0 = keep, > 0 = hole; float32 in [0, 1] for the
     soft blend, bool (True = replaced) for the hard one (a quarter of the memory on big pictures).
 

@@ -1,5 +1,6 @@
 """Step 2 of a fill: which windows of the picture to fill, one per group of nearby holes (and, for
 thin holes in a window too large to fill at native resolution, native-resolution tiles along them)."""
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -7,17 +8,17 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-MARGIN_FRAC = 0.5   # context around a hole: half its size on each side ...
-MIN_MARGIN = 32     # ... and at least this many pixels
-POOL = 4           # grouping works on the hole max-pooled by this factor
-MAX_GROUPS = 400   # more separate holes than this: one window around all
-MERGE_GAP = 16      # windows closer than this become one (two calls would share most context)
+MARGIN_FRAC = 0.5  # context around a hole: half its size on each side ...
+MIN_MARGIN = 32  # ... and at least this many pixels
+POOL = 4  # grouping works on the hole max-pooled by this factor
+MAX_GROUPS = 400  # more separate holes than this: one window around all
+MERGE_GAP = 16  # windows closer than this become one (two calls would share most context)
 # Thin holes (scratches, wires, lines of text): every hole pixel within this many pixels of a kept one.
 # Filled at a working scale their width shrinks below a pixel; measured at 2560 x 1600 on three test
 # photos, native-resolution tiles beat cra by 2.5-6.4 dB hole PSNR on 3-16 px lines (bench/hires.py's
 # scratches: +5.0 dB); from 64 px lines (half-width above 40) cra and a scaled fill are within 1 dB.
 THIN_HALF_WIDTH = 40
-TILE_CELL = 320     # side of the cells a thin hole is cut into; each is filled with its own context ...
+TILE_CELL = 320  # side of the cells a thin hole is cut into; each is filled with its own context ...
 MIN_TILE_CELL = 128  # ... and no smaller (a tiny --max-side would make thousands of tiles: cra then)
 
 
@@ -40,8 +41,15 @@ class Window(NamedTuple):
         return slice(self.top, self.bottom), slice(self.left, self.right)
 
 
-def _grow(top: int, bottom: int, left: int, right: int, shape: tuple[int, int],
-          margin_frac: float = MARGIN_FRAC, min_margin: int = MIN_MARGIN) -> Window:
+def _grow(
+    top: int,
+    bottom: int,
+    left: int,
+    right: int,
+    shape: tuple[int, int],
+    margin_frac: float = MARGIN_FRAC,
+    min_margin: int = MIN_MARGIN,
+) -> Window:
     mh = max(min_margin, int((bottom - top) * margin_frac))
     mw = max(min_margin, int((right - left) * margin_frac))
     h, w = shape
@@ -55,8 +63,7 @@ def hole_window(hole: np.ndarray, margin_frac: float = MARGIN_FRAC, min_margin: 
 
 
 def _close(a: Window, b: Window, gap: int) -> bool:
-    return (a.top < b.bottom + gap and b.top < a.bottom + gap and
-            a.left < b.right + gap and b.left < a.right + gap)
+    return a.top < b.bottom + gap and b.top < a.bottom + gap and a.left < b.right + gap and b.left < a.right + gap
 
 
 def _union(a: Window, b: Window) -> Window:
@@ -89,10 +96,13 @@ def plan_windows(hole: np.ndarray, merge_gap: int = MERGE_GAP, single: bool = Fa
     windows = []
     for x, y, ww, hh, _ in stats[1:n]:
         top, left = y * POOL, x * POOL
-        sub = hole[top:(y + hh) * POOL, left:(x + ww) * POOL]
+        sub = hole[top : (y + hh) * POOL, left : (x + ww) * POOL]
         rows, cols = np.flatnonzero(sub.any(axis=1)), np.flatnonzero(sub.any(axis=0))
-        windows.append(_grow(int(top + rows[0]), int(top + rows[-1] + 1), int(left + cols[0]),
-                             int(left + cols[-1] + 1), hole.shape))
+        windows.append(
+            _grow(
+                int(top + rows[0]), int(top + rows[-1] + 1), int(left + cols[0]), int(left + cols[-1] + 1), hole.shape
+            )
+        )
     # Merge until stable; a sweep over windows sorted by top keeps this fast for many holes.
     merged = True
     while merged and len(windows) > 1:
@@ -151,7 +161,7 @@ def thin_tiles(hole: np.ndarray, window: Window, limit: int) -> list[tuple[Windo
     pieces = []
     for top in range(window.top, window.bottom, cell):
         for left in range(window.left, window.right, cell):
-            part = hole[top:min(top + cell, window.bottom), left:min(left + cell, window.right)]
+            part = hole[top : min(top + cell, window.bottom), left : min(left + cell, window.right)]
             rows, cols = np.flatnonzero(part.any(axis=1)), np.flatnonzero(part.any(axis=0))
             if not len(rows):
                 continue

@@ -11,6 +11,7 @@
   gets a sharp fill for the cost of a small one.
 - ``auto`` (default): per window, ``crop`` when it fits the method's limit, ``cra`` beyond.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -25,18 +26,19 @@ torch = lazy("torch")  # a classical method's native-resolution windows skip thi
 F = lazy("torch.nn.functional")
 
 STRATEGIES = ("auto", "resize", "crop", "cra")
-CRA_SIDE = 512      # long side of the low-resolution fill in ``cra``
+CRA_SIDE = 512  # long side of the low-resolution fill in ``cra``
 # Residual of the single best-matching context cell: top-4 blending averaged textures away
 # (bench/hires.py, 6 cases at 2560 x 1600: detail ratio 0.67/0.46 with top-4, 0.92/0.76 with
 # top-1 for blob/strokes, hole PSNR 0.1 dB apart).
 CRA_TOPK = 1
-MIN_MAX_SIDE = 16   # smaller working sizes leave a network nothing to see
+MIN_MAX_SIDE = 16  # smaller working sizes leave a network nothing to see
 
 
 def check_strategy(strategy) -> str:
     if strategy not in STRATEGIES:
-        raise FillgapError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
-                           f"{did_you_mean(strategy, STRATEGIES)}")
+        raise FillgapError(
+            f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}{did_you_mean(strategy, STRATEGIES)}"
+        )
     return strategy
 
 
@@ -106,8 +108,9 @@ def _scaled_fill(method: FillMethod, image: torch.Tensor, hole: torch.Tensor, si
     return F.interpolate(out, size=image.shape[-2:], mode="bicubic").clamp(0, 1)
 
 
-def run(method: FillMethod, image: torch.Tensor, hole: torch.Tensor, strategy: str,
-        max_side: int | None = None) -> torch.Tensor:
+def run(
+    method: FillMethod, image: torch.Tensor, hole: torch.Tensor, strategy: str, max_side: int | None = None
+) -> torch.Tensor:
     """The fill of N windows of one size (N x C x H x W uint8, or floats in [0, 1]; hole
     N x 1 x H x W) by one concrete strategy (see ``choose``); returns N x 3 x H x W floats in
     [0, 1], except ``cra`` on uint8 windows larger than its working size: the fill rounded to

@@ -2,6 +2,7 @@
 N x C x H x W floats in [0, 1] (or the same pixels as uint8, a quarter of the memory, until a
 step needs floats), holes N x 1 x H x W (1 = missing); files hold uint8 H x W x C
 (``fillgap.imageio``)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,8 +41,9 @@ def area_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     a fill's memory peaks); floats -> the same dtype and range."""
     if image.dtype != torch.uint8:
         return F.interpolate(image, size=size, mode="area")
-    return torch.cat([F.interpolate(as_float(image[:, c:c + 1]), size=size, mode="area")
-                      for c in range(image.shape[1])], dim=1)
+    return torch.cat(
+        [F.interpolate(as_float(image[:, c : c + 1]), size=size, mode="area") for c in range(image.shape[1])], dim=1
+    )
 
 
 def mask_to_tensor(mask: np.ndarray) -> torch.Tensor:

@@ -14,6 +14,7 @@ limits the pipeline needs. ``get_method(spec)`` turns what a user names into one
 
 Networks run in a runtime (``register_runtime``; ``get_method(spec, runtime="onnx")``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,8 +26,16 @@ from ..errors import FillgapError, did_you_mean
 from ..models import model_names
 from ..runtime.base import NETWORK_MAX_SIDE, FillMethod
 from ..runtime.network import TorchNetwork, native_bf16
-from .registry import (DEFAULT_RUNTIME, METHODS, RUNTIMES, MethodEntry, names, register_method, register_runtime,
-                       runtimes)
+from .registry import (
+    DEFAULT_RUNTIME,
+    METHODS,
+    RUNTIMES,
+    MethodEntry,
+    names,
+    register_method,
+    register_runtime,
+    runtimes,
+)
 
 if TYPE_CHECKING:
     from ..models import InpaintModel
@@ -34,12 +43,25 @@ if TYPE_CHECKING:
 DEFAULT_NAME = "fillgap-default"
 
 # The shipped networks first, then what builds on them, then the classical peers (registered on import).
-register_method(MethodEntry(DEFAULT_NAME, "shipped", "network (shipped weights: faithful and textured)",
-                            weights=DEFAULT_WEIGHTS, card="MODEL_CARD.md"))
-register_method(MethodEntry("fillgap-smooth", "shipped", "network (shipped weights: smooth, best hole SSIM)",
-                            weights=WEIGHTS_DIR / "ffc-smooth.safetensors", card="MODEL_CARD-smooth.md"))
-register_method(MethodEntry("fillgap-texture", "textured", "network + texture from the picture",
-                            base=DEFAULT_NAME))
+register_method(
+    MethodEntry(
+        DEFAULT_NAME,
+        "shipped",
+        "network (shipped weights: faithful and textured)",
+        weights=DEFAULT_WEIGHTS,
+        card="MODEL_CARD.md",
+    )
+)
+register_method(
+    MethodEntry(
+        "fillgap-smooth",
+        "shipped",
+        "network (shipped weights: smooth, best hole SSIM)",
+        weights=WEIGHTS_DIR / "ffc-smooth.safetensors",
+        card="MODEL_CARD-smooth.md",
+    )
+)
+register_method(MethodEntry("fillgap-texture", "textured", "network + texture from the picture", base=DEFAULT_NAME))
 
 from .classical import ClassicalMethod  # noqa: E402  (registers the classical methods)
 from .textured import TexturedMethod  # noqa: E402
@@ -68,11 +90,13 @@ def fill_method_names() -> list[str]:
 
 def available_names() -> list[str]:
     """The registered methods whose weights are installed (a shipped network, and what builds on it)."""
+
     def installed(name: str) -> bool:
         entry = METHODS[name]
         if entry.kind == "shipped":
             return entry.weights is not None and entry.weights.exists()
         return entry.base is None or installed(entry.base)
+
     return [n for n in METHODS if installed(n)]
 
 
@@ -89,26 +113,32 @@ def load_network(spec: str | Path | None = None, device: str = "cpu") -> Inpaint
 
 def _network(model: InpaintModel, source: str, runtime: str, name: str = "") -> FillMethod:
     if runtime not in RUNTIMES:
-        raise FillgapError(f"unknown runtime '{runtime}'{did_you_mean(runtime, RUNTIMES)} "
-                           f"(available: {', '.join(RUNTIMES)})")
+        raise FillgapError(
+            f"unknown runtime '{runtime}'{did_you_mean(runtime, RUNTIMES)} (available: {', '.join(RUNTIMES)})"
+        )
     method = RUNTIMES[runtime](model, source)
     if name:
         method.name = name
     return method
 
 
-def get_method(spec: FillMethod | InpaintModel | str | Path | None = None,
-               runtime: str = DEFAULT_RUNTIME, allow_untrained: bool = False) -> FillMethod:
+def get_method(
+    spec: FillMethod | InpaintModel | str | Path | None = None,
+    runtime: str = DEFAULT_RUNTIME,
+    allow_untrained: bool = False,
+) -> FillMethod:
     """The fill method named by ``spec`` (see the module doc); anything else is a FillgapError.
     ``allow_untrained``: accept an architecture's name (fresh, untrained weights)."""
     if isinstance(spec, FillMethod):
         return spec
     if spec is not None and not isinstance(spec, (str, Path)):
         from ..models import InpaintModel  # loads torch: a network object means torch is there anyway
+
         if isinstance(spec, InpaintModel):
             return _network(spec, "given", runtime)
-        raise FillgapError(f"model must be a method name, a checkpoint path or a loaded model, "
-                           f"got {type(spec).__name__}")
+        raise FillgapError(
+            f"model must be a method name, a checkpoint path or a loaded model, got {type(spec).__name__}"
+        )
     text = DEFAULT_NAME if spec is None else str(spec)
     entry = METHODS.get(text)
     if entry is not None:
@@ -121,10 +151,12 @@ def get_method(spec: FillMethod | InpaintModel | str | Path | None = None,
         if not allow_untrained:
             raise _untrained(text)
         from ..models import create_model
+
         return _network(create_model(text).eval(), f"fillgap.models:{text} (untrained)", runtime, text)
     path = Path(text)
     if path.suffix.lower() == ".onnx":  # made by `fillgap export --onnx`: runs in onnxruntime whatever the runtime
         from ..runtime.onnx import OnnxNetwork
+
         return OnnxNetwork(path)
     if not path.exists() and path.suffix.lower() not in CHECKPOINT_SUFFIXES:
         raise _unknown(text)
@@ -133,16 +165,20 @@ def get_method(spec: FillMethod | InpaintModel | str | Path | None = None,
 
 def _unknown(text: str) -> FillgapError:
     known = fill_method_names()
-    return FillgapError(f"unknown model '{text}'{did_you_mean(text, known)}: not a method name "
-                        f"({', '.join(known)}) nor an existing checkpoint file")
+    return FillgapError(
+        f"unknown model '{text}'{did_you_mean(text, known)}: not a method name "
+        f"({', '.join(known)}) nor an existing checkpoint file"
+    )
 
 
 def _untrained(text: str) -> FillgapError:
     # An architecture's fresh weights: an FFC net gives its diffusion prior, an autoencoder noise;
     # either way not what the name promises, and it used to run and exit 0.
-    return FillgapError(f"'{text}' is a trainable architecture, not a fill method (its weights would be "
-                        f"untrained): train it (fillgap train --model {text}) and pass the checkpoint, or "
-                        f"use a method from `fillgap models` ({', '.join(fill_method_names())})")
+    return FillgapError(
+        f"'{text}' is a trainable architecture, not a fill method (its weights would be "
+        f"untrained): train it (fillgap train --model {text}) and pass the checkpoint, or "
+        f"use a method from `fillgap models` ({', '.join(fill_method_names())})"
+    )
 
 
 def check_spec(spec: FillMethod | InpaintModel | str | Path | None, allow_untrained: bool = False) -> None:
@@ -184,12 +220,40 @@ def list_methods() -> list[MethodInfo]:
         rows.append(MethodInfo(name, entry.summary, m.parameters_count(), m.max_side, name == DEFAULT_NAME))
     for name in list_models():
         net = create_model(name)
-        rows.append(MethodInfo(name, "architecture", sum(p.numel() for p in net.parameters()),
-                               net.fixed_size or NETWORK_MAX_SIDE, False, trainable=True))
+        rows.append(
+            MethodInfo(
+                name,
+                "architecture",
+                sum(p.numel() for p in net.parameters()),
+                net.fixed_size or NETWORK_MAX_SIDE,
+                False,
+                trainable=True,
+            )
+        )
     return rows
 
 
-__all__ = ["FillMethod", "ClassicalMethod", "TorchNetwork", "TexturedMethod", "MethodEntry", "METHODS",
-           "register_method", "get_method", "check_spec", "list_methods", "load_network", "register_runtime",
-           "runtimes", "method_names", "fill_method_names", "available_names", "classical_names",
-           "shipped_names", "native_bf16", "NETWORK_MAX_SIDE", "DEFAULT_NAME", "DEFAULT_RUNTIME"]
+__all__ = [
+    "FillMethod",
+    "ClassicalMethod",
+    "TorchNetwork",
+    "TexturedMethod",
+    "MethodEntry",
+    "METHODS",
+    "register_method",
+    "get_method",
+    "check_spec",
+    "list_methods",
+    "load_network",
+    "register_runtime",
+    "runtimes",
+    "method_names",
+    "fill_method_names",
+    "available_names",
+    "classical_names",
+    "shipped_names",
+    "native_bf16",
+    "NETWORK_MAX_SIDE",
+    "DEFAULT_NAME",
+    "DEFAULT_RUNTIME",
+]

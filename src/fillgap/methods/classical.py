@@ -5,6 +5,7 @@ makes each one a fill method. Each registers itself with its working size (``@cl
 OpenCV's Telea/NS/FSR treat the three channels independently, so RGB order needs no BGR swap;
 ShiftMap wants CIELab (see ``shiftmap``).
 """
+
 from __future__ import annotations
 
 from typing import Callable

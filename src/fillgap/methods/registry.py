@@ -9,6 +9,7 @@ Architectures (``fillgap.models``, registered with ``@register_model``) are not 
 trained: ``fillgap models`` lists them apart, as trainable. A runtime turns a torch network into a
 method (``register_runtime``); ``onnx`` is one, loaded only when asked for.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,13 +30,13 @@ KINDS = ("shipped", "textured", "classical")
 @dataclass(frozen=True)
 class MethodEntry:
     name: str
-    kind: str                    # one of KINDS
-    summary: str                 # the line `fillgap models` shows
+    kind: str  # one of KINDS
+    summary: str  # the line `fillgap models` shows
     max_side: int = NETWORK_MAX_SIDE  # the longest window side filled at native resolution
     fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None  # classical: uint8 fill
     weights: Path | None = None  # shipped: the weights file ...
-    card: str | None = None      # ... and its model card (a file beside it)
-    base: str | None = None      # textured: the entry whose fill gives the layout
+    card: str | None = None  # ... and its model card (a file beside it)
+    base: str | None = None  # textured: the entry whose fill gives the layout
 
 
 METHODS: dict[str, MethodEntry] = {}
@@ -52,9 +53,11 @@ def register_method(entry: MethodEntry) -> MethodEntry:
 
 def classical(name: str, max_side: int):
     """Register the decorated uint8 fill function as the classical method ``name``."""
+
     def register(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]):
         register_method(MethodEntry(name, "classical", "classical", max_side, fn=fn))
         return fn
+
     return register
 
 
@@ -64,6 +67,7 @@ def names(kind: str | None = None) -> list[str]:
 
 def _onnx_runtime(model: InpaintModel, source: str) -> FillMethod:
     from ..runtime.onnx import OnnxNetwork  # onnxruntime loads only when asked for
+
     return OnnxNetwork.from_model(model, source)
 
 

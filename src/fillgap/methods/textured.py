@@ -1,4 +1,5 @@
 """``TexturedMethod``: a method's fill as the layout, the picture's own patches as the texture."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

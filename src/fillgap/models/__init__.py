@@ -3,6 +3,7 @@
 Each model file registers its factories with ``@register_model``; names are what the
 CLI and configs use (``--model seed-color-ae``).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
@@ -24,6 +25,7 @@ def register_model(name: str):
             raise ValueError(f"model '{name}' registered twice")
         _REGISTRY[name] = factory
         return factory
+
     return wrap
 
 
@@ -55,8 +57,9 @@ def check_model_settings(name: str, kwargs: dict) -> int:
 
     _load()
     if name not in _REGISTRY:
-        raise FillgapError(f"unknown model '{name}'{did_you_mean(name, list_models())} "
-                           f"(available: {', '.join(list_models())})")
+        raise FillgapError(
+            f"unknown model '{name}'{did_you_mean(name, list_models())} (available: {', '.join(list_models())})"
+        )
     try:
         with torch.device("meta"):
             model = _REGISTRY[name](**kwargs)
@@ -65,8 +68,9 @@ def check_model_settings(name: str, kwargs: dict) -> int:
         raise FillgapError(f"bad settings for model '{name}': {reason}") from None
     count = sum(p.numel() for p in model.parameters())
     if count > MAX_PARAMETERS:
-        raise FillgapError(f"model '{name}' would have {count:,} parameters with these settings, "
-                           f"the limit is {MAX_PARAMETERS:,}")
+        raise FillgapError(
+            f"model '{name}' would have {count:,} parameters with these settings, the limit is {MAX_PARAMETERS:,}"
+        )
     return count
 
 
@@ -83,9 +87,17 @@ def create_model(name: str, **kwargs) -> InpaintModel:
 def __getattr__(name: str):
     if name == "InpaintModel":  # the base class loads torch: on first use
         from .base import InpaintModel
+
         return InpaintModel
     raise AttributeError(f"module 'fillgap.models' has no attribute {name!r}")
 
 
-__all__ = ["InpaintModel", "register_model", "create_model", "list_models", "check_model_settings", "model_names",
-           "NAMES"]
+__all__ = [
+    "InpaintModel",
+    "register_model",
+    "create_model",
+    "list_models",
+    "check_model_settings",
+    "model_names",
+    "NAMES",
+]

@@ -13,6 +13,7 @@ Memory stays bounded: scores are computed for ``chunk`` query positions at a tim
 largest score tensor is ``N x chunk x positions``, never positions squared; with ``topk``
 only the best keys' values are gathered, which keeps large value cells cheap.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,14 +51,15 @@ def _known_keys(hole: torch.Tensor, size: tuple[int, int], k: int) -> torch.Tens
     return torch.where(valid.any(1, keepdim=True), valid, centre)
 
 
-def _match(feat: torch.Tensor, valid: torch.Tensor, queries: torch.Tensor, k: int, scale: float,
-           topk: int | None, chunk: int):
+def _match(
+    feat: torch.Tensor, valid: torch.Tensor, queries: torch.Tensor, k: int, scale: float, topk: int | None, chunk: int
+):
     """Yield (query indices, weights N x c x K, key indices N x c x K or None = all L keys), chunk by chunk."""
     keys = F.normalize(_patches(feat, k), dim=-1, eps=1e-6)  # N x L x D
     length = keys.shape[1]
     for start in range(0, queries.numel(), chunk):
         checkpoint()  # a large window takes many chunks: a caller may stop it between them
-        q = queries[start:start + chunk]
+        q = queries[start : start + chunk]
         scores = keys[:, q] @ keys.transpose(1, 2)  # N x c x L cosine similarities
         scores = scores.masked_fill(~valid[:, None, :], float("-inf")) * scale
         idx = None
@@ -66,9 +68,18 @@ def _match(feat: torch.Tensor, valid: torch.Tensor, queries: torch.Tensor, k: in
         yield q, torch.softmax(scores, dim=-1).nan_to_num(0.0), idx  # an item without keys: zero weights
 
 
-def contextual_attention(feat: torch.Tensor, hole: torch.Tensor, value: torch.Tensor | None = None, *,
-                         patch_size: int = 3, scale: float = 10.0, topk: int | None = None, fold: bool = True,
-                         queries: torch.Tensor | None = None, chunk: int = 1024) -> torch.Tensor:
+def contextual_attention(
+    feat: torch.Tensor,
+    hole: torch.Tensor,
+    value: torch.Tensor | None = None,
+    *,
+    patch_size: int = 3,
+    scale: float = 10.0,
+    topk: int | None = None,
+    fold: bool = True,
+    queries: torch.Tensor | None = None,
+    chunk: int = 1024,
+) -> torch.Tensor:
     """Attention from query positions to known key positions; see the module docstring.
 
     feat: N x C x h x w features used for matching; hole: N x 1 x h' x w' (> 0 = missing;
@@ -124,16 +135,25 @@ class ContextualAttention(nn.Module):
     its own; cosine similarity makes it scale-free in ``feat``).
     """
 
-    def __init__(self, patch_size: int = 3, scale: float = 10.0, topk: int | None = None, fold: bool = True,
-                 chunk: int = 1024):
+    def __init__(
+        self, patch_size: int = 3, scale: float = 10.0, topk: int | None = None, fold: bool = True, chunk: int = 1024
+    ):
         super().__init__()
         if patch_size < 1 or patch_size % 2 == 0:
             raise ValueError("patch_size must be odd and positive")
         self.patch_size, self.scale, self.topk, self.fold, self.chunk = patch_size, scale, topk, fold, chunk
 
     def forward(self, feat: torch.Tensor, hole: torch.Tensor, value: torch.Tensor | None = None) -> torch.Tensor:
-        return contextual_attention(feat, hole, value, patch_size=self.patch_size, scale=self.scale,
-                                    topk=self.topk, fold=self.fold, chunk=self.chunk)
+        return contextual_attention(
+            feat,
+            hole,
+            value,
+            patch_size=self.patch_size,
+            scale=self.scale,
+            topk=self.topk,
+            fold=self.fold,
+            chunk=self.chunk,
+        )
 
     def extra_repr(self) -> str:
         return f"patch_size={self.patch_size}, scale={self.scale}, topk={self.topk}, fold={self.fold}"
@@ -148,8 +168,9 @@ class AttentionBlock(nn.Module):
     f x f-averaged keys and copy f x f value cells, as CRA does, so the cost stays bounded.
     """
 
-    def __init__(self, ch: int, key_ch: int = 32, patch_size: int = 3, scale: float = 10.0,
-                 max_positions: int = 64 * 64):
+    def __init__(
+        self, ch: int, key_ch: int = 32, patch_size: int = 3, scale: float = 10.0, max_positions: int = 64 * 64
+    ):
         super().__init__()
         self.key = nn.Conv2d(ch, key_ch, 1)
         self.attention = ContextualAttention(patch_size, scale, fold=False)

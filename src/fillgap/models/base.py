@@ -1,4 +1,5 @@
 """The small base class every inpainting network implements."""
+
 from __future__ import annotations
 
 import torch

@@ -13,6 +13,7 @@ zero, so an untrained net reproduces the prior exactly, and training only has to
 interpolation cannot. Shared notes (flagship-probe.md) measured this beats the same
 network trained from scratch on the little data and compute we have.
 """
+
 from __future__ import annotations
 
 import copy
@@ -97,8 +98,15 @@ class ReflectConv2d(nn.Conv2d):
         super().__init__(*args, padding_mode="reflect", **kwargs)
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        return F.conv2d(reflect_pad(x, self._reversed_padding_repeated_twice), weight, bias, self.stride, 0,
-                        self.dilation, self.groups)
+        return F.conv2d(
+            reflect_pad(x, self._reversed_padding_repeated_twice),
+            weight,
+            bias,
+            self.stride,
+            0,
+            self.dilation,
+            self.groups,
+        )
 
 
 class FourierUnit(nn.Module):
@@ -157,8 +165,9 @@ class SpectralTransform(nn.Module):
 class FFC(nn.Module):
     """Fast Fourier convolution: local (l) and global (g) channel groups, four paths between them."""
 
-    def __init__(self, in_ch: int, out_ch: int, ratio_in: float, ratio_out: float, kernel: int = 3,
-                 enable_lfu: bool = False):
+    def __init__(
+        self, in_ch: int, out_ch: int, ratio_in: float, ratio_out: float, kernel: int = 3, enable_lfu: bool = False
+    ):
         super().__init__()
         in_g, out_g = int(in_ch * ratio_in), int(out_ch * ratio_out)
         in_l, out_l = in_ch - in_g, out_ch - out_g
@@ -208,7 +217,7 @@ class FFCResBlock(nn.Module):
         self.split = ch - int(ch * ratio)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_l, x_g = x[:, : self.split], x[:, self.split:]
+        x_l, x_g = x[:, : self.split], x[:, self.split :]
         y_l, y_g = self.b(*self.a(x_l, x_g))
         return x + torch.cat([y_l, y_g], dim=1)
 
@@ -216,9 +225,18 @@ class FFCResBlock(nn.Module):
 class FFCInpainter(InpaintModel):
     """Masked RGB + mask (4 channels) -> RGB. Any size that is a multiple of ``size_multiple``."""
 
-    def __init__(self, width: int = 32, downsamplings: int = 2, blocks: int = 6, global_ratio: float = 0.75,
-                 enable_lfu: bool = False, refine: bool = True, max_width: int = 512, prior: str = "diffusion",
-                 attention: bool = False):
+    def __init__(
+        self,
+        width: int = 32,
+        downsamplings: int = 2,
+        blocks: int = 6,
+        global_ratio: float = 0.75,
+        enable_lfu: bool = False,
+        refine: bool = True,
+        max_width: int = 512,
+        prior: str = "diffusion",
+        attention: bool = False,
+    ):
         super().__init__()
         if prior not in PRIORS:
             raise ValueError(f"unknown prior '{prior}' (choose {', '.join(PRIORS)})")
@@ -242,8 +260,11 @@ class FFCInpainter(InpaintModel):
         ups = []
         for _ in range(downsamplings):
             nxt = max(ch // 2, width)
-            ups += [nn.ConvTranspose2d(ch, nxt, 3, stride=2, padding=1, output_padding=1, bias=False),
-                    nn.BatchNorm2d(nxt), nn.ReLU(True)]
+            ups += [
+                nn.ConvTranspose2d(ch, nxt, 3, stride=2, padding=1, output_padding=1, bias=False),
+                nn.BatchNorm2d(nxt),
+                nn.ReLU(True),
+            ]
             ch = nxt
         self.up = nn.Sequential(*ups)
         self.head = ReflectConv2d(ch, 3, 7, padding=3)
@@ -268,7 +289,6 @@ class FFCInpainter(InpaintModel):
             # stays in (0, 1) without clamping away gradients.
             return torch.sigmoid(torch.logit(start.clamp(1e-3, 1 - 1e-3)) + x)
         return torch.sigmoid(x)
-
 
     def for_inference(self) -> "FFCInpainter":
         fast = fold_batchnorm(copy.deepcopy(self).eval())
@@ -295,8 +315,12 @@ def telea_fill(masked: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
     imgs = masked.detach().float().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
     holes = (hole[:, 0] > 0).cpu().numpy()
     # OpenCV's Telea with radius 5, as the weights were trained on (a model depends on nothing above torch)
-    out = np.stack([cv2.inpaint(np.ascontiguousarray(img), h.astype(np.uint8) * 255, 5, cv2.INPAINT_TELEA)
-                    if h.any() else img for img, h in zip(imgs, holes)])
+    out = np.stack(
+        [
+            cv2.inpaint(np.ascontiguousarray(img), h.astype(np.uint8) * 255, 5, cv2.INPAINT_TELEA) if h.any() else img
+            for img, h in zip(imgs, holes)
+        ]
+    )
     filled = torch.from_numpy(out).to(masked.device).permute(0, 3, 1, 2).to(masked.dtype) / 255.0
     # Keep the known pixels at full precision; only the hole comes from the uint8 fill.
     return masked * (1 - hole) + filled * hole
@@ -312,6 +336,7 @@ PRESETS = {
 def _factory(preset: str):
     def make(**overrides) -> FFCInpainter:
         return FFCInpainter(**{**PRESETS[preset], **overrides})
+
     make.__doc__ = f"FFC inpainter, preset {preset}: {PRESETS[preset]}"
     return make
 
@@ -335,10 +360,16 @@ class ColumnSumConv(nn.Module):
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
         out_ch, in_ch, kh, kw = conv.weight.shape
-        if (conv.stride, conv.dilation, conv.groups) != ((1, 1), (1, 1), 1) or conv.padding != (kh // 2, kw // 2) \
-                or conv.padding_mode not in ("reflect", "zeros") or kh % 2 == 0 or kw % 2 == 0:
-            raise ValueError("ColumnSumConv takes a stride-1, odd-sized, 'same'-padded (reflect or zeros), "
-                             "ungrouped convolution")
+        if (
+            (conv.stride, conv.dilation, conv.groups) != ((1, 1), (1, 1), 1)
+            or conv.padding != (kh // 2, kw // 2)
+            or conv.padding_mode not in ("reflect", "zeros")
+            or kh % 2 == 0
+            or kw % 2 == 0
+        ):
+            raise ValueError(
+                "ColumnSumConv takes a stride-1, odd-sized, 'same'-padded (reflect or zeros), ungrouped convolution"
+            )
         self.out_ch, self.kh, self.kw, self.reflect = out_ch, kh, kw, conv.padding_mode == "reflect"
         # (o, j) -> one k x 1 kernel: column j of output channel o's kernel
         self.columns = nn.Conv2d(in_ch, out_ch * kw, (kh, 1), bias=False)
@@ -355,7 +386,7 @@ class ColumnSumConv(nn.Module):
         z = self._pad(z, self.kw // 2, -1).unflatten(1, (self.out_ch, self.kw))  # N, O, kw, H, W + kw - 1
         y = z[:, :, 0, :, :w].to(torch.float32, copy=True)
         for j in range(1, self.kw):
-            y += z[:, :, j, :, j:j + w]
+            y += z[:, :, j, :, j : j + w]
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
 
 

@@ -16,6 +16,7 @@ sums of shifted slices (tiny levels: one matrix product each); exported, they ar
 depthwise convolutions, so the ONNX graph keeps dynamic height and width (the level count is
 fixed, not derived from the shape).
 """
+
 from __future__ import annotations
 
 import functools
@@ -43,17 +44,27 @@ class DiffusionPrior(nn.Module):
     # Stencils as {(dy, dx): weight}, applied as a sum of shifted slices accumulated in place: on a
     # CPU about 20x faster than the depthwise convolution of 3 channels that the ONNX export uses.
     LAPLACE = {(-1, 0): 0.25, (1, 0): 0.25, (0, -1): 0.25, (0, 1): 0.25}  # mean of the 4 neighbours
-    BILAPLACIAN = {(0, 0): 20.0, **{d: -8.0 for d in [(-1, 0), (1, 0), (0, -1), (0, 1)]},
-                   **{d: 2.0 for d in [(-1, -1), (-1, 1), (1, -1), (1, 1)]},
-                   **{d: 1.0 for d in [(-2, 0), (2, 0), (0, -2), (0, 2)]}}
+    BILAPLACIAN = {
+        (0, 0): 20.0,
+        **{d: -8.0 for d in [(-1, 0), (1, 0), (0, -1), (0, 1)]},
+        **{d: 2.0 for d in [(-1, -1), (-1, 1), (1, -1), (1, 1)]},
+        **{d: 1.0 for d in [(-2, 0), (2, 0), (0, -2), (0, 2)]},
+    }
 
     # Levels of at most this many pixels run each sweep as one matrix product (the same linear map,
     # built by applying the stencil to every unit picture): there, the ~15 slice ops of a sweep
     # cost far more in dispatch than in arithmetic (about 2.3 ms a level, a third of the prior at 256 px).
     DENSE_MAX_PIXELS = 256
 
-    def __init__(self, levels: int = 9, sweeps: int = 6, fine_sweeps: int = 12, bi_sweeps: int = 24,
-                 fine_bi_sweeps: int = 12, omega: float = 0.6):
+    def __init__(
+        self,
+        levels: int = 9,
+        sweeps: int = 6,
+        fine_sweeps: int = 12,
+        bi_sweeps: int = 24,
+        fine_bi_sweeps: int = 12,
+        omega: float = 0.6,
+    ):
         super().__init__()
         if not 0 < omega < 0.625:
             raise ValueError(f"omega must be in (0, 0.625) for the biharmonic sweeps to converge, got {omega}")
@@ -76,7 +87,7 @@ class DiffusionPrior(nn.Module):
         out = None
         for (dy, dx), weight in taps.items():
             # rows r+dy .. H+r+dy of the padded picture
-            shifted = padded[..., r + dy:(dy - r) or None, r + dx:(dx - r) or None]
+            shifted = padded[..., r + dy : (dy - r) or None, r + dx : (dx - r) or None]
             if out is None:
                 out = shifted * weight
             else:  # in place: one buffer instead of a fresh picture-sized tensor per tap
@@ -99,8 +110,10 @@ class DiffusionPrior(nn.Module):
         free = 1 - known
         n, c, h, w = value.shape
         # not while exporting or tracing: the cached matrices must be real tensors, made eagerly
-        if not (torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling() or is_fake(value)) \
-                and h * w <= self.DENSE_MAX_PIXELS:
+        if (
+            not (torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling() or is_fake(value))
+            and h * w <= self.DENSE_MAX_PIXELS
+        ):
             lap, bi = self._sweep_matrices(h, w, self.omega, value.dtype, value.device)
             # bmm, one product per picture: ``flat @ lap`` would fold the batch into one product
             # whose rounding depends on the batch size (a fill would then depend on its batch-mates)
@@ -146,6 +159,11 @@ class DiffusionPrior(nn.Module):
             up = F.interpolate(filled, size=v.shape[-2:], mode="bilinear", align_corners=False)
             fixed = v * k
             fine = level == 0
-            filled = self._relax(fixed + (1 - k) * up, k, fixed, self.fine_sweeps if fine else self.sweeps,
-                                 self.fine_bi_sweeps if fine else self.bi_sweeps)
+            filled = self._relax(
+                fixed + (1 - k) * up,
+                k,
+                fixed,
+                self.fine_sweeps if fine else self.sweeps,
+                self.fine_bi_sweeps if fine else self.bi_sweeps,
+            )
         return masked * known + filled * hole

@@ -9,6 +9,7 @@ so the layer lists stay exactly as published. What we fixed, not copied:
   copy the hole instead of filling it; fillgap's trainer compares with the clean image
   and also reports the error inside the hole.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,19 +28,34 @@ class SeedMnistAE(InpaintModel):
     def __init__(self, latent: int = 4):
         super().__init__()
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(True),
-            nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(True),
-            nn.Conv2d(16, 32, 3, stride=2, padding=0), nn.ReLU(True),
+            nn.Conv2d(1, 8, 3, stride=2, padding=1),
+            nn.ReLU(True),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(True),
+            nn.Conv2d(16, 32, 3, stride=2, padding=0),
+            nn.ReLU(True),
         )
         self.latent = nn.Sequential(
-            nn.Flatten(), nn.Linear(3 * 3 * 32, 128), nn.ReLU(True), nn.Linear(128, latent),
-            nn.Linear(latent, 128), nn.ReLU(True), nn.Linear(128, 3 * 3 * 32), nn.ReLU(True),
+            nn.Flatten(),
+            nn.Linear(3 * 3 * 32, 128),
+            nn.ReLU(True),
+            nn.Linear(128, latent),
+            nn.Linear(latent, 128),
+            nn.ReLU(True),
+            nn.Linear(128, 3 * 3 * 32),
+            nn.ReLU(True),
         )
         self.decoder = nn.Sequential(
             nn.Unflatten(1, (32, 3, 3)),
-            nn.ConvTranspose2d(32, 16, 3, stride=2, output_padding=0), nn.BatchNorm2d(16), nn.ReLU(True),
-            nn.ConvTranspose2d(16, 8, 3, stride=2, padding=1, output_padding=1), nn.BatchNorm2d(8), nn.ReLU(True),
-            nn.ConvTranspose2d(8, 1, 3, stride=2, padding=1, output_padding=1), nn.Sigmoid(),
+            nn.ConvTranspose2d(32, 16, 3, stride=2, output_padding=0),
+            nn.BatchNorm2d(16),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(16, 8, 3, stride=2, padding=1, output_padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(8, 1, 3, stride=2, padding=1, output_padding=1),
+            nn.Sigmoid(),
         )
 
     def predict(self, masked: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
@@ -54,20 +70,40 @@ class SeedColorAE(InpaintModel):
     def __init__(self):
         super().__init__()
         self.encoder = nn.Sequential(
-            nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.MaxPool2d(3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(True),
-            nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.MaxPool2d(3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(True),
-            nn.Conv2d(16, 32, 3, stride=2, padding=0), nn.MaxPool2d(3, stride=2, padding=1), nn.ReLU(True),
+            nn.Conv2d(3, 8, 3, stride=2, padding=1),
+            nn.MaxPool2d(3, stride=2, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(True),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1),
+            nn.MaxPool2d(3, stride=2, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(True),
+            nn.Conv2d(16, 32, 3, stride=2, padding=0),
+            nn.MaxPool2d(3, stride=2, padding=1),
+            nn.ReLU(True),
         )
         self.latent = nn.Sequential(
-            nn.Flatten(), nn.Linear(2048, 256), nn.ReLU(True), nn.Linear(256, 128),
-            nn.Linear(128, 256), nn.ReLU(True), nn.Linear(256, 2048), nn.ReLU(True), nn.Unflatten(1, (32, 8, 8)),
+            nn.Flatten(),
+            nn.Linear(2048, 256),
+            nn.ReLU(True),
+            nn.Linear(256, 128),
+            nn.Linear(128, 256),
+            nn.ReLU(True),
+            nn.Linear(256, 2048),
+            nn.ReLU(True),
+            nn.Unflatten(1, (32, 8, 8)),
         )
         self.decoder = nn.Sequential(
-            nn.Upsample(scale_factor=2, mode="nearest"), nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1),
-            nn.BatchNorm2d(16), nn.ReLU(True),
-            nn.Upsample(scale_factor=2, mode="nearest"), nn.ConvTranspose2d(16, 8, 3, stride=2, padding=1, output_padding=1),
-            nn.BatchNorm2d(8), nn.ReLU(True),
-            nn.Upsample(scale_factor=2, mode="nearest"), nn.ConvTranspose2d(8, 3, 19, stride=2, padding=1, output_padding=1),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(True),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.ConvTranspose2d(16, 8, 3, stride=2, padding=1, output_padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(True),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.ConvTranspose2d(8, 3, 19, stride=2, padding=1, output_padding=1),
             nn.Sigmoid(),
         )
 

@@ -5,6 +5,7 @@ N x 1 x H x W (1 = missing).
 ``max_side``: the longest window side a method works at (larger windows are scaled down or use
 the ``cra`` strategy); ``size_multiple`` and ``fixed_size`` are handled inside ``fill``.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -19,12 +20,12 @@ class FillMethod:
     """Base class: a fill method and its limits. Subclasses implement ``fill``."""
 
     name: str = ""
-    kind: str = ""             # "classical" | "network"
-    source: str = ""           # where it comes from (function, checkpoint path, registry name)
+    kind: str = ""  # "classical" | "network"
+    source: str = ""  # where it comes from (function, checkpoint path, registry name)
     max_side: int = NETWORK_MAX_SIDE
     size_multiple: int = 1
     fixed_size: int | None = None
-    batchable: bool = True     # windows of the same size may share one call
+    batchable: bool = True  # windows of the same size may share one call
 
     def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -1,5 +1,6 @@
 """The torch runtime: an ``InpaintModel`` run by torch (``TorchNetwork``), in bfloat16 where the
 hardware computes it natively (``native_bf16``). Other runtimes (``onnx``) subclass it."""
+
 from __future__ import annotations
 
 import functools
@@ -26,8 +27,14 @@ class TorchNetwork(FillMethod):
 
     kind = "network"
 
-    def __init__(self, model: InpaintModel, name: str = "", source: str = "given", max_side: int = NETWORK_MAX_SIDE,
-                 bf16: bool | None = False):
+    def __init__(
+        self,
+        model: InpaintModel,
+        name: str = "",
+        source: str = "given",
+        max_side: int = NETWORK_MAX_SIDE,
+        bf16: bool | None = False,
+    ):
         self._parameters = sum(p.numel() for p in model.parameters())  # the trained network's count
         self.model = model.for_inference()  # e.g. batch norms folded (a copy: ``model`` stays as it is)
         # A large window's forward pass takes seconds to minutes: a caller that gave up

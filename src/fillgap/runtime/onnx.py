@@ -21,6 +21,7 @@ export, the least recently used exports (file times, set at every use) are delet
 fits; the one just made always stays. Exports are made under a lock of the cache folder, so
 processes starting together export once.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,8 +57,10 @@ EXPORT_SECONDS_HINT = 80
 
 def export_notice(what: str, why: str = "") -> str:
     """The line printed before an export starts (``why``: what it is for, e.g. the cache)."""
-    return (f"fillgap: exporting {what} to ONNX{why}: about {EXPORT_SECONDS_HINT} s for the shipped model on "
-            "a 2-core CPU, longer for bigger networks")
+    return (
+        f"fillgap: exporting {what} to ONNX{why}: about {EXPORT_SECONDS_HINT} s for the shipped model on "
+        "a 2-core CPU, longer for bigger networks"
+    )
 
 
 @contextlib.contextmanager
@@ -113,15 +116,28 @@ def _quiet():
 
 def _metadata(model: InpaintModel, source: str) -> dict[str, str]:
     from .._version import __version__
-    return {"fillgap_format": FORMAT, "fillgap_version": __version__, "torch_version": torch.__version__,
-            "model_name": model.registry_name or type(model).__name__,
-            "model_kwargs": json.dumps(model.registry_kwargs, default=str), "source": source,
-            "channels": str(model.channels), "size_multiple": str(model.size_multiple),
-            "fixed_size": str(model.fixed_size or 0)}
+
+    return {
+        "fillgap_format": FORMAT,
+        "fillgap_version": __version__,
+        "torch_version": torch.__version__,
+        "model_name": model.registry_name or type(model).__name__,
+        "model_kwargs": json.dumps(model.registry_kwargs, default=str),
+        "source": source,
+        "channels": str(model.channels),
+        "size_multiple": str(model.size_multiple),
+        "fixed_size": str(model.fixed_size or 0),
+    }
 
 
-def export_onnx(model: InpaintModel, path: str | Path, overwrite: bool = False, source: str = "",
-                check: bool = True, progress: bool = False) -> ExportReport:
+def export_onnx(
+    model: InpaintModel,
+    path: str | Path,
+    overwrite: bool = False,
+    source: str = "",
+    check: bool = True,
+    progress: bool = False,
+) -> ExportReport:
     """Write ``model`` as ONNX to ``path`` (atomically); with ``check``, compare ONNX Runtime with torch.
     ``progress``: each step's seconds so far on stderr, when it is a terminal."""
     step = _elapsed if progress else (lambda label: contextlib.nullcontext())
@@ -152,12 +168,21 @@ def export_onnx(model: InpaintModel, path: str | Path, overwrite: bool = False, 
     try:
         try:
             with step("fillgap: tracing and converting the network..."), _quiet(), torch.no_grad():
-                torch.onnx.export(model, (x, m), str(tmp), dynamo=True, input_names=["image", "mask"],
-                                  output_names=["filled"], dynamic_shapes=dynamic, external_data=False)
+                torch.onnx.export(
+                    model,
+                    (x, m),
+                    str(tmp),
+                    dynamo=True,
+                    input_names=["image", "mask"],
+                    output_names=["filled"],
+                    dynamic_shapes=dynamic,
+                    external_data=False,
+                )
         except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds; the first line says which op
             first = (str(exc).strip().splitlines() or [""])[0][:200]
-            raise FillgapError(f"cannot export {model.registry_name or type(model).__name__} to ONNX "
-                               f"({type(exc).__name__}: {first})") from None
+            raise FillgapError(
+                f"cannot export {model.registry_name or type(model).__name__} to ONNX ({type(exc).__name__}: {first})"
+            ) from None
         proto = onnx.load(str(tmp))
         for key, value in _metadata(model, source).items():
             proto.metadata_props.add(key=key, value=value)
@@ -173,8 +198,10 @@ def export_onnx(model: InpaintModel, path: str | Path, overwrite: bool = False, 
                 got = OnnxSession(tmp, threads=1).run(xc, mc)
             report.max_abs_diff, report.check_size = float((got - ref).abs().max()), (ch, cw)
             if not report.max_abs_diff < 1e-3:
-                raise FillgapError(f"the exported graph does not match the torch network "
-                                   f"(max difference {report.max_abs_diff:.3g} at {cw}x{ch})")
+                raise FillgapError(
+                    f"the exported graph does not match the torch network "
+                    f"(max difference {report.max_abs_diff:.3g} at {cw}x{ch})"
+                )
         if path.exists() and not overwrite:  # appeared while we exported
             raise FillgapError(f"{path} already exists (use --overwrite to replace it)")
         os.replace(tmp, path)
@@ -184,8 +211,9 @@ def export_onnx(model: InpaintModel, path: str | Path, overwrite: bool = False, 
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("FILLGAP_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
-                                                           os.path.expanduser("~/.cache"), "fillgap")
+    root = os.environ.get("FILLGAP_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fillgap"
+    )
     return Path(root) / "onnx"
 
 
@@ -196,6 +224,7 @@ def _file_digest(path: Path) -> str:
 def providers() -> list[str]:
     """CUDA when this onnxruntime build has it (onnxruntime-gpu), always CPU as the fallback."""
     import onnxruntime as ort
+
     have = ort.get_available_providers()
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
 
@@ -216,8 +245,10 @@ class OnnxSession:
         except OSError as exc:
             raise FillgapError(f"cannot read ONNX file {self.path}: {exc.strerror or exc}") from None
         if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-            raise FillgapError(f"the cached ONNX export {self.path} does not match its checksum any more "
-                               "(damaged on disk?): run again to export it anew")
+            raise FillgapError(
+                f"the cached ONNX export {self.path} does not match its checksum any more "
+                "(damaged on disk?): run again to export it anew"
+            )
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only
         if threads:
@@ -243,8 +274,10 @@ class OnnxSession:
         self.on_cuda = self.session.get_providers()[0] == "CUDAExecutionProvider"
 
     def run(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        feed = {"image": np.ascontiguousarray(image.detach().cpu().float().numpy()),
-                "mask": np.ascontiguousarray(mask.detach().cpu().float().numpy())}
+        feed = {
+            "image": np.ascontiguousarray(image.detach().cpu().float().numpy()),
+            "mask": np.ascontiguousarray(mask.detach().cpu().float().numpy()),
+        }
         return torch.from_numpy(self.session.run(["filled"], feed)[0])
 
 
@@ -265,8 +298,9 @@ def _check_finite_weights(data: bytes, path: Path) -> None:
             continue
         else:
             bad = "infinity"
-        raise FillgapError(f"ONNX file {path} has non-finite weights: '{t.name}' holds {bad} "
-                           "(a training run that diverged?)")
+        raise FillgapError(
+            f"ONNX file {path} has non-finite weights: '{t.name}' holds {bad} (a training run that diverged?)"
+        )
 
 
 @functools.lru_cache(maxsize=1)
@@ -294,8 +328,10 @@ def exported_path(model: InpaintModel, source: str | Path | None) -> Path:
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
         key = h.hexdigest()[:20]
     key += "-" + _models_code_digest()  # an edit of the network's code (e.g. the prior) is a new graph
-    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in (src.stem if src.is_file() else
-                                                                          model.registry_name or "model"))
+    stem = "".join(
+        ch if ch.isalnum() or ch in "-_." else "_"
+        for ch in (src.stem if src.is_file() else model.registry_name or "model")
+    )
     cached = cache_dir() / f"{stem}-{key}-{FORMAT}-fillgap{__version__}-torch{torch.__version__.split('+')[0]}.onnx"
     if _check_cached(cached) != "ok":
         try:
@@ -306,11 +342,17 @@ def exported_path(model: InpaintModel, source: str | Path | None) -> Path:
             state = _check_cached(cached)  # another process may have exported it meanwhile
             if state != "ok":
                 if state != "missing":
-                    print(f"fillgap: warning: the cached ONNX export {cached} {state}: exporting it again",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"fillgap: warning: the cached ONNX export {cached} {state}: exporting it again",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 else:  # the first --runtime onnx fill of these weights waits for the export
-                    print(export_notice(src.name if src.is_file() else stem, f" once (cached in {cached.parent})"),
-                          file=sys.stderr, flush=True)
+                    print(
+                        export_notice(src.name if src.is_file() else stem, f" once (cached in {cached.parent})"),
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 _sidecar(cached).unlink(missing_ok=True)  # no stale checksum beside a new file
                 export_onnx(model, cached, overwrite=True, source=str(src), progress=True)
                 atomic_write_text(_sidecar(cached), sha256_file(cached) + "\n")
@@ -335,7 +377,7 @@ def stored_sha256(path: Path) -> str | None:
 
 
 def _check_cached(path: Path) -> str:
-    """"ok", "missing", or why a cached export cannot be used as it is."""
+    """ "ok", "missing", or why a cached export cannot be used as it is."""
     if not path.exists():
         return "missing"
     expected = stored_sha256(path)
@@ -356,8 +398,9 @@ def _evict(folder: Path, keep: Path) -> None:
     for path in folder.glob("*.onnx"):
         try:
             st = path.stat()
-            entries.append((st.st_mtime_ns, path, st.st_size + (_sidecar(path).stat().st_size
-                                                                if _sidecar(path).exists() else 0)))
+            entries.append(
+                (st.st_mtime_ns, path, st.st_size + (_sidecar(path).stat().st_size if _sidecar(path).exists() else 0))
+            )
         except OSError:
             continue
     total = sum(size for _, _, size in entries)
@@ -379,8 +422,14 @@ class OnnxNetwork(TorchNetwork):
     one, which ``fillgap.runtime.threads.set_threads`` sets for every entry point.
     """
 
-    def __init__(self, path: str | Path, name: str = "", source: str = "", model: InpaintModel | None = None,
-                 sha256: str | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        name: str = "",
+        source: str = "",
+        model: InpaintModel | None = None,
+        sha256: str | None = None,
+    ):
         self.path = Path(path)
         self.sha256 = sha256  # a cached export: every session is built from bytes checked against it
         self._sessions: dict[int, OnnxSession] = {}
@@ -417,5 +466,6 @@ class OnnxNetwork(TorchNetwork):
         if self.model is not None:
             return sum(p.numel() for p in self.model.parameters())
         import onnx
+
         graph = onnx.load(str(self.path), load_external_data=False).graph
         return sum(int(np.prod(t.dims)) for t in graph.initializer)

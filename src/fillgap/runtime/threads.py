@@ -7,6 +7,7 @@ waits for the thread that the scheduler parked behind someone else (measured 20x
 2 cores with one busy). Waiting threads sleep instead of spinning (``OMP_WAIT_POLICY``,
 set in ``fillgap/__init__.py`` because OpenMP reads it once, when torch loads).
 """
+
 from __future__ import annotations
 
 import os
@@ -41,7 +42,7 @@ def _running_elsewhere() -> int | None:
             continue  # the task ended meanwhile
         seen = True
         # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'
-        fields = text[text.rfind(")") + 2:].split()
+        fields = text[text.rfind(")") + 2 :].split()
         if fields[0] != "R" or int(stat.parts[2]) == me:
             continue
         if int(fields[16]) < limit:  # field 19 of stat: nice

@@ -34,6 +34,7 @@ are closed to make room (half-open connections cannot lock clients out), and req
 progress beyond it get 503 with Retry-After. Each request gets one access-log line (logger
 ``fillgap.access``), each hang-up one line.
 """
+
 from .admission import default_allowed_hosts
 from .app import create_app
 from .multipart import parse_multipart

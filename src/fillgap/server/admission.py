@@ -1,4 +1,5 @@
 """Who may talk to the server: the Host and Origin guard, before a request's body is read."""
+
 from __future__ import annotations
 
 import json
@@ -51,14 +52,19 @@ class _Guard:
         if scope["method"] not in ("GET", "HEAD", "OPTIONS") and origin is not None:
             own = {f"http://{host.lower()}", f"https://{host.lower()}"}
             if origin.lower() not in own and origin not in self.settings.allow_origins:
-                return await _refuse(send, 403, f"requests from pages of '{origin[:80]}' are refused "
-                                                "(fillgap serve --allow-origin)")
+                return await _refuse(
+                    send, 403, f"requests from pages of '{origin[:80]}' are refused (fillgap serve --allow-origin)"
+                )
         if self.active >= self.settings.max_connections:
             wait = str(self.settings.retry_after)
             # no Connection: close: uvicorn reads the unread body away, where a close would reset the
             # connection under a client still sending and lose this answer
-            return await _refuse(send, 503, f"busy: {self.active} requests in progress; try again in {wait} s",
-                                 [(b"retry-after", wait.encode())])
+            return await _refuse(
+                send,
+                503,
+                f"busy: {self.active} requests in progress; try again in {wait} s",
+                [(b"retry-after", wait.encode())],
+            )
         self.active += 1
         try:
             return await self.app(scope, receive, send)
@@ -68,7 +74,15 @@ class _Guard:
 
 async def _refuse(send, status: int, detail: str, headers: list | None = None) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -1,4 +1,5 @@
 """The ASGI app: routes, the fill slots, the memory budget, deadlines and the access log."""
+
 from __future__ import annotations
 
 import ctypes
@@ -21,14 +22,22 @@ from ..errors import FillgapError
 from ..fill import BLENDS, STRATEGIES, check_blend, check_max_side, check_strategy, inpaint
 from ..fill.mask import mask_for
 from ..fill.strategies import MIN_MAX_SIDE
-from ..imageio import (ImageTooLargeError, Picture, encode_png, read_mask_bytes, read_picture_bytes,
-                      write_image)
+from ..imageio import ImageTooLargeError, Picture, encode_png, read_mask_bytes, read_picture_bytes, write_image
 from ..methods import DEFAULT_RUNTIME, FillMethod, get_method
 from ..models import InpaintModel
 from ..runtime.threads import resolve_threads, set_threads
 from .admission import _Guard, _client
-from .multipart import (_bool_field, _check_picture_part, _choice_field, _header_pixels, _header_size, _int_field,
-                        _label, _Part, parse_multipart)
+from .multipart import (
+    _bool_field,
+    _check_picture_part,
+    _choice_field,
+    _header_pixels,
+    _header_size,
+    _int_field,
+    _label,
+    _Part,
+    parse_multipart,
+)
 from .settings import HTTPProblem, STATIC_DIR, ServerSettings, _ClientGone, _DRAIN_BYTES, _mb, log
 
 
@@ -58,8 +67,15 @@ class _AccessLog:
             await self.app(scope, receive, send_counted)
         finally:
             c = scope.get("client")
-            access_log.info('%s "%s %s" %s %d %.3fs', f"{c[0]}:{c[1]}" if c else "-", scope["method"],
-                            scope["path"], seen["status"] or "-", seen["bytes"], time.perf_counter() - started)
+            access_log.info(
+                '%s "%s %s" %s %d %.3fs',
+                f"{c[0]}:{c[1]}" if c else "-",
+                scope["method"],
+                scope["path"],
+                seen["status"] or "-",
+                seen["bytes"],
+                time.perf_counter() - started,
+            )
 
 
 _libc = None
@@ -92,8 +108,9 @@ def _model_info(method: FillMethod, source: str, metadata: dict[str, str]) -> di
     }
 
 
-def _load(model: FillMethod | InpaintModel | str | Path | None,
-          runtime: str = DEFAULT_RUNTIME) -> tuple[FillMethod, str, dict[str, str]]:
+def _load(
+    model: FillMethod | InpaintModel | str | Path | None, runtime: str = DEFAULT_RUNTIME
+) -> tuple[FillMethod, str, dict[str, str]]:
     from ..checkpoint import weights_metadata
 
     method = get_method(model, runtime)
@@ -108,8 +125,9 @@ def _load(model: FillMethod | InpaintModel | str | Path | None,
     return method, source, meta
 
 
-def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
-               settings: ServerSettings | None = None) -> FastAPI:
+def create_app(
+    model: FillMethod | InpaintModel | str | Path | None = None, settings: ServerSettings | None = None
+) -> FastAPI:
     """The app, with its method loaded now (once): a name, a network, a checkpoint path, or None (default)."""
     settings = settings or ServerSettings()
     check_strategy(settings.strategy), check_max_side(settings.max_side), check_blend(settings.blend)
@@ -134,9 +152,11 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
     load = {"pictures": 0, "pixels": 0, "buffered": 0}  # touched only from the event loop: no lock needed
     busy_headers = {"Retry-After": str(settings.retry_after)}
 
-    app = FastAPI(title="fillgap", version=_version(),
-                  description="Fill holes in pictures: brush a mask in the page at `/`, or POST to "
-                              "`/api/inpaint`.")
+    app = FastAPI(
+        title="fillgap",
+        version=_version(),
+        description="Fill holes in pictures: brush a mask in the page at `/`, or POST to `/api/inpaint`.",
+    )
     app.state.model, app.state.settings, app.state.model_info = net, settings, info
 
     @app.exception_handler(HTTPProblem)
@@ -163,15 +183,21 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
     @app.get("/api/models", summary="The loaded model and its metadata")
     async def models():
         from ..methods import available_names  # fill methods only: architectures have no weights
-        return {"loaded": info, "models": [info], "registered": available_names(),
-                "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels},
-                "threads": resolve_threads(settings.threads)}
+
+        return {
+            "loaded": info,
+            "models": [info],
+            "registered": available_names(),
+            "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels},
+            "threads": resolve_threads(settings.threads),
+        }
 
     async def read_body(request: Request, deadline: float) -> bytes:
         """The whole body in memory, with the byte cap, the shared memory budget and the timeouts."""
         limit = settings.max_upload_bytes
-        too_big = HTTPProblem(413, f"upload too large: the limit is {_mb(limit)} "
-                                   "(start the server with a larger --max-upload-mb)")
+        too_big = HTTPProblem(
+            413, f"upload too large: the limit is {_mb(limit)} (start the server with a larger --max-upload-mb)"
+        )
         body, size, counted = bytearray(), 0, 0
         declared = request.headers.get("content-length")
         over = bool(declared and declared.isdigit() and int(declared) > limit)
@@ -182,9 +208,12 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
                 with anyio.move_on_after(max(wait, 0)) as idle:
                     message = await receive()
                 if idle.cancelled_caught:
-                    raise HTTPProblem(408, f"the upload stalled ({size:,} bytes received, nothing for "
-                                           f"{wait:.0f} s): send the whole request without pauses",
-                                      {"Connection": "close"})
+                    raise HTTPProblem(
+                        408,
+                        f"the upload stalled ({size:,} bytes received, nothing for "
+                        f"{wait:.0f} s): send the whole request without pauses",
+                        {"Connection": "close"},
+                    )
                 if message["type"] == "http.disconnect":
                     raise _ClientGone(f"left during the upload after {size:,} bytes")
                 chunk = message.get("body", b"")
@@ -199,8 +228,12 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
                         break
                 else:
                     if load["buffered"] + len(chunk) > max_buffered:
-                        raise HTTPProblem(503, f"busy: {_mb(load['buffered'])} of uploads are already in "
-                                               f"memory; try again in {settings.retry_after} s", busy_headers)
+                        raise HTTPProblem(
+                            503,
+                            f"busy: {_mb(load['buffered'])} of uploads are already in "
+                            f"memory; try again in {settings.retry_after} s",
+                            busy_headers,
+                        )
                     body += chunk
                     load["buffered"] += len(chunk)
                     counted += len(chunk)
@@ -217,8 +250,11 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
         resize = _bool_field(parts, "resize_mask")
         size, mask_size = _header_size(img_part), _header_size(mask_part)
         if not resize and size and mask_size and size != mask_size:  # refused before decoding either
-            raise HTTPProblem(422, f"the mask is {mask_size[0]}x{mask_size[1]} but the image is {size[0]}x{size[1]} "
-                                   "(send a mask of the same size, or resize_mask=true)")
+            raise HTTPProblem(
+                422,
+                f"the mask is {mask_size[0]}x{mask_size[1]} but the image is {size[0]}x{size[1]} "
+                "(send a mask of the same size, or resize_mask=true)",
+            )
         try:
             picture = read_picture_bytes(bytes(img_part.data), _label("image", img_part), settings.max_pixels)
             mask = read_mask_bytes(bytes(mask_part.data), _label("mask", mask_part), settings.max_pixels)
@@ -227,8 +263,9 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
         except FillgapError as exc:
             raise HTTPProblem(422, str(exc)) from None
         try:
-            mask = mask_for(mask, picture.rgb.shape[:2], resize,
-                            hint="send a mask of the same size, or resize_mask=true")
+            mask = mask_for(
+                mask, picture.rgb.shape[:2], resize, hint="send a mask of the same size, or resize_mask=true"
+            )
         except FillgapError as exc:
             raise HTTPProblem(422, str(exc)) from None
         return picture, mask
@@ -242,9 +279,12 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
             raise HTTPProblem(422, str(exc)) from None
 
     def past_deadline(deadline: float, what: str) -> HTTPProblem:
-        return HTTPProblem(503, f"{what} did not finish within the server's {settings.request_timeout:g} s per "
-                                f"request; try a smaller picture or hole, or again in {settings.retry_after} s",
-                           busy_headers)
+        return HTTPProblem(
+            503,
+            f"{what} did not finish within the server's {settings.request_timeout:g} s per "
+            f"request; try a smaller picture or hole, or again in {settings.retry_after} s",
+            busy_headers,
+        )
 
     async def watched_fill(request: Request, deadline: float, *args) -> np.ndarray:
         """``fill`` in a worker thread, stopped (``fillgap.cancel``) when the client hangs up or the
@@ -285,29 +325,67 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
         write_image(save_dir / name, out, alpha=picture.alpha, metadata=picture.metadata, grey=picture.grey)
         return name
 
-    @app.post("/api/inpaint", summary="Fill the masked part of a picture; answers a PNG",
-              response_class=Response,
-              responses={200: {"content": {"image/png": {}}, "description": "The filled picture (PNG)"},
-                         413: {"description": "Upload or picture too large"},
-                         415: {"description": "Not a form, or a part that is not a picture"},
-                         422: {"description": "Missing field, unreadable picture, wrong mask size"}},
-              openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-                  "type": "object", "required": ["image", "mask"],
-                  "properties": {
-                      "image": {"type": "string", "format": "binary", "description": "The picture"},
-                      "mask": {"type": "string", "format": "binary",
-                               "description": "Same size; white/opaque = hole, grey = partial"},
-                      "dilate": {"type": "integer", "default": 0, "minimum": 0,
-                                 "maximum": settings.max_dilate, "description": "Grow the hole by N px"},
-                      "resize_mask": {"type": "boolean", "default": False,
-                                      "description": "Scale a mask of another size to the picture"},
-                      "strategy": {"type": "string", "enum": list(STRATEGIES), "default": settings.strategy,
-                                   "description": "auto | resize | crop | cra (see fillgap fill --help)"},
-                      "max_side": {"type": "integer", "minimum": MIN_MAX_SIDE,
-                                   "description": "Longest window side filled at native resolution"},
-                      "blend": {"type": "string", "enum": list(BLENDS), "default": settings.blend,
-                                "description": "hard: every mask pixel > 0 replaced; soft: grey = weight"},
-                  }}}}}})
+    @app.post(
+        "/api/inpaint",
+        summary="Fill the masked part of a picture; answers a PNG",
+        response_class=Response,
+        responses={
+            200: {"content": {"image/png": {}}, "description": "The filled picture (PNG)"},
+            413: {"description": "Upload or picture too large"},
+            415: {"description": "Not a form, or a part that is not a picture"},
+            422: {"description": "Missing field, unreadable picture, wrong mask size"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["image", "mask"],
+                            "properties": {
+                                "image": {"type": "string", "format": "binary", "description": "The picture"},
+                                "mask": {
+                                    "type": "string",
+                                    "format": "binary",
+                                    "description": "Same size; white/opaque = hole, grey = partial",
+                                },
+                                "dilate": {
+                                    "type": "integer",
+                                    "default": 0,
+                                    "minimum": 0,
+                                    "maximum": settings.max_dilate,
+                                    "description": "Grow the hole by N px",
+                                },
+                                "resize_mask": {
+                                    "type": "boolean",
+                                    "default": False,
+                                    "description": "Scale a mask of another size to the picture",
+                                },
+                                "strategy": {
+                                    "type": "string",
+                                    "enum": list(STRATEGIES),
+                                    "default": settings.strategy,
+                                    "description": "auto | resize | crop | cra (see fillgap fill --help)",
+                                },
+                                "max_side": {
+                                    "type": "integer",
+                                    "minimum": MIN_MAX_SIDE,
+                                    "description": "Longest window side filled at native resolution",
+                                },
+                                "blend": {
+                                    "type": "string",
+                                    "enum": list(BLENDS),
+                                    "default": settings.blend,
+                                    "description": "hard: every mask pixel > 0 replaced; soft: grey = weight",
+                                },
+                            },
+                        }
+                    }
+                },
+            }
+        },
+    )
     async def inpaint_endpoint(request: Request):
         deadline = time.monotonic() + settings.request_timeout
         body = await read_body(request, deadline)
@@ -318,8 +396,12 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
         # The mask's pixels count too: with resize_mask a small picture may come with a huge mask.
         pixels = _header_pixels(parts.get("image")) + _header_pixels(parts.get("mask"))
         if load["pictures"] and load["pixels"] + pixels > max_in_flight:
-            raise HTTPProblem(503, f"busy: {load['pixels'] / 1e6:.0f} MP of pictures are being filled already; "
-                                   f"try again in {settings.retry_after} s", busy_headers)
+            raise HTTPProblem(
+                503,
+                f"busy: {load['pixels'] / 1e6:.0f} MP of pictures are being filled already; "
+                f"try again in {settings.retry_after} s",
+                busy_headers,
+            )
         load["pictures"] += 1
         load["pixels"] += pixels
         try:
@@ -330,11 +412,14 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
 
     async def handle(request: Request, parts: dict[str, _Part], deadline: float) -> Response:
         dilate = _int_field(parts, "dilate", 0, 0, settings.max_dilate)
-        options = {"strategy": _choice_field(parts, "strategy", settings.strategy, STRATEGIES),
-                   "blend": _choice_field(parts, "blend", settings.blend, BLENDS),
-                   # a request may lower the working size, never raise it above the server's own
-                   "max_side": _int_field(parts, "max_side", settings.max_side, MIN_MAX_SIDE,
-                                          settings.max_side or net.max_side)}
+        options = {
+            "strategy": _choice_field(parts, "strategy", settings.strategy, STRATEGIES),
+            "blend": _choice_field(parts, "blend", settings.blend, BLENDS),
+            # a request may lower the working size, never raise it above the server's own
+            "max_side": _int_field(
+                parts, "max_side", settings.max_side, MIN_MAX_SIDE, settings.max_side or net.max_side
+            ),
+        }
         picture, mask = await anyio.to_thread.run_sync(decode, parts)
         del parts
         if time.monotonic() > deadline:
@@ -342,8 +427,11 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
         with anyio.move_on_after(max(0.0, deadline - time.monotonic())) as waited:
             await limiter.acquire()
         if waited.cancelled_caught:
-            raise HTTPProblem(503, f"busy: no fill slot within {settings.request_timeout:g} s; try again in "
-                                   f"{settings.retry_after} s", busy_headers)
+            raise HTTPProblem(
+                503,
+                f"busy: no fill slot within {settings.request_timeout:g} s; try again in {settings.retry_after} s",
+                busy_headers,
+            )
         try:
             if await request.is_disconnected():  # nobody would get the result: skip the fill
                 raise _ClientGone("left before the fill")
@@ -355,7 +443,8 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
         if time.monotonic() > deadline:  # encoding a big picture takes seconds: not for nobody
             raise past_deadline(deadline, "the request")
         png = await anyio.to_thread.run_sync(
-            functools.partial(encode_png, out, picture.alpha, metadata=picture.metadata, grey=picture.grey))
+            functools.partial(encode_png, out, picture.alpha, metadata=picture.metadata, grey=picture.grey)
+        )
         await anyio.to_thread.run_sync(_trim_memory)
         headers = {"Cache-Control": "no-store"}
         if save_dir is not None:
@@ -376,6 +465,7 @@ def create_app(model: FillMethod | InpaintModel | str | Path | None = None,
 def _version() -> str:
     try:
         from importlib.metadata import version
+
         return version("fillgap")
     except Exception:
         return "0"

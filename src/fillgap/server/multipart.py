@@ -1,4 +1,5 @@
 """The upload form: a bounded multipart parser and the checks of its fields."""
+
 from __future__ import annotations
 
 import io
@@ -6,7 +7,7 @@ from dataclasses import dataclass, field
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from ..imageio import (DECODERS)
+from ..imageio import DECODERS
 from .settings import HTTPProblem
 
 
@@ -71,12 +72,18 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, _Part]:
     def on_part_end():
         parts.setdefault(state["name"], state["part"])
 
-    parser = MultipartParser(boundary, {
-        "on_part_begin": on_part_begin, "on_header_field": on_header_field,
-        "on_header_value": on_header_value, "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
-        "on_part_end": on_part_end,
-    })
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
     try:
         parser.write(body)
         parser.finalize()
@@ -139,6 +146,7 @@ def _header_size(part: _Part | None) -> tuple[int, int] | None:
     import warnings
 
     from PIL import Image
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a bomb warning: the decoder refuses it with a 413 later

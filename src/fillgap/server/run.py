@@ -1,4 +1,5 @@
 """Running the app: the socket, uvicorn's settings and its connection handling, ``serve`` and ``running``."""
+
 from __future__ import annotations
 
 import contextlib
@@ -29,6 +30,7 @@ def _bind(host: str, port: int):
     except OSError as exc:
         sock.close()
         import errno
+
         # the port is taken (or reserved): another --port helps; an address this machine does not
         # have (or no such host) needs another --host
         hint = "choose another --port" if exc.errno in (errno.EADDRINUSE, errno.EACCES) else "check --host"
@@ -40,8 +42,9 @@ def _url(host: str, sock) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}"
 
 
-def serve(model: str | Path | None, host: str = "127.0.0.1", port: int = 8000,
-          settings: ServerSettings | None = None) -> None:
+def serve(
+    model: str | Path | None, host: str = "127.0.0.1", port: int = 8000, settings: ServerSettings | None = None
+) -> None:
     """Load the model, bind, serve until Ctrl-C (``fillgap serve``); port 0 picks a free one."""
     import uvicorn
 
@@ -51,8 +54,10 @@ def serve(model: str | Path | None, host: str = "127.0.0.1", port: int = 8000,
     app = create_app(model, settings)
     sock = _bind(host, port)  # bound here, so a busy port is a one-line error, not a log
     info = app.state.model_info
-    print(f"fillgap: model {info['name']} ({info['source']}); open {_url(host, sock)}/ "
-          f"(API docs at /docs); Ctrl-C stops", flush=True)
+    print(
+        f"fillgap: model {info['name']} ({info['source']}); open {_url(host, sock)}/ (API docs at /docs); Ctrl-C stops",
+        flush=True,
+    )
     _log_to_stderr()
     uvicorn.Server(_uvicorn_config(app)).run(sockets=[sock])
 
@@ -109,8 +114,11 @@ def _protocol(settings: ServerSettings):
             evicted["count"] += 1
         now = time.monotonic()
         if evicted["count"] and now - evicted["logged"] > 10:  # one line per 10 s, not one per connection
-            log.info("over %d open connections: closed the %d oldest without a request in progress",
-                     settings.max_connections, evicted["count"])
+            log.info(
+                "over %d open connections: closed the %d oldest without a request in progress",
+                settings.max_connections,
+                evicted["count"],
+            )
             evicted["count"], evicted["logged"] = 0, now
 
     class Protocol(H11Protocol):
@@ -131,8 +139,7 @@ def _protocol(settings: ServerSettings):
                 if self._deadline_timer is not None:
                     self._deadline_timer.cancel()
                 # a second past the app's own deadline, so its 503 goes out first
-                self._deadline_timer = self.loop.call_later(settings.request_timeout + 1, self._deadline,
-                                                            self.cycle)
+                self._deadline_timer = self.loop.call_later(settings.request_timeout + 1, self._deadline, self.cycle)
 
         def on_response_complete(self):
             super().on_response_complete()
@@ -147,8 +154,9 @@ def _protocol(settings: ServerSettings):
 
         def busy(self) -> bool:
             """A request head has arrived and its answer is not complete."""
-            return self.conn.their_state is not h11.IDLE or (self.cycle is not None
-                                                             and not self.cycle.response_complete)
+            return self.conn.their_state is not h11.IDLE or (
+                self.cycle is not None and not self.cycle.response_complete
+            )
 
         def _arm(self):
             if not self.transport.is_closing():
@@ -164,17 +172,23 @@ def _protocol(settings: ServerSettings):
                 return
             if self.conn.trailing_data[0]:  # part of a head arrived: a slow or stalled client
                 c = self.client
-                log.info("client %s sent no complete request head in %g s: connection closed",
-                         f"{c[0]}:{c[1]}" if c else "-", settings.header_timeout)
+                log.info(
+                    "client %s sent no complete request head in %g s: connection closed",
+                    f"{c[0]}:{c[1]}" if c else "-",
+                    settings.header_timeout,
+                )
             self.transport.close()
 
         def _deadline(self, cycle):
             if cycle.response_complete and not self.transport.get_write_buffer_size():
                 return  # answered and handed to the socket in time
             c = self.client
-            log.info("client %s: answer not delivered within %g s (%s): connection dropped",
-                     f"{c[0]}:{c[1]}" if c else "-", settings.request_timeout,
-                     "unread" if cycle.response_complete else "not ready")
+            log.info(
+                "client %s: answer not delivered within %g s (%s): connection dropped",
+                f"{c[0]}:{c[1]}" if c else "-",
+                settings.request_timeout,
+                "unread" if cycle.response_complete else "not ready",
+            )
             self.transport.abort()
             if cycle.response_complete:  # the answer's buffer goes with the connection: give its pages back
                 self.loop.call_later(0.5, self.loop.run_in_executor, None, _trim_memory)

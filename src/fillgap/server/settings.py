@@ -1,4 +1,5 @@
 """The server's settings (``ServerSettings``) and the errors its parts share."""
+
 from __future__ import annotations
 
 import logging

@@ -2,6 +2,7 @@
 
 Unknown keys and wrong types are refused with a one-line message naming the key.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -21,8 +22,11 @@ from ..masks import KINDS as MASK_KINDS
 MIN_SIZE, MAX_SIZE = 16, 4096
 MAX_BATCH_SIZE = 4096
 MAX_WORKERS = 256
-_RANGES = {"size": (MIN_SIZE, MAX_SIZE, " (pixels, the side of a training patch)"),  # setting -> low, high, unit
-           "batch_size": (1, MAX_BATCH_SIZE, ""), "workers": (0, MAX_WORKERS, "")}
+_RANGES = {
+    "size": (MIN_SIZE, MAX_SIZE, " (pixels, the side of a training patch)"),  # setting -> low, high, unit
+    "batch_size": (1, MAX_BATCH_SIZE, ""),
+    "workers": (0, MAX_WORKERS, ""),
+}
 
 
 class TrainConfig(BaseModel):
@@ -30,35 +34,35 @@ class TrainConfig(BaseModel):
 
     model: str = "ffc-small"
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
-    init: str | None = None           # start from these weights (.safetensors/.pt; "default" = shipped); not on --resume
-    data: str = "bundled"             # bundled | mnist | photos | a folder path
-    val_data: str | None = None       # default: the validation split of `data`
-    size: int = 128                   # training patch size
+    init: str | None = None  # start from these weights (.safetensors/.pt; "default" = shipped); not on --resume
+    data: str = "bundled"  # bundled | mnist | photos | a folder path
+    val_data: str | None = None  # default: the validation split of `data`
+    size: int = 128  # training patch size
     scale: tuple[float, float] = (0.25, 1.0)  # crop side / photo short side (multi-scale crops)
-    masks: str = "mixture"            # thin | medium | thick | box | mixture
+    masks: str = "mixture"  # thin | medium | thick | box | mixture
     samples_per_epoch: int | None = None  # patches per epoch (default: one per image)
     val_samples: int = 16
     batch_size: int = 16
     epochs: int = 10
-    max_steps: int | None = None      # stop after this many optimiser steps, whatever the epoch
+    max_steps: int | None = None  # stop after this many optimiser steps, whatever the epoch
     max_minutes: float | None = None  # stop (with a checkpoint) after this much wall time
     lr: float = 1e-3
-    lr_final: float | None = None     # cosine decay to this value over max_steps (or all epochs)
+    lr_final: float | None = None  # cosine decay to this value over max_steps (or all epochs)
     weight_decay: float = 0.0
     losses: dict[str, float] = Field(default_factory=lambda: {"l1": 1.0})
-    hole_weight: float = 6.0          # pixel losses count hole pixels this much more
-    adversarial: float = 0.0          # weight of the PatchGAN loss (0 = off)
-    adversarial_start: int = 0        # step at which the adversarial loss switches on
-    feature_matching: float = 0.0     # weight of discriminator feature matching (with the adversarial loss)
+    hole_weight: float = 6.0  # pixel losses count hole pixels this much more
+    adversarial: float = 0.0  # weight of the PatchGAN loss (0 = off)
+    adversarial_start: int = 0  # step at which the adversarial loss switches on
+    feature_matching: float = 0.0  # weight of discriminator feature matching (with the adversarial loss)
     r1: float = 1.0
     seed: int = 0
     workers: int = 0
-    device: str = "auto"              # auto | cpu | cuda
-    bf16: bool | None = None          # bf16 autocast of the network; default: on for CUDA, off on CPU
-    sync_bn: bool = True              # distributed runs: BatchNorm statistics over the global batch
+    device: str = "auto"  # auto | cpu | cuda
+    bf16: bool | None = None  # bf16 autocast of the network; default: on for CUDA, off on CPU
+    sync_bn: bool = True  # distributed runs: BatchNorm statistics over the global batch
     out: str = "runs/default"
-    checkpoint_every: int = 200       # steps
-    log_every: int = 10               # steps
+    checkpoint_every: int = 200  # steps
+    log_every: int = 10  # steps
     grid_samples: int = 4
     progress: bool = True
 
@@ -72,8 +76,7 @@ class TrainConfig(BaseModel):
             raise ValueError(f"must be from {low} to {high}{unit}")
         return v
 
-    @field_validator("val_samples", "checkpoint_every", "log_every", "grid_samples", "samples_per_epoch",
-                     "max_steps")
+    @field_validator("val_samples", "checkpoint_every", "log_every", "grid_samples", "samples_per_epoch", "max_steps")
     @classmethod
     def _at_least_one(cls, v):
         if v is not None and v < 1:
@@ -138,9 +141,11 @@ def _read(path: Path) -> dict:
     try:
         if path.suffix == ".toml":
             import tomllib
+
             data = tomllib.loads(text)
         else:
             import yaml
+
             data = yaml.safe_load(text) or {}
     except Exception as exc:  # any parser error becomes one line
         mark = getattr(exc, "problem_mark", None)  # YAML: say what and where, not its drawing of the line
@@ -179,6 +184,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         msg = err["msg"].removeprefix("Value error, ")
         raise FillgapError(f"bad value for config key '{key}': {_show(err.get('input'))}: {msg}{more}") from None
     from ..models import check_model_settings, list_models
+
     key = "model" if cfg.model not in list_models() else "model_kwargs"
     try:
         check_model_settings(cfg.model, cfg.model_kwargs)  # no memory used: the network on the meta device

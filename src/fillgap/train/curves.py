@@ -1,4 +1,5 @@
 """The loss-curve picture written beside a training run's grids (``loss-curve.png``)."""
+
 from __future__ import annotations
 
 import io

@@ -1,5 +1,6 @@
 """The distributed pieces of training: process environment, CPU synchronised BatchNorm,
 and the torchrun launcher behind ``fillgap train --nproc N`` (see ``fillgap.train``)."""
+
 from __future__ import annotations
 
 import os
@@ -38,7 +39,7 @@ class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         stats = all_reduce(torch.cat(sums), "sum", dist.group.WORLD)
         n = stats[-1]
         mean64 = stats[:c] / n
-        var = (stats[c:2 * c] / n - mean64 * mean64).clamp_min(0).float()
+        var = (stats[c : 2 * c] / n - mean64 * mean64).clamp_min(0).float()
         mean = mean64.float()
         if self.track_running_stats:
             with torch.no_grad():
@@ -57,8 +58,9 @@ class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
 def convert_cpu_sync_batchnorm(module: nn.Module) -> nn.Module:
     """Every BatchNorm layer of ``module`` as a CPUSyncBatchNorm sharing its parameters and buffers."""
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, CPUSyncBatchNorm):
-        new = CPUSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                               module.track_running_stats)
+        new = CPUSyncBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        )
         if module.affine:
             new.weight, new.bias = module.weight, module.bias
         if module.track_running_stats:
@@ -73,8 +75,7 @@ def convert_cpu_sync_batchnorm(module: nn.Module) -> nn.Module:
 
 def dist_env() -> tuple[int, int, int]:
     """(rank, world size, local rank) as torchrun sets them; (0, 1, 0) outside torchrun."""
-    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-            int(os.environ.get("LOCAL_RANK", 0)))
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
 
 
 def launch(argv: list[str], nproc: int) -> None:
@@ -89,11 +90,12 @@ def launch(argv: list[str], nproc: int) -> None:
 
     # Split the cores between the ranks (torchrun alone would set 1 thread each, with a warning).
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    args = parse_args(["--standalone", "--nproc-per-node", str(nproc),
-                                         "--module", "fillgap", *argv])
+    args = parse_args(["--standalone", "--nproc-per-node", str(nproc), "--module", "fillgap", *argv])
     try:
         run(args)
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
-        raise FillgapError(f"training with {nproc} processes failed: rank {rank} exited with code "
-                           f"{failure.exitcode} (its message is above)") from None
+        raise FillgapError(
+            f"training with {nproc} processes failed: rank {rank} exited with code "
+            f"{failure.exitcode} (its message is above)"
+        ) from None

@@ -4,6 +4,7 @@ Every loss takes ``pred, target, hole`` (N x C x H x W, N x 1 x H x W with 1 = h
 returns a scalar. ``hole_weight`` in the pixel losses makes errors inside the hole count
 more than those outside (outside pixels are pasted back at fill time anyway).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -69,7 +70,7 @@ def _local_detail(image: torch.Tensor, window: int) -> torch.Tensor:
     grey = image.mean(dim=1, keepdim=True) if image.shape[1] == 3 else image
     kernel = grey.new_tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
     lap = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), kernel)
-    return (F.avg_pool2d(lap ** 2, window, window, ceil_mode=True) + 1e-8).sqrt()
+    return (F.avg_pool2d(lap**2, window, window, ceil_mode=True) + 1e-8).sqrt()
 
 
 def texture_energy(pred, target, hole, window: int = 8):
@@ -89,7 +90,7 @@ def _local_checker(image: torch.Tensor, window: int) -> torch.Tensor:
     grey = image.mean(dim=1, keepdim=True) if image.shape[1] == 3 else image
     kernel = grey.new_tensor([[1.0, -1.0], [-1.0, 1.0]]).view(1, 1, 2, 2)
     response = F.conv2d(F.pad(grey, (0, 1, 0, 1), mode="replicate"), kernel)
-    return (F.avg_pool2d(response ** 2, window, window, ceil_mode=True) + 1e-8).sqrt()
+    return (F.avg_pool2d(response**2, window, window, ceil_mode=True) + 1e-8).sqrt()
 
 
 def checker_excess(pred, target, hole, window: int = 8):
@@ -104,8 +105,14 @@ def checker_excess(pred, target, hole, window: int = 8):
 
 
 LOSSES: dict[str, Callable] = {
-    "l1": l1, "mse": mse, "hole_l1": hole_l1, "fft": fft_l1, "focal_freq": focal_frequency,
-    "tv": tv_border, "texture": texture_energy, "checker": checker_excess,
+    "l1": l1,
+    "mse": mse,
+    "hole_l1": hole_l1,
+    "fft": fft_l1,
+    "focal_freq": focal_frequency,
+    "tv": tv_border,
+    "texture": texture_energy,
+    "checker": checker_excess,
 }
 _PIXEL = {"l1", "mse"}
 

@@ -21,6 +21,7 @@ loss's phase term, ``hole_l1`` and ``tv`` divide by a per-batch total, which wit
 each rank's own total: the gradient is then the mean of N such ratios, slightly different
 from the one ratio over the whole batch.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,13 @@ from ..errors import FillgapError
 from ..fsutil import atomic_write_text, folder_lock, remove_stale_temps
 from ..fill.tensors import to_uint8
 from ..imageio import write_image
-from .losses import (CompositeLoss, PatchDiscriminator, discriminator_adversarial, feature_matching,
-                     generator_adversarial)
+from .losses import (
+    CompositeLoss,
+    PatchDiscriminator,
+    discriminator_adversarial,
+    feature_matching,
+    generator_adversarial,
+)
 from ..masks import MaskGenerator
 from ..models import create_model
 
@@ -76,9 +82,9 @@ class EpochSampler(Sampler[int]):
         self.epoch, self.start = epoch, start
 
     def __iter__(self):
-        order = np.random.default_rng([self.seed, self.epoch, 7]).permutation(self.length)[self.start:]
+        order = np.random.default_rng([self.seed, self.epoch, 7]).permutation(self.length)[self.start :]
         if self.world > 1:
-            order = np.resize(order, len(order) + (-len(order)) % self.world)[self.rank::self.world]
+            order = np.resize(order, len(order) + (-len(order)) % self.world)[self.rank :: self.world]
         return iter(order.tolist())
 
     def __len__(self) -> int:
@@ -105,8 +111,10 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, region: torch.Tensor | None =
 
 def sample_grid(batch: dict, output: torch.Tensor, rows: int) -> np.ndarray:
     """uint8 picture: one row per sample, columns input | mask | output | truth."""
+
     def rgb(t):
         return t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t
+
     n = min(rows, output.shape[0])
     cols = [rgb(batch["masked"][:n]), rgb(batch["mask"][:n]), rgb(output[:n].detach().cpu()), rgb(batch["image"][:n])]
     row_imgs = [torch.cat([c[i] for c in cols], dim=2) for i in range(n)]
@@ -123,9 +131,14 @@ class _progress(tqdm):
     def __init__(self, cfg: TrainConfig, total: int, step: int, enabled: bool):
         self.budget = cfg.max_minutes * 60 if cfg.max_minutes is not None else None
         if self.budget is not None:
-            super().__init__(total=round(self.budget), unit="s", desc="time budget", disable=not enabled,
-                             dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| "
-                             "{n:.0f}/{total:.0f} s [{postfix}]")
+            super().__init__(
+                total=round(self.budget),
+                unit="s",
+                desc="time budget",
+                disable=not enabled,
+                dynamic_ncols=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{postfix}]",
+            )
         else:
             super().__init__(total=total, initial=step, unit="step", disable=not enabled, dynamic_ncols=True)
 
@@ -144,15 +157,19 @@ class Trainer:
         self.resumed, self.overwrite = resume, overwrite
         found = [n for n in ("last.pt", "metrics.jsonl") if (self.out / n).exists()]
         if found and not resume and not overwrite:
-            raise FillgapError(f"{self.out} already holds a training run ({found[0]}): pass --resume to continue "
-                               "it or --overwrite to start over")
+            raise FillgapError(
+                f"{self.out} already holds a training run ({found[0]}): pass --resume to continue "
+                "it or --overwrite to start over"
+            )
         self.saved_step: int | None = None  # the step last.pt holds (None: nothing written yet)
         self.rank, self.world, local_rank = dist_env()
         self.distributed = self.world > 1
         self.is_main = self.rank == 0
         if cfg.batch_size % self.world:
-            raise FillgapError(f"batch_size {cfg.batch_size} is not a multiple of the {self.world} processes "
-                               "(each one takes batch_size / processes samples of every batch)")
+            raise FillgapError(
+                f"batch_size {cfg.batch_size} is not a multiple of the {self.world} processes "
+                "(each one takes batch_size / processes samples of every batch)"
+            )
         self.local_batch = cfg.batch_size // self.world
         self._own_group = False
         if self.distributed:
@@ -175,18 +192,36 @@ class Trainer:
                 self.model = convert_cpu_sync_batchnorm(self.model)
         size = self.model.fixed_size or cfg.size
         if self.model.fixed_size and cfg.size != self.model.fixed_size:
-            raise FillgapError(f"model '{cfg.model}' works at {self.model.fixed_size}x{self.model.fixed_size} only: "
-                               f"set size: {self.model.fixed_size}")
+            raise FillgapError(
+                f"model '{cfg.model}' works at {self.model.fixed_size}x{self.model.fixed_size} only: "
+                f"set size: {self.model.fixed_size}"
+            )
         if size % self.model.size_multiple:
             raise FillgapError(f"size {size} must be a multiple of {self.model.size_multiple} for '{cfg.model}'")
-        self.train_set = InpaintDataset(make_source(cfg.data, "train"), size, MaskGenerator(cfg.masks, cfg.seed),
-                                        seed=cfg.seed, samples_per_epoch=cfg.samples_per_epoch, scale=cfg.scale)
+        self.train_set = InpaintDataset(
+            make_source(cfg.data, "train"),
+            size,
+            MaskGenerator(cfg.masks, cfg.seed),
+            seed=cfg.seed,
+            samples_per_epoch=cfg.samples_per_epoch,
+            scale=cfg.scale,
+        )
         val_source = make_source(cfg.val_data or cfg.data, "val")
-        self.val_set = InpaintDataset(val_source, size, MaskGenerator(cfg.masks, cfg.seed + 1), seed=cfg.seed + 1,
-                                      samples_per_epoch=cfg.val_samples, scale=cfg.scale, augment=False, fixed=True)
+        self.val_set = InpaintDataset(
+            val_source,
+            size,
+            MaskGenerator(cfg.masks, cfg.seed + 1),
+            seed=cfg.seed + 1,
+            samples_per_epoch=cfg.val_samples,
+            scale=cfg.scale,
+            augment=False,
+            fixed=True,
+        )
         if self.train_set[0]["image"].shape[0] != self.model.channels:
-            raise FillgapError(f"model '{cfg.model}' takes {self.model.channels}-channel images, "
-                               f"data '{cfg.data}' gives {self.train_set[0]['image'].shape[0]}")
+            raise FillgapError(
+                f"model '{cfg.model}' takes {self.model.channels}-channel images, "
+                f"data '{cfg.data}' gives {self.train_set[0]['image'].shape[0]}"
+            )
         self.loss = CompositeLoss(cfg.losses, cfg.hole_weight)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.disc = self.disc_opt = None
@@ -202,8 +237,10 @@ class Trainer:
         if self.distributed:
             # With synchronised BatchNorm the running statistics agree on every rank already.
             self.net = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                forward_sync_buffers=not cfg.sync_bn)
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                forward_sync_buffers=not cfg.sync_bn,
+            )
             if self.disc is not None:  # trained with hand-reduced gradients (see _average_grads)
                 for t in self.disc.state_dict().values():
                     dist.broadcast(t, 0)
@@ -223,8 +260,9 @@ class Trainer:
 
         source = load_network(None if spec == "default" else spec)
         if source.registry_name != self.cfg.model:
-            raise FillgapError(f"init weights {spec} are model '{source.registry_name}', the config asks for "
-                               f"'{self.cfg.model}'")
+            raise FillgapError(
+                f"init weights {spec} are model '{source.registry_name}', the config asks for '{self.cfg.model}'"
+            )
         self.model.load_state_dict(source.state_dict())
 
     def _resume(self) -> None:
@@ -233,11 +271,12 @@ class Trainer:
 
         def entry(key: str, kind: type | tuple = object):
             if key not in ckpt:
-                raise FillgapError(f"checkpoint {path} has no '{key}' entry (cut short, or not written by "
-                                   "`fillgap train`): cannot resume from it")
+                raise FillgapError(
+                    f"checkpoint {path} has no '{key}' entry (cut short, or not written by "
+                    "`fillgap train`): cannot resume from it"
+                )
             if not isinstance(ckpt[key], kind) or isinstance(ckpt[key], bool):
-                raise FillgapError(f"checkpoint {path} is damaged: its '{key}' entry is a "
-                                   f"{type(ckpt[key]).__name__}")
+                raise FillgapError(f"checkpoint {path} is damaged: its '{key}' entry is a {type(ckpt[key]).__name__}")
             return ckpt[key]
 
         def load(what: str, module, state) -> None:
@@ -254,33 +293,53 @@ class Trainer:
         if self.disc is not None and "disc" in ckpt:
             load("disc", self.disc, ckpt["disc"])
             load("disc_optimizer", self.disc_opt, entry("disc_optimizer", dict))
-        self.step, self.epoch, self.batch_in_epoch = entry("step", int), entry("epoch", int), entry("batch_in_epoch", int)
+        self.step, self.epoch, self.batch_in_epoch = (
+            entry("step", int),
+            entry("epoch", int),
+            entry("batch_in_epoch", int),
+        )
         if ckpt.get("batch_size", self.cfg.batch_size) != self.cfg.batch_size:
-            raise FillgapError(f"{path} was trained with batch_size {ckpt['batch_size']}, the config says "
-                               f"{self.cfg.batch_size}: resume with the same (global) batch size")
+            raise FillgapError(
+                f"{path} was trained with batch_size {ckpt['batch_size']}, the config says "
+                f"{self.cfg.batch_size}: resume with the same (global) batch size"
+            )
         try:
             torch.set_rng_state(entry("torch_rng", torch.Tensor))
         except (RuntimeError, TypeError) as exc:
-            raise FillgapError(f"checkpoint {path} is damaged: its 'torch_rng' entry is not a random "
-                               f"generator state ({str(exc)[:80]})") from None
+            raise FillgapError(
+                f"checkpoint {path} is damaged: its 'torch_rng' entry is not a random generator state ({str(exc)[:80]})"
+            ) from None
         self.saved_step = self.step
 
     def save(self, name: str = "last.pt") -> None:
         if not self.is_main:
             return
         # A checkpoint with NaN or infinite weights would replace the last usable one.
-        bad = next((k for k, v in self.model.state_dict().items()
-                    if v.is_floating_point() and not torch.isfinite(v).all()), None)
+        bad = next(
+            (k for k, v in self.model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()),
+            None,
+        )
         if bad is not None:
-            raise FillgapError(f"weights became NaN or infinite by step {self.step} (e.g. {bad}): training "
-                               f"stopped; {self._kept()}")
+            raise FillgapError(
+                f"weights became NaN or infinite by step {self.step} (e.g. {bad}): training stopped; {self._kept()}"
+            )
         extra = {}
         if self.disc is not None:
             extra = {"disc": self.disc.state_dict(), "disc_optimizer": self.disc_opt.state_dict()}
-        save_checkpoint(self.out / name, self.model, optimizer=self.opt.state_dict(), step=self.step,
-                        epoch=self.epoch, batch_in_epoch=self.batch_in_epoch, config=self.cfg.model_dump(),
-                        batch_size=self.cfg.batch_size, world_size=self.world, rank=self.rank,
-                        torch_rng=torch.get_rng_state(), **extra)
+        save_checkpoint(
+            self.out / name,
+            self.model,
+            optimizer=self.opt.state_dict(),
+            step=self.step,
+            epoch=self.epoch,
+            batch_in_epoch=self.batch_in_epoch,
+            config=self.cfg.model_dump(),
+            batch_size=self.cfg.batch_size,
+            world_size=self.world,
+            rank=self.rank,
+            torch_rng=torch.get_rng_state(),
+            **extra,
+        )
         self.saved_step = self.step
 
     def _kept(self) -> str:
@@ -326,7 +385,7 @@ class Trainer:
             flat /= self.world
             offset = 0
             for g in grads:
-                g.copy_(flat[offset:offset + g.numel()].view_as(g))
+                g.copy_(flat[offset : offset + g.numel()].view_as(g))
                 offset += g.numel()
 
     def train_step(self, batch: dict) -> dict:
@@ -393,9 +452,15 @@ class Trainer:
 
     # -- loop ----------------------------------------------------------------------------
     def make_loader(self, sampler: Sampler) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.local_batch, sampler=sampler,
-                          num_workers=self.cfg.workers, drop_last=False,
-                          persistent_workers=False, pin_memory=self.device.type == "cuda")
+        return DataLoader(
+            self.train_set,
+            batch_size=self.local_batch,
+            sampler=sampler,
+            num_workers=self.cfg.workers,
+            drop_last=False,
+            persistent_workers=False,
+            pin_memory=self.device.type == "cuda",
+        )
 
     def _prepare_folder(self) -> None:
         """Rank 0, holding the folder's lock: clear what a killed or replaced run left behind."""
@@ -438,8 +503,15 @@ class Trainer:
                 bar.advance(time.time() - started)
                 bar.set_postfix(step=f"{self.step}/{total}", loss=f"{parts['loss']:.4f}", epoch=self.epoch)
                 if self.step % cfg.log_every == 0:
-                    self.log({"step": self.step, "epoch": self.epoch, "lr": self.lr_at(self.step),
-                              "time": round(time.time() - started, 2), **parts})
+                    self.log(
+                        {
+                            "step": self.step,
+                            "epoch": self.epoch,
+                            "lr": self.lr_at(self.step),
+                            "time": round(time.time() - started, 2),
+                            **parts,
+                        }
+                    )
                 if self.step % cfg.checkpoint_every == 0:
                     self.save()
                 out_of_time = cfg.max_minutes is not None and time.time() - started > cfg.max_minutes * 60
@@ -459,8 +531,10 @@ class Trainer:
                 self.log(summary)
                 self.write_grid()
                 write_loss_curve(read_metrics(self.out / "metrics.jsonl"), self.out / "loss-curve.png")
-                bar.write(f"epoch {self.epoch}: step {self.step}, val PSNR {summary['val_psnr']:.2f} dB "
-                          f"(hole {summary['val_psnr_hole']:.2f} dB)")
+                bar.write(
+                    f"epoch {self.epoch}: step {self.step}, val PSNR {summary['val_psnr']:.2f} dB "
+                    f"(hole {summary['val_psnr_hole']:.2f} dB)"
+                )
         bar.close()
         self.save()
         summary["seconds"] = round(time.time() - started, 1)
