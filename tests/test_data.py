@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from fillgap import cli
+from fillgap.data import fetch
 from fillgap.data import prepare as prep
 from fillgap.data.dedup import NEAR, hamming, near_duplicates, phash
 from fillgap.data.datasets import BUNDLED, ArrayImages, FolderImages, InpaintDataset, bundled_photos, random_patch
@@ -522,16 +523,16 @@ def test_a_debian_package_can_unpack_just_the_wanted_files(tmp_path):
         check=True,
         capture_output=True,
     )
-    prep._unpack_deb(
+    fetch._unpack_deb(
         tmp_path / "fake.deb", tmp_path / "some", ["usr/share/pics/b.png", "usr/share/doc/fake/copyright"], "deb:fake"
     )
     got = sorted(str(p.relative_to(tmp_path / "some")) for p in (tmp_path / "some").rglob("*") if p.is_file())
     assert got == ["usr/share/doc/fake/copyright", "usr/share/pics/b.png"]
-    prep._unpack_deb(tmp_path / "fake.deb", tmp_path / "all", None, "deb:fake")
+    fetch._unpack_deb(tmp_path / "fake.deb", tmp_path / "all", None, "deb:fake")
     assert (tmp_path / "all" / "usr/share/pics/a.png").is_file()
     (tmp_path / "bad.deb").write_bytes(b"!<arch>\nnot a package")
     with pytest.raises(FillgapError, match="^deb:fake: cannot unpack bad.deb: "):
-        prep._unpack_deb(tmp_path / "bad.deb", tmp_path / "bad", ["x"], "deb:fake")
+        fetch._unpack_deb(tmp_path / "bad.deb", tmp_path / "bad", ["x"], "deb:fake")
 
 
 def test_full_disk_stops_with_the_file_named_keeps_what_was_done_and_resumes(world, monkeypatch):
@@ -602,9 +603,9 @@ def test_licence_lookup_prefers_the_paragraph_naming_the_file():
         (["16.04/x_by_Y.jpg"], "Y, 2018", "CC-BY-4.0"),
         (["nature/A.jpg", "nature/B.jpg"], "Z", "GPL-2+"),
     ]
-    assert prep.licence_of(paragraphs, "usr/share/backgrounds/x_by_Y.jpg") == ("CC-BY-4.0", "Y, 2018")
-    assert prep.licence_of(paragraphs, "usr/share/backgrounds/mate/nature/B.jpg") == ("GPL-2+", "Z")
-    assert prep.licence_of(paragraphs, "usr/share/doc/opencv-doc/examples/data/fruits.jpg") == ("Apache-2.0", "OpenCV")
+    assert fetch.licence_of(paragraphs, "usr/share/backgrounds/x_by_Y.jpg") == ("CC-BY-4.0", "Y, 2018")
+    assert fetch.licence_of(paragraphs, "usr/share/backgrounds/mate/nature/B.jpg") == ("GPL-2+", "Z")
+    assert fetch.licence_of(paragraphs, "usr/share/doc/opencv-doc/examples/data/fruits.jpg") == ("Apache-2.0", "OpenCV")
 
 
 def test_data_list_prints_totals_per_split(tmp_path, capsys):
