@@ -195,6 +195,13 @@ def fill(
     threads: Optional[int] = typer.Option(
         None, "--threads", min=1, metavar="N", rich_help_panel=_METHOD, help=_THREADS_HELP
     ),
+    deterministic: bool = typer.Option(
+        False,
+        "--deterministic",
+        rich_help_panel=_METHOD,
+        help="The same bytes whatever the machine's load, the engine and the run: one compute thread and "
+        "fp32 (slower). Without it a network's fill can differ by 1/255 in a few pixels between thread counts.",
+    ),
     workers: int = typer.Option(
         2, "--workers", min=1, metavar="N", rich_help_panel=_FOLDER, help="Threads reading and writing files."
     ),
@@ -232,8 +239,10 @@ def fill(
     from .methods import check_spec, get_method
     from .runtime.threads import set_threads
 
-    set_threads(threads)
     _check_runtime(runtime)
+    if deterministic:
+        threads, runtime = _deterministic(threads, runtime)
+    set_threads(threads)
     check_spec(model)  # a mistyped name fails here, before any picture is read
 
     check_strategy(strategy), check_max_side(max_side), check_blend(blend)
@@ -344,6 +353,16 @@ def fill(
     if mask.suffix.lower() in JPEG_SUFFIXES and mask_threshold is None:
         typer.echo(f"fillgap: warning: {mask.name} is a JPEG: {JPEG_MASK_NOTE}", err=True)
     typer.echo(printable(f"wrote {out}"))
+
+
+def _deterministic(threads: int | None, runtime: str) -> tuple[int, str]:
+    """One thread and fp32: float sums split over threads round differently, and bfloat16 makes a
+    1/255 step at the output likelier (docs/speed.md measures both)."""
+    if threads not in (None, 1):
+        raise FillgapError("--deterministic computes with one thread: leave out --threads")
+    if runtime == "torch-bf16":
+        raise FillgapError("--deterministic computes in fp32: use --runtime auto or torch")
+    return 1, "torch" if runtime == "auto" else runtime
 
 
 def _check_runtime(runtime: str) -> None:
