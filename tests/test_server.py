@@ -106,6 +106,19 @@ def test_fill_changes_only_the_hole(url, picture, hole):
     assert (out[inside] != picture[inside]).any(axis=1).mean() > 0.5
 
 
+def test_an_inverted_or_photo_mask_is_refused_unless_forced(url, picture, hole):
+    """As the CLI refuses such a mask file: otherwise the answer is a picture-sized smear with a 200."""
+    files = {"image": ("p.png", png_bytes(picture), "image/png")}
+    inverted = {**files, "mask": ("m.png", png_bytes(255 - hole), "image/png")}
+    r = post(url, files=inverted)
+    assert r.status_code == 422 and "would fill" in r.json()["detail"] and "force=true" in r.json()["detail"]
+    photo = {**files, "mask": ("m.png", png_bytes(picture), "image/png")}
+    r = post(url, files=photo)
+    assert r.status_code == 422 and "looks like a photo" in r.json()["detail"]
+    r = post(url, files=inverted, data={"force": "true"})
+    assert r.status_code == 200, r.text
+
+
 def test_empty_mask_returns_the_input(url, picture):
     out = decode(
         post(

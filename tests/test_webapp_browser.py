@@ -403,3 +403,70 @@ def test_before_after_divider_and_download_formats(browser, server, tmp_path):
     name, kind, data = saved_file(browser)
     assert (name, kind) == ("p-filled.png", "image/png")
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), filled)
+
+
+class _SlowFill:
+    """A method that takes up to 30 s, checks for cancellation every 50 ms and says how it ended."""
+
+    def __new__(cls):
+        from fillgap.methods import FillMethod
+
+        class Slow(FillMethod):
+            name = kind = source = "slow"
+            ended: list = []
+
+            def fill(self, image, hole):
+                import time
+
+                from fillgap.cancel import Cancelled, checkpoint
+
+                try:
+                    for _ in range(600):
+                        checkpoint()
+                        time.sleep(0.05)
+                except Cancelled:
+                    self.ended.append(("cancelled", time.monotonic()))
+                    raise
+                self.ended.append(("finished", time.monotonic()))
+                return image
+
+        return Slow()
+
+
+def test_a_long_fill_shows_its_time_and_cancel_stops_the_server_too(browser, tmp_path):
+    import time
+
+    method = _SlowFill()
+    path = save_png(tmp_path / "p.png", noise(20, 30))
+    with running(create_app(method)) as url:
+        open_picture(browser, url, path)
+        stroke(browser, browser.find_element(By.ID, "mask"), (0, 0), [(3, 0)])
+        browser.find_element(By.ID, "run").click()
+        busy = browser.find_element(By.ID, "busy")
+        WebDriverWait(browser, 30).until(lambda _: busy.is_displayed() and " s" in busy.text)
+        cancel = browser.find_element(By.ID, "cancel")
+        assert cancel.is_displayed()
+        time.sleep(1.2)
+        assert busy.text.startswith("Filling") and int(busy.text.split()[1]) >= 1  # the seconds tick
+        cancel.click()
+        clicked = time.monotonic()
+        message = browser.find_element(By.ID, "message")
+        WebDriverWait(browser, 30).until(lambda _: "cancelled" in message.text)
+        assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-fills") == "0"
+        assert not cancel.is_displayed()
+        deadline = time.monotonic() + 10
+        while not method.ended and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert method.ended and method.ended[0][0] == "cancelled", method.ended
+        assert method.ended[0][1] - clicked < 5  # the server stopped within seconds of the click
+
+
+def test_the_page_fills_a_paint_over_most_of_the_picture(browser, server, tmp_path):
+    """The server refuses a mask of 60 % or more from API clients (often an inverted file); the
+    page's paint is the user's own, so the page sends force=true."""
+    path = save_png(tmp_path / "p.png", noise(20, 30))
+    open_picture(browser, server, path)
+    stroke(browser, browser.find_element(By.ID, "mask"), (0, 0), [(3, 0)])  # the 40 px brush covers it all
+    assert (mask_alpha(browser) > 0).mean() > 0.6
+    browser.find_element(By.ID, "run").click()
+    wait_for(browser, "data-fills", "1", timeout=300)

@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from ..cancel import Cancelled, CancelToken, cancel_on
 from ..errors import FillgapError
 from ..fill import BLENDS, STRATEGIES, check_blend, check_max_side, check_strategy, inpaint
+from ..files import mask_problem
 from ..fill.mask import mask_for
 from ..fill.strategies import MIN_MAX_SIDE
 from ..imageio import ImageTooLargeError, Picture, encode_png, read_mask_bytes, read_picture_bytes, write_image
@@ -266,8 +267,13 @@ def create_app(
             mask = mask_for(
                 mask, picture.rgb.shape[:2], resize, hint="send a mask of the same size, or resize_mask=true"
             )
+            # as the CLI refuses a mask file: an inverted mask, or the picture sent as the mask, would
+            # come back as a picture-sized smear with a 200
+            problem = None if _bool_field(parts, "force") else mask_problem(mask)
         except FillgapError as exc:
             raise HTTPProblem(422, str(exc)) from None
+        if problem:
+            raise HTTPProblem(422, f"the mask {problem}; send force=true to fill it anyway")
         return picture, mask
 
     def fill(rgb: np.ndarray, mask: np.ndarray, dilate: int, options: dict, token: CancelToken) -> np.ndarray:
@@ -361,6 +367,12 @@ def create_app(
                                     "type": "boolean",
                                     "default": False,
                                     "description": "Scale a mask of another size to the picture",
+                                },
+                                "force": {
+                                    "type": "boolean",
+                                    "default": False,
+                                    "description": "Fill with a mask that looks like a photo or covers 60 % "
+                                    "or more of the picture (refused otherwise)",
                                 },
                                 "strategy": {
                                     "type": "string",

@@ -6,7 +6,7 @@ const $ = (id) => document.getElementById(id);
 const el = {
   file: $("file"), brush: $("brush"), eraser: $("eraser"), size: $("size"), sizeValue: $("size-value"),
   undo: $("undo"), redo: $("redo"), clear: $("clear"), zoomIn: $("zoom-in"), zoomOut: $("zoom-out"),
-  zoomFit: $("zoom-fit"), zoomValue: $("zoom-value"), run: $("run"), compare: $("compare"),
+  zoomFit: $("zoom-fit"), zoomValue: $("zoom-value"), run: $("run"), compare: $("compare"), cancel: $("cancel"),
   download: $("download"), message: $("message"), viewport: $("viewport"), hint: $("drop-hint"),
   stage: $("stage"), picture: $("picture"), original: $("original"), mask: $("mask"), cursor: $("cursor"),
   info: $("info"), busy: $("busy"), soft: $("soft"), maskFile: $("mask-file"), maskSave: $("mask-save"),
@@ -24,6 +24,7 @@ const state = {
   history: [], index: -1,
   tool: "brush", size: 40, zoom: 1,
   drawing: null, busy: false, comparing: false, fills: 0,
+  abort: null, secondsPerMegapixel: 0,  // the fill in flight; the last fill's pace, for estimates
   split: 0.5,  // before/after divider, as a fraction of the picture's width from the left
   splitting: false, spaceHeld: false, pan: null,
   limits: { max_upload_bytes: Infinity, max_pixels: Infinity },
@@ -62,6 +63,7 @@ function updateUi() {
   el.stage.style.setProperty("--split", `${(state.split * 100).toFixed(3)}%`);
   document.body.classList.toggle("panning", state.spaceHeld);
   el.busy.hidden = !state.busy;
+  el.cancel.hidden = !state.busy;
   document.body.classList.toggle("busy", state.busy);
   document.body.dataset.state = state.busy ? "busy" : has ? "ready" : "empty";
   // Fills in the picture shown: an undone fill no longer counts (state.fills counts them all).
@@ -336,11 +338,21 @@ async function runFill() {
     form.append("image", entry.image.blob, entry.image.blob.name || "picture.png");
     form.append("mask", await maskBlob(), "mask.png");
     form.append("blend", el.soft.checked ? "soft" : "hard");  // hard: anti-aliased brush edges leave no ghost
+    // The paint is the user's own: a brush over most of the picture is meant (the server refuses
+    // such a mask from other clients, where it is usually an inverted or swapped file).
+    form.append("force", "true");
     let response;
+    state.abort = new AbortController();
+    const megapixels = (state.width * state.height) / 1e6;
+    const ticker = setInterval(() => showProgress(started, megapixels), 250);
+    showProgress(started, megapixels);
     try {
-      response = await fetch("/api/inpaint", { method: "POST", body: form });
-    } catch {
+      response = await fetch("/api/inpaint", { method: "POST", body: form, signal: state.abort.signal });
+    } catch (err) {
+      if (err.name === "AbortError") throw err;
       throw new Error("the server did not answer (is `fillgap serve` still running?)");
+    } finally {
+      clearInterval(ticker);
     }
     if (!response.ok) throw new Error(await errorText(response));
     const blob = await response.blob();
@@ -351,14 +363,33 @@ async function runFill() {
     el.picture.src = url;
     await el.picture.decode().catch(() => {});
     redrawMask();
-    setMessage(`Filled in ${((performance.now() - started) / 1000).toFixed(1)} s. ` +
-      "Keep brushing, or download the result.", "note");
+    const seconds = (performance.now() - started) / 1000;
+    state.secondsPerMegapixel = seconds / Math.max(megapixels, 0.01);  // for the next fill's estimate
+    setMessage(`Filled in ${seconds.toFixed(1)} s. Keep brushing, or download the result.`, "note");
   } catch (err) {
-    setMessage(`Fill failed: ${err.message}`);
+    if (err.name === "AbortError") setMessage("Fill cancelled; the picture is as it was.", "note");
+    else setMessage(`Fill failed: ${err.message}`);
   } finally {
     state.busy = false;
+    state.abort = null;
+    el.busy.textContent = "Filling\u2026";
     updateUi();
   }
+}
+
+// Seconds so far and, once a fill on this page has given a pace, about how many are left.
+function showProgress(started, megapixels) {
+  const spent = (performance.now() - started) / 1000;
+  let text = `Filling\u2026 ${spent.toFixed(0)} s`;
+  if (state.secondsPerMegapixel) {
+    const left = state.secondsPerMegapixel * megapixels - spent;
+    text += left > 1 ? ` (about ${left.toFixed(0)} s left)` : " (nearly done)";
+  }
+  el.busy.textContent = text;
+}
+
+function cancelFill() {
+  if (state.abort) state.abort.abort();  // the server notices the hang-up and stops the fill
 }
 
 function saveFile(url, name) {
@@ -527,6 +558,7 @@ el.zoomIn.addEventListener("click", () => setZoom(state.zoom * 1.25));
 el.zoomOut.addEventListener("click", () => setZoom(state.zoom / 1.25));
 el.zoomFit.addEventListener("click", fitZoom);
 el.run.addEventListener("click", runFill);
+el.cancel.addEventListener("click", cancelFill);
 el.compare.addEventListener("click", toggleCompare);
 el.download.addEventListener("click", download);
 el.maskFile.addEventListener("change", () => { openMask(el.maskFile.files[0]); el.maskFile.value = ""; });
@@ -572,6 +604,7 @@ document.addEventListener("keydown", (event) => {
     if (state.index >= 0 && !mod) setSpace(true);
     else handled = false;
   } else if (key === "enter") runFill();
+  else if (key === "escape" && state.busy) cancelFill();
   else if (mod && key === "z" && event.shiftKey) redo();
   else if (mod && key === "z") undo();
   else if (mod && key === "y") redo();
