@@ -106,8 +106,8 @@ def test_texture_energy_asks_for_the_truths_detail_not_its_position():
     assert texture_energy(far, target, hole) < 1e-6
 
 
-def test_checker_excess_costs_a_grid_but_not_real_texture():
-    from fillgap.train.losses import checker_excess
+def test_checker_match_costs_a_grid_and_a_smear_but_not_real_texture():
+    from fillgap.train.losses import checker_match
 
     g = torch.Generator().manual_seed(1)
     target = 0.5 + 0.1 * torch.randn(1, 3, 32, 32, generator=g)  # noise-like texture
@@ -115,7 +115,9 @@ def test_checker_excess_costs_a_grid_but_not_real_texture():
     hole[..., 8:24, 8:24] = 1
     yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
     grid = 0.5 + 0.15 * ((yy + xx) % 2 * 2 - 1).float().expand(1, 3, 32, 32)  # a 2 x 2 checkerboard
-    shifted = torch.roll(target, shifts=(1, 0), dims=(2, 3))
-    assert checker_excess(target, target, hole) < 1e-6
-    assert checker_excess(shifted, target, hole) < 0.05  # the truth's texture elsewhere: no excess
-    assert checker_excess(grid, target, hole) > 0.2
+    shifted = torch.roll(target, shifts=(1, 0), dims=(2, 3))  # the same texture, elsewhere
+    smooth = torch.full_like(target, 0.5)
+    assert checker_match(target, target, hole) < 1e-6
+    assert checker_match(shifted, target, hole) < 0.02
+    assert checker_match(grid, target, hole) > 0.2
+    assert checker_match(smooth, target, hole) > 0.05  # too little fine detail costs too

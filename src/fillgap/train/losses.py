@@ -84,24 +84,24 @@ def texture_energy(pred, target, hole, window: int = 8):
     return (diff * cells).sum() / cells.sum().clamp_min(1.0)
 
 
-def _local_checker(image: torch.Tensor, window: int) -> torch.Tensor:
-    """Local 2 x 2 checker energy: RMS of the grey picture filtered with [[1, -1], [-1, 1]] over
-    window x window cells (the grid a strided or transposed convolution leaves)."""
+def _hole_checker(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+    """Per picture (N): RMS over the hole of the grey picture filtered with [[1, -1], [-1, 1]] (the
+    2 x 2 grid a strided or transposed convolution leaves)."""
     grey = image.mean(dim=1, keepdim=True) if image.shape[1] == 3 else image
     kernel = grey.new_tensor([[1.0, -1.0], [-1.0, 1.0]]).view(1, 1, 2, 2)
-    response = F.conv2d(F.pad(grey, (0, 1, 0, 1), mode="replicate"), kernel)
-    return (F.avg_pool2d(response**2, window, window, ceil_mode=True) + 1e-8).sqrt()
+    response = F.conv2d(F.pad(grey, (0, 1, 0, 1), mode="replicate"), kernel) ** 2
+    return ((response * hole).sum(dim=(1, 2, 3)) / hole.sum(dim=(1, 2, 3)).clamp_min(1.0) + 1e-8).sqrt()
 
 
-def checker_excess(pred, target, hole, window: int = 8):
-    """How much more 2 x 2 checker energy the fill has than the truth, in cells touching the hole.
+def checker_match(pred, target, hole):
+    """|the fill's 2 x 2 checker energy over the hole - the truth's|, per picture.
 
-    The texture loss asks for the truth's Laplacian energy and a grid pattern is the cheapest way
-    to give it (the shipped network's fills carried 1.4-1.9x the truth's checker energy); this one
-    costs only the excess, so real texture, which has some checker energy too, is left alone."""
-    cells = F.max_pool2d(hole, window, window, ceil_mode=True)
-    excess = F.relu(_local_checker(pred, window) - _local_checker(target, window))
-    return (excess * cells).sum() / cells.sum().clamp_min(1.0)
+    The texture loss asks for the truth's Laplacian energy, and a grid pattern is the cheapest way
+    to give it (the shipped network's fills carried 1.3-1.9x the truth's checker energy). Costing
+    energy above the truth's cell by cell drove it to 4 % of the truth's (a soft fill at the pixel
+    level); compared over the whole hole, the fill keeps the truth's amount of finest detail
+    without having to guess where it lies."""
+    return (_hole_checker(pred, hole) - _hole_checker(target, hole)).abs().mean()
 
 
 LOSSES: dict[str, Callable] = {
@@ -112,7 +112,7 @@ LOSSES: dict[str, Callable] = {
     "focal_freq": focal_frequency,
     "tv": tv_border,
     "texture": texture_energy,
-    "checker": checker_excess,
+    "checker": checker_match,
 }
 _PIXEL = {"l1", "mse"}
 
