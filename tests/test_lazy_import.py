@@ -152,6 +152,23 @@ def _masks(shape, rng):
     return {"box": box, "soft": soft, "speck": speck, "full": full}
 
 
+def test_a_telea_folder_run_loads_no_torch_and_writes_the_single_fills_bytes(files, tmp_path):
+    """The folder engine fills a classical method's pictures on numpy arrays, as a one-file fill does."""
+    pictures, masks = tmp_path / "in", tmp_path / "masks"
+    pictures.mkdir(), masks.mkdir()
+    for name in ("a.png", "b.png"):
+        (pictures / name).write_bytes((files / "in.png").read_bytes())
+        (masks / name).write_bytes((files / "mask.png").read_bytes())
+    r = _cli(["fill", pictures, "--mask-dir", masks, "-o", tmp_path / "out", "--model", "opencv-telea"])
+    assert r["code"] == 0 and not r["torch"], r
+    single = tmp_path / "single.png"
+    assert (
+        _cli(["fill", files / "in.png", "-m", files / "mask.png", "-o", single, "--model", "opencv-telea"])["code"] == 0
+    )
+    for name in ("a.png", "b.png"):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / name)), np.asarray(Image.open(single)))
+
+
 @pytest.mark.parametrize("name", ["opencv-telea", "opencv-ns", "opencv-fsr", "mean-fill"])
 def test_numpy_route_gives_the_tensor_routes_bytes(name, rng, monkeypatch):
     method, reference = get_method(name), TensorRoute(get_method(name))

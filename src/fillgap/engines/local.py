@@ -27,22 +27,26 @@ from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
 from ..files import _same_format, adjust_mask, load_mask_for
 from .plan import FolderReport
 from .common import RunLog, locked_run, plan_run, triage
+from .._lazy import lazy
 from ..errors import FillgapError
-from ..fill import WindowJob, check_max_side, check_strategy, composite, prepare_mask
+from ..fill import WindowJob, check_max_side, check_strategy, composite, inpaint, prepare_mask
 from ..fill import plan as plan_windows
 from ..fill import run as run_windows
 from ..fsutil import WriteError
 from ..imageio import copy_file, output_state, read_picture, write_image
 from ..methods import FillMethod, get_method
-from ..models import InpaintModel
+
+if TYPE_CHECKING:
+    from ..models import InpaintModel
+
+torch = lazy("torch")  # networks only: a classical method's folder run never loads it
 
 MAX_DISK_FULL = 3  # failed writes in a row on a full disk before the run stops
 # One network call takes at most this many window pixels (batch x H x W): big windows go in
@@ -59,7 +63,7 @@ class _Job:
     metadata: dict[str, bytes]  # colour profile and EXIF, written back (imageio.picture_metadata)
     grey: bool  # a greyscale file, written back greyscale
     hole_alpha: np.ndarray  # H x W: fillgap.fill.prepare_mask's weights (bool for --blend hard)
-    windows: list[WindowJob]  # empty: nothing to fill
+    windows: list[WindowJob]  # empty: nothing to fill, or filled already (``result``)
     result: np.ndarray | None = None  # the picture being composited, window by window
     left: int = 0  # windows not filled yet
 
@@ -83,6 +87,12 @@ def _prepare(
     hole_alpha = prepare_mask(mask, rgb.shape[:2], dilate, blend)
     if not (hole_alpha > 0).any():
         return _Job(image, out, rgb, alpha, metadata, grey, hole_alpha, [])
+    if getattr(method, "fill_array", None) is not None:
+        # A classical method fills one picture at a time anyway: here in the reader thread, on
+        # numpy arrays where it works at native size (fillgap.fill.inpaint's array route), so a
+        # Telea folder run never loads torch; the same bytes as the window-by-window path.
+        filled = inpaint(rgb, mask, method, dilate, max_side, strategy=strategy, blend=blend)
+        return _Job(image, out, rgb, alpha, metadata, grey, hole_alpha, [], filled)
     windows = list(plan_windows(rgb, hole_alpha, method, strategy, max_side))
     return _Job(image, out, rgb, alpha, metadata, grey, hole_alpha, windows, rgb.copy(), len(windows))
 
@@ -225,7 +235,7 @@ def _run(todo, method, log: RunLog, workers, batch_size, overwrite, fill_args) -
                 log.failed(img, str(exc) if isinstance(exc, FillgapError) else repr(exc))
                 continue
             if not job.windows:
-                write(job, None)
+                write(job, job.result)  # None: nothing to fill
                 continue
             for win in job.windows:
                 key = win.key
