@@ -108,7 +108,7 @@ def test_ffc_runs_at_twice_training_size():
         assert model(torch.rand(1, 3, s, s), mask).shape == (1, 3, s, s)
 
 
-@pytest.mark.parametrize("prior", ["diffusion", "telea"])
+@pytest.mark.parametrize("prior", ["diffusion"])
 def test_refine_model_starts_as_its_prior(prior):
     from fillgap.models.ffc import PRIORS
 

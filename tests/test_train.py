@@ -120,7 +120,7 @@ def test_init_fine_tunes_from_weights_and_refuses_another_model(image_folder, tm
     first = tmp_path / "first"
     Trainer(tiny_config(image_folder, first, max_steps=2, epochs=10)).fit()
     trained = read_checkpoint(first / "last.pt")["model"]
-    # another prior holds no weights: the trained tensors carry over as they are
+    # a setting that holds no weights (no prior to refine): the trained tensors carry over as they are
     tuned = Trainer(
         tiny_config(
             image_folder,
@@ -128,7 +128,7 @@ def test_init_fine_tunes_from_weights_and_refuses_another_model(image_folder, tm
             max_steps=1,
             epochs=10,
             init=str(first / "last.pt"),
-            model_kwargs={"prior": "telea"},
+            model_kwargs={"refine": False},
         )
     )
     state = tuned.model.state_dict()

@@ -7,8 +7,8 @@ other one through a real FFT, so the receptive field is the whole picture from t
 block on, and the network keeps working at resolutions above its training size.
 
 ``refine=True`` (the shipped default): the network is handed a classical fill of the hole
-(``prior``: the pure-torch multi-scale diffusion of ``prior.py``, or OpenCV Telea for
-weights trained before it) and learns a correction of it. Its last convolution starts at
+(``prior``: the pure-torch multi-scale diffusion of ``prior.py``; the OpenCV Telea start of the
+first weights is gone with them, so every model is pure torch) and learns a correction of it. Its last convolution starts at
 zero, so an untrained net reproduces the prior exactly, and training only has to add what
 interpolation cannot. Shared notes (flagship-probe.md) measured this beats the same
 network trained from scratch on the little data and compute we have.
@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import copy
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -297,33 +295,7 @@ class FFCInpainter(InpaintModel):
         return fast
 
 
-class TeleaPrior(nn.Module):
-    """OpenCV Telea as the start (the first shipped weights were trained on it). NumPy on the
-    CPU inside the model: no ONNX export, a device sync per call. Kept for those weights and
-    for ablations; new models use ``DiffusionPrior``."""
-
-    def forward(self, masked: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-        return telea_fill(masked, hole)
-
-
-PRIORS = {"diffusion": DiffusionPrior, "telea": TeleaPrior}
-
-
-@torch.no_grad()
-def telea_fill(masked: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-    """OpenCV Telea fill of a batch (runs on the CPU, returns on the input's device)."""
-    imgs = masked.detach().float().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-    holes = (hole[:, 0] > 0).cpu().numpy()
-    # OpenCV's Telea with radius 5, as the weights were trained on (a model depends on nothing above torch)
-    out = np.stack(
-        [
-            cv2.inpaint(np.ascontiguousarray(img), h.astype(np.uint8) * 255, 5, cv2.INPAINT_TELEA) if h.any() else img
-            for img, h in zip(imgs, holes)
-        ]
-    )
-    filled = torch.from_numpy(out).to(masked.device).permute(0, 3, 1, 2).to(masked.dtype) / 255.0
-    # Keep the known pixels at full precision; only the hole comes from the uint8 fill.
-    return masked * (1 - hole) + filled * hole
+PRIORS = {"diffusion": DiffusionPrior}
 
 
 PRESETS = {
