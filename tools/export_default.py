@@ -120,7 +120,8 @@ def main() -> None:
     if val:
         v = val[-1]
         card.append(
-            f"- Validation (`val` photos, {cfg['val_samples']} fixed crops+masks at {cfg['size']} px): "
+            f"- Validation (`val` photos, {cfg['val_samples']} fixed crops+masks at {cfg['size']} px, drawn with "
+            f"seed {cfg['seed'] + 1}: runs with other seeds see other crops; compare the test table below): "
             f"PSNR {v['val_psnr']:.2f} dB, hole PSNR {v['val_psnr_hole']:.2f} dB."
         )
     if quality.exists():
