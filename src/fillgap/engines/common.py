@@ -208,6 +208,27 @@ def plan_run(source: Path, mask_dir: Path | None, out_dir: Path, output_format: 
     return PlannedRun(rows, clashes, skipped_entries(source))
 
 
+def start_run(
+    source: Path,
+    mask_dir: Path | None,
+    out_dir: Path,
+    output_format: str,
+    overwrite: bool,
+    *,
+    progress,
+    on_event,
+    every: float,
+    warmup: int,
+    uris_ok: bool = False,
+) -> tuple[PlannedRun, "RunLog", list]:
+    """A run's plan, its log and the rows left to do (``triage``): the same start for both engines."""
+    run = plan_run(Path(source), mask_dir, out_dir, output_format)
+    log = RunLog(
+        out_dir, len(run.rows) + len(run.failed), progress=progress, on_event=on_event, every=every, warmup=warmup
+    )
+    return run, log, triage(run, log, overwrite, uris_ok=uris_ok)
+
+
 def triage(run: PlannedRun, log: "RunLog", overwrite: bool, uris_ok: bool = False) -> list:
     """The rows left to do; the others go to the log: failures (no mask, output is an input), and
     outputs already there (a resumed run). Rows with URIs are checked by whoever writes them."""

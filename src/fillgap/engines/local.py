@@ -33,7 +33,7 @@ import numpy as np
 
 from ..files import _same_format, adjust_mask, load_mask_for
 from .plan import FolderReport
-from .common import RunLog, locked_run, plan_run, triage
+from .common import RunLog, locked_run, start_run
 from .._lazy import lazy
 from ..errors import FillgapError
 from ..fill import WindowJob, check_max_side, check_strategy, composite, inpaint, prepare_mask
@@ -143,16 +143,17 @@ def fill_folder(
     prepare_mask(np.zeros((1, 1), np.float32), (1, 1), dilate, blend)  # bad settings fail before any file
     adjust_mask(np.zeros((1, 1), np.float32), threshold=mask_threshold)
     out_dir = Path(out_dir)
-    run = plan_run(Path(image_dir), mask_dir, out_dir, output_format)
-    log = RunLog(
+    run, log, todo = start_run(
+        image_dir,
+        mask_dir,
         out_dir,
-        len(run.rows) + len(run.failed),
+        output_format,
+        overwrite,
         progress=progress,
         on_event=on_event,
         every=progress_every,
         warmup=batch_size,
     )
-    todo = triage(run, log, overwrite)
     with locked_run(out_dir, log, todo):
         if todo:
             _run(todo, get_method(model), log, workers, batch_size, overwrite, fill_args)

@@ -30,7 +30,7 @@ from typing import Callable
 
 from .plan import FolderReport
 from ..errors import FillgapError
-from .common import RunLog, local_path, not_ours, plan_run, triage
+from .common import RunLog, local_path, not_ours, start_run
 from ..imageio import output_state
 
 STATUS_WRITTEN, STATUS_EXISTS, STATUS_FAILED = "written", "exists", "failed"
@@ -321,16 +321,18 @@ def fill_ray(
     )
     get_method(model, runtime)  # a bad name, checkpoint or runtime fails here, once, not in every actor
     out_dir = Path(out_dir)
-    run = plan_run(Path(source), mask_dir, out_dir, output_format)
-    log = RunLog(
+    run, log, todo = start_run(
+        source,
+        mask_dir,
         out_dir,
-        len(run.rows) + len(run.failed),
+        output_format,
+        overwrite,
         progress=progress,
         on_event=on_event,
         every=progress_every,
         warmup=batch_size,
+        uris_ok=True,
     )
-    todo = triage(run, log, overwrite, uris_ok=True)
     if not todo:
         with locked_run(out_dir, log, todo):
             pass
