@@ -119,6 +119,21 @@ def test_an_inverted_or_photo_mask_is_refused_unless_forced(url, picture, hole):
     assert r.status_code == 200, r.text
 
 
+def test_a_request_may_name_another_registered_method(url, picture, hole):
+    """The form's `model`: any fill method of /api/models' `registered` list, loaded on first use."""
+    from fillgap import inpaint
+
+    files = {"image": ("p.png", png_bytes(picture), "image/png"), "mask": ("m.png", png_bytes(hole), "image/png")}
+    r = post(url, files=files, data={"model": "opencv-telea"})
+    assert r.status_code == 200, r.text
+    telea = inpaint(picture, hole, "opencv-telea")
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB")), telea)
+    default = post(url, files=files)
+    assert default.status_code == 200 and default.content != r.content  # the loaded model otherwise
+    r = post(url, files=files, data={"model": "ffc-small"})  # an architecture is no fill method
+    assert r.status_code == 422 and "'model' must be one of" in r.json()["detail"]
+
+
 def test_empty_mask_returns_the_input(url, picture):
     out = decode(
         post(

@@ -470,3 +470,23 @@ def test_the_page_fills_a_paint_over_most_of_the_picture(browser, server, tmp_pa
     assert (mask_alpha(browser) > 0).mean() > 0.6
     browser.find_element(By.ID, "run").click()
     wait_for(browser, "data-fills", "1", timeout=300)
+
+
+def test_the_model_menu_lists_the_servers_methods_and_fills_with_the_chosen_one(browser, server, tmp_path):
+    from selenium.webdriver.support.ui import Select
+
+    from fillgap import inpaint
+
+    picture = noise(40, 60, seed=3)
+    open_picture(browser, server, save_png(tmp_path / "p.png", picture))
+    menu = Select(browser.find_element(By.ID, "model"))
+    WebDriverWait(browser, 30).until(lambda _: len(menu.options) > 1)
+    names = [o.text for o in menu.options]
+    assert names[0] == "ffc-tiny" and "opencv-telea" in names and "ffc-small" not in names  # fill methods only
+    menu.select_by_visible_text("opencv-telea")
+    stroke(browser, browser.find_element(By.ID, "mask"), (0, 0), [(4, 0)])
+    hole = mask_alpha(browser) > 0
+    browser.find_element(By.ID, "run").click()
+    wait_for(browser, "data-fills", "1", timeout=300)
+    expected = inpaint(picture, hole.astype(np.uint8) * 255, "opencv-telea")
+    assert np.array_equal(picture_on_page(browser), expected)

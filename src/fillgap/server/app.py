@@ -7,6 +7,7 @@ import ctypes.util
 import datetime as _dt
 import functools
 import logging
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -24,7 +25,7 @@ from ..files import mask_problem
 from ..fill.mask import mask_for
 from ..fill.strategies import MIN_MAX_SIDE
 from ..imageio import ImageTooLargeError, Picture, encode_png, read_mask_bytes, read_picture_bytes, write_image
-from ..methods import DEFAULT_RUNTIME, FillMethod, get_method
+from ..methods import DEFAULT_RUNTIME, FillMethod, available_names, get_method
 from ..models import InpaintModel
 from ..runtime.threads import resolve_threads, set_threads
 from .admission import _Guard, _client
@@ -39,7 +40,7 @@ from .multipart import (
     _Part,
     parse_multipart,
 )
-from .settings import HTTPProblem, STATIC_DIR, ServerSettings, _ClientGone, _DRAIN_BYTES, _mb, log
+from .settings import MAX_OTHER_METHODS, HTTPProblem, STATIC_DIR, ServerSettings, _ClientGone, _DRAIN_BYTES, _mb, log
 
 
 access_log = logging.getLogger("fillgap.access")
@@ -148,6 +149,10 @@ def create_app(
     # limiter only bounds how many fills run at once. Decoding gets its own small bound: a
     # 40 MP picture is 120 MB as pixels, and its mask 160 MB as float32.
     limiter = anyio.CapacityLimiter(settings.workers)
+    # Other registered methods a request may name (the form's `model`): loaded on first use, at most
+    # MAX_OTHER_METHODS kept (the least recently used goes), so a page's model switch costs one load.
+    others: dict[str, FillMethod] = {}
+    others_lock = threading.Lock()
     max_in_flight = settings.max_pixels_in_flight or 2 * settings.max_pixels
     max_buffered = settings.max_buffered_bytes or 4 * settings.max_upload_bytes
     load = {"pictures": 0, "pixels": 0, "buffered": 0}  # touched only from the event loop: no lock needed
@@ -183,7 +188,6 @@ def create_app(
 
     @app.get("/api/models", summary="The loaded model and its metadata")
     async def models():
-        from ..methods import available_names  # fill methods only: architectures have no weights
 
         return {
             "loaded": info,
@@ -276,11 +280,24 @@ def create_app(
             raise HTTPProblem(422, f"the mask {problem}; send force=true to fill it anyway")
         return picture, mask
 
-    def fill(rgb: np.ndarray, mask: np.ndarray, dilate: int, options: dict, token: CancelToken) -> np.ndarray:
+    def method_named(name: str) -> FillMethod:
+        """The loaded method, or another registered one (worker thread: loading takes a moment)."""
+        if not name or name == net.name:
+            return net
+        with others_lock:
+            method = others.pop(name, None) or get_method(name, settings.runtime)
+            others[name] = method  # most recently used last
+            while len(others) > MAX_OTHER_METHODS:
+                others.pop(next(iter(others)))
+            return method
+
+    def fill(
+        rgb: np.ndarray, mask: np.ndarray, dilate: int, options: dict, model: str, token: CancelToken
+    ) -> np.ndarray:
         set_threads(settings.threads)  # from the thread that runs the fill (OpenMP's count is per thread)
         try:
             with cancel_on(token):  # the pipeline stops between windows once the token is set
-                return inpaint(rgb, mask, net, dilate, **options)
+                return inpaint(rgb, mask, method_named(model), dilate, **options)
         except FillgapError as exc:
             raise HTTPProblem(422, str(exc)) from None
 
@@ -374,6 +391,12 @@ def create_app(
                                     "description": "Fill with a mask that looks like a photo or covers 60 % "
                                     "or more of the picture (refused otherwise)",
                                 },
+                                "model": {
+                                    "type": "string",
+                                    "default": "",
+                                    "description": "Another fill method of /api/models' `registered` list for this "
+                                    "request (default: the model the server was started with)",
+                                },
                                 "strategy": {
                                     "type": "string",
                                     "enum": list(STRATEGIES),
@@ -424,6 +447,7 @@ def create_app(
 
     async def handle(request: Request, parts: dict[str, _Part], deadline: float) -> Response:
         dilate = _int_field(parts, "dilate", 0, 0, settings.max_dilate)
+        model = _choice_field(parts, "model", "", ("", net.name, *available_names()))
         options = {
             "strategy": _choice_field(parts, "strategy", settings.strategy, STRATEGIES),
             "blend": _choice_field(parts, "blend", settings.blend, BLENDS),
@@ -447,7 +471,7 @@ def create_app(
         try:
             if await request.is_disconnected():  # nobody would get the result: skip the fill
                 raise _ClientGone("left before the fill")
-            out = await watched_fill(request, deadline, picture.rgb, mask, dilate, options)
+            out = await watched_fill(request, deadline, picture.rgb, mask, dilate, options, model)
         finally:
             limiter.release()
         del mask

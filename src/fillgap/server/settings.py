@@ -73,3 +73,6 @@ class _ClientGone(Exception):
 
 def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):g} MB"
+
+
+MAX_OTHER_METHODS = 2  # registered methods besides the loaded one kept in memory for `model` requests

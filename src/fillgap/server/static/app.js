@@ -6,7 +6,7 @@ const $ = (id) => document.getElementById(id);
 const el = {
   file: $("file"), brush: $("brush"), eraser: $("eraser"), size: $("size"), sizeValue: $("size-value"),
   undo: $("undo"), redo: $("redo"), clear: $("clear"), zoomIn: $("zoom-in"), zoomOut: $("zoom-out"),
-  zoomFit: $("zoom-fit"), zoomValue: $("zoom-value"), run: $("run"), compare: $("compare"), cancel: $("cancel"),
+  zoomFit: $("zoom-fit"), zoomValue: $("zoom-value"), run: $("run"), compare: $("compare"), cancel: $("cancel"), model: $("model"),
   download: $("download"), message: $("message"), viewport: $("viewport"), hint: $("drop-hint"),
   stage: $("stage"), picture: $("picture"), original: $("original"), mask: $("mask"), cursor: $("cursor"),
   info: $("info"), busy: $("busy"), soft: $("soft"), maskFile: $("mask-file"), maskSave: $("mask-save"),
@@ -33,9 +33,19 @@ const state = {
 const current = () => state.history[state.index];
 
 // The server's limits, so an oversized picture is refused here with a message, before upload.
+// And the fill methods it offers: the one it was started with first, then the registered others.
 const serverInfo = fetch("/api/models").then((r) => r.json()).then((body) => {
   if (body.limits) state.limits = body.limits;
   if (body.loaded && state.index < 0) el.info.textContent = `No picture. Model: ${body.loaded.name}`;
+  const loaded = body.loaded ? body.loaded.name : "";
+  const names = [loaded, ...(body.registered || []).filter((n) => n !== loaded)].filter(Boolean);
+  el.model.replaceChildren(...names.map((name, i) => {
+    const option = document.createElement("option");
+    option.value = i === 0 ? "" : name;  // "": the server's own model, no field sent
+    option.textContent = name;
+    return option;
+  }));
+  el.model.disabled = names.length < 2;
 }).catch(() => {});
 
 function setMessage(text, kind = "error") {
@@ -341,6 +351,7 @@ async function runFill() {
     // The paint is the user's own: a brush over most of the picture is meant (the server refuses
     // such a mask from other clients, where it is usually an inverted or swapped file).
     form.append("force", "true");
+    if (el.model.value) form.append("model", el.model.value);
     let response;
     state.abort = new AbortController();
     const megapixels = (state.width * state.height) / 1e6;
