@@ -63,8 +63,9 @@ def main() -> None:
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = args.model or (DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.exists() else None)
-        if model is None:
+        # None: the shipped default, as `fillgap serve` loads it (named fillgap-default on the page)
+        model = args.model
+        if model is None and not DEFAULT_WEIGHTS.exists():
             model = Path(tmp) / "ffc-small.safetensors"
             export_weights(model, create_model("ffc-small"))
         driver = chrome(1280, 800)
