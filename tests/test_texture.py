@@ -163,3 +163,55 @@ def test_wide_holes_get_their_guide_at_the_network_s_training_scale():
     out = method.fill(image, hole)
     assert out.shape == image.shape and len(base.sizes) == 1, base.sizes
     assert 145 <= base.sizes[0][0] == base.sizes[0][1] <= 175, base.sizes
+
+
+def _mottled_sky(size: int = 160, rms: float = 3 / 255, seed: int = 0) -> torch.Tensor:
+    """1 x 3 x size x size: a flat blue with mottling (noise blurred to blobs of a few pixels), a sky's grain."""
+    from fillgap.texture import _gaussian_blur
+
+    noise = _gaussian_blur(torch.randn(3, size, size, generator=torch.Generator().manual_seed(seed)), 1.5)
+    noise = noise * (rms / noise.std())
+    return (torch.tensor([0.2, 0.35, 0.7])[:, None, None] + noise).clamp(0, 1)[None]
+
+
+def _band_rms(x: torch.Tensor, where: torch.Tensor, sigma: float = 6.0) -> float:
+    from fillgap.texture import _gaussian_blur
+
+    band = x[0] - _gaussian_blur(x[0], sigma)
+    return float(band[where.expand_as(band)].pow(2).mean().sqrt())
+
+
+def test_a_smooth_fill_gets_the_grain_of_its_surroundings():
+    """The network smooths a sky; the hole gets the known region's grain back, to within a factor,
+    and grain_sigma=0 leaves the guide's smooth fill as it was."""
+    sky = _mottled_sky()
+    hole = _box(160, 50, 60)
+    guide = _gaussian_blur_picture(sky, 8.0)  # a network-like fill: the layout, no grain
+    inner = hole[0, 0, 58:102, 58:102].bool()[None]
+    known = _band_rms(sky[..., 58:102, 58:102], torch.ones_like(inner))
+    flat = synthesize(sky, hole, guide, TextureSettings(grain_sigma=0))
+    grained = synthesize(sky, hole, guide)
+    assert _band_rms(flat[..., 58:102, 58:102], inner) < 0.3 * known
+    assert 0.6 * known < _band_rms(grained[..., 58:102, 58:102], inner) < 1.5 * known
+    keep = ~hole.bool().expand_as(sky)
+    assert torch.equal(grained[keep], sky[keep]) and torch.equal(grained, synthesize(sky, hole, guide))
+    # not a copy: the grain is new noise, not the picture's own pixels moved in
+    assert (grained - sky)[hole.bool().expand_as(sky)].abs().mean() > 0.3 * known
+
+
+def test_grain_is_capped():
+    """Surroundings with strong fine texture do not turn a fill into noise: grain_max bounds it."""
+    rough = _mottled_sky(rms=40 / 255, seed=4)
+    hole = _box(160, 50, 60)
+    guide = _gaussian_blur_picture(rough, 8.0)
+    settings = TextureSettings(smooth_energy=1.0, textured_energy=2.0)  # keep the guide: isolate the grain
+    added = synthesize(rough, hole, guide, settings) - synthesize(
+        rough, hole, guide, TextureSettings(smooth_energy=1.0, textured_energy=2.0, grain_sigma=0)
+    )
+    assert float(added[..., 58:102, 58:102].pow(2).mean().sqrt()) <= 1.3 * settings.grain_max
+
+
+def _gaussian_blur_picture(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    from fillgap.texture import _gaussian_blur
+
+    return _gaussian_blur(x[0], sigma)[None]

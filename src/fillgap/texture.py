@@ -26,6 +26,11 @@ layout and takes the texture from the photo:
   upsampled field. Levels above ``search_max_side`` only scale the field up and vote.
 - **Where copies lose**, the guide stays: thin parts of the hole, and surroundings with little
   fine detail (sky, defocused backgrounds), where copies of smooth sources meet at seams.
+- **Grain.** A smooth fill is given away by what it lacks: a photo's sky or haze carries sensor
+  noise and compression mottling that a network (and a vote) averages away. Where the fill has
+  less fine energy than its known surroundings, ``_add_grain`` tops it up with noise that has
+  the smooth known region's spectrum and colour covariance (random phase, so nothing is stamped),
+  at most ``grain_max`` (a grain, not a texture: copies bring texture).
 
 Pure torch on one picture at a time (N x 3 x H x W floats in [0, 1], hole N x 1 x H x W,
 1 = missing); deterministic for a given ``seed``.
@@ -64,6 +69,9 @@ class TextureSettings:
     coherence: float = 3.0  # distance bonus per neighbour whose copy a match continues, x sigma^2
     guide_half_width: int = 32  # the network fills a wider hole at the scale where it is this wide ...
     guide_min_side: int = 128  # ... but not below this short side (see ``guide_scale``)
+    grain_sigma: float = 6.0  # grain: the band above a blur of this sigma (0: no grain) ...
+    grain_tile: int = 64  # ... its spectrum measured on known tiles of this side ...
+    grain_max: float = 5 / 255  # ... and its added RMS at most this (a grain, not a texture)
     seed: int = 0
 
 
@@ -150,7 +158,65 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
     smooth = _gaussian_blur(start, 0.7)
     out = smooth + textured * (current - smooth)
     out = start + _gaussian_blur(wide.float()[None], 1.0)[0] * (out - start)
-    return torch.where(hole, out.clamp(0, 1), image)
+    out = torch.where(hole, out.clamp(0, 1), image)
+    return _add_grain(out, hole, s, gen) if s.grain_sigma > 0 else out
+
+
+def _add_grain(picture: torch.Tensor, hole: torch.Tensor, s: TextureSettings, gen: torch.Generator) -> torch.Tensor:
+    """``picture`` (filled) with noise added in the hole where its band above ``grain_sigma`` has
+    less energy than the known surroundings' (expected energy: a normalised blur of the log band
+    energy of known pixels clear of the hole, so one edge nearby does not count as grain). The
+    noise has the spectrum and the colour covariance of the smoothest half of the known tiles.
+    On val 256 px crops with the texture stage: detail ratio 0.79 -> 0.92 for -0.13 dB hole PSNR;
+    contrast-stretched, skies and bokeh get the mottling of the photo around them."""
+    c, h, w = picture.shape
+    band = picture - _gaussian_blur(picture, s.grain_sigma)
+    energy = _gaussian_blur(band.pow(2).mean(0, keepdim=True), 2.0)[0]
+    clear = ~_dilate(hole, int(2 * s.grain_sigma) + 2)  # known, and its band untouched by the fill
+    tiles = _clear_tiles(band, clear, s.grain_tile, gen)
+    if tiles is None:
+        return picture
+    tile = tiles.shape[-1]
+    tile_energy = tiles.pow(2).mean((1, 2, 3))
+    tiles = tiles[tile_energy <= tile_energy.median()]
+    cov = torch.einsum("nchw,nkhw->ck", tiles, tiles) / (tiles.shape[0] * tile * tile)
+    if float(torch.trace(cov)) < 1e-10:  # flat surroundings (clipped white, a synthetic picture)
+        return picture
+    # expected band energy in the hole (geometric mean of the known pixels nearby, else of all)
+    known = clear.float()[None]
+    log_energy = torch.log(energy.clamp(min=1e-10))[None] * known
+    near = _gaussian_blur(known, 2 * s.grain_sigma)
+    expect = _gaussian_blur(log_energy, 2 * s.grain_sigma) / near.clamp(min=1e-6)
+    wide_sigma = max(h, w) / 4
+    wide = _gaussian_blur(log_energy, wide_sigma) / _gaussian_blur(known, wide_sigma).clamp(min=1e-6)
+    expect = torch.where(near > 0.05, expect, wide)[0].exp().clamp(max=s.grain_max**2)
+    deficit = (expect - energy).clamp(min=0) * hole
+    # noise: white, shaped by the tiles' mean amplitude spectrum, mixed to their colour covariance
+    window = torch.hann_window(tile, periodic=False)
+    spectrum = torch.fft.fft2(tiles.mean(1) * (window[:, None] * window[None])).abs().pow(2).mean(0).sqrt()
+    spectrum = F.interpolate(torch.fft.fftshift(spectrum)[None, None], size=(h, w), mode="bilinear")[0, 0]
+    shaped = torch.fft.ifft2(torch.fft.fft2(torch.randn(c, h, w, generator=gen)) * torch.fft.ifftshift(spectrum)).real
+    shaped = shaped / shaped.pow(2).mean((1, 2), keepdim=True).sqrt().clamp(min=1e-12)
+    values, vectors = torch.linalg.eigh(cov)
+    mix = vectors @ torch.diag(values.clamp(min=0).sqrt()) @ vectors.T / (torch.trace(cov) / c).sqrt()
+    noise = (mix @ shaped.reshape(c, -1)).reshape(c, h, w)
+    return torch.where(hole, (picture + noise * deficit.sqrt()).clamp(0, 1), picture)
+
+
+def _clear_tiles(band: torch.Tensor, clear: torch.Tensor, side: int, gen: torch.Generator) -> torch.Tensor | None:
+    """n x c x t x t: up to 256 tiles of ``band`` lying wholly in ``clear`` (at half-tile steps), of
+    side ``side``, else 1/2 or 1/4 of it where no tile that large fits; None if none fits at all."""
+    side = min(side, 1 << (min(clear.shape).bit_length() - 1))  # fits the picture
+    while side >= 16:
+        step = side // 2
+        free = F.avg_pool2d(clear[None, None].float(), side, stride=step)[0, 0] >= 1
+        where = free.reshape(-1).nonzero()[:, 0]
+        if where.numel():
+            where = where[torch.randperm(where.numel(), generator=gen)[:256]]
+            ys, xs = (where // free.shape[1]) * step, (where % free.shape[1]) * step
+            return torch.stack([band[:, y : y + side, x : x + side] for y, x in zip(ys.tolist(), xs.tolist())])
+        side //= 2
+    return None
 
 
 def _rounds(depth: int, levels: int, s: TextureSettings) -> int:
