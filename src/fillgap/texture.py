@@ -69,6 +69,8 @@ class TextureSettings:
     coherence: float = 3.0  # distance bonus per neighbour whose copy a match continues, x sigma^2
     guide_half_width: int = 32  # the network fills a wider hole at the scale where it is this wide ...
     guide_min_side: int = 128  # ... but not below this short side (see ``guide_scale``)
+    layout_sigma: float = 2.0  # the copies' shading (a blur of this sigma) may differ from the guide's ...
+    layout_tolerance: float = 0.03  # ... by this much (RGB distance); beyond, it is pulled back (0: off)
     grain_sigma: float = 6.0  # grain: the band above a blur of this sigma (0: no grain) ...
     grain_tile: int = 64  # ... its spectrum measured on known tiles of this side ...
     grain_max: float = 5 / 255  # ... and its added RMS at most this (a grain, not a texture)
@@ -150,6 +152,8 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
         level.upsample_field(nnf, 2 ** (levels - 1 - searched[-1]), weights)
         level.vote()
         current = level.picture
+    if s.layout_tolerance > 0:
+        current = _follow_layout(current, start, s)
     # Where the surroundings are smooth (sky, defocused backgrounds) the guide is the better fill:
     # copies of smooth sources meet at visible seams there. Its 2 x 2 checker is blurred away.
     # Thin parts keep the guide as it is (its detail there is right: 0.77 of the truth's, v2).
@@ -160,6 +164,16 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
     out = start + _gaussian_blur(wide.float()[None], 1.0)[0] * (out - start)
     out = torch.where(hole, out.clamp(0, 1), image)
     return _add_grain(out, hole, s, gen) if s.grain_sigma > 0 else out
+
+
+def _follow_layout(copies: torch.Tensor, guide: torch.Tensor, s: TextureSettings) -> torch.Tensor:
+    """``copies`` whose shading (blurred by ``layout_sigma``) strays from the guide's by more than
+    ``layout_tolerance`` pulled back to that distance; the texture above the blur stays. A copy of
+    the wrong region (green lawn inside a grey wing) keeps its detail in the guide's colours, a
+    crack keeps its dark line. Val 256 px crops: +0.24 dB hole PSNR, detail ratio unchanged (0.90)."""
+    drift = _gaussian_blur(copies, s.layout_sigma) - _gaussian_blur(guide, s.layout_sigma)
+    size = drift.pow(2).sum(0, keepdim=True).sqrt()
+    return copies - drift * ((size - s.layout_tolerance).clamp(min=0) / size.clamp(min=1e-6))
 
 
 def _add_grain(picture: torch.Tensor, hole: torch.Tensor, s: TextureSettings, gen: torch.Generator) -> torch.Tensor:
