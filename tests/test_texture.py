@@ -6,7 +6,7 @@ import torch
 
 from fillgap import inpaint
 from fillgap.methods import TexturedMethod, get_method, method_names
-from fillgap.texture import TextureSettings, guide_scale, synthesize
+from fillgap.texture import TextureSettings, add_grain, guide_scale, synthesize
 
 
 def _tiled(size: int = 96, period: int = 12, seed: int = 0) -> torch.Tensor:
@@ -189,12 +189,18 @@ def test_a_smooth_fill_gets_the_grain_of_its_surroundings():
     guide = _gaussian_blur_picture(sky, 8.0)  # a network-like fill: the layout, no grain
     inner = hole[0, 0, 58:102, 58:102].bool()[None]
     known = _band_rms(sky[..., 58:102, 58:102], torch.ones_like(inner))
-    flat = synthesize(sky, hole, guide, TextureSettings(grain_sigma=0))
-    grained = synthesize(sky, hole, guide)
+    flat = synthesize(sky, hole, guide)
+    grained = add_grain(sky, hole, flat.clone())
+    assert torch.equal(add_grain(sky, hole, flat.clone(), TextureSettings(grain_sigma=0)), flat)
     assert _band_rms(flat[..., 58:102, 58:102], inner) < 0.3 * known
     assert 0.6 * known < _band_rms(grained[..., 58:102, 58:102], inner) < 1.5 * known
     keep = ~hole.bool().expand_as(sky)
-    assert torch.equal(grained[keep], sky[keep]) and torch.equal(grained, synthesize(sky, hole, guide))
+    assert torch.equal(grained[keep], sky[keep]) and torch.equal(grained, add_grain(sky, hole, flat.clone()))
+    # uint8 in, uint8 out: the same grain, rounded
+    as_bytes = (flat * 255).round().to(torch.uint8)
+    grained_bytes = add_grain((sky * 255).round().to(torch.uint8), hole, as_bytes.clone())
+    assert grained_bytes.dtype == torch.uint8
+    assert (grained_bytes.float() / 255 - grained).abs().max() < 3 / 255
     # not a copy: the grain is new noise, not the picture's own pixels moved in
     assert (grained - sky)[hole.bool().expand_as(sky)].abs().mean() > 0.3 * known
 
@@ -204,11 +210,25 @@ def test_grain_is_capped():
     rough = _mottled_sky(rms=40 / 255, seed=4)
     hole = _box(160, 50, 60)
     guide = _gaussian_blur_picture(rough, 8.0)
-    settings = TextureSettings(smooth_energy=1.0, textured_energy=2.0)  # keep the guide: isolate the grain
-    added = synthesize(rough, hole, guide, settings) - synthesize(
-        rough, hole, guide, TextureSettings(smooth_energy=1.0, textured_energy=2.0, grain_sigma=0)
-    )
+    settings = TextureSettings()
+    added = add_grain(rough, hole, guide.clone(), settings) - guide
     assert float(added[..., 58:102, 58:102].pow(2).mean().sqrt()) <= 1.3 * settings.grain_max
+
+
+def test_grain_comes_at_the_window_s_own_resolution():
+    """Through the ``cra`` strategy (a window larger than the method works at), the grain is added
+    after the fill is scaled back up: its fine band matches the photo's, not a coarse upscaled one."""
+    sky = (_mottled_sky(384, rms=4 / 255)[0].permute(1, 2, 0) * 255).round().byte().numpy()
+    mask = np.zeros(sky.shape[:2], bool)
+    mask[120:260, 120:260] = True
+    fine = lambda a: _band_rms(torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255, inner, 2.0)  # noqa: E731
+    inner = torch.zeros(1, 384, 384, dtype=torch.bool)
+    inner[:, 135:245, 135:245] = True
+    truth = fine(sky)
+    for strategy in ("crop", "cra"):
+        out = inpaint(sky, mask, "fillgap-texture", strategy=strategy, max_side=128)
+        assert 0.5 * truth < fine(out) < 1.6 * truth, (strategy, fine(out), truth)
+        assert np.array_equal(out[~mask], sky[~mask])
 
 
 def _gaussian_blur_picture(x: torch.Tensor, sigma: float) -> torch.Tensor:

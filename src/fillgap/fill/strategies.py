@@ -115,8 +115,15 @@ def run(
     N x 1 x H x W) by one concrete strategy (see ``choose``); returns N x 3 x H x W floats in
     [0, 1], except ``cra`` on uint8 windows larger than its working size: the fill rounded to
     uint8 and written over the hole pixels of ``image`` itself (contiguous windows; the pipeline
-    hands over its own copies), so no full-resolution float copy is made."""
+    hands over its own copies), so no full-resolution float copy is made. The method's ``finish``
+    runs last, on the window at its own size."""
     apply_torch_threads()  # set_threads ran before torch was loaded: its count applies now
+    return method.finish(image, hole, _strategy_fill(method, image, hole, strategy, max_side))
+
+
+def _strategy_fill(
+    method: FillMethod, image: torch.Tensor, hole: torch.Tensor, strategy: str, max_side: int | None
+) -> torch.Tensor:
     limit = limit_of(method, max_side)
     if strategy in ("resize", "crop"):
         return _scaled_fill(method, image, hole, limit)

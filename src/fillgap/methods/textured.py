@@ -35,6 +35,14 @@ class TexturedMethod(FillMethod):
         return self.base.parameters_count()
 
     @no_grad
+    def finish(self, image: torch.Tensor, hole: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+        """The photo's grain where the fill is smoother than its surroundings, at the window's own
+        resolution (``fillgap.texture.add_grain``)."""
+        from ..texture import add_grain
+
+        return add_grain(image, hole, self.base.finish(image, hole, filled), self.settings)
+
+    @no_grad
     def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         from ..texture import guide_scale, synthesize
 

@@ -4,6 +4,8 @@ N x 1 x H x W (1 = missing).
 
 ``max_side``: the longest window side a method works at (larger windows are scaled down or use
 the ``cra`` strategy); ``size_multiple`` and ``fixed_size`` are handled inside ``fill``.
+``finish``: a last step on the window at its own resolution, after any scaling (grain belongs
+to the final pixels: added at a working size and scaled up, it would come out coarse).
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ class FillMethod:
 
     def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def finish(self, image: torch.Tensor, hole: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+        """The window's fill at its own resolution, last step (``filled``: N x 3 x H x W floats in
+        [0, 1], or uint8 written over the hole of ``image``, as the ``cra`` strategy returns it).
+        The default: as it is."""
+        return filled
 
     def parameters_count(self) -> int:
         return 0
