@@ -6,7 +6,7 @@ import torch
 
 from fillgap import inpaint
 from fillgap.methods import TexturedMethod, get_method, method_names
-from fillgap.texture import TextureSettings, add_grain, guide_scale, synthesize
+from fillgap.texture import TextureSettings, guide_scale, synthesize
 
 
 def _tiled(size: int = 96, period: int = 12, seed: int = 0) -> torch.Tensor:
@@ -163,75 +163,3 @@ def test_wide_holes_get_their_guide_at_the_network_s_training_scale():
     out = method.fill(image, hole)
     assert out.shape == image.shape and len(base.sizes) == 1, base.sizes
     assert 145 <= base.sizes[0][0] == base.sizes[0][1] <= 175, base.sizes
-
-
-def _mottled_sky(size: int = 160, rms: float = 3 / 255, seed: int = 0) -> torch.Tensor:
-    """1 x 3 x size x size: a flat blue with mottling (noise blurred to blobs of a few pixels), a sky's grain."""
-    from fillgap.texture import _gaussian_blur
-
-    noise = _gaussian_blur(torch.randn(3, size, size, generator=torch.Generator().manual_seed(seed)), 1.5)
-    noise = noise * (rms / noise.std())
-    return (torch.tensor([0.2, 0.35, 0.7])[:, None, None] + noise).clamp(0, 1)[None]
-
-
-def _band_rms(x: torch.Tensor, where: torch.Tensor, sigma: float = 6.0) -> float:
-    from fillgap.texture import _gaussian_blur
-
-    band = x[0] - _gaussian_blur(x[0], sigma)
-    return float(band[where.expand_as(band)].pow(2).mean().sqrt())
-
-
-def test_a_smooth_fill_gets_the_grain_of_its_surroundings():
-    """The network smooths a sky; the hole gets the known region's grain back, to within a factor,
-    and grain_sigma=0 leaves the guide's smooth fill as it was."""
-    sky = _mottled_sky()
-    hole = _box(160, 50, 60)
-    guide = _gaussian_blur_picture(sky, 8.0)  # a network-like fill: the layout, no grain
-    inner = hole[0, 0, 58:102, 58:102].bool()[None]
-    known = _band_rms(sky[..., 58:102, 58:102], torch.ones_like(inner))
-    flat = synthesize(sky, hole, guide)
-    grained = add_grain(sky, hole, flat.clone())
-    assert torch.equal(add_grain(sky, hole, flat.clone(), TextureSettings(grain_sigma=0)), flat)
-    assert _band_rms(flat[..., 58:102, 58:102], inner) < 0.3 * known
-    assert 0.6 * known < _band_rms(grained[..., 58:102, 58:102], inner) < 1.5 * known
-    keep = ~hole.bool().expand_as(sky)
-    assert torch.equal(grained[keep], sky[keep]) and torch.equal(grained, add_grain(sky, hole, flat.clone()))
-    # uint8 in, uint8 out: the same grain, rounded
-    as_bytes = (flat * 255).round().to(torch.uint8)
-    grained_bytes = add_grain((sky * 255).round().to(torch.uint8), hole, as_bytes.clone())
-    assert grained_bytes.dtype == torch.uint8
-    assert (grained_bytes.float() / 255 - grained).abs().max() < 3 / 255
-    # not a copy: the grain is new noise, not the picture's own pixels moved in
-    assert (grained - sky)[hole.bool().expand_as(sky)].abs().mean() > 0.3 * known
-
-
-def test_grain_is_capped():
-    """Surroundings with strong fine texture do not turn a fill into noise: grain_max bounds it."""
-    rough = _mottled_sky(rms=40 / 255, seed=4)
-    hole = _box(160, 50, 60)
-    guide = _gaussian_blur_picture(rough, 8.0)
-    settings = TextureSettings()
-    added = add_grain(rough, hole, guide.clone(), settings) - guide
-    assert float(added[..., 58:102, 58:102].pow(2).mean().sqrt()) <= 1.3 * settings.grain_max
-
-
-def test_grain_comes_at_the_window_s_own_resolution():
-    """Through the ``cra`` strategy (a window larger than the method works at), the grain is added
-    after the fill is scaled back up: its fine band matches the photo's, not a coarse upscaled one."""
-    sky = (_mottled_sky(384, rms=4 / 255)[0].permute(1, 2, 0) * 255).round().byte().numpy()
-    mask = np.zeros(sky.shape[:2], bool)
-    mask[120:260, 120:260] = True
-    fine = lambda a: _band_rms(torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255, inner, 2.0)  # noqa: E731
-    inner = torch.zeros(1, 384, 384, dtype=torch.bool)
-    inner[:, 135:245, 135:245] = True
-    truth = fine(sky)
-    for strategy in ("crop", "cra"):
-        out = inpaint(sky, mask, "fillgap-texture", strategy=strategy, max_side=128)
-        assert 0.5 * truth < fine(out) < 1.6 * truth, (strategy, fine(out), truth)
-        assert np.array_equal(out[~mask], sky[~mask])
-
-
-def _gaussian_blur_picture(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    from fillgap.texture import _gaussian_blur
-
-    return _gaussian_blur(x[0], sigma)[None]

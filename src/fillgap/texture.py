@@ -26,12 +26,7 @@ layout and takes the texture from the photo:
   upsampled field. Levels above ``search_max_side`` only scale the field up and vote.
 - **Where copies lose**, the guide stays: thin parts of the hole, and surroundings with little
   fine detail (sky, defocused backgrounds), where copies of smooth sources meet at seams.
-- **Grain.** A smooth fill is given away by what it lacks: a photo's sky or haze carries sensor
-  noise and compression mottling that a network (and a vote) averages away. Where the fill has
-  less fine energy than its known surroundings, ``add_grain`` tops it up with noise that has
-  the smooth known region's spectrum and colour covariance (random phase, so nothing is stamped),
-  at most ``grain_max`` (a grain, not a texture: copies bring texture). ``add_grain`` is a step of
-  its own: the pipeline runs it on the window at full resolution (``TexturedMethod.finish``).
+- **Grain** is not made here: ``fillgap.grain`` adds it at the window's full resolution.
 
 Pure torch on one picture at a time (N x 3 x H x W floats in [0, 1], hole N x 1 x H x W,
 1 = missing); deterministic for a given ``seed``.
@@ -39,13 +34,13 @@ Pure torch on one picture at a time (N x 3 x H x W floats in [0, 1], hole N x 1 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from .cancel import checkpoint
+from .filters import dilate, gaussian_blur
 
 
 @dataclass(frozen=True)
@@ -72,9 +67,6 @@ class TextureSettings:
     guide_min_side: int = 128  # ... but not below this short side (see ``guide_scale``)
     layout_sigma: float = 2.0  # the copies' shading (a blur of this sigma) may differ from the guide's ...
     layout_tolerance: float = 0.03  # ... by this much (RGB distance); beyond, it is pulled back (0: off)
-    grain_sigma: float = 6.0  # grain: the band above a blur of this sigma (0: no grain) ...
-    grain_tile: int = 64  # ... its spectrum measured on known tiles of this side ...
-    grain_max: float = 5 / 255  # ... and its added RMS at most this (a grain, not a texture)
     seed: int = 0
 
 
@@ -116,7 +108,7 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
         return torch.where(hole, guide, image)
     # Parts of the hole narrower than 2 x ``min_half_width`` keep the guide: on strokes 3-9 px wide a
     # network's fill is right to within a few levels (copies cost 2.4 dB hole PSNR there).
-    wide = _dilate(~_dilate(~hole, s.min_half_width), s.min_half_width + 3)  # reaches past the hole's rim
+    wide = dilate(~dilate(~hole, s.min_half_width), s.min_half_width + 3)  # reaches past the hole's rim
     if not (wide & hole).any():
         return torch.where(hole, guide, image)
     gen = torch.Generator().manual_seed(s.seed)
@@ -160,9 +152,9 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
     # Thin parts keep the guide as it is (its detail there is right: 0.77 of the truth's, v2).
     energy = _texture_energy(image, hole)
     textured = ((energy - s.smooth_energy) / (s.textured_energy - s.smooth_energy)).clamp(0, 1)
-    smooth = _gaussian_blur(start, 0.7)
+    smooth = gaussian_blur(start, 0.7)
     out = smooth + textured * (current - smooth)
-    out = start + _gaussian_blur(wide.float()[None], 1.0)[0] * (out - start)
+    out = start + gaussian_blur(wide.float()[None], 1.0)[0] * (out - start)
     return torch.where(hole, out.clamp(0, 1), image)
 
 
@@ -171,103 +163,9 @@ def _follow_layout(copies: torch.Tensor, guide: torch.Tensor, s: TextureSettings
     ``layout_tolerance`` pulled back to that distance; the texture above the blur stays. A copy of
     the wrong region (green lawn inside a grey wing) keeps its detail in the guide's colours, a
     crack keeps its dark line. Val 256 px crops: +0.24 dB hole PSNR, detail ratio unchanged (0.90)."""
-    drift = _gaussian_blur(copies, s.layout_sigma) - _gaussian_blur(guide, s.layout_sigma)
+    drift = gaussian_blur(copies, s.layout_sigma) - gaussian_blur(guide, s.layout_sigma)
     size = drift.pow(2).sum(0, keepdim=True).sqrt()
     return copies - drift * ((size - s.layout_tolerance).clamp(min=0) / size.clamp(min=1e-6))
-
-
-def add_grain(
-    image: torch.Tensor, hole: torch.Tensor, filled: torch.Tensor, settings: TextureSettings = DEFAULT_SETTINGS
-) -> torch.Tensor:
-    """``filled`` with the photo's grain added in the hole where the fill is smoother than its known
-    surroundings (see ``_grain``). ``image``: N x 3 x H x W, uint8 or floats in [0, 1] (its known
-    pixels are the photo); ``hole`` N x 1 x H x W; ``filled``: floats (changed in place and
-    returned), or uint8 with the fill written over the hole (rounded back in place). Works on the
-    hole's bounding box with ``2 * grain_tile`` pixels of context, so a big window costs what its
-    hole costs. Call it at the picture's own resolution: grain scaled up comes out coarse."""
-    if settings.grain_sigma <= 0:
-        return filled
-    margin = 2 * settings.grain_tile
-    for i in range(filled.shape[0]):
-        where = (hole[i, 0] > 0).nonzero()
-        if where.numel() == 0:
-            continue
-        (y0, x0), (y1, x1) = where.min(0).values.tolist(), where.max(0).values.tolist()
-        y0, x0 = max(0, y0 - margin), max(0, x0 - margin)
-        y1, x1 = min(hole.shape[-2], y1 + margin + 1), min(hole.shape[-1], x1 + margin + 1)
-        box = (slice(y0, y1), slice(x0, x1))
-        part = hole[i, 0][box] > 0
-        known, fill = image[i][(slice(None), *box)], filled[i][(slice(None), *box)]
-        if known.dtype == torch.uint8:
-            known = known.float() / 255
-        picture = torch.where(part, fill.float() / 255 if fill.dtype == torch.uint8 else fill, known)
-        gen = torch.Generator().manual_seed(settings.seed)
-        grained = _grain(picture.float(), part, settings, gen)
-        if filled.dtype == torch.uint8:
-            grained = grained.mul_(255).round_().clamp_(0, 255).to(torch.uint8)
-        fill[:, part] = grained[:, part].to(fill.dtype)
-    return filled
-
-
-def _grain(picture: torch.Tensor, hole: torch.Tensor, s: TextureSettings, gen: torch.Generator) -> torch.Tensor:
-    """``picture`` (filled) with noise added in the hole where its band above ``grain_sigma`` has
-    less energy than the known surroundings' (expected energy: a normalised blur of the log band
-    energy of known pixels clear of the hole, so one edge nearby does not count as grain). The
-    noise copies the smoother half of the known tiles: their colour covariance, and the spectrum of
-    each of its principal components (a photo's colour noise is coarser than its grey noise:
-    chroma subsampling, demosaicing), with random phase, so nothing is stamped.
-    Val 256 px crops with the texture stage: detail ratio 0.79 -> 0.91 for -0.12 dB hole PSNR;
-    contrast-stretched, skies and bokeh get the mottling of the photo around them."""
-    c, h, w = picture.shape
-    band = picture - _gaussian_blur(picture, s.grain_sigma)
-    energy = _gaussian_blur(band.pow(2).mean(0, keepdim=True), 2.0)[0]
-    clear = ~_dilate(hole, int(2 * s.grain_sigma) + 2)  # known, and its band untouched by the fill
-    tiles = _clear_tiles(band, clear, s.grain_tile, gen)
-    if tiles is None:
-        return picture
-    tile = tiles.shape[-1]
-    tile_energy = tiles.pow(2).mean((1, 2, 3))
-    tiles = tiles[tile_energy <= tile_energy.median()]
-    cov = torch.einsum("nchw,nkhw->ck", tiles, tiles) / (tiles.shape[0] * tile * tile)
-    if float(torch.trace(cov)) < 1e-10:  # flat surroundings (clipped white, a synthetic picture)
-        return picture
-    # expected band energy in the hole (geometric mean of the known pixels nearby, else of all)
-    known = clear.float()[None]
-    log_energy = torch.log(energy.clamp(min=1e-10))[None] * known
-    near = _gaussian_blur(known, 2 * s.grain_sigma)
-    expect = _gaussian_blur(log_energy, 2 * s.grain_sigma) / near.clamp(min=1e-6)
-    wide_sigma = max(h, w) / 4
-    wide = _gaussian_blur(log_energy, wide_sigma) / _gaussian_blur(known, wide_sigma).clamp(min=1e-6)
-    expect = torch.where(near > 0.05, expect, wide)[0].exp().clamp(max=s.grain_max**2)
-    deficit = (expect - energy).clamp(min=0) * hole
-    # noise per principal colour component: white, shaped by that component's amplitude spectrum
-    values, vectors = torch.linalg.eigh(cov)
-    components = torch.einsum("ck,nchw->nkhw", vectors, tiles)
-    window = torch.hann_window(tile, periodic=False)
-    spectra = torch.fft.fft2(components * (window[:, None] * window[None])).abs().pow(2).mean(0).sqrt()
-    spectra = F.interpolate(torch.fft.fftshift(spectra, dim=(-2, -1))[None], size=(h, w), mode="bilinear")[0]
-    white = torch.fft.fft2(torch.randn(c, h, w, generator=gen))
-    shaped = torch.fft.ifft2(white * torch.fft.ifftshift(spectra, dim=(-2, -1))).real
-    shaped = shaped / shaped.pow(2).mean((1, 2), keepdim=True).sqrt().clamp(min=1e-12)
-    shaped = shaped * values.clamp(min=0).sqrt()[:, None, None]
-    noise = torch.einsum("ck,khw->chw", vectors, shaped) / (torch.trace(cov) / c).sqrt()  # mean energy 1
-    return torch.where(hole, (picture + noise * deficit.sqrt()).clamp(0, 1), picture)
-
-
-def _clear_tiles(band: torch.Tensor, clear: torch.Tensor, side: int, gen: torch.Generator) -> torch.Tensor | None:
-    """n x c x t x t: up to 256 tiles of ``band`` lying wholly in ``clear`` (at half-tile steps), of
-    side ``side``, else 1/2 or 1/4 of it where no tile that large fits; None if none fits at all."""
-    side = min(side, 1 << (min(clear.shape).bit_length() - 1))  # fits the picture
-    while side >= 16:
-        step = side // 2
-        free = F.avg_pool2d(clear[None, None].float(), side, stride=step)[0, 0] >= 1
-        where = free.reshape(-1).nonzero()[:, 0]
-        if where.numel():
-            where = where[torch.randperm(where.numel(), generator=gen)[:256]]
-            ys, xs = (where // free.shape[1]) * step, (where % free.shape[1]) * step
-            return torch.stack([band[:, y : y + side, x : x + side] for y, x in zip(ys.tolist(), xs.tolist())])
-        side //= 2
-    return None
 
 
 def _rounds(depth: int, levels: int, s: TextureSettings) -> int:
@@ -284,7 +182,7 @@ def _pyramid(start: torch.Tensor, hole: torch.Tensor, s: TextureSettings) -> lis
     out = [(start, hole)]
     while True:
         img, hol = out[-1]
-        if not _dilate(~hol, s.coarse_hole).all() and min(img.shape[1:]) // 2 >= s.coarse_min_side:
+        if not dilate(~hol, s.coarse_hole).all() and min(img.shape[1:]) // 2 >= s.coarse_min_side:
             size = (img.shape[1] // 2, img.shape[2] // 2)
             img = F.interpolate(img[None], size=size, mode="area")[0]
             hol = F.adaptive_max_pool2d(hol[None, None].float(), size)[0, 0] > 0
@@ -293,43 +191,19 @@ def _pyramid(start: torch.Tensor, hole: torch.Tensor, s: TextureSettings) -> lis
             return out[::-1]
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    if sigma > 4:  # a wide blur on a smaller copy: the same result to the eye, a fraction of the taps
-        k = int(sigma // 2)
-        small = F.avg_pool2d(x[None], k, stride=k, ceil_mode=True)[0]
-        return F.interpolate(
-            _gaussian_blur(small, sigma / k)[None], size=x.shape[-2:], mode="bilinear", align_corners=False
-        )[0]
-    r = max(1, int(math.ceil(2.5 * sigma)))
-    t = torch.arange(-r, r + 1, dtype=x.dtype)
-    k = torch.exp(-(t * t) / (2 * sigma * sigma))
-    k = k / k.sum()
-    c = x.shape[0]
-    y = F.pad(x[None], (r, r, r, r), mode="replicate")
-    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    y = F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-    return y[0]
-
-
 def _texture_energy(picture: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
     """h x w: how much fine texture a pixel has (local mean of |grey - its 1 px blur|: ramps,
     shading and soft edges count for nearly nothing, grass and gravel for a lot); inside the hole,
     what the known surroundings have (a wide normalised blur of the known values)."""
     grey = (picture * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0, keepdim=True)
-    fine = (grey - _gaussian_blur(grey, 1.0)).abs()
-    known = (~_dilate(hole, 2)).float()[None]
-    energy = _gaussian_blur(fine * known, 2.0)
-    weight = _gaussian_blur(known, 2.0)
+    fine = (grey - gaussian_blur(grey, 1.0)).abs()
+    known = (~dilate(hole, 2)).float()[None]
+    energy = gaussian_blur(fine * known, 2.0)
+    weight = gaussian_blur(known, 2.0)
     local = energy / weight.clamp(min=1e-6)
     sigma = max(2.0, min(picture.shape[1:]) / 8)
-    wide = _gaussian_blur(fine * known, sigma) / _gaussian_blur(known, sigma).clamp(min=1e-6)
+    wide = gaussian_blur(fine * known, sigma) / gaussian_blur(known, sigma).clamp(min=1e-6)
     return torch.where(weight > 0.5, local, wide)[0]
-
-
-def _dilate(mask: torch.Tensor, r: int) -> torch.Tensor:
-    if r <= 0:
-        return mask
-    return F.max_pool2d(mask[None, None].float(), 2 * r + 1, stride=1, padding=r)[0, 0] > 0
 
 
 class _Level:
@@ -358,10 +232,10 @@ class _Level:
         inside = torch.zeros(self.h, self.w, dtype=torch.bool)
         if self.h > 2 * r and self.w > 2 * r:
             inside[r : self.h - r, r : self.w - r] = True
-        valid = inside & ~_dilate(hole, r + s.margin)
+        valid = inside & ~dilate(hole, r + s.margin)
         self.valid = valid.reshape(-1)
         self.sources = valid.reshape(-1).nonzero()[:, 0]
-        targets = _dilate(hole, r)
+        targets = dilate(hole, r)
         self.targets = targets.reshape(-1).nonzero()[:, 0]
         self.ty, self.tx = self.targets // self.w, self.targets % self.w
         # where each pixel's target index is (-1: not a target), for the neighbours' matches
@@ -383,7 +257,7 @@ class _Level:
         self.cost = torch.empty(0)
         self.vote_weight: torch.Tensor | None = None  # given with an upsampled field, else from the costs
         if search and self.sources.numel():
-            self.guide = _gaussian_blur(picture, s.guide_blur) * s.guide_weight  # layout channels (fixed)
+            self.guide = gaussian_blur(picture, s.guide_blur) * s.guide_weight  # layout channels (fixed)
             self._fit_projection()
             self.source_feat = self._features_full()
 

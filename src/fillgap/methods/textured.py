@@ -8,6 +8,7 @@ from .._lazy import lazy, no_grad
 from ..runtime.base import FillMethod
 
 if TYPE_CHECKING:
+    from ..grain import GrainSettings
     from ..texture import TextureSettings
 
 torch = lazy("torch")
@@ -23,10 +24,14 @@ class TexturedMethod(FillMethod):
     full size up to 4096 px was tried: a 12 MP picture's 5 % blob took 6 s and 1.8 GB, and thin
     scratches lost their tiles (29.5 dB against 32.0, bench/hires.py)."""
 
-    def __init__(self, base: FillMethod, name: str, settings: TextureSettings | None = None):
-        from ..texture import DEFAULT_SETTINGS  # torch: only when a textured method is made
+    def __init__(
+        self, base: FillMethod, name: str, settings: TextureSettings | None = None, grain: GrainSettings | None = None
+    ):
+        from ..grain import DEFAULT_GRAIN  # torch: only when a textured method is made
+        from ..texture import DEFAULT_SETTINGS
 
         self.base, self.name, self.settings = base, name, settings or DEFAULT_SETTINGS
+        self.grain = grain or DEFAULT_GRAIN
         self.kind = f"{base.kind} + texture"
         self.source = f"{base.source} + fillgap.texture"
         self.max_side, self.fixed_size = base.max_side, base.fixed_size  # size_multiple: the base pads itself
@@ -36,11 +41,11 @@ class TexturedMethod(FillMethod):
 
     @no_grad
     def finish(self, image: torch.Tensor, hole: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
-        """The photo's grain where the fill is smoother than its surroundings, at the window's own
-        resolution (``fillgap.texture.add_grain``)."""
-        from ..texture import add_grain
+        """The photo's grain and JPEG blocks in the fill, at the window's own resolution
+        (``fillgap.grain``)."""
+        from ..grain import add_grain
 
-        return add_grain(image, hole, self.base.finish(image, hole, filled), self.settings)
+        return add_grain(image, hole, self.base.finish(image, hole, filled), self.grain)
 
     @no_grad
     def fill(self, image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,34 @@
+"""Small torch filters shared by the texture and grain stages (C x H x W floats, H x W masks)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """C x H x W ``x`` blurred by a Gaussian of ``sigma`` pixels (borders replicated)."""
+    if sigma > 4:  # a wide blur on a smaller copy: the same result to the eye, a fraction of the taps
+        k = int(sigma // 2)
+        small = F.avg_pool2d(x[None], k, stride=k, ceil_mode=True)[0]
+        return F.interpolate(
+            gaussian_blur(small, sigma / k)[None], size=x.shape[-2:], mode="bilinear", align_corners=False
+        )[0]
+    r = max(1, int(math.ceil(2.5 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    k = torch.exp(-(t * t) / (2 * sigma * sigma))
+    k = k / k.sum()
+    c = x.shape[0]
+    y = F.pad(x[None], (r, r, r, r), mode="replicate")
+    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    y = F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return y[0]
+
+
+def dilate(mask: torch.Tensor, r: int) -> torch.Tensor:
+    """H x W bool ``mask`` grown by ``r`` pixels (a square neighbourhood)."""
+    if r <= 0:
+        return mask
+    return F.max_pool2d(mask[None, None].float(), 2 * r + 1, stride=1, padding=r)[0, 0] > 0
