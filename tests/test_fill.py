@@ -103,3 +103,17 @@ def test_large_image_is_processed_through_a_window(tiny, monkeypatch):
     mask[700:720, 900:940] = 1
     out = inpaint(img, mask, tiny)
     assert out.shape == img.shape and seen[0][-2:] == (84, 104)
+
+
+@pytest.mark.parametrize("strategy", ["crop", "cra"])
+def test_a_grey_photo_gets_a_grey_fill(photo, strategy):
+    """A black-and-white photo: the network's fill (faintly tinted on its own) comes out grey;
+    a colour photo's fill keeps its colours."""
+    grey = np.repeat(photo.mean(2, keepdims=True).astype(np.uint8), 3, axis=2)
+    mask = np.zeros(grey.shape[:2], bool)
+    mask[20:60, 30:80] = True
+    out = fillgap.inpaint(grey, mask, "fillgap-default", strategy=strategy, max_side=64)
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
+    assert np.array_equal(out[~mask], grey[~mask])
+    colour = fillgap.inpaint(photo, mask, "fillgap-default", strategy=strategy, max_side=64)
+    assert np.abs(colour[mask].astype(int) - colour[mask].mean(1, keepdims=True)).max() > 3
