@@ -2,7 +2,7 @@
 
     python bench/eye_test.py make --methods opencv-telea,fillgap-default --judges 3 --per-method 10 --out /tmp/eye
     # hand each judge its folder /tmp/eye/judge-J/ (sheets and answers.txt) and nothing else
-    python bench/eye_test.py score --dir /tmp/eye         # -> bench/results/eye-test.{json,md}
+    python bench/eye_test.py score --dir /tmp/eye --viewing look   # -> bench/results/eye-test.{json,md}
 
 Each pair shows one crop twice side by side, in random order: untouched, and with a hole filled by one
 method. The judge writes which side (A or B) was filled. Fool rate: the share of pairs where the judge
@@ -19,6 +19,11 @@ Cases (all seeded by --seed), from the test split of photos.csv (or every pictur
   so this setting needs the originals: --originals DIR holding the Debian packages of photos.csv extracted
   as DIR/<package>/<path> (as bench/hires.py; `apt-get download lomiri-wallpapers-16.04 mate-backgrounds`,
   `dpkg-deb -x`), default $FILLGAP_ORIGINALS. Without any such picture the setting is left out (said so).
+
+Viewing rule: tell every judge of a run the same one, and name it to `score --viewing`: "look" (by eye
+only, the sheets in an image viewer) or "any" (any aid on the sheets). Judges allowed any aid enlarge,
+contrast-stretch and diff the two sides, and then spot every fill by its grain and compression blocks:
+they measure forensics, not the eye.
 
 Judges: each gets M x --per-method pairs (M methods), one crop each and never a crop twice; judge j's k-th
 crop gets method (k + j) mod M, and its setting/kind cycles per block of M crops, so every method gets the
@@ -66,6 +71,10 @@ BIG_SIDE, BIG_MIN = 2560, 1600  # setting 2560: long side; pictures from BIG_MIN
 BLOB_ACROSS = (220, 420)  # setting 2560: the blob's longest extent in px
 SHEET = {"margin": 16, "band": 34, "gap": 8, "row_gap": 22, "font": 22}
 CACHE_VERSION = 1
+VIEWING = {  # the rule judges get with their folder; the fool rate means something different under each
+    "look": "by eye only: the sheets in an image viewer, no image processing",
+    "any": "any viewing aid on the sheets: enlarging, contrast stretching, high-pass and A/B difference maps",
+}
 
 
 def command_line(argv: list[str]) -> str:
@@ -638,6 +647,7 @@ def score(args: argparse.Namespace, argv: list[str]) -> int:
             )
         },
         "fool_rate": "share of pairs where the judge picked the untouched crop as the filled one (50 % = cannot tell)",
+        "viewing": VIEWING[args.viewing],
         "methods": per_method,
         "judges": per_judge,
         "pairs": len(rows),
@@ -656,7 +666,7 @@ def score(args: argparse.Namespace, argv: list[str]) -> int:
         f"Scored {date} with `{command}`; cases made {made['date']} with `{made['command']}`: "
         f"{len(judges)} judge(s), {len(rows)} pairs, kinds {', '.join(kinds)} (crops: "
         + "; ".join(f"{s} {r}" for s, r in made["regime"].items())
-        + ").",
+        + f"). Viewing: {VIEWING[args.viewing]}.",
         "",
         "| method | all | " + " | ".join(kinds) + " |",
         "|---|---|" + "---|" * len(kinds),
@@ -712,6 +722,12 @@ def main(argv: list[str] | None = None) -> int:
     sc = sub.add_parser("score", help="join the judges' answers with the key: fool rates")
     sc.add_argument("--dir", type=Path, required=True, help="the folder `make --out` wrote")
     sc.add_argument("--out", type=Path, default=RESULTS, help="folder for eye-test.json and eye-test.md")
+    sc.add_argument(
+        "--viewing",
+        choices=sorted(VIEWING),
+        required=True,
+        help="the rule the judges were given: look (by eye only) or any (any viewing aid on the sheets)",
+    )
     args = ap.parse_args(argv)
     return make(args, argv) if args.command == "make" else score(args, argv)
 
