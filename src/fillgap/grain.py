@@ -55,32 +55,57 @@ def add_grain(
     """``filled`` with the photo's grain (and JPEG blocks) in the hole. ``image``: N x 3 x H x W,
     uint8 or floats in [0, 1] (its known pixels are the photo); ``hole`` N x 1 x H x W;
     ``filled``: floats (changed in place and returned), or uint8 with the fill written over the
-    hole (rounded back in place). Works on the hole's bounding box with ``2 * tile`` pixels of
-    context, so a big window costs what its hole costs."""
+    hole (rounded back in place). Works in chunks of at most ``CHUNK`` px of the hole's bounding
+    box, each with ``2 * tile`` pixels of context: a big window costs what its hole costs, and
+    strokes across a 12 MP picture never make a full-size float copy (noise is independent from
+    chunk to chunk anyway; chunks start on the 8 px grid, so JPEG blocks stay whole)."""
     if settings.sigma <= 0 and not settings.jpeg:
         return filled
     margin = 2 * settings.tile
+    h, w = hole.shape[-2:]
     for i in range(filled.shape[0]):
         where = (hole[i, 0] > 0).nonzero()
         if where.numel() == 0:
             continue
-        (y0, x0), (y1, x1) = where.min(0).values.tolist(), where.max(0).values.tolist()
-        y0, x0 = max(0, y0 - margin), max(0, x0 - margin)
-        y1, x1 = min(hole.shape[-2], y1 + margin + 1), min(hole.shape[-1], x1 + margin + 1)
-        box = (slice(y0, y1), slice(x0, x1))
-        part = hole[i, 0][box] > 0
-        known, fill = image[i][(slice(None), *box)], filled[i][(slice(None), *box)]
-        if known.dtype == torch.uint8:
-            known = known.float() / 255
-        picture = torch.where(part, fill.float() / 255 if fill.dtype == torch.uint8 else fill, known).float()
-        if settings.sigma > 0:
-            picture = _grain(picture, part, settings, torch.Generator().manual_seed(settings.seed))
-        if settings.jpeg:
-            picture = _match_jpeg(picture, part, settings)
-        if filled.dtype == torch.uint8:
-            picture = picture.mul_(255).round_().clamp_(0, 255).to(torch.uint8)
-        fill[:, part] = picture[:, part].to(fill.dtype)
+        (top, left), (bottom, right) = where.min(0).values.tolist(), where.max(0).values.tolist()
+        for cy in range(top - top % 8, bottom + 1, CHUNK):
+            for cx in range(left - left % 8, right + 1, CHUNK):
+                core = (slice(cy, min(h, cy + CHUNK)), slice(cx, min(w, cx + CHUNK)))
+                if not bool((hole[i, 0][core] > 0).any()):
+                    continue
+                y0, x0, y1, x1 = (
+                    max(0, cy - margin),
+                    max(0, cx - margin),
+                    min(h, cy + CHUNK + margin),
+                    min(w, cx + CHUNK + margin),
+                )
+                _finish_box(image[i], hole[i, 0], filled[i], (y0, x0, y1, x1), core, settings)
     return filled
+
+
+CHUNK = 512  # add_grain's largest piece (a multiple of 8)
+
+
+def _finish_box(image, hole, filled, box, core, settings: GrainSettings) -> None:
+    """Grain and JPEG blocks for the box (y0, x0, y1, x1) of one picture; the hole pixels of
+    ``core`` (slices, inside the box) are written into ``filled``."""
+    y0, x0, y1, x1 = box
+    region = (slice(y0, y1), slice(x0, x1))
+    part = hole[region] > 0
+    known, fill = image[(slice(None), *region)], filled[(slice(None), *region)]
+    if known.dtype == torch.uint8:
+        known = known.float() / 255
+    picture = torch.where(part, fill.float() / 255 if fill.dtype == torch.uint8 else fill, known).float()
+    if settings.sigma > 0:
+        picture = _grain(picture, part, settings, torch.Generator().manual_seed(settings.seed))
+    if settings.jpeg:
+        picture = _match_jpeg(picture, part, settings)
+    if filled.dtype == torch.uint8:
+        picture = picture.mul_(255).round_().clamp_(0, 255).to(torch.uint8)
+    inner = (slice(core[0].start - y0, core[0].stop - y0), slice(core[1].start - x0, core[1].stop - x0))
+    write = part[inner]
+    target = filled[(slice(None), *core)]
+    target[:, write] = picture[(slice(None), *inner)][:, write].to(filled.dtype)
 
 
 # -- grain ---------------------------------------------------------------------------------------
