@@ -212,8 +212,8 @@ def quant_steps(coefficients: torch.Tensor) -> torch.Tensor:
     frequency, the largest step whose multiples the non-zero coefficients sit on (mean distance to
     the nearest multiple at most 0.6: the decoder's integer transform and rounding to 8 bits move
     them by 0.3-0.5, a step one too large misses by 1 or more; and at most 1.3 x the smallest of
-    them, else it would put them on zero); inf where
-    (nearly) every coefficient is zero (the fill's are set to zero there too), 1 where no step fits."""
+    them, else it would put them on zero); inf where (nearly) every coefficient is zero (the
+    fill's are set to zero there too), 1 where no step fits."""
     candidates = torch.arange(1, 121, dtype=torch.float32)
     steps = torch.ones(coefficients.shape[1])
     for k in range(coefficients.shape[1]):
