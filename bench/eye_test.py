@@ -2,7 +2,7 @@
 
     python bench/eye_test.py make --methods opencv-telea,fillgap-default --judges 3 --per-method 10 --out /tmp/eye
     # hand each judge its folder /tmp/eye/judge-J/ (sheets and answers.txt) and nothing else
-    python bench/eye_test.py score --dir /tmp/eye --viewing look   # -> bench/results/eye-test.{json,md}
+    python bench/eye_test.py score --dir /tmp/eye         # -> bench/results/eye-test.{json,md}
 
 Each pair shows one crop twice side by side, in random order: untouched, and with a hole filled by one
 method. The judge writes which side (A or B) was filled. Fool rate: the share of pairs where the judge
@@ -20,8 +20,9 @@ Cases (all seeded by --seed), from the test split of photos.csv (or every pictur
   as DIR/<package>/<path> (as bench/hires.py; `apt-get download lomiri-wallpapers-16.04 mate-backgrounds`,
   `dpkg-deb -x`), default $FILLGAP_ORIGINALS. Without any such picture the setting is left out (said so).
 
-Viewing rule: tell every judge of a run the same one, and name it to `score --viewing`: "look" (by eye
-only, the sheets in an image viewer) or "any" (any aid on the sheets). Judges allowed any aid enlarge,
+Viewing rule: `make --viewing look|any` writes it at the top of every answers.txt and into the key;
+"look" (the default: by eye only, the sheets in an image viewer) or "any" (any aid on the sheets).
+Tell every judge of a run the same one. Judges allowed any aid enlarge,
 contrast-stretch and diff the two sides, and then spot every fill by its grain and compression blocks:
 they measure forensics, not the eye.
 
@@ -74,6 +75,12 @@ CACHE_VERSION = 1
 VIEWING = {  # the rule judges get with their folder; the fool rate means something different under each
     "look": "by eye only: the sheets in an image viewer, no image processing",
     "any": "any viewing aid on the sheets: enlarging, contrast stretching, high-pass and A/B difference maps",
+}
+VIEWING_RULE = {  # the same rule as the judge reads it, at the top of answers.txt
+    "look": "# Look only: open the sheets in an image viewer at 100 %. No enlarging, contrast stretching,\n"
+    "# difference maps or any other processing of the pictures.\n",
+    "any": "# Any viewing aid on these sheets is allowed: enlarging, contrast stretching, high-pass,\n"
+    "# difference maps between the two sides.\n",
 }
 
 
@@ -361,7 +368,7 @@ def sheet_sizes(n: int, per_sheet: int) -> list[int]:
 
 ANSWERS_HEAD = """# Eye test. In every numbered pair on the sheets one side (A or B) had a region removed and filled
 # in by a computer; the other side is the untouched photo. Replace each ? with A or B: the side you
-# think was FILLED. Guess when unsure; every line needs an answer. Look at the sheets at 100 %.
+# think was FILLED. Guess when unsure; every line needs an answer.
 """
 
 
@@ -515,7 +522,9 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
             )
         for sheet in sorted({r[0] for r in rows}):
             draw_sheet([(n, a, b) for s, n, a, b in rows if s == sheet]).save(folder / f"sheet-{sheet:02d}.png")
-        (folder / "answers.txt").write_text(ANSWERS_HEAD + "".join(f"{n} ?\n" for n in range(1, len(order) + 1)))
+        (folder / "answers.txt").write_text(
+            ANSWERS_HEAD + VIEWING_RULE[args.viewing] + "".join(f"{n} ?\n" for n in range(1, len(order) + 1))
+        )
         save_json((out / "key" / f"key-judge-{j}.json").resolve(), {"judge": j, "pairs": key})
         print(f"judge-{j}: {len(order)} pairs on {len({r[0] for r in rows})} sheets")
     save_json(
@@ -527,6 +536,7 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
             "judges": args.judges,
             "per_method": args.per_method,
             "seed": args.seed,
+            "viewing": args.viewing,
             "settings": list(pools),
             "kinds": [f"{s}/{k}" for s, k in kinds],
             "regime": regime,
@@ -597,6 +607,9 @@ def score(args: argparse.Namespace, argv: list[str]) -> int:
     if not folders:
         sys.exit(f"eye_test.py score: no judge-*/answers.txt in {args.dir}")
     made = json.loads((args.dir / "key" / "make.json").read_text())
+    viewing = args.viewing or made.get("viewing")
+    if viewing is None:
+        sys.exit("eye_test.py score: these cases were made before make --viewing: name the judges' rule with --viewing")
     rows = []
     for path in folders:
         judge = int(path.parent.name.split("-")[1])
@@ -647,7 +660,7 @@ def score(args: argparse.Namespace, argv: list[str]) -> int:
             )
         },
         "fool_rate": "share of pairs where the judge picked the untouched crop as the filled one (50 % = cannot tell)",
-        "viewing": VIEWING[args.viewing],
+        "viewing": VIEWING[viewing],
         "methods": per_method,
         "judges": per_judge,
         "pairs": len(rows),
@@ -666,7 +679,7 @@ def score(args: argparse.Namespace, argv: list[str]) -> int:
         f"Scored {date} with `{command}`; cases made {made['date']} with `{made['command']}`: "
         f"{len(judges)} judge(s), {len(rows)} pairs, kinds {', '.join(kinds)} (crops: "
         + "; ".join(f"{s} {r}" for s, r in made["regime"].items())
-        + f"). Viewing: {VIEWING[args.viewing]}.",
+        + f"). Viewing: {VIEWING[viewing]}.",
         "",
         "| method | all | " + " | ".join(kinds) + " |",
         "|---|---|" + "---|" * len(kinds),
@@ -709,6 +722,12 @@ def main(argv: list[str] | None = None) -> int:
     mk.add_argument("--per-method", type=int, default=10, help="pairs per method per judge")
     mk.add_argument("--out", type=Path, required=True, help="folder for judge-*/, key/ and cache/")
     mk.add_argument("--seed", type=int, default=0)
+    mk.add_argument(
+        "--viewing",
+        choices=sorted(VIEWING),
+        default="look",
+        help="the rule written at the top of every answers.txt: look (by eye only, default) or any (any aid)",
+    )
     mk.add_argument("--settings", default="256,2560", help="which settings (default both: 256,2560)")
     mk.add_argument("--photos", type=Path, help="use every picture of this folder instead of the test split")
     mk.add_argument(
@@ -725,8 +744,7 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument(
         "--viewing",
         choices=sorted(VIEWING),
-        required=True,
-        help="the rule the judges were given: look (by eye only) or any (any viewing aid on the sheets)",
+        help="the rule the judges were given, where make did not write it (cases made before make --viewing)",
     )
     args = ap.parse_args(argv)
     return make(args, argv) if args.command == "make" else score(args, argv)

@@ -50,6 +50,8 @@ def test_make_and_score(tmp_path, capsys):
         str(photos),
         "--seed",
         "3",
+        "--viewing",
+        "any",
     ]
     assert eye_test.main(args) == 0
     made = capsys.readouterr().out
@@ -61,6 +63,7 @@ def test_make_and_score(tmp_path, capsys):
         assert sorted(p.name for p in folder.iterdir()) == ["answers.txt", "sheet-01.png"]
         text = (folder / "answers.txt").read_text()
         assert [line for line in text.splitlines() if not line.startswith("#")] == ["1 ?", "2 ?", "3 ?", "4 ?"]
+        assert "# Any viewing aid on these sheets is allowed" in text  # the rule, where the judge reads it
         with Image.open(folder / "sheet-01.png") as sheet:
             assert not getattr(sheet, "text", {}) and sheet.width >= 2 * 256
         for word in (*METHODS, "secret", "mean", "telea", "box", "thick"):
@@ -85,17 +88,17 @@ def test_make_and_score(tmp_path, capsys):
     write_answers(out, 1, {1: "A", 2: "B", 3: "A"})
     write_answers(out, 2, {n: "A" for n in range(1, 5)})
     with pytest.raises(SystemExit, match="no answer for pair 4"):
-        eye_test.main(["score", "--dir", str(out), "--out", str(tmp_path / "res"), "--viewing", "look"])
+        eye_test.main(["score", "--dir", str(out), "--out", str(tmp_path / "res")])
     write_answers(out, 1, {1: "A", 2: "B", 3: "A", 4: "C"})
     with pytest.raises(SystemExit, match="pair 4 needs A or B, got 'C'"):
-        eye_test.main(["score", "--dir", str(out), "--out", str(tmp_path / "res"), "--viewing", "look"])
+        eye_test.main(["score", "--dir", str(out), "--out", str(tmp_path / "res")])
 
     # known answers: judge 1 always says A, judge 2 always spots the fill
     write_answers(out, 1, {n: "A" for n in range(1, 5)})
     write_answers(out, 2, {r["number"]: r["filled"] for r in pairs[2]})
     with pytest.raises(SystemExit, match="has answers"):  # make never overwrites answers
         eye_test.main(args)
-    assert eye_test.main(["score", "--dir", str(out), "--out", str(tmp_path / "res"), "--viewing", "look"]) == 0
+    assert eye_test.main(["score", "--dir", str(out), "--out", str(tmp_path / "res")]) == 0
     result = json.loads((tmp_path / "res" / "eye-test.json").read_text())
     for m in METHODS:
         fooled = sum(r["filled"] == "B" for r in pairs[1] if r["method"] == m)  # said A: fooled when B was filled
@@ -111,7 +114,9 @@ def test_make_and_score(tmp_path, capsys):
         assert set(kinds) == {"256/thick", "256/box"} and sum(c["n"] for c in kinds.values()) == 4
     md = (tmp_path / "res" / "eye-test.md").read_text()
     assert "Fool rate" in md and "untouched" in md and "| mean-fill |" in md and "eye_test.py score" in md
-    assert "Viewing: by eye only" in md
+    assert "Viewing: any viewing aid" in md  # from the key: make wrote it
+    eye_test.main(["score", "--dir", str(out), "--out", str(tmp_path / "res"), "--viewing", "look"])
+    assert "Viewing: by eye only" in (tmp_path / "res" / "eye-test.md").read_text()
 
 
 def test_the_2560_setting_fills_the_whole_picture_and_shows_a_crop_around_the_hole(tmp_path, capsys):
