@@ -35,3 +35,16 @@ def dilate(mask: torch.Tensor, r: int) -> torch.Tensor:
     k = 2 * r + 1
     rows = F.max_pool2d(mask[None, None].float(), (1, k), stride=1, padding=(0, r))
     return F.max_pool2d(rows, (k, 1), stride=1, padding=(r, 0))[0, 0] > 0
+
+
+def known_mean(
+    values: torch.Tensor, known: torch.Tensor, sigma: float, wide_sigma: float, min_weight: float
+) -> torch.Tensor:
+    """C x H x W: every pixel's mean of ``values`` over the ``known`` pixels (1 x H x W, 0 or 1)
+    around it, a normalised blur of ``sigma``; where the known weight there is below
+    ``min_weight`` (deep inside a hole), the same over ``wide_sigma``."""
+    weighted = values * known
+    weight = gaussian_blur(known, sigma)
+    local = gaussian_blur(weighted, sigma) / weight.clamp(min=1e-6)
+    wide = gaussian_blur(weighted, wide_sigma) / gaussian_blur(known, wide_sigma).clamp(min=1e-6)
+    return torch.where(weight > min_weight, local, wide)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .filters import dilate, gaussian_blur
+from .filters import dilate, gaussian_blur, known_mean
 
 
 @dataclass(frozen=True)
@@ -126,16 +126,12 @@ def _grain(picture: torch.Tensor, hole: torch.Tensor, s: GrainSettings, gen: tor
     if float(torch.trace(cov)) < 1e-10:  # flat surroundings (clipped white, a synthetic picture)
         return picture
     # expected band energy in the hole (geometric mean of the known pixels nearby, else of all)
-    known = clear.float()[None]
-    log_energy = torch.log(energy.clamp(min=1e-10))[None] * known
-    near = gaussian_blur(known, 2 * s.sigma)
-    expect = gaussian_blur(log_energy, 2 * s.sigma) / near.clamp(min=1e-6)
-    wide_sigma = max(h, w) / 4
-    wide = gaussian_blur(log_energy, wide_sigma) / gaussian_blur(known, wide_sigma).clamp(min=1e-6)
+    log_energy = torch.log(energy.clamp(min=1e-10))[None]
+    expect = known_mean(log_energy, clear.float()[None], 2 * s.sigma, max(h, w) / 4, 0.05)[0]
     # at most the smoothest quarter of the tiles' energy: near edges and defocused blobs the band
     # holds structure, not noise
     floor = tile_energy.quantile(0.25)
-    expect = torch.where(near > 0.05, expect, wide)[0].exp().clamp(max=min(s.max**2, float(floor)))
+    expect = expect.exp().clamp(max=min(s.max**2, float(floor)))
     deficit = (expect - energy).clamp(min=0) * hole
     # noise per principal colour component: white, shaped by that component's amplitude spectrum
     values, vectors = torch.linalg.eigh(cov)

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from .cancel import checkpoint
-from .filters import dilate, gaussian_blur
+from .filters import dilate, gaussian_blur, known_mean
 
 
 @dataclass(frozen=True)
@@ -198,12 +198,7 @@ def _texture_energy(picture: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
     grey = (picture * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0, keepdim=True)
     fine = (grey - gaussian_blur(grey, 1.0)).abs()
     known = (~dilate(hole, 2)).float()[None]
-    energy = gaussian_blur(fine * known, 2.0)
-    weight = gaussian_blur(known, 2.0)
-    local = energy / weight.clamp(min=1e-6)
-    sigma = max(2.0, min(picture.shape[1:]) / 8)
-    wide = gaussian_blur(fine * known, sigma) / gaussian_blur(known, sigma).clamp(min=1e-6)
-    return torch.where(weight > 0.5, local, wide)[0]
+    return known_mean(fine, known, 2.0, max(2.0, min(picture.shape[1:]) / 8), 0.5)[0]
 
 
 class _Level:

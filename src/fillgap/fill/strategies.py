@@ -126,11 +126,13 @@ def _grey_where_grey(image: torch.Tensor, hole: torch.Tensor, filled: torch.Tens
     """A black-and-white photo gets a black-and-white fill: where a window's known pixels are grey
     (channels within 2 levels of each other at 99 % of them), the hole's channels are set to their
     mean. A network's faint tint inside a grey photo is what gave fills away to eye-test judges."""
+    if image.shape[1] != 3:
+        return filled
     h, w = image.shape[-2:]
     step = max(1, int((h * w / 250_000) ** 0.5))  # a sample of about 250,000 pixels says as much
     for i in range(filled.shape[0]):
         known = hole[i, 0, ::step, ::step] <= 0
-        if image.shape[1] != 3 or not bool(known.any()):
+        if not bool(known.any()):
             continue
         pixels = image[i, :, ::step, ::step][:, known]
         spread = pixels.amax(0) - pixels.amin(0)
