@@ -1,0 +1,64 @@
+"""filters.remove_excess_checker: a fill's 2 x 2 checkerboard cut back to its surroundings' level."""
+
+import torch
+
+from fillgap.filters import remove_excess_checker
+from fillgap.models import create_model
+from fillgap.runtime.network import TorchNetwork
+
+
+def _sign(h: int, w: int) -> torch.Tensor:
+    return ((torch.arange(h)[:, None] + torch.arange(w)[None]) % 2 * 2 - 1).float()
+
+
+def _checker_rms(x: torch.Tensor, where: torch.Tensor) -> float:
+    """RMS of the 2 x 2 [[1, -1], [-1, 1]] filter over ``where`` (C x H x W picture)."""
+    k = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).view(1, 1, 2, 2).expand(x.shape[0], 1, 2, 2)
+    r = torch.nn.functional.conv2d(x[None], k, groups=x.shape[0])[0]
+    return float(r[:, where[:-1, :-1]].pow(2).mean().sqrt())
+
+
+def _grey_photo(size: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
+    noise = torch.randn(3, size, size, generator=torch.Generator().manual_seed(0)) * 0.01
+    hole = torch.zeros(size, size, dtype=torch.bool)
+    hole[32:64, 24:72] = True
+    return (0.3 + noise).clamp(0, 1), hole
+
+
+def test_a_fill_s_checkerboard_is_cut_back_and_the_known_pixels_stay():
+    photo, hole = _grey_photo()
+    filled = torch.where(hole, 0.3 + 0.04 * _sign(*hole.shape), photo)
+    inner = torch.zeros_like(hole)
+    inner[36:60, 28:68] = True
+    before, truth = _checker_rms(filled, inner), _checker_rms(photo, inner)
+    out = remove_excess_checker(filled, hole)
+    assert before > 3 * truth
+    assert _checker_rms(out, inner) < 1.5 * truth  # the photo's own level, not the fill's
+    assert torch.equal(out[:, ~hole], filled[:, ~hole])
+    assert (out[:, inner].mean() - 0.3).abs() < 0.005  # the fill's shade stays
+
+
+def test_a_checkered_texture_of_the_photo_is_kept():
+    """A fine weave that really alternates pixel by pixel: the hole may carry it too."""
+    photo, hole = _grey_photo()
+    weave = (photo + 0.04 * _sign(*hole.shape)).clamp(0, 1)
+    out = remove_excess_checker(weave, hole)
+    assert _checker_rms(out, hole) > 0.9 * _checker_rms(weave, hole)
+
+
+def test_the_network_runtime_removes_its_checkerboard_unless_told_not_to():
+    torch.manual_seed(0)
+    model = create_model("ffc-tiny", refine=False).eval()
+    photo, hole = _grey_photo(64)
+    hole = torch.zeros(64, 64, dtype=torch.bool)
+    hole[16:48, 16:48] = True
+    checkered = lambda x, m: 0.3 + 0.04 * _sign(*x.shape[-2:]).expand_as(x)  # noqa: E731
+    inner = torch.zeros_like(hole)
+    inner[20:44, 20:44] = True
+    rms = {}
+    for remove in (True, False):
+        net = TorchNetwork(model, remove_checker=remove)
+        net._forward = checkered
+        rms[remove] = _checker_rms(net.fill(photo[None], hole[None, None].float())[0], inner)
+    assert rms[False] > 0.07  # the network's pattern, as it came
+    assert rms[True] < rms[False] / 3
