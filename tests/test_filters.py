@@ -38,6 +38,17 @@ def test_a_fill_s_checkerboard_is_cut_back_and_the_known_pixels_stay():
     assert (out[:, inner].mean() - 0.3).abs() < 0.005  # the fill's shade stays
 
 
+def test_a_hole_at_the_picture_s_edge_gets_no_checker():
+    """A flat fill in a corner: the border is no reason for a pattern (the amplitude is measured
+    with the checker continued past the edge, not stopped there)."""
+    photo, _ = _grey_photo()
+    hole = torch.zeros(96, 96, dtype=torch.bool)
+    hole[64:, 60:] = True
+    filled = torch.where(hole, torch.full_like(photo, 0.6), photo)
+    out = remove_excess_checker(filled, hole)
+    assert (out - filled).abs().max() < 0.01
+
+
 def test_a_checkered_texture_of_the_photo_is_kept():
     """A fine weave that really alternates pixel by pixel: the hole may carry it too."""
     photo, hole = _grey_photo()

@@ -59,13 +59,19 @@ def remove_excess_checker(picture: torch.Tensor, hole: torch.Tensor, sigma: floa
     its local amplitude per channel. Where its energy in the hole exceeds the geometric mean of
     the known pixels' nearby (clear of the hole's rim, where the fill bleeds into the blur), the
     excess amplitude is subtracted. Known pixels are returned unchanged."""
+    # Reflect padding: the +-1 checker mirrored about the edge pixel is the checker again, so a
+    # border pixel's amplitude is not that of a checker that stops (replicated, it would be).
     h, w = picture.shape[-2:]
-    sign = ((torch.arange(h)[:, None] + torch.arange(w)[None]) % 2 * 2 - 1).to(picture.dtype)
-    amplitude = gaussian_blur(picture * sign, sigma)
+    pad = min(int(3 * sigma) + 1, h - 1, w - 1)
+    padded = F.pad(picture[None], (pad,) * 4, mode="reflect")[0] if pad > 0 else picture
+    holes = F.pad(hole[None, None].float(), (pad,) * 4, mode="reflect")[0, 0] > 0 if pad > 0 else hole
+    ph, pw = padded.shape[-2:]
+    sign = ((torch.arange(ph)[:, None] + torch.arange(pw)[None]) % 2 * 2 - 1).to(picture.dtype)
+    amplitude = gaussian_blur(padded * sign, sigma)
     energy = gaussian_blur(amplitude.pow(2).mean(0, keepdim=True), sigma)
-    clear = (~dilate(hole, int(3 * sigma) + 1)).to(picture.dtype)[None]
+    clear = (~dilate(holes, int(3 * sigma) + 1)).to(picture.dtype)[None]
     log_energy = torch.log(energy.clamp(min=1e-12))
-    expect = known_mean(log_energy, clear, 4 * sigma, max(h, w) / 4, 0.05).exp()
+    expect = known_mean(log_energy, clear, 4 * sigma, max(ph, pw) / 4, 0.05).exp()
     keep = (expect / energy.clamp(min=1e-12)).clamp(max=1).sqrt()
-    cleaned = (picture - amplitude * sign * (1 - keep)).clamp(0, 1)
+    cleaned = (padded - amplitude * sign * (1 - keep)).clamp(0, 1)[:, pad : pad + h, pad : pad + w]
     return torch.where(hole, cleaned, picture)
