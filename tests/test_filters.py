@@ -1,10 +1,21 @@
-"""filters.remove_excess_checker: a fill's 2 x 2 checkerboard cut back to its surroundings' level."""
+"""fillgap.filters: dilate, and remove_excess_checker (a fill's 2 x 2 checkerboard cut back to
+its surroundings' level)."""
 
+import pytest
 import torch
 
-from fillgap.filters import remove_excess_checker
+from fillgap.filters import dilate, remove_excess_checker
 from fillgap.models import create_model
 from fillgap.runtime.network import TorchNetwork
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (1, 7), (5, 3), (64, 80), (131, 97)])
+def test_dilate_equals_a_square_max_filter(h, w):
+    g = torch.Generator().manual_seed(h * w)
+    for r in (1, 2, 5, 9, 40):
+        mask = torch.rand(h, w, generator=g) > 0.95
+        square = torch.nn.functional.max_pool2d(mask[None, None].float(), 2 * r + 1, stride=1, padding=r)[0, 0] > 0
+        assert torch.equal(dilate(mask, r), square)
 
 
 def _sign(h: int, w: int) -> torch.Tensor:
