@@ -28,7 +28,7 @@ for photo in bundled_photos("test"):
     hole = np.zeros(img.shape[:2], np.uint8)
     hole[100:220, 150:330] = 255
     hole[300:310, :] = 255
-    outs.append(inpaint(img, hole, "fillgap-default", runtime=sys.argv[2]))
+    outs.append(inpaint(img, hole, "fillgap-network", runtime=sys.argv[2]))
     holes.append(hole > 0)
 np.savez(sys.argv[3], fills=np.stack(outs), holes=np.stack(holes))
 """

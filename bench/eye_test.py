@@ -1,6 +1,6 @@
 """The eye test: can a person tell a filled crop from an untouched one? A blind A/B test.
 
-    python bench/eye_test.py make --methods opencv-telea,fillgap-default --judges 3 --per-method 10 --out /tmp/eye
+    python bench/eye_test.py make --methods opencv-telea,fillgap-network --judges 3 --per-method 10 --out /tmp/eye
     # hand each judge its folder /tmp/eye/judge-J/ (sheets and answers.txt) and nothing else
     python bench/eye_test.py score --dir /tmp/eye         # -> bench/results/eye-test.{json,md}
 

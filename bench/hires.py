@@ -53,9 +53,9 @@ W, H = 2560, 1600
 # "auto picks" line checks).
 ROWS = [
     ("opencv-telea", "crop"),
-    ("fillgap-default", "resize"),
-    ("fillgap-default", "cra"),
-    ("fillgap-default", "auto"),
+    ("fillgap-network", "resize"),
+    ("fillgap-network", "cra"),
+    ("fillgap-network", "auto"),
     ("fillgap-texture", "auto"),
 ]
 KINDS = ("blob5", "strokes12", "scratches4")
@@ -149,7 +149,7 @@ def child_row(method: str, strategy: str, cases_json: str, crops: str) -> None:
 
     torch.set_num_threads(2)
     cases = json.loads(Path(cases_json).read_text())
-    m = get_method(None if method == "fillgap-default" else method)
+    m = get_method(method)
     warm = np.asarray(Image.open(cases[0]["image"]).convert("RGB"))[:256, :256]
     wm = np.zeros(warm.shape[:2], np.uint8)
     wm[100:150, 100:150] = 255
@@ -180,7 +180,7 @@ def child_row(method: str, strategy: str, cases_json: str, crops: str) -> None:
     print(json.dumps({"method": method, "strategy": strategy, "cases": rows, "peak_mb": peak_mb()}))
 
 
-def child_big(image: str, mask: str, runtime: str = "auto", method: str = "fillgap-default") -> None:
+def child_big(image: str, mask: str, runtime: str = "auto", method: str = "fillgap-network") -> None:
     """The 12 MP in-process fill: the first fill (model loaded before) and a second one."""
     import torch
     from fillgap import inpaint
@@ -275,11 +275,11 @@ def folder_timing(cases: list[dict], tmp: Path) -> dict:
 
 
 CROP_KINDS = {  # kind -> the panels of its 100 % crop picture: (label, row's fill or None = the picture)
-    "blob5": [("original", None), ("resize", "fillgap-default-resize"), ("cra", "fillgap-default-cra")],
+    "blob5": [("original", None), ("resize", "fillgap-network-resize"), ("cra", "fillgap-network-cra")],
     "scratches4": [
         ("scratches (red)", None),
-        ("auto: tiles", "fillgap-default-auto"),
-        ("cra", "fillgap-default-cra"),
+        ("auto: tiles", "fillgap-network-auto"),
+        ("cra", "fillgap-network-cra"),
         ("telea", "opencv-telea-crop"),
     ],
 }
@@ -376,7 +376,7 @@ def main() -> None:
                 f"{fmt(mean([c['cpu_seconds'] for c in cs]))} | "
                 f"{r['peak_mb']:.0f} |"
             )
-    picks = sorted({c["auto_picks"] for r in rows for c in r["cases"] if r["method"] == "fillgap-default"})
+    picks = sorted({c["auto_picks"] for r in rows for c in r["cases"] if r["method"] == "fillgap-network"})
     lines.append("")
     lines.append(f"Strategy auto (the default) picks: {', '.join(picks)} (per window, over every case above).")
     md = [

@@ -1,7 +1,7 @@
 """Quality benchmark: every method through an evaluation protocol, side by side.
 
     python bench/quality.py --protocol v2                 # classical peers + the shipped model, 256 px
-    python bench/quality.py --protocol v2 --size 512 --methods opencv-telea,fillgap-default   # large-image run
+    python bench/quality.py --protocol v2 --size 512 --methods opencv-telea,fillgap-network   # large-image run
     python bench/quality.py --protocol v2 --model runs/x/last.pt --model other.safetensors
     python bench/quality.py                               # protocol v1 (continuity), 256 px
 

@@ -47,7 +47,7 @@ def main() -> None:
         rows = {
             "fillgap --version": seconds([*FILLGAP, "--version"]),
             "fill 512 px, opencv-telea": seconds([*fill, "--model", "opencv-telea"]),
-            "fill 512 px, fillgap-default": seconds([*fill, "--model", "fillgap-default"]),
+            "fill 512 px, fillgap-network": seconds([*fill, "--model", "fillgap-network"]),
         }
     lines = [
         "# Whole commands (bench/startup.py)",

@@ -116,8 +116,8 @@ def test_user_errors_are_one_line(files, capsys, case, argv, fragments):
     [
         (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--model", "opencv-tela"], "opencv-telea"),
         (
-            ["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--model", "fillgap-defualt"],
-            "fillgap-default",
+            ["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--model", "fillgap-netwrok"],
+            "fillgap-network",
         ),
         (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--strategy", "crpo"], "crop"),
         (["fill", "{d}/in.png", "-m", "{d}/mask.png", "-o", "{d}/o.png", "--blend", "sfot"], "soft"),
@@ -155,7 +155,7 @@ def test_models_lists_the_architectures_apart(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     methods, architectures = out.split("Trainable architectures")
-    assert "opencv-telea" in methods and "fillgap-default" in methods
+    assert "opencv-telea" in methods and "fillgap-network" in methods
     for name in ("ffc-base", "ffc-small", "ffc-tiny", "seed-color-ae", "seed-mnist-ae"):
         assert name not in methods and name in architectures
 
@@ -350,7 +350,7 @@ def test_demo_fills_the_held_out_photos_with_the_shipped_model(tmp_path, capsys)
     from fillgap.demo import demo_inputs, run_demo
 
     lines = []
-    path = run_demo(tmp_path, methods=("fillgap-default", "opencv-telea"), cell=(96, 128), echo=lines.append)
+    path = run_demo(tmp_path, methods=("fillgap-network", "opencv-telea"), cell=(96, 128), echo=lines.append)
     grid = np.asarray(Image.open(path))
     n = len(bundled_photos("test"))
     assert grid.shape == (28 + 96 * n, 128 * 4, 3)  # header; input, two methods, original
@@ -361,7 +361,7 @@ def test_demo_fills_the_held_out_photos_with_the_shipped_model(tmp_path, capsys)
             cell = row[:, 128 * col : 128 * (col + 1)]
             assert np.array_equal(cell[~hole], img[~hole])
             assert (cell[hole] != 255).any(axis=-1).mean() > 0.9
-    assert [line.split()[0] for line in lines[:2]] == ["fillgap-default", "opencv-telea"]
+    assert [line.split()[0] for line in lines[:2]] == ["fillgap-network", "opencv-telea"]
     assert all("s per photo" in line and "hole PSNR" in line for line in lines[:2])
 
 

@@ -60,7 +60,7 @@ def test_default_model_is_pure_torch(default_model):
     assert isinstance(default_model.prior, DiffusionPrior)
 
 
-@pytest.mark.parametrize("variant", ["default", "smooth"])
+@pytest.mark.parametrize("variant", ["network", "smooth"])
 def test_every_shipped_variant_has_its_card_a_name_and_fills(variant):
     from fillgap.methods import METHODS, get_method, list_methods, shipped_names
 

@@ -112,8 +112,8 @@ def test_a_grey_photo_gets_a_grey_fill(photo, strategy):
     grey = np.repeat(photo.mean(2, keepdims=True).astype(np.uint8), 3, axis=2)
     mask = np.zeros(grey.shape[:2], bool)
     mask[20:60, 30:80] = True
-    out = fillgap.inpaint(grey, mask, "fillgap-default", strategy=strategy, max_side=64)
+    out = fillgap.inpaint(grey, mask, "fillgap-network", strategy=strategy, max_side=64)
     assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
     assert np.array_equal(out[~mask], grey[~mask])
-    colour = fillgap.inpaint(photo, mask, "fillgap-default", strategy=strategy, max_side=64)
+    colour = fillgap.inpaint(photo, mask, "fillgap-network", strategy=strategy, max_side=64)
     assert np.abs(colour[mask].astype(int) - colour[mask].mean(1, keepdims=True)).max() > 3

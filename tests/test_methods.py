@@ -8,7 +8,15 @@ import torch
 
 from fillgap import inpaint
 from fillgap.errors import FillgapError
-from fillgap.methods import ClassicalMethod, FillMethod, TorchNetwork, get_method, list_methods, register_runtime
+from fillgap.methods import (
+    ClassicalMethod,
+    FillMethod,
+    TorchNetwork,
+    check_spec,
+    get_method,
+    list_methods,
+    register_runtime,
+)
 from fillgap.models import create_model
 
 from _pictures import picture
@@ -82,13 +90,19 @@ def test_registry_names_paths_and_objects(weights):
     assert isinstance(net, TorchNetwork) and net.source == weights
     assert get_method(net) is net
     assert get_method(create_model("ffc-tiny")).kind == "network"
-    assert get_method(None).name == "fillgap-default"
+    default = get_method(None)
+    assert default.name == "fillgap-texture" and default.base.name == "fillgap-network"
     rows = {r.name: r for r in list_methods()}
-    assert rows["fillgap-default"].default and not rows["opencv-telea"].default
+    assert rows["fillgap-texture"].default and not rows["fillgap-network"].default
+    assert not rows["opencv-telea"].default
     assert {"opencv-telea", "opencv-ns", "opencv-fsr", "skimage-biharmonic", "mean-fill", "ffc-small"} <= set(rows)
     assert rows["ffc-small"].trainable and not rows["opencv-telea"].trainable
     with pytest.raises(FillgapError, match="unknown model 'lama'"):
         get_method("lama")
+    with pytest.raises(FillgapError, match="'fillgap-default' is now called 'fillgap-network'"):
+        get_method("fillgap-default")
+    with pytest.raises(FillgapError, match="without --model, fillgap fills with fillgap-texture"):
+        check_spec("fillgap-default")  # the CLI's check, before any picture is read
     with pytest.raises(FillgapError, match="unknown runtime"):
         get_method(weights, runtime="tpu")
 
@@ -125,5 +139,5 @@ def test_models_command_marks_the_default(capsys):
 
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert any(line.startswith("* fillgap-default") for line in out.splitlines())
+    assert any(line.startswith("* fillgap-texture") for line in out.splitlines())
     assert "opencv-telea" in out and "ffc-small" in out

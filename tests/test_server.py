@@ -80,7 +80,9 @@ def test_health_and_models(url):
     assert body["loaded"]["source"].endswith("tiny.safetensors")
     assert body["limits"] == {"max_upload_bytes": 50 * 1024 * 1024, "max_pixels": 40_000_000}
     # fill methods only: an architecture (untrained weights) is not something to fill with
-    assert {"fillgap-default", "opencv-telea"} <= set(body["registered"]) and "ffc-small" not in body["registered"]
+    assert {"fillgap-network", "fillgap-texture", "opencv-telea"} <= set(
+        body["registered"]
+    ) and "ffc-small" not in body["registered"]
 
 
 def test_page_and_docs_are_served(url):

@@ -85,7 +85,7 @@ def test_batch_equals_one_by_one_and_degenerate_inputs():
 def test_textured_method_through_the_pipeline():
     assert "fillgap-texture" in method_names()
     method = get_method("fillgap-texture")
-    assert isinstance(method, TexturedMethod) and method.base.name == "fillgap-default"
+    assert isinstance(method, TexturedMethod) and method.base.name == "fillgap-network"
     rng = np.random.default_rng(0)
     tile = rng.integers(0, 256, (10, 10, 3), dtype=np.uint8)
     image = np.tile(tile, (12, 16, 1))
@@ -94,7 +94,7 @@ def test_textured_method_through_the_pipeline():
     out = inpaint(image, mask, "fillgap-texture")
     assert np.array_equal(out[~mask], image[~mask])
     err = np.abs(out[mask].astype(int) - image[mask]).mean()
-    net = np.abs(inpaint(image, mask, "fillgap-default")[mask].astype(int) - image[mask]).mean()
+    net = np.abs(inpaint(image, mask, "fillgap-network")[mask].astype(int) - image[mask]).mean()
     assert err < net, (err, net)
 
 

@@ -1,6 +1,6 @@
 """Export a training run as a shipped model (a shipped network of fillgap.methods: fillgap-<variant>), with its card.
 
-    python tools/export_default.py runs/ffc-small-v3 [--variant default] [--command "fillgap train ..."]
+    python tools/export_default.py runs/ffc-small-v3 [--variant network] [--command "fillgap train ..."]
     python tools/export_default.py runs/ffc-small-v2 --variant smooth --init runs/init/first-eb5fb19.safetensors
 
 Writes src/fillgap/weights/<file>.safetensors (weights + how to rebuild them in the metadata)
@@ -52,7 +52,7 @@ def inherited(cfg: dict, init: str | None = None) -> tuple[int, float, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("run", type=Path)
-    ap.add_argument("--variant", choices=sorted(n.removeprefix("fillgap-") for n in shipped_names()), default="default")
+    ap.add_argument("--variant", choices=sorted(n.removeprefix("fillgap-") for n in shipped_names()), default="network")
     ap.add_argument("--command", default=None, help="the exact training command(s), for the card")
     ap.add_argument(
         "--init",

@@ -63,7 +63,7 @@ def main() -> None:
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        # None: the shipped default, as `fillgap serve` loads it (named fillgap-default on the page)
+        # None: the shipped default, as `fillgap serve` loads it (named fillgap-texture on the page)
         model = args.model
         if model is None and not DEFAULT_WEIGHTS.exists():
             model = Path(tmp) / "ffc-small.safetensors"

@@ -380,7 +380,7 @@ def export(
     model: Optional[str] = typer.Option(
         None,
         "--model",
-        help="Checkpoint (.pt/.safetensors) or registered name (untrained weights); default: the shipped model.",
+        help="Checkpoint (.pt/.safetensors) or registered name (untrained weights); default: the shipped network.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
 ):
@@ -398,7 +398,7 @@ def export(
     if model is not None and model in list_models() and not Path(model).exists():
         net, source = create_model(model).eval(), model
     else:
-        net, source = load_network(model), model or "the shipped default model"
+        net, source = load_network(model), model or "the shipped network (fillgap-network)"
     typer.echo(printable(export_notice(source)), err=True)
     start = time.monotonic()
     report = export_onnx(net, onnx, overwrite=overwrite, source=str(source), progress=True)
@@ -601,7 +601,7 @@ def eval_cmd(
         None,
         "--methods",
         help="Peers to run, comma-separated (default all: opencv-telea, opencv-ns, opencv-fsr, "
-        "opencv-shiftmap, skimage-biharmonic, mean-fill, and fillgap-default when shipped); 'none' for checkpoints "
+        "opencv-shiftmap, skimage-biharmonic, mean-fill, and the shipped fillgap methods); 'none' for checkpoints "
         "only.",
     ),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=_THREADS_HELP),
