@@ -34,7 +34,7 @@ def child(size: int, repeats: int) -> dict:
     from fillgap.runtime.threads import set_threads
 
     set_threads(2)
-    net = get_method(None).model
+    net = get_method("fillgap-network").model
     g = torch.Generator().manual_seed(0)
     image = torch.rand(1, 3, size, size, generator=g)
     hole = torch.zeros(1, 1, size, size)

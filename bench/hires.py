@@ -391,7 +391,7 @@ def main() -> None:
         f"Folder of {folder['files']} JPEGs: `fillgap fill` {folder['fillgap_fill']:.1f} s, plain decode + Telea + "
         f"encode script {folder['plain_telea_script']:.1f} s: ratio {folder['ratio']:.2f}.",
         "",
-        f"{big_row['megapixels']:.0f} MP picture, {big_row['hole'] * 100:.1f} % blob, default model, strategy auto, "
+        f"{big_row['megapixels']:.0f} MP picture, {big_row['hole'] * 100:.1f} % blob, fillgap-network, strategy auto, "
         f"in process: first fill {big_row['first_s']:.2f} s ({big_row['first_cpu_s']:.2f} CPU s), second "
         f"{big_row['second_s']:.2f} s ({big_row['second_cpu_s']:.2f} CPU s), "
         f"peak RSS {big_row['peak_mb']:.0f} MB; with `--runtime torch` (fp32): first {big_fp32['first_s']:.2f} s, "

@@ -167,19 +167,20 @@ def main() -> None:
     load_before = Path("/proc/loadavg").read_text().strip()
     peak = {"fp32": peak_gflops(), "bf16": peak_gflops(dtype=torch.bfloat16)}
     photo = bundled_photos("test")[0]
-    spec = None if DEFAULT_WEIGHTS.exists() else create_model("ffc-small").eval()  # untrained: timing only
+    shipped = DEFAULT_WEIGHTS.exists()
+    spec = "fillgap-network" if shipped else create_model("ffc-small").eval()  # untrained: timing only
     default = get_method(spec, runtime="torch")
     auto = get_method(spec)  # the default runtime: bf16 where the CPU computes it natively
     auto_bf16 = native_bf16("cpu")
-    auto_label = f"fillgap default (auto: {'bf16' if auto_bf16 else 'fp32'} here)"
-    methods = {"fillgap default (torch fp32)": default, auto_label: auto}
-    if spec is None:  # the default network's fill with the texture stage (fillgap.texture) on top
-        methods["fillgap-texture"] = get_method("fillgap-texture")
+    runtime_label = f"auto: {'bf16' if auto_bf16 else 'fp32'} here"
+    methods = {"fillgap-network (torch fp32)": default, f"fillgap-network ({runtime_label})": auto}
+    if shipped:  # the default method: the network's fill with the texture stage (fillgap.texture) on top
+        methods["fillgap-texture (the default)"] = get_method("fillgap-texture")
     onnx_spec = args.onnx_model
     onnx_error = None
     try:
-        methods["fillgap default (onnx runtime)" if onnx_spec is None else f"{Path(onnx_spec).stem} (onnx runtime)"] = (
-            get_method(onnx_spec, runtime="onnx")
+        methods["fillgap-network (onnx runtime)" if onnx_spec is None else f"{Path(onnx_spec).stem} (onnx runtime)"] = (
+            get_method(onnx_spec or spec, runtime="onnx")
         )
         if onnx_spec is not None:
             methods[f"{Path(onnx_spec).stem} (torch)"] = get_method(onnx_spec, runtime="torch")
@@ -213,7 +214,7 @@ def main() -> None:
             rows.append(row)
             print(f"{size} {name}: {row['seconds']:.3f} s", flush=True)
         breakdowns[f"{size} torch fp32"] = breakdown(default, img, mask, args.repeats, peak["fp32"])
-        breakdowns[f"{size} {auto_label[17:-1]}"] = breakdown(
+        breakdowns[f"{size} {runtime_label}"] = breakdown(
             auto, img, mask, args.repeats, peak["bf16" if auto_bf16 else "fp32"]
         )
     meta = {
@@ -250,7 +251,7 @@ def main() -> None:
     if breakdowns:
         lines += [
             "",
-            "Default model, seconds per fill by part; network against the FLOP bound (the matrix-product "
+            "fillgap-network, seconds per fill by part; network against the FLOP bound (the matrix-product "
             "rate of the precision it runs in):",
             "",
             "| size, runtime | decode | prior | network | pipeline + composite | encode | fill (no I/O) | "

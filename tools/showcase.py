@@ -1,4 +1,4 @@
-"""Real removals with the shipped model at 100 % zoom, before and after: docs/showcase.png.
+"""Real removals with the default method at 100 % zoom, before and after: docs/showcase.png.
 
     nice -n 5 python tools/showcase.py [--model CKPT] [--out docs/showcase.png] [--overwrite]
 
@@ -143,7 +143,7 @@ def render(model=None) -> tuple[np.ndarray, list[str]]:
         rows += [label(edit.title + f"  ({edit.photo}, 100 %)", row.shape[1]), row]
     width = rows[1].shape[1]
     header = np.full((30, width, 3), 255, np.uint8)
-    for i, text in enumerate(["before", "hole (red)", "after: fillgap.inpaint, default model"]):
+    for i, text in enumerate(["before", "hole (red)", "after: fillgap.inpaint (default)"]):
         cv2.putText(header, text, (i * (CROP + 8) + 6, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.65, (0, 0, 0), 2, cv2.LINE_AA)
     return np.concatenate([header] + rows, axis=0), notes
 

@@ -61,7 +61,7 @@ register_method(
     MethodEntry(
         "fillgap-smooth",
         "shipped",
-        "network (shipped weights: smooth, best hole SSIM)",
+        "network (shipped weights: trained without the texture loss, a blurred hole)",
         weights=WEIGHTS_DIR / "ffc-smooth.safetensors",
         card="MODEL_CARD-smooth.md",
     )
