@@ -85,6 +85,16 @@ def test_health_and_models(url):
     ) and "ffc-small" not in body["registered"]
 
 
+def test_models_api_describes_the_default_s_network_without_server_paths():
+    """The default is the texture stage on the shipped network: /api/models shows that network's
+    weights metadata, and a textured method named by the client shows no path of the server's."""
+    for model, source in ((None, "default"), ("fillgap-texture", "ffc-default.safetensors")):
+        with running(create_app(model)) as base:
+            loaded = httpx.get(f"{base}/api/models", timeout=TIMEOUT).json()["loaded"]
+        assert loaded["name"] == "fillgap-texture" and loaded["source"] == source
+        assert loaded["metadata"].get("total_steps") and loaded["settings"]
+
+
 def test_page_and_docs_are_served(url):
     page = httpx.get(f"{url}/", timeout=TIMEOUT)
     assert page.status_code == 200 and '<canvas id="mask">' in page.text

@@ -95,8 +95,13 @@ def _trim_memory() -> None:
         _libc = False  # not glibc: nothing to do
 
 
+def _network_of(method: FillMethod) -> FillMethod:
+    """The method whose weights fill: a textured method's layout network, else the method."""
+    return getattr(method, "base", method)
+
+
 def _model_info(method: FillMethod, source: str, metadata: dict[str, str]) -> dict:
-    net = getattr(method, "model", None)
+    net = getattr(_network_of(method), "model", None)
     return {
         "name": method.name,
         "kind": method.kind,
@@ -118,12 +123,13 @@ def _load(
     method = get_method(model, runtime)
     if isinstance(model, (FillMethod, InpaintModel)):
         return method, "given", {}
-    meta, path = {}, Path(method.source)
-    if method.kind == "network" and path.suffix == ".safetensors" and path.is_file():
+    network = _network_of(method)
+    meta, path = {}, Path(network.source)
+    if network.kind == "network" and path.suffix == ".safetensors" and path.is_file():
         hidden = ("model_name", "model_kwargs", "tensor_sha256")
         meta = {k: v for k, v in weights_metadata(path).items() if k not in hidden}
     # a file's name only: /api/models must not tell a client where the server's files are
-    source = "default" if model is None else (path.name if path.is_absolute() or path.exists() else method.source)
+    source = "default" if model is None else (path.name if path.is_absolute() or path.exists() else network.source)
     return method, source, meta
 
 
