@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The shipped model fills the held-out photos (seconds): demo-output/demo-grid.png
+# The default method, the network alone and Telea fill the held-out photos (seconds): demo-output/demo-grid.png
 demo: $(STAMP)
 	$(VENV)/bin/fillgap demo --out demo-output
 

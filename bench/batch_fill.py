@@ -76,7 +76,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if DEFAULT_WEIGHTS.exists():
-        model, model_name = load_model(None), "shipped default"
+        model, model_name = load_model(None), "fillgap-network"
     else:
         torch.manual_seed(0)
         model, model_name = create_model("ffc-small").eval(), "ffc-small (untrained)"

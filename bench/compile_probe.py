@@ -1,4 +1,4 @@
-"""What torch.compile (inductor, C++ on the CPU) would buy the default model's network, and what it costs.
+"""What torch.compile (inductor, C++ on the CPU) would buy the shipped network (fillgap-network), and what it costs.
 
     python bench/compile_probe.py            # writes bench/results/compile-probe.{json,md}
 

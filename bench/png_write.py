@@ -78,7 +78,7 @@ def child_steps(image: str, mask: str, out: str, level: str) -> None:
 
     picture = step("JPEG decode", lambda: read_picture(image))
     hole = step("mask read + checks", lambda: load_mask_for(picture.rgb.shape[:2], Path(mask)))
-    method = step("model load", lambda: get_method(None))
+    method = step("model load", lambda: get_method("fillgap-network"))
     result = step("fill", lambda: inpaint(picture.rgb, hole, method))
     data = step(
         "PNG encode",
@@ -95,7 +95,7 @@ def child_steps(image: str, mask: str, out: str, level: str) -> None:
 
 
 def child_encode(image: str, mask: str, repeats: str) -> None:
-    """PNG seconds and sizes of the default model's fill at each level (Pillow) and OpenCV's."""
+    """PNG seconds and sizes of the shipped network's fill at each level (Pillow) and OpenCV's."""
     import cv2
 
     from fillgap.fill import inpaint
@@ -103,7 +103,7 @@ def child_encode(image: str, mask: str, repeats: str) -> None:
     from fillgap.runtime.threads import set_threads
 
     set_threads(None)
-    filled = inpaint(read_image(image), read_mask(mask))
+    filled = inpaint(read_image(image), read_mask(mask), "fillgap-network")
 
     def median_s(fn):
         times = []

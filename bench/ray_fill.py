@@ -3,7 +3,7 @@
     nice -n 5 python bench/ray_fill.py            # needs the ray extra: pip install 'fillgap[ray]'
 
 A folder of --count PNG pictures (--size px, cut from the bundled photos) with mixture-stroke masks,
-filled by the shipped default model (an untrained ffc-small when absent: same cost) with
+filled by the shipped network, fillgap-network (an untrained ffc-small when absent: same cost) with
 - the local engine (fill_folder: threads, batched network calls),
 - the Ray engine on a local Ray with 2 CPUs (started once, its start timed apart), 1 and 2 actors.
 Each engine also fills a 1-picture folder: its fixed cost per run (for Ray: starting the actors,
@@ -127,8 +127,9 @@ def main() -> None:
     from fillgap.engines.ray import connect, fill_ray
 
     load_start = os.getloadavg()
-    spec = None if DEFAULT_WEIGHTS.exists() else create_model("ffc-small").eval()  # untrained: timing only
-    model_name = "shipped default (ffc-small)" if spec is None else "ffc-small (untrained)"
+    shipped = DEFAULT_WEIGHTS.exists()
+    spec = "fillgap-network" if shipped else create_model("ffc-small").eval()  # untrained: timing only
+    model_name = "fillgap-network (ffc-small)" if shipped else "ffc-small (untrained)"
     t = time.perf_counter()
     connect(None, num_cpus=2)
     ray_start_s = time.perf_counter() - t

@@ -1,5 +1,5 @@
 """Seconds per image on this machine's CPU, parameters and FLOPs for every model and classical peer,
-the default model's time breakdown, and its network part against the machine's FLOP bound.
+the shipped network's time breakdown, and its network part against the machine's FLOP bound.
 
     python bench/speed.py                 # writes bench/results/speed.{json,md}
     python bench/speed.py --onnx-model /path/to/weights.safetensors   # the onnx row for those weights
@@ -9,8 +9,9 @@ get (``fillgap.inpaint`` with a ``fillgap.methods`` method), after one warm-up c
 is the median of ``--repeats`` runs, all in one process with ``--threads`` threads, so the rows
 compare as ratios even on a machine that other work keeps busy (load recorded).
 
-Rows for the default model: torch fp32, the default runtime ``auto`` (bf16 where the CPU computes
-it natively), onnxruntime. Breakdown (default model, torch fp32 and auto): decode (PNG bytes -> pixels), prior (the classical start the
+Rows for the shipped network (``fillgap-network``): torch fp32, the default runtime ``auto`` (bf16
+where the CPU computes it natively), onnxruntime; and the default method, ``fillgap-texture``.
+Breakdown (the network, torch fp32 and auto): decode (PNG bytes -> pixels), prior (the classical start the
 network refines), network (the rest of the forward pass), pipeline + composite (windows,
 padding, blending: the fill minus the forward pass), encode (pixels -> PNG). FLOPs: PyTorch's
 FlopCounterMode (convolutions and matrix products; the torch path's FFTs are not counted).
@@ -173,13 +174,14 @@ def main() -> None:
     auto = get_method(spec)  # the default runtime: bf16 where the CPU computes it natively
     auto_bf16 = native_bf16("cpu")
     runtime_label = f"auto: {'bf16' if auto_bf16 else 'fp32'} here"
-    methods = {"fillgap-network (torch fp32)": default, f"fillgap-network ({runtime_label})": auto}
+    label = "fillgap-network" if shipped else "ffc-small (untrained)"
+    methods = {f"{label} (torch fp32)": default, f"{label} ({runtime_label})": auto}
     if shipped:  # the default method: the network's fill with the texture stage (fillgap.texture) on top
         methods["fillgap-texture (the default)"] = get_method("fillgap-texture")
     onnx_spec = args.onnx_model
     onnx_error = None
     try:
-        methods["fillgap-network (onnx runtime)" if onnx_spec is None else f"{Path(onnx_spec).stem} (onnx runtime)"] = (
+        methods[f"{label} (onnx runtime)" if onnx_spec is None else f"{Path(onnx_spec).stem} (onnx runtime)"] = (
             get_method(onnx_spec or spec, runtime="onnx")
         )
         if onnx_spec is not None:

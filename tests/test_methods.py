@@ -15,6 +15,7 @@ from fillgap.methods import (
     check_spec,
     get_method,
     list_methods,
+    load_network,
     register_runtime,
 )
 from fillgap.models import create_model
@@ -101,8 +102,12 @@ def test_registry_names_paths_and_objects(weights):
         get_method("lama")
     with pytest.raises(FillgapError, match="'fillgap-default' is now called 'fillgap-network'"):
         get_method("fillgap-default")
-    with pytest.raises(FillgapError, match="without --model, fillgap fills with fillgap-texture"):
+    with pytest.raises(FillgapError, match="the default \\(no model given\\) is fillgap-texture"):
         check_spec("fillgap-default")  # the CLI's check, before any picture is read
+    with pytest.raises(FillgapError, match="now called 'fillgap-network'"):
+        load_network("fillgap-default")  # export, a training config's init
+    with pytest.raises(FillgapError, match="use its network, 'fillgap-network'"):
+        load_network("fillgap-texture")
     with pytest.raises(FillgapError, match="unknown runtime"):
         get_method(weights, runtime="tpu")
 

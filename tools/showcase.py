@@ -150,14 +150,14 @@ def render(model=None) -> tuple[np.ndarray, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="checkpoint or weights (default: the shipped model)")
+    parser.add_argument("--model", help="a method name or checkpoint (default: the default method)")
     parser.add_argument("--out", type=Path, default=DOCS / "showcase.png")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing picture")
     args = parser.parse_args(argv)
     try:
         if args.out.exists() and not args.overwrite:
             raise FillgapError(f"output exists: {args.out} (pass --overwrite to replace it)")
-        model = fillgap.load_model(args.model) if args.model else None
+        model = args.model  # a name or a path: inpaint resolves it (None: the default)
         picture, notes = render(model)
         write_image(args.out, picture, overwrite=True)
     except FillgapError as exc:

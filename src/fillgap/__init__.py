@@ -1,7 +1,7 @@
 """fillgap: image inpainting.
 
 >>> import fillgap
->>> out = fillgap.inpaint(image, mask)            # uint8 H x W x 3, mask H x W; shipped model
+>>> out = fillgap.inpaint(image, mask)            # uint8 H x W x 3, mask H x W; the default method
 >>> out = fillgap.inpaint(image, mask, model="runs/x/last.pt")
 """
 

@@ -217,7 +217,8 @@ def _build(name: str, kwargs: dict, state: dict, source: Path) -> InpaintModel:
 def load_model(
     spec: str | Path | None = None, device: str | torch.device = "cpu", shipped: bool = False
 ) -> InpaintModel:
-    """A ready network from a ``.safetensors`` or ``.pt`` file (None: the shipped default).
+    """A ready network from a ``.safetensors`` or ``.pt`` file (None: the shipped network,
+    ``fillgap-network``, the layout under the default method).
     ``shipped``: the file is one the package ships (its absence is a broken install). Shipped names
     (``fillgap-smooth``) are resolved by ``fillgap.methods.load_network`` (``fillgap.load_model``)."""
     path = Path(spec) if spec else DEFAULT_WEIGHTS

@@ -93,7 +93,7 @@ _FILL_HELP = _paragraphs(
 
 _MODEL_HELP = (
     "Method: a name from `fillgap models` (e.g. opencv-telea) or a checkpoint (.pt/.safetensors); "
-    "default: the shipped model."
+    "default: fillgap-texture (the shipped network plus texture from the picture)."
 )
 _STRATEGY_HELP = (
     "auto (crop when the hole's window fits the method's working size, cra beyond) | resize "
@@ -644,7 +644,7 @@ def demo(
     ),
     seconds: float = typer.Option(60.0, "--seconds", min=1.0, help="--train: training time for the tiny model."),
 ):
-    """Fill the held-out photos shipped with fillgap (shipped model, its texture variant, OpenCV Telea); write a
+    """Fill the held-out photos shipped with fillgap (the default, the network alone, OpenCV Telea); write a
     before/after grid."""
     from .runtime.threads import set_threads
 

@@ -1,5 +1,5 @@
-"""``fillgap demo``: the shipped model fills the held-out photos shipped in the package, beside a
-classical peer, in a before/after grid (seconds). ``fillgap demo --train``: the training pipeline
+"""``fillgap demo``: the default method and the shipped network alone fill the held-out photos
+shipped in the package, beside a classical peer, in a before/after grid (seconds). ``fillgap demo --train``: the training pipeline
 in about a minute (a tiny model, the same photos)."""
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def run_demo(out: Path, methods: tuple[str, ...] = DEMO_METHODS, cell: tuple[int
 
 def run_training_demo(out: Path, seconds: float = 60.0, size: int = 256) -> Path:
     """Train a tiny model for ``seconds`` on the bundled photos and fill held-out ones with it
-    (and with the shipped model): ``out/train-demo-grid.png``."""
+    (and with the shipped network, the same architecture trained for hours): ``out/train-demo-grid.png``."""
     from .checkpoint import DEFAULT_WEIGHTS, load_model
     from .train.config import load_config
     from .train import Trainer
@@ -109,7 +109,7 @@ def run_training_demo(out: Path, seconds: float = 60.0, size: int = 256) -> Path
     )
     models = {f"tiny model ({seconds:.0f} s)": trainer.model.eval()}
     if DEFAULT_WEIGHTS.exists():
-        models["shipped model"] = load_model()
+        models["shipped network"] = load_model()
     held_out = bundled_photos("test")
     rows = []
     for i in range(len(held_out)):

@@ -142,9 +142,11 @@ class FillActor:
 
         torch.set_num_threads(max(1, threads))
         self.method = get_method(model, runtime)
-        # an actor given a GPU (--gpus-per-actor) runs a torch network there (onnxruntime picks its own device)
-        if torch.cuda.is_available() and type(self.method) is TorchNetwork:
-            self.method.model.cuda()
+        # an actor given a GPU (--gpus-per-actor) runs a torch network there (onnxruntime picks its own
+        # device); the texture stage's network too (its copies run where the picture is: the CPU)
+        network = getattr(self.method, "base", self.method)
+        if torch.cuda.is_available() and type(network) is TorchNetwork:
+            network.model.cuda()
         self.options = (dilate, overwrite, resize_mask, settings or {})
 
     def __call__(self, batch):

@@ -117,6 +117,12 @@ def load_network(spec: str | Path | None = None, device: str = "cpu") -> Inpaint
     entry = METHODS.get(str(spec)) if spec is not None else None
     if entry is not None and entry.kind == "shipped":
         return load_model(entry.weights, device, shipped=True)
+    if entry is not None and entry.kind == "textured":
+        raise FillgapError(
+            f"'{spec}' is a network plus the texture stage, not a network: use its network, '{entry.base}'"
+        )
+    if spec is not None and str(spec) in RENAMED:
+        raise _unknown(str(spec))
     return load_model(spec, device, shipped=spec is None)
 
 
@@ -176,7 +182,7 @@ def _unknown(text: str) -> FillgapError:
     if text in RENAMED:
         return FillgapError(
             f"'{text}' is now called '{RENAMED[text]}' (the network alone); "
-            f"without --model, fillgap fills with {DEFAULT_NAME}"
+            f"the default (no model given) is {DEFAULT_NAME}"
         )
     known = fill_method_names()
     return FillgapError(

@@ -98,7 +98,8 @@ class TorchNetwork(FillMethod):
             from ..filters import remove_excess_checker  # torch-level module: loaded with the first fill
 
             x, m = x[..., : size[0], : size[1]], m[..., : size[0], : size[1]] > 0
-            out = torch.stack([remove_excess_checker(o, h[0]) for o, h in zip(torch.where(m, out, x), m)])
+            filled = torch.where(m, out, x)
+            out = torch.stack([remove_excess_checker(f, hole[0]) for f, hole in zip(filled, m)]) if len(m) else out
         if size != (h, w):
             out = F.interpolate(out, size=(h, w), mode="bicubic").clamp(0, 1)
         if out.shape[1] == 1 and c == 3:
