@@ -144,7 +144,7 @@ class FillActor:
         self.method = get_method(model, runtime)
         # an actor given a GPU (--gpus-per-actor) runs a torch network there (onnxruntime picks its own
         # device); the texture stage's network too (its copies run where the picture is: the CPU)
-        network = getattr(self.method, "base", self.method)
+        network = self.method.network
         if torch.cuda.is_available() and type(network) is TorchNetwork:
             network.model.cuda()
         self.options = (dilate, overwrite, resize_mask, settings or {})

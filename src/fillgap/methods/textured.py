@@ -36,6 +36,10 @@ class TexturedMethod(FillMethod):
         self.source = f"{base.source} + fillgap.texture"
         self.max_side, self.fixed_size = base.max_side, base.fixed_size  # size_multiple: the base pads itself
 
+    @property
+    def network(self) -> FillMethod:
+        return self.base.network
+
     def parameters_count(self) -> int:
         return self.base.parameters_count()
 

@@ -38,6 +38,12 @@ class FillMethod:
         The default: as it is."""
         return filled
 
+    @property
+    def network(self) -> FillMethod:
+        """The method that runs the weights (its model, device, metadata): itself; a method built
+        on another one's fill (the texture stage) answers with that one."""
+        return self
+
     def parameters_count(self) -> int:
         return 0
 

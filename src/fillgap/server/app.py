@@ -95,13 +95,8 @@ def _trim_memory() -> None:
         _libc = False  # not glibc: nothing to do
 
 
-def _network_of(method: FillMethod) -> FillMethod:
-    """The method whose weights fill: a textured method's layout network, else the method."""
-    return getattr(method, "base", method)
-
-
 def _model_info(method: FillMethod, source: str, metadata: dict[str, str]) -> dict:
-    net = getattr(_network_of(method), "model", None)
+    net = getattr(method.network, "model", None)
     return {
         "name": method.name,
         "kind": method.kind,
@@ -123,7 +118,7 @@ def _load(
     method = get_method(model, runtime)
     if isinstance(model, (FillMethod, InpaintModel)):
         return method, "given", {}
-    network = _network_of(method)
+    network = method.network
     meta, path = {}, Path(network.source)
     if network.kind == "network" and path.suffix == ".safetensors" and path.is_file():
         hidden = ("model_name", "model_kwargs", "tensor_sha256")
