@@ -249,6 +249,8 @@ class _Level:
         self.rounds = 0
         self._plan = None
         self._known_rows = None
+        self._halves: list[torch.Tensor] | None = None  # the targets in the checkerboard's two halves
+        self._neighbours: dict[tuple[int, int, int], tuple] = {}  # _shifted's lookups per (half, dy, dx)
         self.cost = torch.empty(0)
         self.vote_weight: torch.Tensor | None = None  # given with an upsampled field, else from the costs
         if search and self.sources.numel():
@@ -344,17 +346,22 @@ class _Level:
         flat = self.picture.reshape(3, -1)
         flat[:, self.hole_flat] = picture.reshape(3, -1)[:, self.hole_flat]
 
-    def _shifted(self, sel: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-        """For the targets ``sel``: the match of the neighbour at (+dy, +dx), moved back by (dy, dx)."""
-        ty, tx = self.ty[sel], self.tx[sel]
-        ny = (ty + dy).clamp(0, self.h - 1)
-        nx = (tx + dx).clamp(0, self.w - 1)
-        n = ny * self.w + nx
-        t = self.target_index[n]
+    def _shifted(self, half: int, sel: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+        """For the targets ``sel`` (the checkerboard's ``half``): the match of the neighbour at
+        (+dy, +dx), moved back by (dy, dx)."""
+        key = (half, dy, dx)
+        if key not in self._neighbours:  # where the neighbour is does not change within a level
+            ty, tx = self.ty[sel], self.tx[sel]
+            ny = (ty + dy).clamp(0, self.h - 1)
+            nx = (tx + dx).clamp(0, self.w - 1)
+            n = ny * self.w + nx
+            t = self.target_index[n]
+            self._neighbours[key] = (t >= 0, t.clamp(min=0), n, ny - ty, nx - tx)
+        is_target, t, n, sy, sx = self._neighbours[key]
         # a neighbour outside the targets is known: its own position is its match
-        match = torch.where(t >= 0, self.field[t.clamp(min=0)], n)
-        my = (match // self.w - (ny - ty)).clamp(0, self.h - 1)
-        mx = (match % self.w - (nx - tx)).clamp(0, self.w - 1)
+        match = torch.where(is_target, self.field[t], n)
+        my = (match // self.w - sy).clamp(0, self.h - 1)
+        mx = (match % self.w - sx).clamp(0, self.w - 1)
         return my * self.w + mx
 
     def _around(self, sel: torch.Tensor, radius: float) -> torch.Tensor:
@@ -372,24 +379,25 @@ class _Level:
         once left neighbours disagreeing: 30 % coherent instead of most)."""
         tf = self._target_features()
         self.rounds += 1
-        parity = (self.ty + self.tx) % 2
+        if self._halves is None:
+            parity = (self.ty + self.tx) % 2
+            self._halves = [(parity == half).nonzero()[:, 0] for half in (0, 1)]
         sigma2 = self._sigma2(self.cost) if torch.isfinite(self.cost).any() else None
-        for half in (0, 1):
-            sel = (parity == half).nonzero()[:, 0]
-            self._improve(sel, tf[sel], sigma2)
+        for half, sel in enumerate(self._halves):
+            self._improve(half, sel, tf[sel], sigma2)
         # the plain distance (without bonuses and costs) for the vote's weights
         self.cost = (self.source_feat[self.field] - tf).pow_(2).sum(-1)
 
-    def _improve(self, sel: torch.Tensor, tf: torch.Tensor, sigma2: float | None) -> None:
+    def _improve(self, half: int, sel: torch.Tensor, tf: torch.Tensor, sigma2: float | None) -> None:
         s = self.s
         # propagation: the 4 neighbours, and 4 at a jump that cycles 2, 4, 8 (good matches travel far)
         jump = (2, 4, 8)[self.rounds % 3]
-        neighbours = [self._shifted(sel, dy, dx) for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1))]
+        neighbours = [self._shifted(half, sel, dy, dx) for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1))]
         current = self.field[sel]
         cands = [current, *neighbours]
         if self.search_radius is None:  # matches start at random: let good ones travel far
             for dy, dx in ((jump, 0), (-jump, 0), (0, jump), (0, -jump)):
-                cands.append(self._shifted(sel, dy, dx))
+                cands.append(self._shifted(half, sel, dy, dx))
         # random search around the match at radii shrinking by 4, and fresh random sources
         radius = self.search_radius or max(self.h, self.w) / 2
         while radius >= 1:
@@ -425,14 +433,14 @@ class _Level:
         """Per patch offset (dy, dx): the centre of the patch that covers each hole pixel at that offset."""
         if self._plan is None:
             hy, hx = self.hole_flat // self.w, self.hole_flat % self.w
-            r, plan = self.r, []
-            for dy in range(-r, r + 1):
-                for dx in range(-r, r + 1):
-                    cy, cx = hy - dy, hx - dx
-                    # every patch over a hole pixel is a target, except where it leaves the picture
-                    ok = (cy >= 0) & (cy < self.h) & (cx >= 0) & (cx < self.w)
-                    plan.append((dy, dx, torch.where(ok, cy * self.w + cx, -1)))
-            self._plan = plan
+            r = self.r
+            offsets = torch.arange(-r, r + 1)
+            dys, dxs = offsets.repeat_interleave(offsets.numel()), offsets.repeat(offsets.numel())
+            cy, cx = hy[None] - dys[:, None], hx[None] - dxs[:, None]  # offsets x hole pixels
+            # every patch over a hole pixel is a target, except where it leaves the picture
+            ok = (cy >= 0) & (cy < self.h) & (cx >= 0) & (cx < self.w)
+            centres = torch.where(ok, cy * self.w + cx, -1)
+            self._plan = [(int(dy), int(dx), c) for dy, dx, c in zip(dys, dxs, centres)]
         return self._plan
 
     def vote(self) -> None:
