@@ -26,6 +26,9 @@ layout and takes the texture from the photo:
   upsampled field. Levels above ``search_max_side`` only scale the field up and vote.
 - **Where copies lose**, the guide stays: thin parts of the hole, and surroundings with little
   fine detail (sky, defocused backgrounds), where copies of smooth sources meet at seams.
+- **Copies keep their own shading.** Pulling each copy's blurred shading back to the guide's
+  (tried at 2 px: +0.3-0.5 dB hole PSNR) leaves only the copies' finest edges on the guide's
+  smear: a pattern of scales that blind judges spotted in 97 % of pairs, against 83 % without.
 - **Grain** is not made here: ``fillgap.grain`` adds it at the window's full resolution.
 
 Pure torch on one picture at a time (N x 3 x H x W floats in [0, 1], hole N x 1 x H x W,
@@ -65,8 +68,6 @@ class TextureSettings:
     coherence: float = 3.0  # distance bonus per neighbour whose copy a match continues, x sigma^2
     guide_half_width: int = 32  # the network fills a wider hole at the scale where it is this wide ...
     guide_min_side: int = 128  # ... but not below this short side (see ``guide_scale``)
-    layout_sigma: float = 2.0  # the copies' shading (a blur of this sigma) may differ from the guide's ...
-    layout_tolerance: float = 0.03  # ... by this much (RGB distance); beyond, it is pulled back (0: off)
     seed: int = 0
 
 
@@ -145,8 +146,6 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
         level.upsample_field(nnf, 2 ** (levels - 1 - searched[-1]), weights)
         level.vote()
         current = level.picture
-    if s.layout_tolerance > 0:
-        current = _follow_layout(current, start, s)
     # Where the surroundings are smooth (sky, defocused backgrounds) the guide is the better fill:
     # copies of smooth sources meet at visible seams there. Its 2 x 2 checker is blurred away.
     # Thin parts keep the guide as it is (its detail there is right: 0.77 of the truth's, v2).
@@ -156,16 +155,6 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
     out = smooth + textured * (current - smooth)
     out = start + gaussian_blur(wide.float()[None], 1.0)[0] * (out - start)
     return torch.where(hole, out.clamp(0, 1), image)
-
-
-def _follow_layout(copies: torch.Tensor, guide: torch.Tensor, s: TextureSettings) -> torch.Tensor:
-    """``copies`` whose shading (blurred by ``layout_sigma``) strays from the guide's by more than
-    ``layout_tolerance`` pulled back to that distance; the texture above the blur stays. A copy of
-    the wrong region (green lawn inside a grey wing) keeps its detail in the guide's colours, a
-    crack keeps its dark line. Val 256 px crops: +0.24 dB hole PSNR, detail ratio unchanged (0.90)."""
-    drift = gaussian_blur(copies, s.layout_sigma) - gaussian_blur(guide, s.layout_sigma)
-    size = drift.pow(2).sum(0, keepdim=True).sqrt()
-    return copies - drift * ((size - s.layout_tolerance).clamp(min=0) / size.clamp(min=1e-6))
 
 
 def _rounds(depth: int, levels: int, s: TextureSettings) -> int:
