@@ -37,7 +37,9 @@ judge-J/answers.txt (one line "12 ?" per pair) are all a judge gets; key/key-jud
 kind, photo, crop box, filled side per pair) and key/make.json (command, pools, seconds per method) are the
 key; cache/<case>/ keeps each crop, its hole and each method's fill, so a rerun only renders the sheets
 (delete it after changing a method's weights). A rerun never overwrites an answers.txt with answers in it.
-Method names go to ``fillgap.methods.get_method`` / ``fillgap.inpaint`` as given (any name they accept).
+Method names go to ``fillgap.methods.get_method`` / ``fillgap.inpaint`` as given (any name they accept),
+except a name given with ``--texture-variant NAME KEY=VALUE,...``: the default method with those
+``fillgap.texture.TextureSettings`` changed (``--texture-variant big coarse_min_side=32``).
 """
 
 from __future__ import annotations
@@ -377,6 +379,37 @@ def answered(path: Path) -> bool:
 
 
 # -- make ----------------------------------------------------------------------------------------
+def texture_variants(specs: list[list[str]]) -> dict:
+    """--texture-variant NAME KEY=VALUE,...: the default method with other ``TextureSettings``, as
+    NAME (a loader per name, so a bad key stops the run before any fill)."""
+    import dataclasses
+
+    from fillgap.methods import DEFAULT_NAME, get_method
+    from fillgap.texture import DEFAULT_SETTINGS
+
+    fields = [f.name for f in dataclasses.fields(DEFAULT_SETTINGS)]
+    out = {}
+    for name, pairs in specs or []:
+        changes = {}
+        for pair in filter(None, pairs.split(",")):
+            key, _, value = pair.partition("=")
+            kind = type(getattr(DEFAULT_SETTINGS, key, None))
+            try:
+                changes[key] = kind(value) if key in fields and value else None
+            except ValueError:
+                changes[key] = None
+            if changes[key] is None:
+                sys.exit(f"eye_test.py: --texture-variant {name}: '{pair}' is not KEY=VALUE of {', '.join(fields)}")
+        settings = dataclasses.replace(DEFAULT_SETTINGS, **changes)
+
+        def load(name=name, settings=settings):
+            default = get_method(DEFAULT_NAME)
+            return type(default)(default.base, name, settings, default.grain)
+
+        out[name] = load
+    return out
+
+
 def make(args: argparse.Namespace, argv: list[str]) -> int:
     from fillgap.errors import FillgapError
     from fillgap.methods import get_method
@@ -401,11 +434,13 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
             f"({originals or 'no --originals'})"
         )
 
+    variants = texture_variants(args.texture_variant)
     resolved = {}
     for name in methods:  # every name first: a wrong one stops the run before any fill
         t = time.perf_counter()
         try:
-            resolved[name] = (get_method(name), time.perf_counter() - t)
+            method = variants[name]() if name in variants else get_method(name)
+            resolved[name] = (method, time.perf_counter() - t)
         except FillgapError as exc:
             sys.exit(f"eye_test.py: {exc}")
 
@@ -718,6 +753,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     mk = sub.add_parser("make", help="build the cases, fills, sheets and keys")
     mk.add_argument("--methods", required=True, help="comma-separated method names (anything fillgap.inpaint takes)")
+    mk.add_argument(
+        "--texture-variant",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "KEY=VALUE,..."),
+        help="a --methods NAME that is the default method with these fillgap.texture settings changed (repeatable)",
+    )
     mk.add_argument("--judges", type=int, default=3)
     mk.add_argument("--per-method", type=int, default=10, help="pairs per method per judge")
     mk.add_argument("--out", type=Path, required=True, help="folder for judge-*/, key/ and cache/")

@@ -179,3 +179,14 @@ def test_wilson_interval():
     assert eye_test.wilson(0, 4)[0] == 0 and eye_test.wilson(0, 4)[1] == pytest.approx(1.96**2 / (4 + 1.96**2))
     lo, hi = eye_test.wilson(5, 10)
     assert lo == pytest.approx(1 - hi) and lo == pytest.approx(0.2366, abs=1e-4)
+
+
+def test_texture_variant():
+    """--texture-variant: the default method under another name, with the given texture settings."""
+    loaders = eye_test.texture_variants([["big", "coarse_min_side=32,reuse_cost=0.1"]])
+    method = loaders["big"]()
+    assert method.name == "big" and method.network.name == "fillgap-network"
+    assert (method.settings.coarse_min_side, method.settings.reuse_cost) == (32, 0.1)
+    for bad in ("nope=1", "patch=five", "patch="):
+        with pytest.raises(SystemExit, match=f"'{bad}' is not KEY=VALUE"):
+            eye_test.texture_variants([["x", bad]])
