@@ -45,6 +45,7 @@ except a name given with ``--texture-variant NAME KEY=VALUE,...``: the default m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import functools
 import hashlib
@@ -301,12 +302,12 @@ def prepare_case(cache: Path, case: dict) -> Path:
     return folder
 
 
-def fill_case(folder: Path, case: dict, method, name: str) -> tuple[np.ndarray, float, bool]:
+def fill_case(folder: Path, case: dict, method, name: str, tag: str = "") -> tuple[np.ndarray, float, bool]:
     """The crop filled by ``method``, the seconds the fill took, and whether it came from the cache
-    (its seconds kept beside it)."""
+    (its seconds kept beside it; ``tag`` tells apart fills of one name made with other settings)."""
     from fillgap import inpaint
 
-    path = folder / f"fill-{slug(name)}.png"
+    path = folder / f"fill-{slug(name)}{'-' + tag if tag else ''}.png"
     if path.exists() and path.with_suffix(".json").exists():
         seconds = json.loads(path.with_suffix(".json").read_text())["seconds"]
         return np.asarray(Image.open(path).convert("RGB")), seconds, True
@@ -379,17 +380,25 @@ def answered(path: Path) -> bool:
 
 
 # -- make ----------------------------------------------------------------------------------------
-def texture_variants(specs: list[list[str]]) -> dict:
-    """--texture-variant NAME KEY=VALUE,...: the default method with other ``TextureSettings``, as
-    NAME (a loader per name, so a bad key stops the run before any fill)."""
-    import dataclasses
+def texture_variants(specs: list[list[str]] | None, methods: list[str]) -> dict:
+    """--texture-variant NAME KEY=VALUE,...: NAME -> the ``TextureSettings`` of a method that is the
+    default with those settings changed. Each is tried on a small picture here, so a bad value
+    stops the run with one line before any fill."""
+    import torch
 
-    from fillgap.methods import DEFAULT_NAME, get_method
-    from fillgap.texture import DEFAULT_SETTINGS
+    from fillgap.methods import RENAMED, method_names
+    from fillgap.texture import DEFAULT_SETTINGS, synthesize
+
+    def stop(name: str, why: str):
+        sys.exit(f"eye_test.py: --texture-variant {name}: {why}")
 
     fields = [f.name for f in dataclasses.fields(DEFAULT_SETTINGS)]
     out = {}
     for name, pairs in specs or []:
+        if name in method_names() or name in RENAMED or name in out:
+            stop(name, "that name is taken (a method, or another variant): give it its own")
+        if name not in methods:
+            stop(name, "not in --methods, so no pair would show it")
         changes = {}
         for pair in filter(None, pairs.split(",")):
             key, _, value = pair.partition("=")
@@ -398,16 +407,28 @@ def texture_variants(specs: list[list[str]]) -> dict:
                 changes[key] = kind(value) if key in fields and value else None
             except ValueError:
                 changes[key] = None
-            if changes[key] is None:
-                sys.exit(f"eye_test.py: --texture-variant {name}: '{pair}' is not KEY=VALUE of {', '.join(fields)}")
+            if changes[key] is None or (kind is float and not math.isfinite(changes[key])):
+                stop(name, f"'{pair}' is not KEY=VALUE of {', '.join(fields)}")
         settings = dataclasses.replace(DEFAULT_SETTINGS, **changes)
-
-        def load(name=name, settings=settings):
-            default = get_method(DEFAULT_NAME)
-            return type(default)(default.base, name, settings, default.grain)
-
-        out[name] = load
+        image = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+        hole = torch.zeros(1, 1, 48, 48)
+        hole[..., 8:40, 8:40] = 1
+        try:
+            filled = synthesize(image, hole, image, settings)
+        except Exception as exc:  # noqa: BLE001 - any failure of these settings is the user's bad value
+            stop(name, f"these settings do not run ({type(exc).__name__}: {str(exc)[:120]})")
+        if not torch.isfinite(filled).all():
+            stop(name, "these settings give a fill that is not a number")
+        out[name] = settings
     return out
+
+
+def variant_method(name: str, settings):
+    """The default method with other texture settings, as ``name``."""
+    from fillgap.methods import DEFAULT_NAME, get_method
+
+    default = get_method(DEFAULT_NAME)
+    return type(default)(default.base, name, settings, default.grain)
 
 
 def make(args: argparse.Namespace, argv: list[str]) -> int:
@@ -434,12 +455,13 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
             f"({originals or 'no --originals'})"
         )
 
-    variants = texture_variants(args.texture_variant)
+    variants = texture_variants(args.texture_variant, methods)
+    tags = {name: hashlib.sha1(repr(v).encode()).hexdigest()[:8] for name, v in variants.items()}
     resolved = {}
     for name in methods:  # every name first: a wrong one stops the run before any fill
         t = time.perf_counter()
         try:
-            method = variants[name]() if name in variants else get_method(name)
+            method = variant_method(name, variants[name]) if name in variants else get_method(name)
             resolved[name] = (method, time.perf_counter() - t)
         except FillgapError as exc:
             sys.exit(f"eye_test.py: {exc}")
@@ -488,7 +510,7 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
         for n, cid in enumerate(todo, 1):
             case = cases[cid]
             folder = prepare_case(cache, case)
-            fills[cid, name], seconds, hit = fill_case(folder, case, method, name)
+            fills[cid, name], seconds, hit = fill_case(folder, case, method, name, tags.get(name, ""))
             spent[case["setting"]].append(seconds)
             cached += hit
             print(
@@ -568,6 +590,7 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
             "command": command_line(argv),
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "methods": methods,
+            "texture_variants": {name: dataclasses.asdict(v) for name, v in variants.items()},
             "judges": args.judges,
             "per_method": args.per_method,
             "seed": args.seed,

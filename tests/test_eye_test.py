@@ -182,11 +182,19 @@ def test_wilson_interval():
 
 
 def test_texture_variant():
-    """--texture-variant: the default method under another name, with the given texture settings."""
-    loaders = eye_test.texture_variants([["big", "coarse_min_side=32,reuse_cost=0.1"]])
-    method = loaders["big"]()
+    """--texture-variant: the default method under another name, with the given texture settings;
+    a bad name or value stops the run with one line before any fill."""
+    variants = eye_test.texture_variants([["big", "coarse_min_side=32,reuse_cost=0.1"]], ["big", "mean-fill"])
+    method = eye_test.variant_method("big", variants["big"])
     assert method.name == "big" and method.network.name == "fillgap-network"
     assert (method.settings.coarse_min_side, method.settings.reuse_cost) == (32, 0.1)
-    for bad in ("nope=1", "patch=five", "patch="):
+    for bad in ("nope=1", "patch=five", "patch=", "guide_weight=nan"):
         with pytest.raises(SystemExit, match=f"'{bad}' is not KEY=VALUE"):
-            eye_test.texture_variants([["x", bad]])
+            eye_test.texture_variants([["x", bad]], ["x"])
+    for bad in ("vote_quantile=2", "patch=0"):
+        with pytest.raises(SystemExit, match="these settings do not run"):
+            eye_test.texture_variants([["x", bad]], ["x"])
+    with pytest.raises(SystemExit, match="that name is taken"):
+        eye_test.texture_variants([["fillgap-texture", "patch=7"]], ["fillgap-texture"])
+    with pytest.raises(SystemExit, match="not in --methods"):
+        eye_test.texture_variants([["x", "patch=7"]], ["mean-fill"])
