@@ -246,7 +246,8 @@ class _Level:
         self.rounds = 0
         self._plan = None
         self._known_rows = None
-        self._halves: list[torch.Tensor] | None = None  # the targets in the checkerboard's two halves
+        parity = (self.ty + self.tx) % 2  # the targets in the checkerboard's two halves
+        self._halves = [(parity == half).nonzero()[:, 0] for half in (0, 1)]
         self._neighbours: dict[tuple[int, int, int], tuple] = {}  # _shifted's lookups per (half, dy, dx)
         self.cost = torch.empty(0)
         self.vote_weight: torch.Tensor | None = None  # given with an upsampled field, else from the costs
@@ -377,17 +378,15 @@ class _Level:
         once left neighbours disagreeing: 30 % coherent instead of most)."""
         tf = self._target_features()
         self.rounds += 1
-        if self._halves is None:
-            parity = (self.ty + self.tx) % 2
-            self._halves = [(parity == half).nonzero()[:, 0] for half in (0, 1)]
         sigma2 = self._sigma2(self.cost) if torch.isfinite(self.cost).any() else None
         for half, sel in enumerate(self._halves):
-            self._improve(half, sel, tf[sel], sigma2)
+            self._improve(half, tf[sel], sigma2)
         # the plain distance (without bonuses and costs) for the vote's weights
         self.cost = (self.source_feat[self.field] - tf).pow_(2).sum(-1)
 
-    def _improve(self, half: int, sel: torch.Tensor, tf: torch.Tensor, sigma2: float | None) -> None:
-        s = self.s
+    def _improve(self, half: int, tf: torch.Tensor, sigma2: float | None) -> None:
+        """New matches for the targets of the checkerboard's ``half`` (``tf``: their features)."""
+        s, sel = self.s, self._halves[half]
         # propagation: the 4 neighbours, and 4 at a jump that cycles 2, 4, 8 (good matches travel far)
         jump = (2, 4, 8)[self.rounds % 3]
         neighbours = [self._shifted(half, dy, dx) for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1))]
