@@ -84,3 +84,70 @@ def remove_excess_checker(picture: torch.Tensor, hole: torch.Tensor, sigma: floa
     keep = (expect / energy.clamp(min=1e-12)).clamp(max=1).sqrt()
     cleaned = (padded - amplitude * sign * (1 - keep)).clamp(0, 1)[:, pad : pad + h, pad : pad + w]
     return torch.where(hole, cleaned, picture)
+
+
+def forward_differences(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """C x H x W ``x``'s differences to the right and down (``x[.., i + 1] - x[.., i]``; 0 on the
+    last column and row)."""
+    dx, dy = torch.zeros_like(x), torch.zeros_like(x)
+    dx[..., :-1] = x[..., 1:] - x[..., :-1]
+    dy[..., :-1, :] = x[..., 1:, :] - x[..., :-1, :]
+    return dx, dy
+
+
+def _differences_adjoint(dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    """The transpose of ``forward_differences`` (a negated divergence)."""
+    out = torch.zeros_like(dx)
+    out[..., :-1] -= dx[..., :-1]
+    out[..., 1:] += dx[..., :-1]
+    out[..., :-1, :] -= dy[..., :-1, :]
+    out[..., 1:, :] += dy[..., :-1, :]
+    return out
+
+
+def screened_poisson(
+    picture: torch.Tensor, hole: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, screen: float, iterations: int
+) -> torch.Tensor:
+    """``picture`` (C x H x W) with its ``hole`` pixels (H x W bool) replaced by the f whose
+    differences to the right and down come closest to ``dx``, ``dy`` while staying near the
+    picture's values: least squares of (f[q] - f[p] - d)^2 over every pixel pair with a hole pixel
+    in it, plus ``screen`` x (f - picture)^2 per hole pixel. Known pixels stay (they fix the
+    hole's rim). ``screen`` sets how far a correction spreads (about 1 / sqrt(screen) pixels).
+    Conjugate gradients from the picture itself, on the hole's bounding box."""
+    ys, xs = hole.nonzero(as_tuple=True)
+    if ys.numel() == 0:
+        return picture
+    h, w = hole.shape
+    y0, y1 = max(0, int(ys.min()) - 1), min(h, int(ys.max()) + 2)
+    x0, x1 = max(0, int(xs.min()) - 1), min(w, int(xs.max()) + 2)
+    start = picture[:, y0:y1, x0:x1]
+    free = hole[y0:y1, x0:x1].to(picture.dtype)
+    dx, dy = dx[:, y0:y1, x0:x1], dy[:, y0:y1, x0:x1]
+    # the box's last column and row have no pair to their right or below (inside the box: the
+    # rest of the picture beyond it is known and one pixel away from any hole pixel)
+    dx, dy = dx.clone(), dy.clone()
+    dx[..., -1] = 0
+    dy[..., -1, :] = 0
+
+    def normal(v: torch.Tensor) -> torch.Tensor:  # (D^T D + screen) on the free pixels
+        vx, vy = forward_differences(v * free)
+        return (_differences_adjoint(vx, vy) + screen * v) * free
+
+    kx, ky = forward_differences(start * (1 - free))  # the known pixels' part of each difference
+    rhs = (_differences_adjoint(dx - kx, dy - ky) + screen * start) * free
+    x = start * free
+    r = rhs - normal(x)
+    p = r.clone()
+    rr = (r * r).sum()
+    for _ in range(iterations):
+        if rr <= 1e-12:
+            break
+        q = normal(p)
+        alpha = rr / (p * q).sum()
+        x += alpha * p
+        r -= alpha * q
+        rr, last = (r * r).sum(), rr
+        p = r + (rr / last) * p
+    out = picture.clone()
+    out[:, y0:y1, x0:x1] = torch.where(free > 0, x, start)
+    return out

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from .cancel import checkpoint
-from .filters import dilate, gaussian_blur, known_mean
+from .filters import dilate, forward_differences, gaussian_blur, known_mean, screened_poisson
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ class TextureSettings:
     smooth_energy: float = 0.004  # expected texture energy (``_texture_energy``) at or below which the
     textured_energy: float = 0.010  # copies are blurred (``smooth_blur``); at or above, kept; blended between
     smooth_blur: float = 2.0  # sigma of that blur: smooth surroundings get the copies' colours, not their seams
+    seam_iterations: int = 0  # > 0: smooth surroundings get the copies fused (``_fuse_seams``) instead of blurred
+    seam_screen: float = 0.01  # how near the fused copies stay to their colours (a seam spreads ~1 / sqrt px)
     features: int = 16  # principal components kept per patch
     search_max_side: int = 384  # levels larger than this get no search (see ``_synthesize_one``)
     em_coarse: int = 4  # EM rounds at the coarsest level ...
@@ -159,10 +161,30 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
     # Thin parts keep the guide as it is (its detail there is right: 0.77 of the truth's, v2).
     energy = _texture_energy(image, hole)
     textured = ((energy - s.smooth_energy) / (s.textured_energy - s.smooth_energy)).clamp(0, 1)
-    smooth = gaussian_blur(current, s.smooth_blur)
+    if s.seam_iterations > 0 and bool((textured[hole] < 1).any()):
+        smooth = _fuse_seams(level, current, pyramid[-1][1], s)
+    else:
+        smooth = gaussian_blur(current, s.smooth_blur)
     out = smooth + textured * (current - smooth)
     out = start + gaussian_blur(wide.float()[None], 1.0)[0] * (out - start)
     return torch.where(hole, out.clamp(0, 1), image)
+
+
+def _fuse_seams(level: "_Level", current: torch.Tensor, hole: torch.Tensor, s: TextureSettings) -> torch.Tensor:
+    """The copies fused in the gradient domain (as in Image Melding, Darabi et al. 2012): the hole
+    takes the pixel differences the matches' sources have (voted like the colours), integrated
+    from the rim by a screened Poisson solve. Inside one copy nothing changes; at a seam between
+    copies of a smooth source the step in brightness is spread out instead of shown, so a
+    defocused background does not become a mosaic of flat pieces."""
+    dx, dy = forward_differences(current)
+    vx, vy = level.vote_values(torch.cat([dx, dy])).split(3)
+    # a pair of hole pixels takes the sources' difference; a pair on the rim keeps the copy's
+    inside_x, inside_y = torch.zeros_like(hole), torch.zeros_like(hole)
+    inside_x[:, :-1] = hole[:, :-1] & hole[:, 1:]
+    inside_y[:-1] = hole[:-1] & hole[1:]
+    return screened_poisson(
+        current, hole, torch.where(inside_x, vx, dx), torch.where(inside_y, vy, dy), s.seam_screen, s.seam_iterations
+    )
 
 
 def _rounds(depth: int, levels: int, s: TextureSettings) -> int:
@@ -442,24 +464,38 @@ class _Level:
 
     def vote(self) -> None:
         """Each hole pixel: the weighted mean of what the overlapping target patches' matches say."""
-        weight = self._weights()
         if self._known_rows is None:  # sources are known pixels: one h w x 3 table, read row by row
             self._known_rows = self.picture.reshape(3, -1).T.contiguous()
-        rows = self._known_rows
+        values, keep = self._vote_rows(self._known_rows)
+        flat = self.picture.reshape(3, -1)
+        flat[:, self.hole_flat[keep]] = values[keep].T
+
+    def vote_values(self, values: torch.Tensor) -> torch.Tensor:
+        """C x h x w ``values`` (of the picture's pixels) whose hole pixels are replaced by the vote
+        of the matches' sources' values, as ``vote`` does for the colours."""
+        c = values.shape[0]
+        voted, keep = self._vote_rows(values.reshape(c, -1).T.contiguous())
+        out = values.reshape(c, -1).clone()
+        out[:, self.hole_flat[keep]] = voted[keep].T
+        return out.reshape(values.shape)
+
+    def _vote_rows(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hole pixels x C: the weighted mean of the ``rows`` (h w x C) the overlapping patches'
+        matches point at, hole pixels: whether any patch had weight)."""
+        weight = self._weights()
         # per pixel of the picture (and one extra slot, index -1, for "no patch"): match and weight
         field = torch.full((self.h * self.w + 1,), self.r * self.w + self.r, dtype=torch.long)
         field[self.targets] = self.field
         full_weight = torch.zeros(self.h * self.w + 1)
         full_weight[self.targets] = weight
-        total = torch.zeros(self.hole_flat.numel(), 3)
+        total = torch.zeros(self.hole_flat.numel(), rows.shape[1])
         norm = torch.zeros(self.hole_flat.numel())
         for dy, dx, centre in self._vote_plan():
             wgt = full_weight[centre]
             total.addcmul_(rows.index_select(0, field[centre] + (dy * self.w + dx)), wgt[:, None])
             norm += wgt
         keep = norm > 0
-        flat = self.picture.reshape(3, -1)
-        flat[:, self.hole_flat[keep]] = (total[keep] / norm[keep, None]).T
+        return total / norm.clamp(min=1e-30)[:, None], keep
 
 
 _FieldView = tuple  # (full field: h w longs, -1 where not a target; w; h)
