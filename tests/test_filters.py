@@ -1,10 +1,10 @@
-"""fillgap.filters: dilate, remove_excess_checker (a fill's 2 x 2 checkerboard cut back to its
-surroundings' level) and screened_poisson (a hole filled from the differences it should have)."""
+"""fillgap.filters: dilate, and remove_excess_checker (a fill's 2 x 2 checkerboard cut back to
+its surroundings' level)."""
 
 import pytest
 import torch
 
-from fillgap.filters import dilate, forward_differences, remove_excess_checker, screened_poisson
+from fillgap.filters import dilate, remove_excess_checker
 from fillgap.models import create_model
 from fillgap.runtime.network import TorchNetwork
 
@@ -84,44 +84,3 @@ def test_the_network_runtime_removes_its_checkerboard_unless_told_not_to():
         rms[remove] = _checker_rms(net.fill(photo[None], hole[None, None].float())[0], inner)
     assert rms[False] > 0.07  # the network's pattern, as it came
     assert rms[True] < rms[False] / 3
-
-
-def _ramp_picture(h: int = 40, w: int = 48) -> torch.Tensor:
-    g = torch.Generator().manual_seed(0)
-    return 0.1 * torch.rand(3, h, w, generator=g) + torch.linspace(0, 0.8, w)[None, None, :]
-
-
-@pytest.mark.parametrize("top,left", [(10, 12), (0, 0), (25, 30)])  # inside, on a corner, on the far edges
-def test_screened_poisson_rebuilds_a_picture_from_its_differences(top, left):
-    picture = _ramp_picture()
-    hole = torch.zeros(40, 48, dtype=torch.bool)
-    hole[top : top + 15, left : left + 18] = True
-    dx, dy = forward_differences(picture)
-    start = torch.where(hole, torch.tensor(0.5), picture)  # the hole's values forgotten
-    out = screened_poisson(start, hole, dx, dy, screen=0.0, iterations=300)
-    assert torch.equal(out[:, ~hole], picture[:, ~hole])  # known pixels stay
-    assert (out - picture).abs().max() < 1e-3
-    assert (start - picture)[:, hole].abs().mean() > 0.1  # there was something to rebuild
-
-
-def test_screened_poisson_spreads_a_step_and_the_screen_keeps_it_local():
-    """Two flat pieces meeting at a step, with differences that say "no step": the step is spread
-    over the hole; with a screen, only near the seam, and the pieces keep their level away from it."""
-    picture = torch.full((1, 1, 64), 0.3).expand(1, 24, 64).clone()
-    picture[..., 32:] = 0.6
-    hole = torch.zeros(24, 64, dtype=torch.bool)
-    hole[:, 4:60] = True  # rows span the whole height: only the left and right ends are known
-    flat = torch.zeros_like(picture)
-    free = screened_poisson(picture, hole, flat, flat, screen=0.0, iterations=500)
-    jumps = forward_differences(free)[0][0, 12, 3:60]
-    assert jumps.abs().max() < 0.02  # no step left: a ramp from one known end to the other
-    local = screened_poisson(picture, hole, flat, flat, screen=0.05, iterations=500)
-    row = local[0, 12]
-    assert abs(float(row[12]) - 0.3) < 0.01 and abs(float(row[52]) - 0.6) < 0.01  # far from the seam: kept
-    assert float(forward_differences(local)[0][0, 12, 31]) < 0.1  # the 0.3 step at the seam is spread
-
-
-def test_screened_poisson_without_a_hole_returns_the_picture():
-    picture = _ramp_picture()
-    hole = torch.zeros(40, 48, dtype=torch.bool)
-    assert torch.equal(screened_poisson(picture, hole, picture, picture, 0.01, 10), picture)

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from .cancel import checkpoint
-from .filters import dilate, forward_differences, gaussian_blur, known_mean, screened_poisson
+from .filters import dilate, gaussian_blur, known_mean
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,6 @@ class TextureSettings:
     smooth_energy: float = 0.004  # expected texture energy (``_texture_energy``) at or below which the
     textured_energy: float = 0.010  # copies are blurred (``smooth_blur``); at or above, kept; blended between
     smooth_blur: float = 2.0  # sigma of that blur: smooth surroundings get the copies' colours, not their seams
-    seam_iterations: int = 0  # > 0: smooth surroundings get the copies fused (``_fuse_seams``) instead of blurred
-    seam_screen: float = 0.01  # how near the fused copies stay to their colours (a seam spreads ~1 / sqrt px)
     features: int = 16  # principal components kept per patch
     search_max_side: int = 384  # levels larger than this get no search (see ``_synthesize_one``)
     em_coarse: int = 4  # EM rounds at the coarsest level ...
@@ -75,7 +73,8 @@ class TextureSettings:
     margin: int = 1  # known pixels this far from the hole are not sources (a removed object's rim)
     coherence: float = 3.0  # distance bonus per neighbour whose copy a match continues, x sigma^2
     guide_half_width: int = 32  # the network fills a wider hole at the scale where it is this wide ...
-    guide_min_side: int = 128  # ... but not below this short side (see ``guide_scale``)
+    guide_min_side: int = 128  # ... but not below this short side (see ``guide_scale``) ...
+    guide_max_side: int = 384  # ... and with parts that get copies, at most this long side
     seed: int = 0
 
 
@@ -98,16 +97,31 @@ def guide_scale(hole: torch.Tensor, s: TextureSettings = DEFAULT_SETTINGS) -> fl
     the widest hole of the batch then has a half-width of ``guide_half_width`` pixels. The network
     trained on 128-192 px crops; a hole 100s of pixels wide at native size comes out in bands and
     blocks, where at its training scale the layout is smooth and right (val blobs on 1024-1536 px
-    photos: +0.3 dB hole PSNR and 40 % faster; the texture brings the detail back)."""
+    photos: +0.3 dB hole PSNR and 40 % faster; the texture brings the detail back).
+
+    A window whose hole has parts wide enough for copies (``_wide_parts``) gets its guide at most
+    ``guide_max_side`` long: there the guide is the layout, blurred by ``guide_blur`` before it
+    is compared, and the copies bring the detail (val 512 px crops, guide at 384: medium, thick and
+    box holes within 0.03 dB, the network's part of the time x 0.56). A hole that is thin
+    everywhere keeps its guide at native size: there the guide is the fill."""
     h, w = hole.shape[-2:]
     pool = 4  # the half-width to within 4 px, eroding a map 16x smaller
-    m = F.max_pool2d((hole > 0).float().amax(0, keepdim=True), pool, ceil_mode=True)
+    any_hole = (hole > 0).flatten(0, 1).amax(0)  # H x W: a hole in any picture of the batch
+    m = F.max_pool2d(any_hole[None].float(), pool, ceil_mode=True)
     half = 0
     while m.any():  # erode by one pooled pixel until nothing is left
         m = -F.max_pool2d(-F.pad(m, (1, 1, 1, 1)), 3, stride=1)
         half += pool
     scale = min(1.0, s.guide_half_width / max(half, 1))
+    if _wide_parts(any_hole, s).any():
+        scale = min(scale, s.guide_max_side / max(h, w))
     return max(scale, min(1.0, s.guide_min_side / min(h, w)))
+
+
+def _wide_parts(hole: torch.Tensor, s: TextureSettings) -> torch.Tensor:
+    """H x W bool: the parts of ``hole`` (H x W bool) more than ``min_half_width`` from a known
+    pixel, grown back to their full width and 3 px past the hole's rim: where copies go."""
+    return dilate(~dilate(~hole, s.min_half_width), s.min_half_width + 3)
 
 
 # -- one picture ---------------------------------------------------------------------------------
@@ -117,7 +131,7 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
         return torch.where(hole, guide, image)
     # Parts of the hole narrower than 2 x ``min_half_width`` keep the guide: on strokes 3-9 px wide a
     # network's fill is right to within a few levels (copies cost 2.4 dB hole PSNR there).
-    wide = dilate(~dilate(~hole, s.min_half_width), s.min_half_width + 3)  # reaches past the hole's rim
+    wide = _wide_parts(hole, s)
     if not (wide & hole).any():
         return torch.where(hole, guide, image)
     gen = torch.Generator().manual_seed(s.seed)
@@ -161,30 +175,10 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
     # Thin parts keep the guide as it is (its detail there is right: 0.77 of the truth's, v2).
     energy = _texture_energy(image, hole)
     textured = ((energy - s.smooth_energy) / (s.textured_energy - s.smooth_energy)).clamp(0, 1)
-    if s.seam_iterations > 0 and bool((textured[hole] < 1).any()):
-        smooth = _fuse_seams(level, current, pyramid[-1][1], s)
-    else:
-        smooth = gaussian_blur(current, s.smooth_blur)
+    smooth = gaussian_blur(current, s.smooth_blur)
     out = smooth + textured * (current - smooth)
     out = start + gaussian_blur(wide.float()[None], 1.0)[0] * (out - start)
     return torch.where(hole, out.clamp(0, 1), image)
-
-
-def _fuse_seams(level: "_Level", current: torch.Tensor, hole: torch.Tensor, s: TextureSettings) -> torch.Tensor:
-    """The copies fused in the gradient domain (as in Image Melding, Darabi et al. 2012): the hole
-    takes the pixel differences the matches' sources have (voted like the colours), integrated
-    from the rim by a screened Poisson solve. Inside one copy nothing changes; at a seam between
-    copies of a smooth source the step in brightness is spread out instead of shown, so a
-    defocused background does not become a mosaic of flat pieces."""
-    dx, dy = forward_differences(current)
-    vx, vy = level.vote_values(torch.cat([dx, dy])).split(3)
-    # a pair of hole pixels takes the sources' difference; a pair on the rim keeps the copy's
-    inside_x, inside_y = torch.zeros_like(hole), torch.zeros_like(hole)
-    inside_x[:, :-1] = hole[:, :-1] & hole[:, 1:]
-    inside_y[:-1] = hole[:-1] & hole[1:]
-    return screened_poisson(
-        current, hole, torch.where(inside_x, vx, dx), torch.where(inside_y, vy, dy), s.seam_screen, s.seam_iterations
-    )
 
 
 def _rounds(depth: int, levels: int, s: TextureSettings) -> int:
@@ -464,38 +458,24 @@ class _Level:
 
     def vote(self) -> None:
         """Each hole pixel: the weighted mean of what the overlapping target patches' matches say."""
+        weight = self._weights()
         if self._known_rows is None:  # sources are known pixels: one h w x 3 table, read row by row
             self._known_rows = self.picture.reshape(3, -1).T.contiguous()
-        values, keep = self._vote_rows(self._known_rows)
-        flat = self.picture.reshape(3, -1)
-        flat[:, self.hole_flat[keep]] = values[keep].T
-
-    def vote_values(self, values: torch.Tensor) -> torch.Tensor:
-        """C x h x w ``values`` (of the picture's pixels) whose hole pixels are replaced by the vote
-        of the matches' sources' values, as ``vote`` does for the colours."""
-        c = values.shape[0]
-        voted, keep = self._vote_rows(values.reshape(c, -1).T.contiguous())
-        out = values.reshape(c, -1).clone()
-        out[:, self.hole_flat[keep]] = voted[keep].T
-        return out.reshape(values.shape)
-
-    def _vote_rows(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(hole pixels x C: the weighted mean of the ``rows`` (h w x C) the overlapping patches'
-        matches point at, hole pixels: whether any patch had weight)."""
-        weight = self._weights()
+        rows = self._known_rows
         # per pixel of the picture (and one extra slot, index -1, for "no patch"): match and weight
         field = torch.full((self.h * self.w + 1,), self.r * self.w + self.r, dtype=torch.long)
         field[self.targets] = self.field
         full_weight = torch.zeros(self.h * self.w + 1)
         full_weight[self.targets] = weight
-        total = torch.zeros(self.hole_flat.numel(), rows.shape[1])
+        total = torch.zeros(self.hole_flat.numel(), 3)
         norm = torch.zeros(self.hole_flat.numel())
         for dy, dx, centre in self._vote_plan():
             wgt = full_weight[centre]
             total.addcmul_(rows.index_select(0, field[centre] + (dy * self.w + dx)), wgt[:, None])
             norm += wgt
         keep = norm > 0
-        return total / norm.clamp(min=1e-30)[:, None], keep
+        flat = self.picture.reshape(3, -1)
+        flat[:, self.hole_flat[keep]] = (total[keep] / norm[keep, None]).T
 
 
 _FieldView = tuple  # (full field: h w longs, -1 where not a target; w; h)
