@@ -136,17 +136,12 @@ def test_thin_holes_keep_the_guide():
 
 def test_wide_holes_get_their_guide_at_the_network_s_training_scale():
     """A hole 200 px wide is filled by the network where it is about 2 x 32 px wide (it trained on
-    128-192 px crops), a narrower one with parts that get copies at most 384 px long, a thin one at
-    native size; the guide comes back at the window's size."""
+    128-192 px crops), a thin one at native size; the guide comes back at the window's size."""
     hole = torch.zeros(1, 1, 512, 512)
     hole[..., 150:350, 100:400] = 1
     assert 0.28 <= guide_scale(hole) <= 0.34, guide_scale(hole)
-    band = torch.zeros(1, 1, 512, 512)
-    band[..., 200:230, :] = 1  # 30 px wide: copies fill its middle, the guide is its layout only
-    assert guide_scale(band) == 384 / 512
-    assert guide_scale(band[..., :384, :256]) == 1.0  # a window that short keeps its size
     thin = torch.zeros(1, 1, 512, 512)
-    thin[..., 200:212, :] = 1  # 12 px wide: no copies, the guide is the fill
+    thin[..., 200:230, :] = 1
     assert guide_scale(thin) == 1.0
     small = torch.zeros(1, 1, 160, 400)
     small[..., 20:140, 50:350] = 1

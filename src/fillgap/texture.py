@@ -73,8 +73,7 @@ class TextureSettings:
     margin: int = 1  # known pixels this far from the hole are not sources (a removed object's rim)
     coherence: float = 3.0  # distance bonus per neighbour whose copy a match continues, x sigma^2
     guide_half_width: int = 32  # the network fills a wider hole at the scale where it is this wide ...
-    guide_min_side: int = 128  # ... but not below this short side (see ``guide_scale``) ...
-    guide_max_side: int = 384  # ... and with parts that get copies, at most this long side
+    guide_min_side: int = 128  # ... but not below this short side (see ``guide_scale``)
     seed: int = 0
 
 
@@ -97,31 +96,16 @@ def guide_scale(hole: torch.Tensor, s: TextureSettings = DEFAULT_SETTINGS) -> fl
     the widest hole of the batch then has a half-width of ``guide_half_width`` pixels. The network
     trained on 128-192 px crops; a hole 100s of pixels wide at native size comes out in bands and
     blocks, where at its training scale the layout is smooth and right (val blobs on 1024-1536 px
-    photos: +0.3 dB hole PSNR and 40 % faster; the texture brings the detail back).
-
-    A window whose hole has parts wide enough for copies (``_wide_parts``) gets its guide at most
-    ``guide_max_side`` long: there the guide is the layout, blurred by ``guide_blur`` before it
-    is compared, and the copies bring the detail (val 512 px crops, guide at 384: medium, thick and
-    box holes within 0.03 dB, the network's part of the time x 0.56). A hole that is thin
-    everywhere keeps its guide at native size: there the guide is the fill."""
+    photos: +0.3 dB hole PSNR and 40 % faster; the texture brings the detail back)."""
     h, w = hole.shape[-2:]
     pool = 4  # the half-width to within 4 px, eroding a map 16x smaller
-    any_hole = (hole > 0).flatten(0, 1).amax(0)  # H x W: a hole in any picture of the batch
-    m = F.max_pool2d(any_hole[None].float(), pool, ceil_mode=True)
+    m = F.max_pool2d((hole > 0).float().amax(0, keepdim=True), pool, ceil_mode=True)
     half = 0
     while m.any():  # erode by one pooled pixel until nothing is left
         m = -F.max_pool2d(-F.pad(m, (1, 1, 1, 1)), 3, stride=1)
         half += pool
     scale = min(1.0, s.guide_half_width / max(half, 1))
-    if _wide_parts(any_hole, s).any():
-        scale = min(scale, s.guide_max_side / max(h, w))
     return max(scale, min(1.0, s.guide_min_side / min(h, w)))
-
-
-def _wide_parts(hole: torch.Tensor, s: TextureSettings) -> torch.Tensor:
-    """H x W bool: the parts of ``hole`` (H x W bool) more than ``min_half_width`` from a known
-    pixel, grown back to their full width and 3 px past the hole's rim: where copies go."""
-    return dilate(~dilate(~hole, s.min_half_width), s.min_half_width + 3)
 
 
 # -- one picture ---------------------------------------------------------------------------------
@@ -131,7 +115,7 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
         return torch.where(hole, guide, image)
     # Parts of the hole narrower than 2 x ``min_half_width`` keep the guide: on strokes 3-9 px wide a
     # network's fill is right to within a few levels (copies cost 2.4 dB hole PSNR there).
-    wide = _wide_parts(hole, s)
+    wide = dilate(~dilate(~hole, s.min_half_width), s.min_half_width + 3)  # reaches past the hole's rim
     if not (wide & hole).any():
         return torch.where(hole, guide, image)
     gen = torch.Generator().manual_seed(s.seed)
