@@ -144,6 +144,22 @@ def test_the_fill_gets_the_photo_s_jpeg_blocks():
     assert torch.equal(add_grain(clean, hole, flat.clone(), GrainSettings(sigma=0)), flat)
 
 
+def test_blocks_the_rim_crosses_keep_the_fill():
+    """Quantising a block that is part photo, part fill puts the error on the fill's pixels next
+    to the step between them: a line along the rim. Only blocks wholly in the hole are quantised."""
+    photo, _ = _jpeg_photo()
+    image = torch.from_numpy(photo).permute(2, 0, 1)[None]
+    hole = torch.zeros(1, 1, 256, 256)
+    hole[..., 83:171, 77:163] = 1  # off the 8 px grid: its rim crosses blocks
+    smooth = gaussian_blur(image[0].float() / 255, 6.0)[None]
+    out = add_grain(image, hole, smooth.clone(), GrainSettings(sigma=0))
+    whole = torch.zeros(256, 256, dtype=torch.bool)
+    whole[88:168, 80:160] = True  # the blocks wholly inside
+    rim = hole[0, 0].bool() & ~whole
+    assert torch.equal(out[0][:, rim], smooth[0][:, rim])
+    assert (out[0][:, whole] - smooth[0][:, whole]).abs().mean() > 0.5 / 255  # these were quantised
+
+
 def test_chunks_give_the_same_grain_and_blocks(monkeypatch):
     """A hole larger than one chunk is finished piece by piece (no full-size float copy): the
     grain level and the JPEG lattice come out as in one piece, the known pixels untouched."""
