@@ -6,7 +6,7 @@ import torch
 
 from fillgap import inpaint
 from fillgap.methods import TexturedMethod, get_method, method_names
-from fillgap.texture import TextureSettings, guide_scale, synthesize
+from fillgap.texture import TextureSettings, _continue_lines, guide_scale, synthesize
 
 
 def _tiled(size: int = 96, period: int = 12, seed: int = 0) -> torch.Tensor:
@@ -65,6 +65,45 @@ def test_smooth_surroundings_get_the_copies_blurred():
     guide[..., 16:32, 16:32] = 0.6
     out = synthesize(picture, hole, guide)
     assert (out[..., 16:32, 16:32] - 0.4).abs().max() < 0.02
+
+
+def _line_picture(size: int = 96) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A dark diagonal line 3 px wide on a light, slightly noisy background; a box hole over its
+    middle; how far each pixel is from the line."""
+    g = torch.Generator().manual_seed(0)
+    y, x = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    distance = (y - 0.6 * x - 20).abs() / 1.36**0.5
+    picture = (0.8 - 0.5 * (distance < 1.6).float())[None].expand(3, size, size) + 0.01 * torch.randn(
+        3, size, size, generator=g
+    )
+    hole = torch.zeros(size, size, dtype=torch.bool)
+    hole[30:66, 30:66] = True
+    return picture, hole, distance
+
+
+def test_lines_of_the_surroundings_continue_across_the_hole():
+    """A guide that knows nothing of the line (flat): copies alone leave the hole flat, the line
+    stops at the rim; continued into the guide, it crosses the hole."""
+    picture, hole, distance = _line_picture()
+    guide = torch.where(hole, torch.tensor(0.78), picture)
+    on_line, off_line = hole & (distance < 1.0), hole & (distance > 4)
+    fills = {
+        weight: synthesize(
+            (picture * ~hole)[None], hole[None, None].float(), guide[None], TextureSettings(line_weight=weight)
+        )[0]
+        for weight in (0.0, 1.0)
+    }
+    assert float(fills[0.0][:, on_line].mean()) > 0.75  # stopped: background where the line was
+    assert float(fills[1.0][:, on_line].mean()) < 0.6  # continued: dark
+    assert float(fills[1.0][:, off_line].mean()) > 0.7  # and the background stays background
+
+
+def test_lines_leave_textures_without_an_orientation_alone():
+    picture = torch.rand(3, 96, 96, generator=torch.Generator().manual_seed(1))
+    _, hole, _ = _line_picture()
+    guide = torch.full_like(picture, 0.5)
+    out = _continue_lines(picture, hole, hole, guide, TextureSettings(line_weight=1.0))
+    assert torch.equal(out, guide)
 
 
 def test_batch_equals_one_by_one_and_degenerate_inputs():

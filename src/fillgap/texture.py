@@ -22,6 +22,11 @@ layout and takes the texture from the photo:
   what the overlapping patches' matches say it is, weights ``exp(-d / 2 sigma^2)`` (sigma^2: a
   quantile of the distances). Matches that copy one region coherently agree exactly, so the
   texture stays sharp; only seams between copies are averaged.
+- **Lines continue.** Where the known pixels around a wide part of the hole are strongly
+  oriented (planks, bricks, rails, motion streaks), the guide there is first moved towards those
+  lines carried across the hole (``_continue_lines``): the network, trained on small crops, lets
+  them fade in a wide hole, and the copies follow what the guide says. Blind judges took the
+  fill for the photo in 20 of 198 pairs with it, 12 of 198 without (eye-test run 14).
 - **Coarse to fine.** The coarsest level starts from the guide; each finer level from the
   upsampled field. Levels above ``search_max_side`` only scale the field up and vote.
 - **Where copies lose**: thin parts of the hole keep the guide; in surroundings with little fine
@@ -74,6 +79,10 @@ class TextureSettings:
     coherence: float = 3.0  # distance bonus per neighbour whose copy a match continues, x sigma^2
     guide_half_width: int = 32  # the network fills a wider hole at the scale where it is this wide ...
     guide_min_side: int = 128  # ... but not below this short side (see ``guide_scale``)
+    line_weight: float = 1.0  # the surroundings' lines continued into the guide (``_continue_lines``; 0: off)
+    line_sigma: float = 3.0  # the scale of the surroundings' orientation (structure tensor blur) ...
+    line_coherence_low: float = 0.3  # ... and its coherence: not continued at or below this, ...
+    line_coherence_high: float = 0.6  # ... fully at or above this
     seed: int = 0
 
 
@@ -121,6 +130,8 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
     gen = torch.Generator().manual_seed(s.seed)
     # the guide everywhere it is not the picture: the layout the synthesis follows
     start = torch.where(hole, guide, image)
+    if s.line_weight > 0:
+        start = _continue_lines(image, hole, wide & hole, start, s)
     pyramid = _pyramid(start, hole, s)
     levels = len(pyramid)
     # Levels up to ``search_max_side`` search; larger ones take the field found there, scaled up,
@@ -163,6 +174,77 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
     out = smooth + textured * (current - smooth)
     out = start + gaussian_blur(wide.float()[None], 1.0)[0] * (out - start)
     return torch.where(hole, out.clamp(0, 1), image)
+
+
+_MARCH = 16  # steps taken at once by ``_continue_lines``
+
+
+def _continue_lines(
+    image: torch.Tensor, hole: torch.Tensor, where: torch.Tensor, guide: torch.Tensor, s: TextureSettings
+) -> torch.Tensor:
+    """``guide`` with the ``where`` pixels (H x W bool, inside ``hole``) moved towards the
+    surroundings' lines continued: each pixel takes the orientation of the known pixels nearby (a
+    structure tensor, spread into the hole from its rim) and the two known pixels it meets going
+    either way along it, mixed by distance. Weighted by how strongly oriented the surroundings
+    are, so grass and foliage keep the guide and planks, rails, bricks and motion streaks
+    continue instead of stopping at the rim."""
+    c, h, w = image.shape
+    grey = (image * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0, keepdim=True)
+    gx, gy = torch.zeros_like(grey), torch.zeros_like(grey)
+    gx[..., 1:-1] = (grey[..., 2:] - grey[..., :-2]) / 2
+    gy[..., 1:-1, :] = (grey[..., 2:, :] - grey[..., :-2, :]) / 2
+    clear = (~dilate(hole, 1)).float()[None]  # pixels whose differences see no hole
+    tensor = torch.cat([gx * gx, gx * gy, gy * gy]) * clear
+    jxx, jxy, jyy = known_mean(tensor, clear, s.line_sigma, max(2 * s.line_sigma, min(h, w) / 6), 0.3)
+    ys, xs = where.nonzero(as_tuple=True)
+    jxx, jxy, jyy = jxx[ys, xs], jxy[ys, xs], jyy[ys, xs]
+    coherence = (((jxx - jyy).pow(2) + 4 * jxy.pow(2)).sqrt() / (jxx + jyy).clamp(min=1e-8)).pow(2)
+    lo, hi = s.line_coherence_low, s.line_coherence_high
+    oriented = coherence > lo  # the others keep the guide: no need to follow them anywhere
+    ys, xs, jxx, jxy, jyy, coherence = (v[oriented] for v in (ys, xs, jxx, jxy, jyy, coherence))
+    if ys.numel() == 0:
+        return guide
+    gradient_angle = 0.5 * torch.atan2(2 * jxy, jxx - jyy)
+    dx, dy = -torch.sin(gradient_angle), torch.cos(gradient_angle)  # along the lines
+    source = gaussian_blur(image, 0.7)  # one pixel is noisy; a touch of blur is what a line is
+    ends = []
+    for sign in (1, -1):  # march both ways to the first known pixel
+        found = torch.zeros(ys.numel(), dtype=torch.bool)
+        distance = torch.zeros(ys.numel())
+        value = torch.zeros(c, ys.numel())
+        active = torch.arange(ys.numel())  # still marching: inside the picture, nothing met yet
+        for first in range(1, max(h, w), _MARCH):  # _MARCH steps at a time (each step a few ops)
+            k = torch.arange(first, first + _MARCH, dtype=torch.float32)
+            qy = (ys[active, None] + sign * k * dy[active, None]).round().long()
+            qx = (xs[active, None] + sign * k * dx[active, None]).round().long()
+            inside = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
+            qy, qx = qy.clamp(0, h - 1), qx.clamp(0, w - 1)
+            known = inside & ~hole[qy, qx]
+            stop = known | ~inside  # the first known pixel, or the picture's edge, ends the march
+            ended = stop.any(1)
+            step = stop.float().argmax(1)  # the first such step of each row
+            hit = ended & known.gather(1, step[:, None])[:, 0]
+            rows = hit.nonzero()[:, 0]
+            met = active[rows]
+            value[:, met] = source[:, qy[rows, step[rows]], qx[rows, step[rows]]]
+            distance[met] = k[step[rows]]
+            found[met] = True
+            active = active[~ended]
+            if active.numel() == 0:
+                break
+        ends.append((found, distance, value))
+    (found_a, da, va), (found_b, db, vb) = ends
+    both = found_a & found_b
+    span = (da + db).clamp(min=1)
+    wa = torch.where(both, db / span, found_a.float())
+    wb = torch.where(both, da / span, found_b.float())
+    lines = va * wa + vb * wb
+    # one end alone is weaker evidence than a line seen on both sides of the hole
+    weight = s.line_weight * ((coherence - lo) / (hi - lo)).clamp(0, 1) * torch.where(both, 1.0, 0.5)
+    weight = weight * (found_a | found_b)
+    out = guide.clone()
+    out[:, ys, xs] = guide[:, ys, xs] + weight * (lines - guide[:, ys, xs])
+    return out
 
 
 def _rounds(depth: int, levels: int, s: TextureSettings) -> int:
