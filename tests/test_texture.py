@@ -83,16 +83,18 @@ def _line_picture(size: int = 96) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 
 def test_lines_of_the_surroundings_continue_across_the_hole():
     """A guide that knows nothing of the line (flat): copies alone leave the hole flat, the line
-    stops at the rim; continued into the guide, it crosses the hole."""
+    stops at the rim; continued into the guide, it crosses the hole. What the hole holds (the
+    removed object, here white or black) makes no difference."""
     picture, hole, distance = _line_picture()
     guide = torch.where(hole, torch.tensor(0.78), picture)
     on_line, off_line = hole & (distance < 1.0), hole & (distance > 4)
+    white = torch.where(hole, torch.tensor(1.0), picture)[None]
     fills = {
-        weight: synthesize(
-            (picture * ~hole)[None], hole[None, None].float(), guide[None], TextureSettings(line_weight=weight)
-        )[0]
+        weight: synthesize(white, hole[None, None].float(), guide[None], TextureSettings(line_weight=weight))[0]
         for weight in (0.0, 1.0)
     }
+    black = torch.where(hole, torch.tensor(0.0), picture)[None]
+    assert torch.equal(fills[1.0], synthesize(black, hole[None, None].float(), guide[None])[0])
     assert float(fills[0.0][:, on_line].mean()) > 0.75  # stopped: background where the line was
     assert float(fills[1.0][:, on_line].mean()) < 0.6  # continued: dark
     assert float(fills[1.0][:, off_line].mean()) > 0.7  # and the background stays background

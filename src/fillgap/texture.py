@@ -79,9 +79,9 @@ class TextureSettings:
     coherence: float = 3.0  # distance bonus per neighbour whose copy a match continues, x sigma^2
     guide_half_width: int = 32  # the network fills a wider hole at the scale where it is this wide ...
     guide_min_side: int = 128  # ... but not below this short side (see ``guide_scale``)
-    line_weight: float = 1.0  # the surroundings' lines continued into the guide (``_continue_lines``; 0: off)
+    line_weight: float = 1.0  # 0-1: the surroundings' lines continued into the guide (``_continue_lines``; 0: off)
     line_sigma: float = 3.0  # the scale of the surroundings' orientation (structure tensor blur) ...
-    line_coherence_low: float = 0.3  # ... and its coherence: not continued at or below this, ...
+    line_coherence_low: float = 0.3  # ... and its coherence ((l1 - l2) / (l1 + l2))^2: none at or below this, ...
     line_coherence_high: float = 0.6  # ... fully at or above this
     seed: int = 0
 
@@ -187,13 +187,16 @@ def _continue_lines(
     structure tensor, spread into the hole from its rim) and the two known pixels it meets going
     either way along it, mixed by distance. Weighted by how strongly oriented the surroundings
     are, so grass and foliage keep the guide and planks, rails, bricks and motion streaks
-    continue instead of stopping at the rim."""
+    continue instead of stopping at the rim. Nothing is read from the hole (the caller's picture
+    may still hold the removed object there) nor from the ``margin`` around it."""
     c, h, w = image.shape
     grey = (image * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0, keepdim=True)
     gx, gy = torch.zeros_like(grey), torch.zeros_like(grey)
     gx[..., 1:-1] = (grey[..., 2:] - grey[..., :-2]) / 2
     gy[..., 1:-1, :] = (grey[..., 2:, :] - grey[..., :-2, :]) / 2
-    clear = (~dilate(hole, 1)).float()[None]  # pixels whose differences see no hole
+    clear = (~dilate(hole, 1)).float()[None]  # pixels whose differences see no hole ...
+    clear[..., [0, -1], :] = 0  # ... and have a neighbour on both sides (the differences of the
+    clear[..., :, [0, -1]] = 0  # border rows and columns are 0: they would say "an edge along me")
     tensor = torch.cat([gx * gx, gx * gy, gy * gy]) * clear
     jxx, jxy, jyy = known_mean(tensor, clear, s.line_sigma, max(2 * s.line_sigma, min(h, w) / 6), 0.3)
     ys, xs = where.nonzero(as_tuple=True)
@@ -206,28 +209,33 @@ def _continue_lines(
         return guide
     gradient_angle = 0.5 * torch.atan2(2 * jxy, jxx - jyy)
     dx, dy = -torch.sin(gradient_angle), torch.cos(gradient_angle)  # along the lines
-    source = gaussian_blur(image, 0.7)  # one pixel is noisy; a touch of blur is what a line is
+    # what a line's end looks like: the known pixels clear of the margin, a touch blurred (one
+    # pixel is noisy), the blur normalised over them so nothing of the hole comes in
+    usable = ~dilate(hole, s.margin)
+    counts = usable.float()[None]
+    source = gaussian_blur(image * counts, 0.7) / gaussian_blur(counts, 0.7).clamp(min=1e-6)
     ends = []
     for sign in (1, -1):  # march both ways to the first known pixel
         found = torch.zeros(ys.numel(), dtype=torch.bool)
         distance = torch.zeros(ys.numel())
         value = torch.zeros(c, ys.numel())
         active = torch.arange(ys.numel())  # still marching: inside the picture, nothing met yet
-        for first in range(1, max(h, w), _MARCH):  # _MARCH steps at a time (each step a few ops)
+        for first in range(1, h + w, _MARCH):  # _MARCH steps at a time; a diagonal is under h + w
             k = torch.arange(first, first + _MARCH, dtype=torch.float32)
             qy = (ys[active, None] + sign * k * dy[active, None]).round().long()
             qx = (xs[active, None] + sign * k * dx[active, None]).round().long()
             inside = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
             qy, qx = qy.clamp(0, h - 1), qx.clamp(0, w - 1)
-            known = inside & ~hole[qy, qx]
-            stop = known | ~inside  # the first known pixel, or the picture's edge, ends the march
+            reached = inside & usable[qy, qx]
+            stop = reached | ~inside  # the first usable pixel, or the picture's edge, ends the march
             ended = stop.any(1)
-            step = stop.float().argmax(1)  # the first such step of each row
-            hit = ended & known.gather(1, step[:, None])[:, 0]
+            first_stop = stop.float().argmax(1)  # of each row's _MARCH steps
+            hit = ended & reached.gather(1, first_stop[:, None])[:, 0]
             rows = hit.nonzero()[:, 0]
+            at = first_stop[rows]
             met = active[rows]
-            value[:, met] = source[:, qy[rows, step[rows]], qx[rows, step[rows]]]
-            distance[met] = k[step[rows]]
+            value[:, met] = source[:, qy[rows, at], qx[rows, at]]
+            distance[met] = k[at]
             found[met] = True
             active = active[~ended]
             if active.numel() == 0:
@@ -276,7 +284,7 @@ def _texture_energy(picture: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
     what the known surroundings have (a wide normalised blur of the known values)."""
     grey = (picture * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0, keepdim=True)
     fine = (grey - gaussian_blur(grey, 1.0)).abs()
-    known = (~dilate(hole, 2)).float()[None]
+    known = (~dilate(hole, 3)).float()[None]  # clear of the hole by the blur's reach (3 px)
     return known_mean(fine, known, 2.0, max(2.0, min(picture.shape[1:]) / 8), 0.5)[0]
 
 
