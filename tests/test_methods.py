@@ -146,3 +146,26 @@ def test_models_command_marks_the_default(capsys):
     out = capsys.readouterr().out
     assert any(line.startswith("* fillgap-texture") for line in out.splitlines())
     assert "opencv-telea" in out and "ffc-small" in out
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "opencv-telea",
+        "opencv-ns",
+        "opencv-fsr",
+        "skimage-biharmonic",
+        "fillgap-diffusion",
+        "fillgap-network",
+        "fillgap-texture",
+    ],
+)
+def test_no_method_reads_what_the_hole_holds(name):
+    """The hole is what the user removes: the fill must not depend on it (white or black there,
+    the same bytes)."""
+    image = picture(64, 80, seed=4)
+    mask = np.zeros((64, 80), np.uint8)
+    mask[14:46, 20:60] = 255
+    white, black = image.copy(), image.copy()
+    white[mask > 0], black[mask > 0] = 255, 0
+    assert np.array_equal(inpaint(white, mask, name), inpaint(black, mask, name))
