@@ -216,7 +216,7 @@ def _continue_lines(
     counts = usable.float()[None]
     source = gaussian_blur(image * counts, 0.7) / gaussian_blur(counts, 0.7).clamp(min=1e-6)
     ends = []
-    for sign in (1, -1):  # march both ways to the first known pixel
+    for sign in (1, -1):  # march both ways to the first usable known pixel
         found = torch.zeros(ys.numel(), dtype=torch.bool)
         distance = torch.zeros(ys.numel())
         value = torch.zeros(c, ys.numel())
