@@ -191,7 +191,7 @@ def _continue_lines(
     continue instead of stopping at the rim. Nothing is read from the hole (the caller's picture
     may still hold the removed object there) nor from the ``margin`` around it."""
     c, h, w = image.shape
-    grey = (image * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0, keepdim=True)
+    grey = _grey(image)
     gx, gy = torch.zeros_like(grey), torch.zeros_like(grey)
     gx[..., 1:-1] = (grey[..., 2:] - grey[..., :-2]) / 2
     gy[..., 1:-1, :] = (grey[..., 2:, :] - grey[..., :-2, :]) / 2
@@ -213,8 +213,7 @@ def _continue_lines(
     # what a line's end looks like: the known pixels clear of the margin, a touch blurred (one
     # pixel is noisy), the blur normalised over them so nothing of the hole comes in
     usable = ~dilate(hole, s.margin)
-    counts = usable.float()[None]
-    source = gaussian_blur(image * counts, 0.7) / gaussian_blur(counts, 0.7).clamp(min=1e-6)
+    source = known_mean(image, usable.float()[None], 0.7, 0.7, 0.0)
     ends = []
     for sign in (1, -1):  # march both ways to the first usable known pixel
         found = torch.zeros(ys.numel(), dtype=torch.bool)
@@ -279,11 +278,16 @@ def _pyramid(start: torch.Tensor, hole: torch.Tensor, s: TextureSettings) -> lis
             return out[::-1]
 
 
+def _grey(picture: torch.Tensor) -> torch.Tensor:
+    """1 x H x W: the luma (BT.601) of a 3 x H x W picture."""
+    return (picture * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0, keepdim=True)
+
+
 def _texture_energy(picture: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
     """h x w: how much fine texture a pixel has (local mean of |grey - its 1 px blur|: ramps,
     shading and soft edges count for nearly nothing, grass and gravel for a lot); inside the hole,
     what the known surroundings have (a wide normalised blur of the known values)."""
-    grey = (picture * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0, keepdim=True)
+    grey = _grey(picture)
     fine = (grey - gaussian_blur(grey, 1.0)).abs()
     known = (~dilate(hole, 3)).float()[None]  # clear of the hole by the blur's reach (3 px)
     return known_mean(fine, known, 2.0, max(2.0, min(picture.shape[1:]) / 8), 0.5)[0]
