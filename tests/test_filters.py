@@ -1,10 +1,12 @@
-"""fillgap.filters: dilate, and remove_excess_checker (a fill's 2 x 2 checkerboard cut back to
+"""fillgap.filters: gaussian_blur, dilate, and remove_excess_checker (a fill's 2 x 2 checkerboard cut back to
 its surroundings' level)."""
 
 import pytest
 import torch
 
-from fillgap.filters import dilate, remove_excess_checker
+import math
+
+from fillgap.filters import dilate, gaussian_blur, remove_excess_checker
 from fillgap.models import create_model
 from fillgap.runtime.network import TorchNetwork
 
@@ -16,6 +18,29 @@ def test_dilate_equals_a_square_max_filter(h, w):
         mask = torch.rand(h, w, generator=g) > 0.95
         square = torch.nn.functional.max_pool2d(mask[None, None].float(), 2 * r + 1, stride=1, padding=r)[0, 0] > 0
         assert torch.equal(dilate(mask, r), square)
+
+
+def _reference_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The separable Gaussian written out: taps to 2.5 sigma, borders replicated."""
+    r = max(1, math.ceil(2.5 * sigma))
+    t = torch.arange(-r, r + 1, dtype=torch.float64)
+    k = torch.exp(-t * t / (2 * sigma * sigma))
+    k = k / k.sum()
+    y = torch.nn.functional.pad(x[None].double(), (r, r, r, r), mode="replicate")[0]
+    y = sum(k[i] * y[:, :, i : i + x.shape[-1]] for i in range(2 * r + 1))
+    return sum(k[i] * y[:, i : i + x.shape[-2]] for i in range(2 * r + 1)).float()
+
+
+@pytest.mark.parametrize("c,h,w", [(1, 1, 1), (3, 5, 3), (3, 64, 80), (5, 131, 97)])
+def test_the_blur_is_a_replicate_padded_gaussian(c, h, w):
+    x = torch.rand(c, h, w, generator=torch.Generator().manual_seed(c * h * w))
+    for sigma in (0.7, 1.0, 2.0, 3.0):
+        out = gaussian_blur(x, sigma)
+        assert out.shape == x.shape and out.dtype == x.dtype
+        assert torch.allclose(out, _reference_blur(x, sigma), atol=1e-6)
+    assert torch.equal(gaussian_blur(x, 2.0), gaussian_blur(x.clone(), 2.0))  # no state between calls
+    strided = x.transpose(1, 2)  # not contiguous
+    assert torch.allclose(gaussian_blur(strided, 1.0), _reference_blur(strided, 1.0), atol=1e-6)
 
 
 def _sign(h: int, w: int) -> torch.Tensor:

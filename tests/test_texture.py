@@ -6,7 +6,7 @@ import torch
 
 from fillgap import inpaint
 from fillgap.methods import TexturedMethod, get_method, method_names
-from fillgap.texture import TextureSettings, _continue_lines, guide_scale, synthesize
+from fillgap.texture import TextureSettings, _continue_lines, _quantile, guide_scale, synthesize
 
 
 def _tiled(size: int = 96, period: int = 12, seed: int = 0) -> torch.Tensor:
@@ -205,3 +205,11 @@ def test_wide_holes_get_their_guide_at_the_network_s_training_scale():
     out = method.fill(image, hole)
     assert out.shape == image.shape and len(base.sizes) == 1, base.sizes
     assert 145 <= base.sizes[0][0] == base.sizes[0][1] <= 175, base.sizes
+
+
+def test_the_vote_s_quantile_is_torch_s_to_the_bit():
+    g = torch.Generator().manual_seed(3)
+    for n in (1, 2, 5, 100, 7777, 20000):
+        values = torch.rand(n, generator=g) ** 3
+        for q in (0.0, 0.1, 0.25, 0.5, 0.9, 1.0):
+            assert torch.equal(_quantile(values, q), torch.quantile(values, q))

