@@ -1,5 +1,5 @@
-"""Small torch filters shared by the network runtime and the texture and grain stages (C x H x W
-floats, H x W masks)."""
+"""Small filters on torch tensors shared by the network runtime and the texture and grain stages
+(C x H x W floats, H x W masks); the blur runs OpenCV's on CPU tensors, torch's elsewhere."""
 
 from __future__ import annotations
 

@@ -541,11 +541,15 @@ class _Level:
             r = self.r
             offsets = torch.arange(-r, r + 1)
             dys, dxs = offsets.repeat_interleave(offsets.numel()), offsets.repeat(offsets.numel())
-            cy, cx = hy[None] - dys[:, None], hx[None] - dxs[:, None]  # offsets x hole pixels
-            # every patch over a hole pixel is a target, except where it leaves the picture
-            ok = (cy >= 0) & (cy < self.h) & (cx >= 0) & (cx < self.w)
-            centres = torch.where(ok, cy * self.w + cx, -1)
-            self._plan = [(int(dy), int(dx), c) for dy, dx, c in zip(dys, dxs, centres)]
+            centres = self.hole_flat[None] - (dys * self.w + dxs)[:, None]  # offsets x hole pixels
+            # every patch over a hole pixel is a target, except where it leaves the picture: near
+            # the picture's edge only (-1 there)
+            edge = ((hy < r) | (hy >= self.h - r) | (hx < r) | (hx >= self.w - r)).nonzero()[:, 0]
+            if edge.numel():
+                cy, cx = hy[edge][None] - dys[:, None], hx[edge][None] - dxs[:, None]
+                ok = (cy >= 0) & (cy < self.h) & (cx >= 0) & (cx < self.w)
+                centres[:, edge] = torch.where(ok, cy * self.w + cx, -1)
+            self._plan = [(dy, dx, c) for dy, dx, c in zip(dys.tolist(), dxs.tolist(), centres)]
         return self._plan
 
     def vote(self) -> None:
