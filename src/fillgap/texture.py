@@ -84,6 +84,8 @@ class TextureSettings:
     line_sigma: float = 3.0  # the scale of the surroundings' orientation (structure tensor blur) ...
     line_coherence_low: float = 0.3  # ... and its coherence ((l1 - l2) / (l1 + l2))^2: none at or below this, ...
     line_coherence_high: float = 0.6  # ... fully at or above this
+    match_detail: float = 0.0  # last, each hole pixel's band above a blur of this sigma from its own
+    # match, not the vote (0: off)
     seed: int = 0
 
 
@@ -164,6 +166,8 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
         level.upsample_field(nnf, 2 ** (levels - 1 - searched[-1]), weights)
         level.vote()
         current = level.picture
+    if s.match_detail > 0:
+        current = level.own_match_detail(s.match_detail)
     # Where the surroundings are smooth (sky, defocused backgrounds), copies of smooth sources meet
     # at visible seams: there the copies are blurred, which keeps their colours (the network's fill
     # of a wide hole in a sky is a haze of the border's colours; judges spotted it more often,
@@ -551,6 +555,17 @@ class _Level:
                 centres[:, edge] = torch.where(ok, cy * self.w + cx, -1)
             self._plan = [(dy, dx, c) for dy, dx, c in zip(dys.tolist(), dxs.tolist(), centres)]
         return self._plan
+
+    def own_match_detail(self, sigma: float) -> torch.Tensor:
+        """The picture with each hole pixel's fine band (above a blur of ``sigma``) taken from its
+        own match instead of the vote: where the overlapping copies disagree (seams, incoherent
+        matches) their average is smoother than any of them; the band from one copy keeps the
+        texture's grain, and seams stay soft (the band below ``sigma`` is still the vote's)."""
+        fine = (self.picture - gaussian_blur(self.picture, sigma)).reshape(3, -1)
+        own = self.field[self.target_index[self.hole_flat]]  # every hole pixel is a target
+        out = self.picture.clone().reshape(3, -1)
+        out[:, self.hole_flat] += fine[:, own] - fine[:, self.hole_flat]
+        return out.reshape(self.picture.shape)
 
     def vote(self) -> None:
         """Each hole pixel: the weighted mean of what the overlapping target patches' matches say."""
