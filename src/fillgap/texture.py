@@ -5,8 +5,9 @@ photo around the hole holds the texture the fill needs. ``synthesize`` keeps the
 layout and takes the texture from the photo:
 
 - **Patch distance.** Every pixel is described by the ``patch`` x ``patch`` patch around it, in
-  six channels: the picture itself and, weighted by ``guide_weight``, a blurred copy of the guide
-  (the network's fill inside the hole, the picture outside). Blurred, the guide compares layouts
+  six channels: the picture itself and, weighted by ``guide_weight`` (``guide_weight_fine`` at the
+  levels finer than the coarsest), a blurred copy of the guide (the network's fill inside the
+  hole, the picture outside). Blurred, the guide compares layouts
   only, so a hole patch is matched to a known patch with the same colours and edges nearby and
   the texture is free to come from there. The patch vectors are projected onto their principal
   components (a convolution, ``features`` channels), so distances are cheap.
@@ -59,7 +60,8 @@ class TextureSettings:
     patch: int = 5  # patch side (odd)
     coarse_hole: int = 4  # the pyramid's coarsest level: no hole pixel farther than this from a known one ...
     coarse_min_side: int = 64  # ... unless the picture's short side would drop below this
-    guide_weight: float = 2.0  # weight of the guide's layout against the picture's patch
+    guide_weight: float = 2.0  # weight of the guide's layout against the picture's patch at the coarsest
+    guide_weight_fine: float = 2.0  # level, and at the finer ones
     guide_blur: float = 2.0  # sigma (pixels of a level) of the blur that keeps the guide's layout only
     smooth_energy: float = 0.004  # expected texture energy (``_texture_energy``) at or below which the
     textured_energy: float = 0.010  # copies are blurred (``smooth_blur``); at or above, kept; blended between
@@ -84,8 +86,6 @@ class TextureSettings:
     line_sigma: float = 3.0  # the scale of the surroundings' orientation (structure tensor blur) ...
     line_coherence_low: float = 0.3  # ... and its coherence ((l1 - l2) / (l1 + l2))^2: none at or below this, ...
     line_coherence_high: float = 0.6  # ... fully at or above this
-    match_detail: float = 0.0  # last, each hole pixel's band above a blur of this sigma from its own
-    # match, not the vote (0: off)
     seed: int = 0
 
 
@@ -166,8 +166,6 @@ def _synthesize_one(image: torch.Tensor, hole: torch.Tensor, guide: torch.Tensor
         level.upsample_field(nnf, 2 ** (levels - 1 - searched[-1]), weights)
         level.vote()
         current = level.picture
-    if s.match_detail > 0:
-        current = level.own_match_detail(s.match_detail)
     # Where the surroundings are smooth (sky, defocused backgrounds), copies of smooth sources meet
     # at visible seams: there the copies are blurred, which keeps their colours (the network's fill
     # of a wide hole in a sky is a haze of the border's colours; judges spotted it more often,
@@ -364,7 +362,8 @@ class _Level:
         self.cost = torch.empty(0)
         self.vote_weight: torch.Tensor | None = None  # given with an upsampled field, else from the costs
         if search and self.sources.numel():
-            self.guide = gaussian_blur(picture, s.guide_blur) * s.guide_weight  # layout channels (fixed)
+            weight = s.guide_weight if coarsest else s.guide_weight_fine
+            self.guide = gaussian_blur(picture, s.guide_blur) * weight  # layout channels (fixed)
             self._fit_projection()
             self.source_feat = self._features_full()
 
@@ -555,17 +554,6 @@ class _Level:
                 centres[:, edge] = torch.where(ok, cy * self.w + cx, -1)
             self._plan = [(dy, dx, c) for dy, dx, c in zip(dys.tolist(), dxs.tolist(), centres)]
         return self._plan
-
-    def own_match_detail(self, sigma: float) -> torch.Tensor:
-        """The picture with each hole pixel's fine band (above a blur of ``sigma``) taken from its
-        own match instead of the vote: where the overlapping copies disagree (seams, incoherent
-        matches) their average is smoother than any of them; the band from one copy keeps the
-        texture's grain, and seams stay soft (the band below ``sigma`` is still the vote's)."""
-        fine = (self.picture - gaussian_blur(self.picture, sigma)).reshape(3, -1)
-        own = self.field[self.target_index[self.hole_flat]]  # every hole pixel is a target
-        out = self.picture.clone().reshape(3, -1)
-        out[:, self.hole_flat] += fine[:, own] - fine[:, self.hole_flat]
-        return out.reshape(self.picture.shape)
 
     def vote(self) -> None:
         """Each hole pixel: the weighted mean of what the overlapping target patches' matches say."""
