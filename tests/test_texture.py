@@ -29,9 +29,7 @@ def test_repeated_texture_is_continued_not_smeared():
     inside = hole.bool().expand_as(picture)
     smear = (mean - picture)[inside].abs().mean()
     # patches alone (no layout to follow) rebuild the repeated tile almost exactly
-    out = synthesize(
-        picture * (1 - hole), hole, mean, TextureSettings(guide_weight=0, guide_weight_fine=0, coarse_min_side=24)
-    )
+    out = synthesize(picture * (1 - hole), hole, mean, TextureSettings(guide_weight=0, coarse_min_side=24))
     assert (out - picture)[inside].abs().mean() < 0.1 * smear
     # with a guide that says "flat", the default still continues the texture, not the guide
     out = synthesize(picture * (1 - hole), hole, mean)

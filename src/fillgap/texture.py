@@ -5,9 +5,8 @@ photo around the hole holds the texture the fill needs. ``synthesize`` keeps the
 layout and takes the texture from the photo:
 
 - **Patch distance.** Every pixel is described by the ``patch`` x ``patch`` patch around it, in
-  six channels: the picture itself and, weighted by ``guide_weight`` (``guide_weight_fine`` at the
-  levels finer than the coarsest), a blurred copy of the guide (the network's fill inside the
-  hole, the picture outside). Blurred, the guide compares layouts
+  six channels: the picture itself and, weighted by ``guide_weight``, a blurred copy of the guide
+  (the network's fill inside the hole, the picture outside). Blurred, the guide compares layouts
   only, so a hole patch is matched to a known patch with the same colours and edges nearby and
   the texture is free to come from there. The patch vectors are projected onto their principal
   components (a convolution, ``features`` channels), so distances are cheap.
@@ -60,8 +59,7 @@ class TextureSettings:
     patch: int = 5  # patch side (odd)
     coarse_hole: int = 4  # the pyramid's coarsest level: no hole pixel farther than this from a known one ...
     coarse_min_side: int = 64  # ... unless the picture's short side would drop below this
-    guide_weight: float = 2.0  # weight of the guide's layout against the picture's patch at the coarsest
-    guide_weight_fine: float = 2.0  # level, and at the finer ones
+    guide_weight: float = 2.0  # weight of the guide's layout against the picture's patch
     guide_blur: float = 2.0  # sigma (pixels of a level) of the blur that keeps the guide's layout only
     smooth_energy: float = 0.004  # expected texture energy (``_texture_energy``) at or below which the
     textured_energy: float = 0.010  # copies are blurred (``smooth_blur``); at or above, kept; blended between
@@ -362,8 +360,7 @@ class _Level:
         self.cost = torch.empty(0)
         self.vote_weight: torch.Tensor | None = None  # given with an upsampled field, else from the costs
         if search and self.sources.numel():
-            weight = s.guide_weight if coarsest else s.guide_weight_fine
-            self.guide = gaussian_blur(picture, s.guide_blur) * weight  # layout channels (fixed)
+            self.guide = gaussian_blur(picture, s.guide_blur) * s.guide_weight  # layout channels (fixed)
             self._fit_projection()
             self.source_feat = self._features_full()
 
