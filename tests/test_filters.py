@@ -6,7 +6,7 @@ import torch
 
 import math
 
-from fillgap.filters import dilate, gaussian_blur, remove_excess_checker
+from fillgap.filters import dilate, gaussian_blur, known_mean, nearest_known_mean, remove_excess_checker
 from fillgap.models import create_model
 from fillgap.runtime.network import TorchNetwork
 
@@ -41,6 +41,24 @@ def test_the_blur_is_a_replicate_padded_gaussian(c, h, w):
     assert torch.equal(gaussian_blur(x, 2.0), gaussian_blur(x.clone(), 2.0))  # no state between calls
     strided = x.transpose(1, 2)  # not contiguous
     assert torch.allclose(gaussian_blur(strided, 1.0), _reference_blur(strided, 1.0), atol=1e-6)
+
+
+def test_the_nearest_known_values_reach_every_pixel():
+    """Pull-push: every pixel gets the known values nearest to it, however far they are (a
+    normalised blur of a fixed width says 0 where it reaches no known pixel), known pixels keep
+    their own, and between two known regions the values ramp from one to the other."""
+    values = torch.zeros(1, 64, 300)
+    values[..., :10] = 0.5
+    known = torch.zeros(1, 64, 300)
+    known[..., :10] = 1
+    assert known_mean(values, known, 2.0, 12.0, 0.5)[..., 250:].max() < 0.01  # too short a reach
+    assert (nearest_known_mean(values, known) - 0.5).abs().max() < 1e-5
+    values[..., 290:], known[..., 290:] = 0.9, 1
+    out = nearest_known_mean(values, known)
+    assert torch.equal(out[known > 0], values[known > 0])
+    assert ((out[..., 1:] - out[..., :-1]) >= -1e-6).all() and out.min() >= 0.5 - 1e-6 and out.max() <= 0.9 + 1e-6
+    assert out[..., 20].mean() < 0.6 and out[..., 280].mean() > 0.8  # each side near its own
+    assert torch.isfinite(nearest_known_mean(values, torch.zeros_like(known))).all()
 
 
 def _sign(h: int, w: int) -> torch.Tensor:

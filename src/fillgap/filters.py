@@ -68,6 +68,25 @@ def known_mean(
     return torch.where(near, local, wide)
 
 
+def nearest_known_mean(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """C x H x W: ``values`` at the ``known`` pixels (1 x H x W, 0 or 1), and elsewhere a smooth
+    interpolation of the known values nearest to it, at the scale of its distance to them
+    (pull-push: halve until every pixel sees a known one, then fill each finer level's gaps from
+    the coarser one). It reaches any distance, where a normalised blur of a fixed width says 0
+    beyond its reach."""
+    weighted = values * known
+    if known.shape[-2] * known.shape[-1] <= 1 or bool((known > 0).all()):
+        return weighted / known.clamp(min=1e-6)
+    coarse = nearest_known_mean(
+        F.avg_pool2d(weighted[None], 2, ceil_mode=True)[0]
+        / F.avg_pool2d(known[None], 2, ceil_mode=True)[0].clamp(min=1e-6),
+        F.avg_pool2d(known[None], 2, ceil_mode=True)[0],
+    )
+    up = F.interpolate(coarse[None], size=known.shape[-2:], mode="bilinear", align_corners=False)[0]
+    share = (2 * known).clamp(max=1)  # a known pixel is itself; the rest come from the coarser level
+    return share * values + (1 - share) * up
+
+
 def remove_excess_checker(picture: torch.Tensor, hole: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
     """``picture`` (C x H x W, floats in [0, 1]) with the hole's coherent 2 x 2 checkerboard cut
     back to the level of the same pattern in its known surroundings. A network's strided
