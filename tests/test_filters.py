@@ -39,6 +39,10 @@ def test_the_blur_is_a_replicate_padded_gaussian(c, h, w):
         assert out.shape == x.shape and out.dtype == x.dtype
         assert torch.allclose(out, _reference_blur(x, sigma), atol=1e-6)
     assert torch.equal(gaussian_blur(x, 2.0), gaussian_blur(x.clone(), 2.0))  # no state between calls
+    torch_path = gaussian_blur(x.clone().requires_grad_(), 1.0).detach()  # torch's convolution
+    assert torch.allclose(torch_path, gaussian_blur(x, 1.0), atol=1e-6)
+    double = gaussian_blur(x.double(), 1.0)
+    assert double.dtype == torch.float64 and torch.allclose(double.float(), _reference_blur(x, 1.0), atol=1e-6)
     strided = x.transpose(1, 2)  # not contiguous
     assert torch.allclose(gaussian_blur(strided, 1.0), _reference_blur(strided, 1.0), atol=1e-6)
 

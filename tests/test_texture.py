@@ -60,11 +60,21 @@ def test_quiet_surroundings_calm_the_copies_and_textures_keep_theirs():
     assert mid_band(calm) < 0.5 * mid_band(plain)
     keep = ~hole.bool().expand_as(defocused)
     assert torch.equal(calm[keep], defocused[keep])
+    white = torch.where(hole.bool(), 1.0, defocused)
+    assert torch.equal(calm, synthesize(white, hole, flat))  # what the hole holds plays no part
     tiled, box = _tiled(96, 12, seed=2), _box(96, 30, 30)
     same = synthesize(tiled * (1 - box), box, torch.full_like(tiled, 0.5))
     assert torch.equal(
         same, synthesize(tiled * (1 - box), box, torch.full_like(tiled, 0.5), TextureSettings(calm_high=0))
     )
+
+
+def test_no_calm_without_surroundings_to_measure():
+    """A hole so large that every known pixel is within a band's reach of it: nothing says the
+    surroundings are quiet, so the copies are not calmed."""
+    picture, hole = _tiled(64, 8, seed=4), _box(64, 12, 40)
+    flat = torch.full_like(picture, 0.5)
+    assert torch.equal(synthesize(picture, hole, flat), synthesize(picture, hole, flat, TextureSettings(calm_high=0)))
 
 
 def test_known_pixels_kept_range_and_determinism():

@@ -27,8 +27,10 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
         # on a CPU, the same to within float rounding (2e-7)
         planes, taps = x.contiguous(), k.numpy()
         out = torch.empty_like(planes)
-        for src, dst in zip(planes.reshape(-1, *x.shape[-2:]), out.reshape(-1, *x.shape[-2:])):
-            cv2.sepFilter2D(src.numpy(), -1, taps, taps, dst=dst.numpy(), borderType=cv2.BORDER_REPLICATE)
+        for src, dst in zip(planes.reshape(-1, *x.shape[-2:]).numpy(), out.reshape(-1, *x.shape[-2:]).numpy()):
+            done = cv2.sepFilter2D(src, -1, taps, taps, dst=dst, borderType=cv2.BORDER_REPLICATE)
+            if done is not dst:  # OpenCV wrote a new array instead of ours
+                dst[...] = done
         return out
     c = x.shape[0]
     y = F.pad(x[None], (r, r, r, r), mode="replicate")
@@ -73,18 +75,16 @@ def nearest_known_mean(values: torch.Tensor, known: torch.Tensor) -> torch.Tenso
     interpolation of the known values nearest to it, at the scale of its distance to them
     (pull-push: halve until every pixel sees a known one, then fill each finer level's gaps from
     the coarser one). It reaches any distance, where a normalised blur of a fixed width says 0
-    beyond its reach."""
-    weighted = values * known
+    beyond its reach. With no known pixel at all: 0."""
     if known.shape[-2] * known.shape[-1] <= 1 or bool((known > 0).all()):
-        return weighted / known.clamp(min=1e-6)
-    coarse = nearest_known_mean(
-        F.avg_pool2d(weighted[None], 2, ceil_mode=True)[0]
-        / F.avg_pool2d(known[None], 2, ceil_mode=True)[0].clamp(min=1e-6),
-        F.avg_pool2d(known[None], 2, ceil_mode=True)[0],
-    )
+        return torch.where(known > 0, values, torch.zeros((), dtype=values.dtype))
+    share = F.avg_pool2d(known[None], 2, ceil_mode=True)[0]  # of each 2 x 2 block, known
+    total = F.avg_pool2d((values * known)[None], 2, ceil_mode=True)[0]
+    block = torch.where(share > 0, total / share.clamp(min=torch.finfo(share.dtype).tiny), 0.0)
+    coarse = nearest_known_mean(block, (share > 0).to(known.dtype) * share)
     up = F.interpolate(coarse[None], size=known.shape[-2:], mode="bilinear", align_corners=False)[0]
-    share = (2 * known).clamp(max=1)  # a known pixel is itself; the rest come from the coarser level
-    return share * values + (1 - share) * up
+    own = (2 * known).clamp(max=1)  # a known pixel is itself; the rest come from the coarser level
+    return own * values + (1 - own) * up
 
 
 def remove_excess_checker(picture: torch.Tensor, hole: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:

@@ -48,7 +48,6 @@ Pure torch on one picture at a time (N x 3 x H x W floats in [0, 1], hole N x 1 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -89,7 +88,7 @@ class TextureSettings:
     line_coherence_low: float = 0.3  # ... and its coherence ((l1 - l2) / (l1 + l2))^2: none at or below this, ...
     line_coherence_high: float = 0.6  # ... fully at or above this
     calm_low: float = 0.003  # the copies blurred by up to 8 px where the surroundings are this quiet
-    calm_high: float = 0.006  # (``_calm``), not at all above this (0: off)
+    calm_high: float = 0.006  # (``_calm``), not at all above this (off when not above calm_low)
     seed: int = 0
 
 
@@ -269,20 +268,22 @@ _CALM_BLURS = (4.0, 8.0)  # the blurs ``_calm`` tries, finest first
 
 
 def _calm(image: torch.Tensor, hole: torch.Tensor, fill: torch.Tensor, s: TextureSettings) -> torch.Tensor:
-    """``fill`` blurred by 4, then 8 px where the known surroundings nearest to it are quiet in every
-    band up to that blur (mean |difference of Gaussians| below ``calm_low``, none above
-    ``calm_high``). A defocused background is smooth at scales a 2 px blur of the copies does
-    not reach: in 2560 px photos the copies of its blobs meet in a mosaic of soft-edged pieces.
-    The surroundings' energy is read from the nearest known pixels (pull-push), not a wide mean,
-    so a hole beside a sharp subject and a defocused field judges each side by its own."""
-    grey = _grey(torch.where(hole, fill, image))  # not the hole's own content: the blurs reach into it
+    """``fill`` blurred by 4 px, then that by 8 px, where the known surroundings nearest to it are
+    quiet in every band up to that blur (mean |difference of Gaussians| below ``calm_low``, none
+    above ``calm_high``). A defocused background is smooth at scales a 2 px blur of the copies
+    does not reach: in 2560 px photos the copies of its blobs meet in a mosaic of soft-edged
+    pieces. The surroundings' energy is read from the nearest known pixels (pull-push), not a
+    wide mean, so a hole beside a sharp subject and a defocused field judges each side by its
+    own; a band no known pixel can measure (every one within its reach of the hole) stops it."""
+    grey = _grey(torch.where(hole, fill, image))  # not the hole's own content
     calm = torch.ones(hole.shape)
     finer = 1.0
     for sigma in _CALM_BLURS:
         band = (gaussian_blur(grey, finer) - gaussian_blur(grey, sigma)).abs()
-        known = (~dilate(hole, math.ceil(2.5 * sigma) + 1)).float()[None]  # clear of the band's reach
-        near = gaussian_blur(known, 2.0)[0] > 0.5
-        energy = torch.where(near, known_mean(band, known, 2.0, 2.0, 0.0)[0], nearest_known_mean(band, known)[0])
+        known = (gaussian_blur(hole.float()[None], sigma) == 0).float()  # exactly where the band sees no fill
+        if not known.any():
+            break
+        energy = nearest_known_mean(band, known)[0]  # hole pixels are beyond a local mean's reach of them
         calm = torch.minimum(calm, ((s.calm_high - energy) / (s.calm_high - s.calm_low)).clamp(0, 1))
         fill = fill + calm * (gaussian_blur(torch.where(hole, fill, image), sigma) - fill)
         finer = sigma
