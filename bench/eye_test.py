@@ -381,54 +381,60 @@ def answered(path: Path) -> bool:
 
 # -- make ----------------------------------------------------------------------------------------
 def texture_variants(specs: list[list[str]] | None, methods: list[str]) -> dict:
-    """--texture-variant NAME KEY=VALUE,...: NAME -> the ``TextureSettings`` of a method that is the
-    default with those settings changed. Each is tried on a small picture here, so a bad value
-    stops the run with one line before any fill."""
+    """--texture-variant NAME KEY=VALUE,...: NAME -> the (``TextureSettings``, ``GrainSettings``) of a
+    method that is the default with those settings changed (``grain.KEY`` for the grain's). Each
+    is tried on a small picture here, so a bad value stops the run with one line before any fill."""
     import torch
 
+    from fillgap.grain import DEFAULT_GRAIN, add_grain
     from fillgap.methods import RENAMED, method_names
     from fillgap.texture import DEFAULT_SETTINGS, synthesize
 
     def stop(name: str, why: str):
         sys.exit(f"eye_test.py: --texture-variant {name}: {why}")
 
-    fields = [f.name for f in dataclasses.fields(DEFAULT_SETTINGS)]
+    defaults = {"": DEFAULT_SETTINGS, "grain.": DEFAULT_GRAIN}
+    fields = [p + f.name for p, d in defaults.items() for f in dataclasses.fields(d)]
     out = {}
     for name, pairs in specs or []:
         if name in method_names() or name in RENAMED or name in out:
             stop(name, "that name is taken (a method, or another variant): give it its own")
         if name not in methods:
             stop(name, "not in --methods, so no pair would show it")
-        changes = {}
+        changes = {"": {}, "grain.": {}}
         for pair in filter(None, pairs.split(",")):
             key, _, value = pair.partition("=")
-            kind = type(getattr(DEFAULT_SETTINGS, key, None))
+            prefix = "grain." if key.startswith("grain.") else ""
+            field = key[len(prefix) :]
+            kind = type(getattr(defaults[prefix], field, None))
             try:
-                changes[key] = kind(value) if key in fields and value else None
+                changed = kind(value) if key in fields and value else None
             except ValueError:
-                changes[key] = None
-            if changes[key] is None or (kind is float and not math.isfinite(changes[key])):
+                changed = None
+            if changed is None or (kind is float and not math.isfinite(changed)):
                 stop(name, f"'{pair}' is not KEY=VALUE of {', '.join(fields)}")
-        settings = dataclasses.replace(DEFAULT_SETTINGS, **changes)
+            changes[prefix][field] = changed
+        settings = dataclasses.replace(DEFAULT_SETTINGS, **changes[""])
+        grain = dataclasses.replace(DEFAULT_GRAIN, **changes["grain."])
         image = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0))
         hole = torch.zeros(1, 1, 48, 48)
         hole[..., 8:40, 8:40] = 1
         try:
-            filled = synthesize(image, hole, image, settings)
+            filled = add_grain(image, hole, synthesize(image, hole, image, settings), grain)
         except Exception as exc:  # noqa: BLE001 - any failure of these settings is the user's bad value
             stop(name, f"these settings do not run ({type(exc).__name__}: {str(exc)[:120]})")
         if not torch.isfinite(filled).all():
             stop(name, "these settings give a fill that is not a number")
-        out[name] = settings
+        out[name] = (settings, grain)
     return out
 
 
-def variant_method(name: str, settings):
-    """The default method with other texture settings, as ``name``."""
+def variant_method(name: str, settings, grain=None):
+    """The default method with other texture (and grain) settings, as ``name``."""
     from fillgap.methods import DEFAULT_NAME, get_method
 
     default = get_method(DEFAULT_NAME)
-    return type(default)(default.base, name, settings, default.grain)
+    return type(default)(default.base, name, settings, grain or default.grain)
 
 
 def make(args: argparse.Namespace, argv: list[str]) -> int:
@@ -461,7 +467,7 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
     for name in methods:  # every name first: a wrong one stops the run before any fill
         t = time.perf_counter()
         try:
-            method = variant_method(name, variants[name]) if name in variants else get_method(name)
+            method = variant_method(name, *variants[name]) if name in variants else get_method(name)
             resolved[name] = (method, time.perf_counter() - t)
         except FillgapError as exc:
             sys.exit(f"eye_test.py: {exc}")
@@ -590,7 +596,9 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
             "command": command_line(argv),
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "methods": methods,
-            "texture_variants": {name: dataclasses.asdict(v) for name, v in variants.items()},
+            "texture_variants": {
+                name: {**dataclasses.asdict(v), "grain": dataclasses.asdict(g)} for name, (v, g) in variants.items()
+            },
             "judges": args.judges,
             "per_method": args.per_method,
             "seed": args.seed,

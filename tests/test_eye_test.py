@@ -184,11 +184,13 @@ def test_wilson_interval():
 def test_texture_variant():
     """--texture-variant: the default method under another name, with the given texture settings;
     a bad name or value stops the run with one line before any fill."""
-    variants = eye_test.texture_variants([["big", "coarse_min_side=32,reuse_cost=0.1"]], ["big", "mean-fill"])
-    method = eye_test.variant_method("big", variants["big"])
+    variants = eye_test.texture_variants(
+        [["big", "coarse_min_side=32,reuse_cost=0.1,grain.noise_cap=2"]], ["big", "mean-fill"]
+    )
+    method = eye_test.variant_method("big", *variants["big"])
     assert method.name == "big" and method.network.name == "fillgap-network"
-    assert (method.settings.coarse_min_side, method.settings.reuse_cost) == (32, 0.1)
-    for bad in ("nope=1", "patch=five", "patch=", "guide_weight=nan"):
+    assert (method.settings.coarse_min_side, method.settings.reuse_cost, method.grain.noise_cap) == (32, 0.1, 2.0)
+    for bad in ("nope=1", "patch=five", "patch=", "guide_weight=nan", "grain.nope=1", "grain.noise_cap=x"):
         with pytest.raises(SystemExit, match=f"'{bad}' is not KEY=VALUE"):
             eye_test.texture_variants([["x", bad]], ["x"])
     for bad in ("vote_quantile=2", "patch=0"):

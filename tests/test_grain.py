@@ -182,3 +182,31 @@ def test_chunks_give_the_same_grain_and_blocks(monkeypatch):
         assert float((c - torch.round(c)).abs().mean()) < 0.1
     rms = [float((out - smooth)[inside].pow(2).mean().sqrt()) for out in (whole, pieces)]
     assert 0.7 < rms[1] / rms[0] < 1.4, rms
+
+
+def test_sensor_noise_is_read_from_the_finest_band():
+    """White noise of std 0.02 reads as 0.02; streaks and shading without noise read as next to
+    nothing (they are sparse in the 2 x 2 diagonal band); no clear pixel: no limit."""
+    from fillgap.grain import _sensor_noise
+
+    everywhere = torch.ones(160, 160, dtype=torch.bool)
+    white = 0.5 + 0.02 * torch.randn(3, 160, 160, generator=torch.Generator().manual_seed(1))
+    assert abs(_sensor_noise(white, everywhere) - 0.02) < 0.002
+    rows = torch.arange(160.0)[:, None].expand(160, 160)
+    streaks = (0.5 + 0.2 * torch.sin(rows / 3) + 0.1 * torch.linspace(0, 1, 160)[None]).expand(3, -1, -1)
+    assert _sensor_noise(streaks.contiguous(), everywhere) < 0.001
+    assert _sensor_noise(white, torch.zeros(160, 160, dtype=torch.bool)) == float("inf")
+
+
+def test_the_noise_cap_keeps_grain_off_a_noiseless_picture():
+    """A smooth picture whose band above 4 px is structure, not noise: without the cap the fill
+    gets grain up to the structure's level; capped at 2x the (zero) sensor noise, next to none."""
+    rows = torch.arange(128.0)[:, None].expand(128, 128)
+    streaks = (0.5 + 0.05 * torch.sin(rows / 2.5)).expand(3, -1, -1).contiguous()[None]
+    hole = _box(128, 40, 48)
+    flat = torch.where(hole.bool(), streaks.mean(), streaks)
+    inside = hole[0, 0].bool()
+    free = add_grain(streaks, hole, flat.clone(), GrainSettings())
+    capped = add_grain(streaks, hole, flat.clone(), GrainSettings(noise_cap=2.0))
+    added, kept = float((free - flat)[0][:, inside].std()), float((capped - flat)[0][:, inside].std())
+    assert added > 0.002 and kept < 0.05 * added

@@ -44,6 +44,7 @@ class GrainSettings:
     max: float = 5 / 255  # ... and its added RMS at most this
     jpeg: bool = True  # quantise the hole's 8 x 8 luma blocks as the photo's, where it has them
     jpeg_contrast: float = 1.1  # grid found: steps at its phase this much above the others, both axes
+    noise_cap: float = 0.0  # grain RMS at most this x the photo's sensor noise (``_sensor_noise``; 0: no cap)
     seed: int = 0
 
 
@@ -131,8 +132,10 @@ def _grain(picture: torch.Tensor, hole: torch.Tensor, s: GrainSettings, gen: tor
     expect = known_mean(log_energy, clear.float()[None], 2 * s.sigma, max(h, w) / 4, 0.05)[0]
     # at most the smoothest quarter of the tiles' energy: near edges and defocused blobs the band
     # holds structure, not noise
-    floor = tile_energy.quantile(0.25)
-    expect = expect.exp().clamp(max=min(s.max**2, float(floor)))
+    floor = float(tile_energy.quantile(0.25))
+    if s.noise_cap > 0:  # and at most what the photo's own sensor noise says (a motion blur's streaks are not noise)
+        floor = min(floor, (s.noise_cap * _sensor_noise(picture, clear)) ** 2)
+    expect = expect.exp().clamp(max=min(s.max**2, floor))
     deficit = (expect - energy).clamp(min=0) * hole
     # noise per principal colour component: white, shaped by that component's amplitude spectrum
     values, vectors = torch.linalg.eigh(cov)
@@ -146,6 +149,17 @@ def _grain(picture: torch.Tensor, hole: torch.Tensor, s: GrainSettings, gen: tor
     shaped = shaped * values.clamp(min=0).sqrt()[:, None, None]
     noise = torch.einsum("ck,khw->chw", vectors, shaped) / (torch.trace(cov) / c).sqrt()  # mean energy 1
     return torch.where(hole, (picture + noise * deficit.sqrt()).clamp(0, 1), picture)
+
+
+def _sensor_noise(picture: torch.Tensor, clear: torch.Tensor) -> float:
+    """The standard deviation of the picture's pixel noise over the ``clear`` pixels: the median
+    absolute 2 x 2 diagonal difference / 0.6745 (Donoho's robust estimate; edges and shading are
+    sparse in that band, noise is everywhere in it)."""
+    d = (picture[:, :-1, :-1] - picture[:, 1:, :-1] - picture[:, :-1, 1:] + picture[:, 1:, 1:]) / 2
+    both = clear[:-1, :-1] & clear[1:, :-1] & clear[:-1, 1:] & clear[1:, 1:]
+    if not both.any():
+        return float("inf")
+    return float(d[:, both].abs().median()) / 0.6745
 
 
 def _clear_tiles(band: torch.Tensor, clear: torch.Tensor, side: int, gen: torch.Generator) -> torch.Tensor | None:
