@@ -41,8 +41,7 @@ def test_quiet_surroundings_calm_the_copies_and_textures_keep_theirs():
     """By default (calm_high > calm_low): where the known pixels nearest to the hole have (almost) nothing
     between the 1 and 8 px scales (a defocused background), the copies are blurred by up to
     8 px; a texture with detail at those scales keeps its copies exactly."""
-    from fillgap.filters import gaussian_blur
-    from fillgap.texture import _grey
+    from fillgap.filters import gaussian_blur, luma_of
 
     g = torch.Generator().manual_seed(1)
     blobs = gaussian_blur(gaussian_blur(torch.rand(3, 160, 160, generator=g), 4.0), 4.0)
@@ -51,7 +50,7 @@ def test_quiet_surroundings_calm_the_copies_and_textures_keep_theirs():
     hole = _box(160, 50, 60)
 
     def mid_band(x: torch.Tensor) -> float:
-        grey = _grey(x[0])
+        grey = luma_of(x[0])
         return float((gaussian_blur(grey, 1.0) - gaussian_blur(grey, 4.0))[0, 56:104, 56:104].abs().mean())
 
     flat = torch.full_like(defocused, 0.5)

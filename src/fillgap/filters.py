@@ -10,6 +10,11 @@ import torch
 import torch.nn.functional as F
 
 
+def luma_of(picture: torch.Tensor) -> torch.Tensor:
+    """1 x H x W: the luma (BT.601) of a 3 x H x W picture, on its own scale."""
+    return (picture * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0, keepdim=True)
+
+
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """C x H x W ``x`` blurred by a Gaussian of ``sigma`` pixels (borders replicated)."""
     if sigma > 4:  # a wide blur on a smaller copy: the same result to the eye, a fraction of the taps

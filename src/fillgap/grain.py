@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .filters import dilate, gaussian_blur, known_mean
+from .filters import dilate, gaussian_blur, known_mean, luma_of
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,6 @@ def _clear_tiles(band: torch.Tensor, clear: torch.Tensor, side: int, gen: torch.
 
 
 # -- JPEG blocks ---------------------------------------------------------------------------------
-_LUMA = torch.tensor([0.299, 0.587, 0.114])
 
 
 def _dct_matrix() -> torch.Tensor:
@@ -243,7 +242,7 @@ def quant_steps(coefficients: torch.Tensor) -> torch.Tensor:
 
 def _match_jpeg(picture: torch.Tensor, hole: torch.Tensor, s: GrainSettings) -> torch.Tensor:
     """``picture`` with the hole's 8 x 8 luma blocks quantised as the photo's (see the module doc)."""
-    luma = (picture * _LUMA[:, None, None]).sum(0) * 255
+    luma = luma_of(picture)[0] * 255
     grid = jpeg_grid(luma, ~hole, s.jpeg_contrast)
     if grid is None:
         return picture

@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from .cancel import checkpoint
-from .filters import dilate, gaussian_blur, known_mean, nearest_known_mean
+from .filters import dilate, gaussian_blur, known_mean, luma_of, nearest_known_mean
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ def _continue_lines(
     continue instead of stopping at the rim. Nothing is read from the hole (the caller's picture
     may still hold the removed object there) nor from the ``margin`` around it."""
     c, h, w = image.shape
-    grey = _grey(image)
+    grey = luma_of(image)
     gx, gy = torch.zeros_like(grey), torch.zeros_like(grey)
     gx[..., 1:-1] = (grey[..., 2:] - grey[..., :-2]) / 2
     gy[..., 1:-1, :] = (grey[..., 2:, :] - grey[..., :-2, :]) / 2
@@ -275,7 +275,7 @@ def _calm(image: torch.Tensor, hole: torch.Tensor, fill: torch.Tensor, s: Textur
     pieces. The surroundings' energy is read from the nearest known pixels (pull-push), not a
     wide mean, so a hole beside a sharp subject and a defocused field judges each side by its
     own; a band no known pixel can measure (every one within its reach of the hole) stops it."""
-    grey = _grey(torch.where(hole, fill, image))  # not the hole's own content
+    grey = luma_of(torch.where(hole, fill, image))  # not the hole's own content
     calm = torch.ones(hole.shape)
     finer = 1.0
     for sigma in _CALM_BLURS:
@@ -324,16 +324,11 @@ def _quantile(values: torch.Tensor, q: float) -> torch.Tensor:
     return torch.lerp(low, high, rank - below)
 
 
-def _grey(picture: torch.Tensor) -> torch.Tensor:
-    """1 x H x W: the luma (BT.601) of a 3 x H x W picture."""
-    return (picture * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0, keepdim=True)
-
-
 def _texture_energy(picture: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
     """h x w: how much fine texture a pixel has (local mean of |grey - its 1 px blur|: ramps,
     shading and soft edges count for nearly nothing, grass and gravel for a lot); inside the hole,
     what the known surroundings have (a wide normalised blur of the known values)."""
-    grey = _grey(picture)
+    grey = luma_of(picture)
     fine = (grey - gaussian_blur(grey, 1.0)).abs()
     known = (~dilate(hole, 3)).float()[None]  # clear of the hole by the blur's reach (3 px)
     return known_mean(fine, known, 2.0, max(2.0, min(picture.shape[1:]) / 8), 0.5)[0]
