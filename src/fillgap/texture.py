@@ -277,16 +277,17 @@ def _calm(image: torch.Tensor, hole: torch.Tensor, fill: torch.Tensor, s: Textur
     own; a band no known pixel can measure (every one within its reach of the hole) stops it."""
     grey = luma_of(torch.where(hole, fill, image))  # not the hole's own content
     calm = torch.ones(hole.shape)
-    finer = 1.0
+    finer = gaussian_blur(grey, 1.0)
     for sigma in _CALM_BLURS:
-        band = (gaussian_blur(grey, finer) - gaussian_blur(grey, sigma)).abs()
+        coarser = gaussian_blur(grey, sigma)
+        band = (finer - coarser).abs()
         known = (gaussian_blur(hole.float()[None], sigma) == 0).float()  # exactly where the band sees no fill
         if not known.any():
             break
         energy = nearest_known_mean(band, known)[0]  # hole pixels are beyond a local mean's reach of them
         calm = torch.minimum(calm, ((s.calm_high - energy) / (s.calm_high - s.calm_low)).clamp(0, 1))
         fill = fill + calm * (gaussian_blur(torch.where(hole, fill, image), sigma) - fill)
-        finer = sigma
+        finer = coarser  # the next band starts where this one ends
     return fill
 
 
