@@ -37,6 +37,11 @@ judge-J/answers.txt (one line "12 ?" per pair) are all a judge gets; key/key-jud
 kind, photo, crop box, filled side per pair) and key/make.json (command, pools, seconds per method) are the
 key; cache/<case>/ keeps each crop, its hole and each method's fill, so a rerun only renders the sheets
 (delete it after changing a method's weights). A rerun never overwrites an answers.txt with answers in it.
+Versus mode (``make --versus``, exactly two methods): a pair shows the same crop filled by each method
+(no untouched side; sides drawn at random) and the judge writes the side whose fill gives itself away
+more. ``score`` reports how often the second method was preferred (50 % = no difference) with a 95 %
+interval and a two-sided sign test: a direct comparison of two fills of one crop, far more sensitive to
+a change than two fool rates measured on different crops (each about +-4 % at 198 pairs).
 Method names go to ``fillgap.methods.get_method`` / ``fillgap.inpaint`` as given (any name they accept),
 except a name given with ``--texture-variant NAME KEY=VALUE,...``: the default method with those
 ``fillgap.texture.TextureSettings`` changed (``--texture-variant big coarse_min_side=32``).
@@ -373,6 +378,10 @@ ANSWERS_HEAD = """# Eye test. In every numbered pair on the sheets one side (A o
 # in by a computer; the other side is the untouched photo. Replace each ? with A or B: the side you
 # think was FILLED. Guess when unsure; every line needs an answer.
 """
+VERSUS_HEAD = """# Eye test. In every numbered pair on the sheets BOTH sides had the same region removed and filled
+# in by a computer, in two different ways. Replace each ? with A or B: the side whose fill gives
+# itself away MORE (looks less like an untouched photo). Guess when unsure; every line needs an answer.
+"""
 
 
 def answered(path: Path) -> bool:
@@ -446,6 +455,8 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
     bad = [s for s in settings if s not in SETTINGS]
     if not methods or bad or len(set(methods)) != len(methods):
         sys.exit(f"eye_test.py: give distinct --methods and --settings from {', '.join(SETTINGS)}")
+    if args.versus and len(methods) != 2:
+        sys.exit("eye_test.py: --versus compares exactly two --methods")
     if not 2 <= args.per_sheet <= 6 or args.judges < 1 or args.per_method < 1:
         sys.exit("eye_test.py: --per-sheet is 2-6, --judges and --per-method at least 1")
     out = args.out
@@ -489,8 +500,9 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
     if not pools:
         sys.exit("eye_test.py: no crops in any setting")
     kinds = [(s, k) for s in pools for k in SETTINGS[s][0]]
-    plan = slots(len(methods), args.per_method, kinds)
-    per_judge, regime = assign(pools, plan, args.judges, len(methods), args.seed)
+    rotate = 1 if args.versus else len(methods)  # versus: every crop shows both methods
+    plan = slots(rotate, args.per_method, kinds)
+    per_judge, regime = assign(pools, plan, args.judges, rotate, args.seed)
     cache = out / "cache"
     cases = {}
     for crops in per_judge:
@@ -506,7 +518,7 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
     timing = {}
     for mi, name in enumerate(methods):
         todo = sorted(
-            {(c["id"]) for crops in per_judge for c in crops if c["method_index"] == mi},
+            {(c["id"]) for crops in per_judge for c in crops if args.versus or c["method_index"] == mi},
             key=lambda i: (cases[i]["setting"], cases[i]["photo"], i),
         )
         method, load = resolved[name]
@@ -557,12 +569,18 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
         key, rows = [], []
         sheet_of = [i for i, size in enumerate(sheet_sizes(len(order), args.per_sheet), 1) for _ in range(size)]
         for number, crop in enumerate(order, 1):
-            name = methods[crop["method_index"]]
-            truth = np.asarray(Image.open(cache / crop["id"] / "truth.png").convert("RGB"))
             hole = np.asarray(Image.open(cache / crop["id"] / "hole.png")) > 0
             side = rng.choice("AB")
-            fill = fills[crop["id"], name]
-            a, b = (fill, truth) if side == "A" else (truth, fill)
+            if args.versus:  # ``side`` shows the first method, the other side the second
+                first, second = (fills[crop["id"], m] for m in methods)
+                a, b = (first, second) if side == "A" else (second, first)
+                name, shown = "versus", {side: methods[0], "AB".replace(side, ""): methods[1]}
+            else:  # ``side`` shows the fill, the other side the untouched crop
+                name = methods[crop["method_index"]]
+                truth = np.asarray(Image.open(cache / crop["id"] / "truth.png").convert("RGB"))
+                fill = fills[crop["id"], name]
+                a, b = (fill, truth) if side == "A" else (truth, fill)
+                shown = {side: name, "AB".replace(side, ""): "untouched"}
             sheet = sheet_of[number - 1]
             rows.append((sheet, number, a, b))
             top, left, size, _ = crop["box"]
@@ -570,7 +588,8 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
                 {
                     "number": number,
                     "sheet": f"sheet-{sheet:02d}.png",
-                    "filled": side,
+                    **({} if args.versus else {"filled": side}),
+                    "sides": dict(sorted(shown.items())),
                     "method": name,
                     "setting": crop["setting"],
                     "kind": crop["kind"],
@@ -586,7 +605,9 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
         for sheet in sorted({r[0] for r in rows}):
             draw_sheet([(n, a, b) for s, n, a, b in rows if s == sheet]).save(folder / f"sheet-{sheet:02d}.png")
         (folder / "answers.txt").write_text(
-            ANSWERS_HEAD + VIEWING_RULE[args.viewing] + "".join(f"{n} ?\n" for n in range(1, len(order) + 1))
+            (VERSUS_HEAD if args.versus else ANSWERS_HEAD)
+            + VIEWING_RULE[args.viewing]
+            + "".join(f"{n} ?\n" for n in range(1, len(order) + 1))
         )
         save_json((out / "key" / f"key-judge-{j}.json").resolve(), {"judge": j, "pairs": key})
         print(f"judge-{j}: {len(order)} pairs on {len({r[0] for r in rows})} sheets")
@@ -596,6 +617,7 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
             "command": command_line(argv),
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "methods": methods,
+            "mode": "versus" if args.versus else "fool",
             "texture_variants": {
                 name: {**dataclasses.asdict(v), "grain": dataclasses.asdict(g)} for name, (v, g) in variants.items()
             },
@@ -687,12 +709,17 @@ def score(args: argparse.Namespace, argv: list[str]) -> int:
         for pair in key:
             rows.append(
                 dict(
-                    pair, judge=judge, answer=answers[pair["number"]], fooled=answers[pair["number"]] != pair["filled"]
+                    pair,
+                    judge=judge,
+                    answer=answers[pair["number"]],
+                    fooled=answers[pair["number"]] != pair.get("filled"),  # versus: set by score_versus
                 )
             )
-    methods = [m for m in made["methods"] if any(r["method"] == m for r in rows)]
     kinds = list(dict.fromkeys(f"{r['setting']}/{r['kind']}" for r in sorted(rows, key=lambda r: r["slot"])))
     judges = sorted({r["judge"] for r in rows})
+    if made.get("mode") == "versus":
+        return score_versus(args, argv, made, rows, kinds, judges, viewing)
+    methods = [m for m in made["methods"] if any(r["method"] == m for r in rows)]
     per_method = {
         m: {
             "all": cell([r for r in rows if r["method"] == m]),
@@ -774,6 +801,71 @@ def score(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def sign_test(k: int, n: int) -> float:
+    """Two-sided exact binomial test of k of n against 1/2: the chance of a split at least this uneven."""
+    if n == 0:
+        return 1.0
+    far = max(k, n - k)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(far, n + 1)) / 2**n)
+
+
+def score_versus(args, argv, made: dict, rows: list[dict], kinds: list[str], judges: list[int], viewing: str) -> int:
+    """Versus mode: how often the judges called the first method's fill the one that gives itself
+    away, i.e. preferred the second method's."""
+    first, second = made["methods"]
+    for r in rows:
+        r["fooled"] = r["sides"][r["answer"]] == first  # ``cell`` counts it: the second method preferred
+
+    def tested(subset: list[dict]) -> dict:
+        c = cell(subset)
+        return {**c, "p_sign": round(sign_test(c["fooled"], c["n"]), 4)}
+
+    table = {"all": tested(rows), **{k: tested([r for r in rows if f"{r['setting']}/{r['kind']}" == k]) for k in kinds}}
+    per_judge = {str(j): tested([r for r in rows if r["judge"] == j]) for j in judges}
+    date = datetime.datetime.now().isoformat(timespec="seconds")
+    command = command_line(argv)
+    result = {
+        "command": command,
+        "date": date,
+        "made": {k: made.get(k) for k in ("command", "date", "methods", "judges", "per_method", "seed", "regime")},
+        "mode": "versus",
+        "preference": f"share of pairs where the judge called {first}'s fill the more obvious one "
+        f"(preferred {second}'s); 50 % = no difference",
+        "viewing": VIEWING[viewing],
+        "second_preferred": table,
+        "judges": per_judge,
+        "pairs": len(rows),
+        "answers": [
+            {k: r[k] for k in ("judge", "number", "setting", "kind", "photo", "sides", "answer")} for r in rows
+        ],
+    }
+
+    def show(c: dict) -> str:
+        return f"{fmt(c)}, p = {c['p_sign']:.2g}" if c["n"] else "-"
+
+    md = [
+        "# Eye test, versus (bench/eye_test.py)",
+        "",
+        f"Each pair: one crop filled by `{first}` and by `{second}`, sides at random; the judge wrote the side "
+        f"whose fill gives itself away more. Cells: pairs where `{second}` was preferred / pairs = rate "
+        "[95 % Wilson interval], p = two-sided sign test (50 % = no difference).",
+        "",
+        f"Scored {date} with `{command}`; cases made {made['date']} with `{made['command']}`: "
+        f"{len(judges)} judge(s), {len(rows)} pairs. Viewing: {VIEWING[viewing]}.",
+        "",
+        "| preferred | all | " + " | ".join(kinds) + " |",
+        "|---|---|" + "---|" * len(kinds),
+        f"| {second} over {first} | {show(table['all'])} | " + " | ".join(show(table[k]) for k in kinds) + " |",
+        "",
+        "Per judge: " + "; ".join(f"{j}: {show(per_judge[str(j)])}" for j in judges) + ".",
+    ]
+    out = args.out.resolve()
+    save_json(out / "eye-test.json", result)
+    save_text(out / "eye-test.md", "\n".join(md))
+    print("\n".join(md))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(
@@ -790,6 +882,11 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         metavar=("NAME", "KEY=VALUE,..."),
         help="a --methods NAME that is the default method with these fillgap.texture settings changed (repeatable)",
+    )
+    mk.add_argument(
+        "--versus",
+        action="store_true",
+        help="two --methods: each pair shows one crop filled by each (no untouched side); score: preference",
     )
     mk.add_argument("--judges", type=int, default=3)
     mk.add_argument("--per-method", type=int, default=10, help="pairs per method per judge")

@@ -119,6 +119,50 @@ def test_make_and_score(tmp_path, capsys):
     assert "Viewing: by eye only" in (tmp_path / "res" / "eye-test.md").read_text()
 
 
+def test_versus_shows_two_fills_of_one_crop_and_scores_the_preference(tmp_path, capsys):
+    """--versus: every pair is one crop filled by each of the two methods (no untouched side), the
+    sides at random; the score is how often the second method's fill was preferred."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, (h, w) in enumerate([(300, 560), (320, 540)]):
+        Image.fromarray(textured(h, w, i)).save(photos / f"secret-name-{i}.png")
+    out = tmp_path / "eye"
+    common = ["--judges", "2", "--per-method", "4", "--out", str(out), "--photos", str(photos), "--seed", "5"]
+    with pytest.raises(SystemExit, match="exactly two --methods"):
+        eye_test.main(["make", "--methods", "mean-fill", "--versus", *common])
+    assert eye_test.main(["make", "--methods", ",".join(METHODS), "--versus", *common]) == 0
+    capsys.readouterr()
+    pairs = keys(out)
+    for j, rows in pairs.items():
+        assert len({r["case"] for r in rows}) == len(rows) == 4  # every crop once, both fills in its pair
+        assert all(sorted(r["sides"].values()) == sorted(METHODS) and "filled" not in r for r in rows)
+        text = (out / f"judge-{j}" / "answers.txt").read_text()
+        assert "BOTH sides" in text and "untouched photo." not in text.split("\n")[0]
+        with Image.open(out / f"judge-{j}" / "sheet-01.png") as sheet:  # neither side is the untouched crop
+            sheet.load()
+    side_of = {r["number"]: r["sides"] for r in pairs[1]}
+    assert {s for sides in side_of.values() for s in sides} == {"A", "B"}
+    # judge 1 always calls mean-fill's side the worse one, judge 2 always opencv-telea's
+    write_answers(out, 1, {n: next(k for k, m in sides.items() if m == "mean-fill") for n, sides in side_of.items()})
+    write_answers(
+        out, 2, {r["number"]: next(k for k, m in r["sides"].items() if m == "opencv-telea") for r in pairs[2]}
+    )
+    assert eye_test.main(["score", "--dir", str(out), "--out", str(tmp_path / "res")]) == 0
+    result = json.loads((tmp_path / "res" / "eye-test.json").read_text())
+    assert result["judges"]["1"]["fooled"] == 4 and result["judges"]["2"]["fooled"] == 0  # telea preferred by 1
+    assert result["second_preferred"]["all"]["n"] == 8 and result["second_preferred"]["all"]["fooled"] == 4
+    assert result["second_preferred"]["all"]["p_sign"] == 1.0
+    md = (tmp_path / "res" / "eye-test.md").read_text()
+    assert "| opencv-telea over mean-fill | 4/8 = 50 %" in md
+
+
+def test_sign_test():
+    assert eye_test.sign_test(5, 10) == 1.0
+    assert eye_test.sign_test(10, 10) == pytest.approx(2 / 1024)
+    assert eye_test.sign_test(0, 10) == pytest.approx(2 / 1024)
+    assert eye_test.sign_test(8, 10) == pytest.approx(2 * (45 + 10 + 1) / 1024)
+
+
 def test_the_2560_setting_fills_the_whole_picture_and_shows_a_crop_around_the_hole(tmp_path, capsys):
     photos = tmp_path / "photos"
     photos.mkdir()
