@@ -39,7 +39,7 @@ key; cache/<case>/ keeps each crop, its hole and each method's fill, so a rerun 
 (delete it after changing a method's weights). A rerun never overwrites an answers.txt with answers in it.
 Versus mode (``make --versus``, exactly two methods): a pair shows the same crop filled by each method
 (no untouched side; sides drawn at random) and the judge writes the side whose fill gives itself away
-more. ``score`` reports how often the second method was preferred (50 % = no difference) with a 95 %
+more; crops where the two fills are the same are left out. ``score`` reports how often the second method was preferred (50 % = no difference) with a 95 %
 interval and a two-sided sign test: a direct comparison of two fills of one crop, far more sensitive to
 a change than two fool rates measured on different crops (each about +-4 % at 198 pairs).
 Method names go to ``fillgap.methods.get_method`` / ``fillgap.inpaint`` as given (any name they accept),
@@ -80,6 +80,7 @@ BIG_SIDE, BIG_MIN = 2560, 1600  # setting 2560: long side; pictures from BIG_MIN
 BLOB_ACROSS = (220, 420)  # setting 2560: the blob's longest extent in px
 SHEET = {"margin": 16, "band": 34, "gap": 8, "row_gap": 22, "font": 22}
 CACHE_VERSION = 1
+SAME_FILL = 0.5  # versus: two fills closer than this (mean |difference| in the hole, levels) are the same
 VIEWING = {  # the rule judges get with their folder; the fool rate means something different under each
     "look": "by eye only: the sheets in an image viewer, no image processing",
     "any": "any viewing aid on the sheets: enlarging, contrast stretching, high-pass and A/B difference maps",
@@ -417,7 +418,10 @@ def texture_variants(specs: list[list[str]] | None, methods: list[str]) -> dict:
             field = key[len(prefix) :]
             kind = type(getattr(defaults[prefix], field, None))
             try:
-                changed = kind(value) if key in fields and value else None
+                if kind is bool:  # bool("false") is True: spell it out
+                    changed = {"true": True, "1": True, "false": False, "0": False}.get(value.lower())
+                else:
+                    changed = kind(value) if key in fields and value else None
             except ValueError:
                 changed = None
             if changed is None or (kind is float and not math.isfinite(changed)):
@@ -559,6 +563,17 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
                 f.unlink(missing_ok=True)
             if not any(stale.iterdir()):
                 stale.rmdir()
+    same = set()
+    if args.versus:  # two equal fills tell nothing: those crops go (a change that acts on some pictures only)
+        for cid in cases:
+            hole = np.asarray(Image.open(cache / cid / "hole.png")) > 0
+            first, second = (fills[cid, m].astype(np.int16) for m in methods)
+            if not hole.any() or np.abs(first - second)[hole].mean() < SAME_FILL:
+                same.add(cid)
+        print(f"versus: {len(same)} of {len(cases)} crops left out, their two fills the same (< {SAME_FILL} level)")
+        per_judge = [[c for c in crops if c["id"] not in same] for crops in per_judge]
+        if not any(per_judge):
+            sys.exit("eye_test.py: --versus: the two methods filled every crop the same; nothing to judge")
     for j, crops in enumerate(per_judge, 1):
         folder = out / f"judge-{j}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -618,6 +633,7 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "methods": methods,
             "mode": "versus" if args.versus else "fool",
+            "left_out_same": len(same),
             "texture_variants": {
                 name: {**dataclasses.asdict(v), "grain": dataclasses.asdict(g)} for name, (v, g) in variants.items()
             },

@@ -156,6 +156,31 @@ def test_versus_shows_two_fills_of_one_crop_and_scores_the_preference(tmp_path, 
     assert "| opencv-telea over mean-fill | 4/8 = 50 %" in md
 
 
+def test_versus_leaves_out_crops_the_two_methods_fill_the_same(tmp_path, capsys, monkeypatch):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, (h, w) in enumerate([(300, 560), (320, 540)]):
+        Image.fromarray(textured(h, w, i)).save(photos / f"p-{i}.png")
+    from fillgap.methods import get_method
+
+    real = eye_test.fill_case
+    same_ids = set()
+
+    def fill_case(folder, case, method, name, tag=""):  # telea's fill replaced by mean-fill's on half the crops
+        if name == "opencv-telea" and case["pool_index"] % 2 == 0:
+            same_ids.add(case["id"])
+            return real(folder, case, get_method("mean-fill"), "mean-fill", tag)
+        return real(folder, case, method, name, tag)
+
+    monkeypatch.setattr(eye_test, "fill_case", fill_case)
+    out = tmp_path / "eye"
+    args = ["make", "--versus", "--methods", ",".join(METHODS), "--judges", "1", "--per-method", "4"]
+    assert eye_test.main([*args, "--out", str(out), "--photos", str(photos)]) == 0
+    assert f"versus: {len(same_ids)} of 4 crops left out" in capsys.readouterr().out and same_ids
+    shown = {r["case"] for r in json.loads((out / "key" / "key-judge-1.json").read_text())["pairs"]}
+    assert len(shown) == 4 - len(same_ids) and not shown & same_ids
+
+
 def test_sign_test():
     assert eye_test.sign_test(5, 10) == 1.0
     assert eye_test.sign_test(10, 10) == pytest.approx(2 / 1024)
@@ -234,7 +259,17 @@ def test_texture_variant():
     method = eye_test.variant_method("big", *variants["big"])
     assert method.name == "big" and method.network.name == "fillgap-network"
     assert (method.settings.coarse_min_side, method.settings.reuse_cost, method.grain.noise_cap) == (32, 0.1, 2.0)
-    for bad in ("nope=1", "patch=five", "patch=", "guide_weight=nan", "grain.nope=1", "grain.noise_cap=x"):
+    off = eye_test.texture_variants([["x", "through_lines=false,grain.jpeg=0"]], ["x"])["x"]
+    assert off[0].through_lines is False and off[1].jpeg is False
+    for bad in (
+        "nope=1",
+        "patch=five",
+        "patch=",
+        "guide_weight=nan",
+        "grain.nope=1",
+        "grain.noise_cap=x",
+        "through_lines=maybe",
+    ):
         with pytest.raises(SystemExit, match=f"'{bad}' is not KEY=VALUE"):
             eye_test.texture_variants([["x", bad]], ["x"])
     for bad in ("vote_quantile=2", "patch=0"):
