@@ -6,8 +6,7 @@ import torch
 
 from fillgap import inpaint
 from fillgap.methods import TexturedMethod, get_method, method_names
-from fillgap.filters import gaussian_blur
-from fillgap.texture import TextureSettings, _continue_lines, _quantile, _through_lines, guide_scale, synthesize
+from fillgap.texture import TextureSettings, _continue_lines, _quantile, guide_scale, synthesize
 
 
 def _tiled(size: int = 96, period: int = 12, seed: int = 0) -> torch.Tensor:
@@ -146,48 +145,6 @@ def test_lines_leave_textures_without_an_orientation_alone():
     guide = torch.full_like(picture, 0.5)
     out = _continue_lines(picture, hole, hole, guide, TextureSettings(line_weight=1.0))
     assert torch.equal(out, guide)
-
-
-def _bar_picture(through: bool = True, size: int = 160):
-    """A dark bar 12 px wide at a slight angle across a background of soft random blobs (no
-    orientation of its own), a 70 px box hole over its middle; ``through=False``: the bar ends
-    inside the hole. Returns the picture, the hole and each pixel's signed distance to the bar's axis."""
-    g = torch.Generator().manual_seed(0)
-    y, x = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
-    distance = (y - 0.25 * x - 60) / 1.0625**0.5
-    background = 0.6 + 0.8 * gaussian_blur(torch.rand(3, size, size, generator=g) - 0.5, 3.0)
-    bar = (distance.abs() < 6) & ((x < 80) | through)
-    hole = torch.zeros(size, size, dtype=torch.bool)
-    hole[45:115, 45:115] = True
-    return torch.where(bar, torch.tensor(0.15), background), hole, distance
-
-
-def test_straight_edges_seen_on_both_sides_continue_across_a_wide_hole():
-    """Deep in a wide hole the surroundings' structure tensor has no direction (the blobs beside
-    the bar outweigh it), so the bar stopped at a smear; its two edges, seen as straight segments
-    on both sides of the hole, now carry it across, and the background beside it keeps the guide."""
-    picture, hole, distance = _bar_picture()
-    guide = torch.where(hole, torch.tensor(0.6), picture)
-    columns = torch.arange(160)[None, :]
-    middle = hole & (distance.abs() < 4) & (columns > 70) & (columns < 90)
-    beside = hole & (distance.abs() > 20) & (distance.abs() < 40)
-    on = _continue_lines(picture, hole, hole, guide, TextureSettings(through_lines=True))
-    off = _continue_lines(picture, hole, hole, guide, TextureSettings(through_lines=False))
-    assert float(on[:, middle].mean()) < 0.2 < 0.25 < float(off[:, middle].mean())
-    assert float((on - guide)[:, beside].abs().mean()) < 0.02
-    # what the hole holds (here the bar itself, or white) is never read
-    white = torch.where(hole, torch.tensor(1.0), picture)
-    assert torch.equal(on, _continue_lines(white, hole, hole, guide, TextureSettings(through_lines=True)))
-
-
-def test_an_edge_that_ends_in_the_hole_is_not_carried_across():
-    picture, hole, _ = _bar_picture(through=False)
-    line, _, _, _ = _through_lines(picture.mean(0), hole, 1)
-    assert not (line >= 0).any()
-    line, offset, dx, dy = _through_lines(_bar_picture()[0].mean(0), hole, 1)
-    steered = line >= 0
-    assert steered.any() and not (steered & ~hole).any() and float(offset[steered].abs().max()) <= 48
-    assert float((dy[steered] / dx[steered] - 0.25).abs().max()) < 0.03  # the bar's own direction
 
 
 def test_batch_equals_one_by_one_and_degenerate_inputs():

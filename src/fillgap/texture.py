@@ -27,10 +27,7 @@ layout and takes the texture from the photo:
   lines carried across the hole (``_continue_lines``): the network, trained on small crops, lets
   them fade in a wide hole, and the copies follow what the guide says. By eye no better overall
   (eye-test runs 14 and 15: 32 of 396 pairs fooled with it, 26 of 396 without); at 100 % it
-  keeps streaks, brick courses and stems going where they used to stop at a smear. Deep in a
-  wide hole the surroundings' orientation fades out; a straight edge seen on both sides of the
-  hole (a plank's seam, a stem, a horizon: segments of OpenCV's line segment detector that face
-  each other on one line) steers the pixels along it there (``_through_lines``).
+  keeps streaks, brick courses and stems going where they used to stop at a smear.
 - **Coarse to fine.** The coarsest level starts from the guide; each finer level from the
   upsampled field. Levels above ``search_max_side`` only scale the field up and vote.
 - **Where copies lose**: thin parts of the hole keep the guide; in surroundings with little fine
@@ -51,11 +48,8 @@ Pure torch on one picture at a time (N x 3 x H x W floats in [0, 1], hole N x 1 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -95,7 +89,6 @@ class TextureSettings:
     line_coherence_high: float = 0.6  # ... fully at or above this
     calm_low: float = 0.003  # the copies blurred by up to 8 px where the surroundings are this quiet
     calm_high: float = 0.006  # (``_calm``), not at all above this (off when not above calm_low)
-    through_lines: bool = True  # straight edges that meet across the hole continue (``_through_lines``)
     seed: int = 0
 
 
@@ -218,20 +211,12 @@ def _continue_lines(
     jxx, jxy, jyy = jxx[ys, xs], jxy[ys, xs], jyy[ys, xs]
     coherence = (((jxx - jyy).pow(2) + 4 * jxy.pow(2)).sqrt() / (jxx + jyy).clamp(min=1e-8)).pow(2)
     lo, hi = s.line_coherence_low, s.line_coherence_high
-    gradient_angle = 0.5 * torch.atan2(2 * jxy, jxx - jyy)
-    dx, dy = -torch.sin(gradient_angle), torch.cos(gradient_angle)  # along the lines
-    line, offset = torch.full_like(ys, -1), torch.zeros_like(coherence)
-    if s.through_lines:  # a straight edge seen on both sides of the hole: its direction, fully
-        line_map, offset_map, line_dx, line_dy = _through_lines(grey[0], hole, s.margin)
-        line, offset = line_map[ys, xs], offset_map[ys, xs]
-        through = line >= 0
-        coherence = torch.where(through, 1.0, coherence)
-        dx, dy = torch.where(through, line_dx[ys, xs], dx), torch.where(through, line_dy[ys, xs], dy)
     oriented = coherence > lo  # the others keep the guide: no need to follow them anywhere
-    ys, xs, dx, dy, coherence, line, offset = (v[oriented] for v in (ys, xs, dx, dy, coherence, line, offset))
-    through = line >= 0
+    ys, xs, jxx, jxy, jyy, coherence = (v[oriented] for v in (ys, xs, jxx, jxy, jyy, coherence))
     if ys.numel() == 0:
         return guide
+    gradient_angle = 0.5 * torch.atan2(2 * jxy, jxx - jyy)
+    dx, dy = -torch.sin(gradient_angle), torch.cos(gradient_angle)  # along the lines
     # what a line's end looks like: the known pixels clear of the margin, a touch blurred (one
     # pixel is noisy), the blur normalised over them so nothing of the hole comes in
     usable = ~dilate(hole, s.margin)
@@ -274,129 +259,9 @@ def _continue_lines(
     # one end alone is weaker evidence than a line seen on both sides of the hole
     weight = s.line_weight * ((coherence - lo) / (hi - lo)).clamp(0, 1) * torch.where(both, 1.0, 0.5)
     weight = weight * (found_a | found_b)
-    # along a through-line, only its band where both ends agree: the line's own structure, not the
-    # backgrounds beside it
-    if through.any():
-        agree = both[through] & ((va - vb)[:, through].abs().mean(0) <= _LINE_AGREE)
-        band = _line_band(line[through], offset[through], agree)
-        weight[through] = s.line_weight * band.float()
     out = guide.clone()
     out[:, ys, xs] = guide[:, ys, xs] + weight * (lines - guide[:, ys, xs])
     return out
-
-
-_LINE_MIN = 12  # px: edge segments at least this long count for ``_through_lines`` ...
-_LINE_REACH = 8  # ... when they end this close to the hole (the detector stops short of the smoothed hole) ...
-_LINE_ANGLE = math.radians(3)  # ... two of them meet when parallel to within this ...
-_LINE_OFFSET = 1.5  # ... and on one line to within this many px (plus 2 % of the gap) ...
-_LINE_GAP = 48  # ... and steers the hole pixels up to this far from it ...
-_LINE_AGREE = 0.08  # ... whose two ends (along it, on either side of the hole) differ by at most this
-_LINE_MOST = 32  # the longest through-lines, at most, steer
-_LINE_AROUND = 64  # px around the hole's bounding box searched for segments
-_LINE_SHARE = 0.8  # a step of offset from a through-line is in its band where this share of it agrees
-
-
-def _through_lines(grey: torch.Tensor, hole: torch.Tensor, margin: int) -> tuple[torch.Tensor, ...]:
-    """Straight edges that cross the hole: (H x W bool, direction x, direction y) for the hole
-    pixels they steer. Edge segments (OpenCV's line segment detector, on the known pixels with the
-    hole and its ``margin`` smoothed over from its rim, so nothing of it is read) that end at the
-    hole, point into it, and meet a segment on the same line coming from the other side, are one
-    line across the hole; the pixels within ``_LINE_BAND`` of it, and between two parallel ones
-    up to ``_LINE_GAP`` apart, take its direction. The structure tensor only sees a line near the
-    rim: deep in a wide hole a stem or a dock's edge had no direction, and the fill broke it."""
-    h, w = hole.shape
-    line, offset = torch.full((h, w), -1, dtype=torch.long), torch.zeros(h, w)
-    line_dx, line_dy = torch.zeros(h, w), torch.zeros(h, w)
-    none = (line, offset, line_dx, line_dy)
-    # the segments that matter end near the hole: look around it only (a 2560 px window's detector
-    # pass costs 30 ms)
-    ys, xs = hole.nonzero(as_tuple=True)
-    y0, x0 = max(0, int(ys.min()) - _LINE_AROUND), max(0, int(xs.min()) - _LINE_AROUND)
-    y1, x1 = min(h, int(ys.max()) + _LINE_AROUND + 1), min(w, int(xs.max()) + _LINE_AROUND + 1)
-    grey, part = grey[y0:y1, x0:x1], hole[y0:y1, x0:x1]
-    usable = ~dilate(part, margin)
-    smooth = nearest_known_mean(grey[None], usable.float()[None])[0]
-    picture = (torch.where(usable, grey, smooth) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
-    found = cv2.createLineSegmentDetector().detect(picture)[0]
-    if found is None:
-        return none
-    seg = torch.from_numpy(found.reshape(-1, 4))
-    seg = seg[(seg[:, 2:] - seg[:, :2]).norm(dim=1) >= _LINE_MIN]
-    if seg.shape[0] < 2:
-        return none
-    # each segment's end nearer the hole (distance to the nearest hole pixel), pointing at it
-    far = torch.from_numpy(cv2.distanceTransform((~part).numpy().astype(np.uint8), cv2.DIST_L2, 3))
-
-    def distance(p: torch.Tensor) -> torch.Tensor:
-        x, y = p[:, 0].round().long().clamp(0, part.shape[1] - 1), p[:, 1].round().long().clamp(0, part.shape[0] - 1)
-        return far[y, x]
-
-    p1, p2 = seg[:, :2], seg[:, 2:]
-    d1, d2 = distance(p1), distance(p2)
-    swap = (d1 < d2)[:, None]
-    near, back = torch.where(swap, p1, p2), torch.where(swap, p2, p1)
-    direction = (near - back) / (near - back).norm(dim=1, keepdim=True)
-    rim = torch.minimum(d1, d2)
-    # it ends at the hole's rim and its continuation enters the hole
-    ok = (rim <= margin + _LINE_REACH) & (distance(near + direction * (rim + 2)[:, None]) == 0)
-    near, direction = near[ok], direction[ok]
-    if near.shape[0] < 2:
-        return none
-    # pairs facing each other on one line, the hole between them
-    facing = -(direction @ direction.T) >= math.cos(_LINE_ANGLE)
-    gap = near[None] - near[:, None]  # [i, j]: from i's end to j's
-    along = (gap * direction[:, None]).sum(-1)
-    apart = (gap[..., 1] * direction[:, None, 0] - gap[..., 0] * direction[:, None, 1]).abs()
-    pair = facing & (along > 0) & (apart <= _LINE_OFFSET + 0.02 * along)
-    i, j = torch.triu(pair & pair.T, 1).nonzero(as_tuple=True)
-    if i.numel() == 0:
-        return none
-    way = direction[i] - direction[j]
-    way = way / way.norm(dim=1, keepdim=True)
-    start, span = near[i], along[i, j]
-    # each hole pixel along a line and within _LINE_GAP of it: the nearest line, and its side of it
-    ys, xs = part.nonzero(as_tuple=True)
-    points = torch.stack([xs, ys], 1).float()
-    best = torch.full((ys.numel(),), math.inf)
-    side = torch.zeros(ys.numel())
-    choice = torch.full((ys.numel(),), -1, dtype=torch.long)
-    for k in span.argsort(descending=True)[:_LINE_MOST].tolist():
-        rel = points - start[k]
-        t = rel @ way[k]
-        o = rel[:, 1] * way[k, 0] - rel[:, 0] * way[k, 1]
-        closer = (t >= -_LINE_GAP) & (t <= span[k] + _LINE_GAP) & (o.abs() <= _LINE_GAP) & (o.abs() < best)
-        best, side = torch.where(closer, o.abs(), best), torch.where(closer, o, side)
-        choice = torch.where(closer, k, choice)
-    hit = choice >= 0
-    ys, xs, choice = ys[hit] + y0, xs[hit] + x0, choice[hit]
-    line[ys, xs], offset[ys, xs] = choice, side[hit]
-    line_dx[ys, xs], line_dy[ys, xs] = way[choice, 0], way[choice, 1]
-    return line, offset, line_dx, line_dy
-
-
-def _line_band(line: torch.Tensor, offset: torch.Tensor, agree: torch.Tensor) -> torch.Tensor:
-    """Of the pixels a through-line steers (``line``: its index; ``offset``: signed px from it;
-    ``agree``: the pixel's two ends agree), those in the band around the line where they agree
-    across its length: per line and 1 px step of offset, at least ``_LINE_SHARE`` of the pixels
-    agree, from the line outwards without a gap (a stem's inside, not a background that happens
-    to match at both ends)."""
-    keep = torch.zeros_like(agree)
-    steps = offset.round().long()
-    for k in line.unique().tolist():
-        mine = line == k
-        bins = steps[mine] + _LINE_GAP
-        count = torch.bincount(bins, minlength=2 * _LINE_GAP + 1).float()
-        share = torch.bincount(bins, weights=agree[mine].float(), minlength=2 * _LINE_GAP + 1) / count.clamp(min=1)
-        good = (share >= _LINE_SHARE) & (count > 0)
-        good[_LINE_GAP - 2 : _LINE_GAP + 3] = True  # on the edge itself the two ends may fall either side of it
-        band = torch.zeros_like(good)
-        for way in (1, -1):  # outwards from the line (offset 0) both ways, while each step agrees
-            i = _LINE_GAP
-            while 0 <= i < good.numel() and good[i]:
-                band[i] = True
-                i += way
-        keep[mine] = band[bins] & agree[mine]
-    return keep
 
 
 _CALM_BLURS = (4.0, 8.0)  # the blurs ``_calm`` tries, finest first
