@@ -42,6 +42,12 @@ Versus mode (``make --versus``, exactly two methods): a pair shows the same crop
 more; crops where the two fills are the same are left out. ``score`` reports how often the second method was preferred (50 % = no difference) with a 95 %
 interval and a two-sided sign test: a direct comparison of two fills of one crop, far more sensitive to
 a change than two fool rates measured on different crops (each about +-4 % at 198 pairs).
+Alone mode (``make --alone``): no pairs; each picture is one crop, untouched or filled by one of the
+methods (rotated like the methods, so each judge sees a crop once), and the judge writes R (an
+untouched photo) or F (filled). ``score`` reports, per method, the share of its fills taken for
+untouched photos, beside the share of untouched crops taken for untouched photos (the judges'
+baseline), with a Fisher test between the two. That is how a fill is seen in use: nobody who looks
+at a cleaned photo has the original beside it, and no missing object gives it away.
 Method names go to ``fillgap.methods.get_method`` / ``fillgap.inpaint`` as given (any name they accept),
 except a name given with ``--texture-variant NAME KEY=VALUE,...``: the default method with those
 ``fillgap.texture.TextureSettings`` changed (``--texture-variant big coarse_min_side=32``).
@@ -343,13 +349,15 @@ def font(size: int):
         return ImageFont.load_default()
 
 
-def draw_sheet(pairs: list[tuple[int, np.ndarray, np.ndarray]]) -> Image.Image:
+def draw_sheet(pairs: list[tuple[int, np.ndarray, np.ndarray | None]]) -> Image.Image:
     """Numbered pairs one under the other: a white band with "12" and A / B over each crop, then the two
-    crops at 100 % with a thin white gap between them."""
+    crops at 100 % with a thin white gap between them; a pair without B (alone mode): its number and
+    the one crop."""
     m, band, gap, row_gap = SHEET["margin"], SHEET["band"], SHEET["gap"], SHEET["row_gap"]
     side = max(a.shape[1] for _, a, _ in pairs)
     label_w = 56
-    width = 2 * m + label_w + 2 * side + gap
+    alone = all(b is None for _, _, b in pairs)
+    width = 2 * m + label_w + (side if alone else 2 * side + gap)
     height = 2 * m + sum(band + a.shape[0] for _, a, _ in pairs) + row_gap * (len(pairs) - 1)
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
@@ -359,10 +367,11 @@ def draw_sheet(pairs: list[tuple[int, np.ndarray, np.ndarray]]) -> Image.Image:
         s = a.shape[1]
         x0 = m + label_w
         draw.text((m, y + band / 2), str(number), fill="black", font=f, anchor="lm")
-        for letter, x in (("A", x0 + s / 2), ("B", x0 + s + gap + s / 2)):
-            draw.text((x, y + band / 2), letter, fill="black", font=f, anchor="mm")
         sheet.paste(Image.fromarray(a), (x0, y + band))
-        sheet.paste(Image.fromarray(b), (x0 + s + gap, y + band))
+        if b is not None:
+            for letter, x in (("A", x0 + s / 2), ("B", x0 + s + gap + s / 2)):
+                draw.text((x, y + band / 2), letter, fill="black", font=f, anchor="mm")
+            sheet.paste(Image.fromarray(b), (x0 + s + gap, y + band))
         y += band + a.shape[0] + row_gap
     return sheet
 
@@ -379,6 +388,10 @@ ANSWERS_HEAD = """# Eye test. In every numbered pair on the sheets one side (A o
 # in by a computer; the other side is the untouched photo. Replace each ? with A or B: the side you
 # think was FILLED. Guess when unsure; every line needs an answer.
 """
+ALONE_HEAD = """# Eye test. Each numbered picture on the sheets is either an untouched photo, or a photo where a
+# region was removed and filled in by a computer. Replace each ? with R (untouched, real) or F
+# (filled). Guess when unsure; every line needs an answer.
+"""
 VERSUS_HEAD = """# Eye test. In every numbered pair on the sheets BOTH sides had the same region removed and filled
 # in by a computer, in two different ways. Replace each ? with A or B: the side whose fill gives
 # itself away MORE (looks less like an untouched photo). Guess when unsure; every line needs an answer.
@@ -386,7 +399,9 @@ VERSUS_HEAD = """# Eye test. In every numbered pair on the sheets BOTH sides had
 
 
 def answered(path: Path) -> bool:
-    return path.exists() and any(re.fullmatch(r"\d+\s+[ABab]", line.strip()) for line in path.read_text().splitlines())
+    return path.exists() and any(
+        re.fullmatch(r"\d+\s+[ABabRrFf]", line.strip()) for line in path.read_text().splitlines()
+    )
 
 
 # -- make ----------------------------------------------------------------------------------------
@@ -461,6 +476,8 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
         sys.exit(f"eye_test.py: give distinct --methods and --settings from {', '.join(SETTINGS)}")
     if args.versus and len(methods) != 2:
         sys.exit("eye_test.py: --versus compares exactly two --methods")
+    if args.versus and args.alone:
+        sys.exit("eye_test.py: --versus or --alone, not both")
     if not 2 <= args.per_sheet <= 6 or args.judges < 1 or args.per_method < 1:
         sys.exit("eye_test.py: --per-sheet is 2-6, --judges and --per-method at least 1")
     out = args.out
@@ -504,7 +521,8 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
     if not pools:
         sys.exit("eye_test.py: no crops in any setting")
     kinds = [(s, k) for s in pools for k in SETTINGS[s][0]]
-    rotate = 1 if args.versus else len(methods)  # versus: every crop shows both methods
+    # versus: every crop shows both methods; alone: the untouched crop is one more arm of the rotation
+    rotate = 1 if args.versus else len(methods) + args.alone
     plan = slots(rotate, args.per_method, kinds)
     per_judge, regime = assign(pools, plan, args.judges, rotate, args.seed)
     cache = out / "cache"
@@ -517,12 +535,14 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
         used = len({c["id"] for c in cases.values() if c["setting"] == s})
         print(f"setting {s}: {len(pools[s])} crops in the pool, {used} used ({regime.get(s, 'not used')})")
 
+    for case in cases.values():  # every crop's truth and hole (alone: an untouched crop has no fill)
+        prepare_case(cache, case)
     # fills: each (crop, method) once, method by method
     fills: dict[tuple[str, str], np.ndarray] = {}
     timing = {}
     for mi, name in enumerate(methods):
         todo = sorted(
-            {(c["id"]) for crops in per_judge for c in crops if args.versus or c["method_index"] == mi},
+            {(c["id"]) for crops in per_judge for c in crops if args.versus or c["method_index"] == mi + args.alone},
             key=lambda i: (cases[i]["setting"], cases[i]["photo"], i),
         )
         method, load = resolved[name]
@@ -586,7 +606,12 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
         for number, crop in enumerate(order, 1):
             hole = np.asarray(Image.open(cache / crop["id"] / "hole.png")) > 0
             side = rng.choice("AB")
-            if args.versus:  # ``side`` shows the first method, the other side the second
+            if args.alone:  # one crop: untouched (arm 0) or a method's fill
+                name = "untouched" if crop["method_index"] == 0 else methods[crop["method_index"] - 1]
+                truth = np.asarray(Image.open(cache / crop["id"] / "truth.png").convert("RGB"))
+                a, b, side = (truth if name == "untouched" else fills[crop["id"], name]), None, None
+                shown = {"alone": name}
+            elif args.versus:  # ``side`` shows the first method, the other side the second
                 first, second = (fills[crop["id"], m] for m in methods)
                 a, b = (first, second) if side == "A" else (second, first)
                 name, shown = "versus", {side: methods[0], "AB".replace(side, ""): methods[1]}
@@ -603,7 +628,7 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
                 {
                     "number": number,
                     "sheet": f"sheet-{sheet:02d}.png",
-                    **({} if args.versus else {"filled": side}),
+                    **({} if args.versus or args.alone else {"filled": side}),
                     "sides": dict(sorted(shown.items())),
                     "method": name,
                     "setting": crop["setting"],
@@ -620,7 +645,7 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
         for sheet in sorted({r[0] for r in rows}):
             draw_sheet([(n, a, b) for s, n, a, b in rows if s == sheet]).save(folder / f"sheet-{sheet:02d}.png")
         (folder / "answers.txt").write_text(
-            (VERSUS_HEAD if args.versus else ANSWERS_HEAD)
+            (VERSUS_HEAD if args.versus else ALONE_HEAD if args.alone else ANSWERS_HEAD)
             + VIEWING_RULE[args.viewing]
             + "".join(f"{n} ?\n" for n in range(1, len(order) + 1))
         )
@@ -632,7 +657,7 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
             "command": command_line(argv),
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "methods": methods,
-            "mode": "versus" if args.versus else "fool",
+            "mode": "versus" if args.versus else "alone" if args.alone else "fool",
             "left_out_same": len(same),
             "texture_variants": {
                 name: {**dataclasses.asdict(v), "grain": dataclasses.asdict(g)} for name, (v, g) in variants.items()
@@ -679,7 +704,7 @@ def fmt(c: dict | None) -> str:
     return f"{c['fooled']}/{c['n']} = {c['rate'] * 100:.0f} % [{c['ci95'][0] * 100:.0f}-{c['ci95'][1] * 100:.0f}]"
 
 
-def read_answers(path: Path, key: list[dict]) -> dict[int, str]:
+def read_answers(path: Path, key: list[dict], letters: str = "AB") -> dict[int, str]:
     """The judge's A / B per pair number; exits with one line on anything missing or unknown."""
     numbers = {p["number"] for p in key}
     answers: dict[int, str] = {}
@@ -691,8 +716,11 @@ def read_answers(path: Path, key: list[dict]) -> dict[int, str]:
         if not m or int(m.group(1)) not in numbers:
             sys.exit(f"eye_test.py score: {path} line {i}: not a pair number of this judge: {line.strip()!r}")
         number, given = int(m.group(1)), m.group(2).strip()
-        if given.upper() not in ("A", "B"):
-            sys.exit(f"eye_test.py score: {path} line {i}: pair {number} needs A or B, got {given or 'nothing'!r}")
+        if given.upper() not in letters:
+            sys.exit(
+                f"eye_test.py score: {path} line {i}: pair {number} needs {' or '.join(letters)}, "
+                f"got {given or 'nothing'!r}"
+            )
         answer = given.upper()
         if number in answers:
             sys.exit(f"eye_test.py score: {path} line {i}: pair {number} answered twice")
@@ -721,7 +749,7 @@ def score(args: argparse.Namespace, argv: list[str]) -> int:
         if not key_path.exists():
             sys.exit(f"eye_test.py score: {path} has no key ({key_path})")
         key = json.loads(key_path.read_text())["pairs"]
-        answers = read_answers(path, key)
+        answers = read_answers(path, key, "RF" if made.get("mode") == "alone" else "AB")
         for pair in key:
             rows.append(
                 dict(
@@ -735,6 +763,8 @@ def score(args: argparse.Namespace, argv: list[str]) -> int:
     judges = sorted({r["judge"] for r in rows})
     if made.get("mode") == "versus":
         return score_versus(args, argv, made, rows, kinds, judges, viewing)
+    if made.get("mode") == "alone":
+        return score_alone(args, argv, made, rows, kinds, judges, viewing)
     methods = [m for m in made["methods"] if any(r["method"] == m for r in rows)]
     per_method = {
         m: {
@@ -882,6 +912,80 @@ def score_versus(args, argv, made: dict, rows: list[dict], kinds: list[str], jud
     return 0
 
 
+def score_alone(args, argv, made: dict, rows: list[dict], kinds: list[str], judges: list[int], viewing: str) -> int:
+    """Alone mode: per arm (the untouched crops, each method's fills), the share the judges took for
+    an untouched photo; each method against the untouched crops by Fisher's exact test."""
+    from scipy.stats import fisher_exact
+
+    arms = ["untouched", *made["methods"]]
+    for r in rows:
+        r["fooled"] = r["answer"] == "R"  # ``cell`` counts it: taken for an untouched photo
+
+    def arm_cell(arm: str, subset: list[dict]) -> dict:
+        c = cell([r for r in subset if r["method"] == arm])
+        if arm != "untouched" and c["n"]:
+            base = [r for r in subset if r["method"] == "untouched"]
+            k0 = sum(r["fooled"] for r in base)
+            table = [[c["fooled"], c["n"] - c["fooled"]], [k0, len(base) - k0]]
+            c["p_fisher"] = round(float(fisher_exact(table)[1]), 4) if base else None
+        return c
+
+    table = {
+        arm: {
+            "all": arm_cell(arm, rows),
+            **{k: arm_cell(arm, [r for r in rows if f"{r['setting']}/{r['kind']}" == k]) for k in kinds},
+        }
+        for arm in arms
+    }
+    per_judge = {str(j): {arm: arm_cell(arm, [r for r in rows if r["judge"] == j]) for arm in arms} for j in judges}
+    date = datetime.datetime.now().isoformat(timespec="seconds")
+    command = command_line(argv)
+    result = {
+        "command": command,
+        "date": date,
+        "made": {k: made.get(k) for k in ("command", "date", "methods", "judges", "per_method", "seed", "regime")},
+        "mode": "alone",
+        "real_rate": "share of the pictures of each arm the judge took for an untouched photo (R); for a "
+        "method's fills, its fool rate; for the untouched crops, the judges' baseline",
+        "viewing": VIEWING[viewing],
+        "arms": table,
+        "judges": per_judge,
+        "pictures": len(rows),
+        "answers": [
+            {k: r[k] for k in ("judge", "number", "method", "setting", "kind", "photo", "answer")} for r in rows
+        ],
+    }
+
+    def show(c: dict) -> str:
+        p = c.get("p_fisher")
+        return fmt(c) + (f", p = {p:.2g}" if p is not None else "")
+
+    md = [
+        "# Eye test, alone (bench/eye_test.py)",
+        "",
+        "Each picture: one crop, untouched or filled by one method, never the same crop twice to a judge; the "
+        "judge wrote R (untouched) or F (filled). Cells: pictures taken for untouched / pictures = rate [95 % "
+        "Wilson interval]; for a method, p = Fisher's exact test against the untouched crops (the same rate "
+        "as the untouched row = cannot tell).",
+        "",
+        f"Scored {date} with `{command}`; cases made {made['date']} with `{made['command']}`: "
+        f"{len(judges)} judge(s), {len(rows)} pictures. Viewing: {VIEWING[viewing]}.",
+        "",
+        "| shown | all | " + " | ".join(kinds) + " |",
+        "|---|---|" + "---|" * len(kinds),
+    ]
+    for arm in arms:
+        md.append(f"| {arm} | {show(table[arm]['all'])} | " + " | ".join(show(table[arm][k]) for k in kinds) + " |")
+    md += ["", "Per judge:", "", "| judge | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+    for j in judges:
+        md.append(f"| {j} | " + " | ".join(fmt(per_judge[str(j)][arm]) for arm in arms) + " |")
+    out = args.out.resolve()
+    save_json(out / "eye-test.json", result)
+    save_text(out / "eye-test.md", "\n".join(md))
+    print("\n".join(md))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(
@@ -903,6 +1007,11 @@ def main(argv: list[str] | None = None) -> int:
         "--versus",
         action="store_true",
         help="two --methods: each pair shows one crop filled by each (no untouched side); score: preference",
+    )
+    mk.add_argument(
+        "--alone",
+        action="store_true",
+        help="no pairs: each picture is a crop untouched or filled, the judge writes R or F; score: per method",
     )
     mk.add_argument("--judges", type=int, default=3)
     mk.add_argument("--per-method", type=int, default=10, help="pairs per method per judge")

@@ -181,6 +181,37 @@ def test_versus_leaves_out_crops_the_two_methods_fill_the_same(tmp_path, capsys,
     assert len(shown) == 4 - len(same_ids) and not shown & same_ids
 
 
+def test_alone_shows_one_crop_per_picture_untouched_or_filled(tmp_path, capsys):
+    """--alone: every picture is one crop, the untouched crop being one more arm of the rotation; the
+    judge writes R or F; the score is each arm's share taken for untouched, with Fisher's test."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, (h, w) in enumerate([(300, 560), (320, 540)]):
+        Image.fromarray(textured(h, w, i)).save(photos / f"p-{i}.png")
+    out = tmp_path / "eye"
+    common = ["--methods", ",".join(METHODS), "--judges", "1", "--per-method", "1", "--out", str(out)]
+    with pytest.raises(SystemExit, match="not both"):
+        eye_test.main(["make", "--alone", "--versus", *common, "--photos", str(photos)])
+    assert eye_test.main(["make", "--alone", *common, "--photos", str(photos), "--seed", "2"]) == 0
+    capsys.readouterr()
+    rows = json.loads((out / "key" / "key-judge-1.json").read_text())["pairs"]
+    assert sorted(r["method"] for r in rows) == sorted(["untouched", *METHODS]) and len({r["case"] for r in rows}) == 3
+    text = (out / "judge-1" / "answers.txt").read_text()
+    assert "R (untouched, real) or F" in text
+    with Image.open(out / "judge-1" / "sheet-01.png") as sheet:  # one crop wide, not a pair
+        assert 256 <= sheet.width < 2 * 256
+    number = {r["method"]: r["number"] for r in rows}
+    write_answers(out, 1, {number["untouched"]: "R", number["mean-fill"]: "F", number["opencv-telea"]: "A"})
+    with pytest.raises(SystemExit, match="needs R or F, got 'A'"):
+        eye_test.main(["score", "--dir", str(out), "--out", str(tmp_path / "res")])
+    write_answers(out, 1, {number["untouched"]: "R", number["mean-fill"]: "F", number["opencv-telea"]: "r"})
+    assert eye_test.main(["score", "--dir", str(out), "--out", str(tmp_path / "res")]) == 0
+    arms = json.loads((tmp_path / "res" / "eye-test.json").read_text())["arms"]
+    assert arms["untouched"]["all"]["fooled"] == 1 and arms["mean-fill"]["all"]["fooled"] == 0
+    assert arms["opencv-telea"]["all"]["fooled"] == 1 and arms["opencv-telea"]["all"]["p_fisher"] == 1.0
+    assert "| opencv-telea | 1/1 = 100 %" in (tmp_path / "res" / "eye-test.md").read_text()
+
+
 def test_sign_test():
     assert eye_test.sign_test(5, 10) == 1.0
     assert eye_test.sign_test(10, 10) == pytest.approx(2 / 1024)
@@ -259,8 +290,8 @@ def test_texture_variant():
     method = eye_test.variant_method("big", *variants["big"])
     assert method.name == "big" and method.network.name == "fillgap-network"
     assert (method.settings.coarse_min_side, method.settings.reuse_cost, method.grain.noise_cap) == (32, 0.1, 2.0)
-    off = eye_test.texture_variants([["x", "through_lines=false,grain.jpeg=0"]], ["x"])["x"]
-    assert off[0].through_lines is False and off[1].jpeg is False
+    assert eye_test.texture_variants([["x", "grain.jpeg=false"]], ["x"])["x"][1].jpeg is False
+    assert eye_test.texture_variants([["x", "grain.jpeg=0"]], ["x"])["x"][1].jpeg is False
     for bad in (
         "nope=1",
         "patch=five",
@@ -268,7 +299,7 @@ def test_texture_variant():
         "guide_weight=nan",
         "grain.nope=1",
         "grain.noise_cap=x",
-        "through_lines=maybe",
+        "grain.jpeg=maybe",
     ):
         with pytest.raises(SystemExit, match=f"'{bad}' is not KEY=VALUE"):
             eye_test.texture_variants([["x", bad]], ["x"])
