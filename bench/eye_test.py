@@ -650,7 +650,7 @@ def make(args: argparse.Namespace, argv: list[str]) -> int:
             + "".join(f"{n} ?\n" for n in range(1, len(order) + 1))
         )
         save_json((out / "key" / f"key-judge-{j}.json").resolve(), {"judge": j, "pairs": key})
-        print(f"judge-{j}: {len(order)} pairs on {len({r[0] for r in rows})} sheets")
+        print(f"judge-{j}: {len(order)} {'pictures' if args.alone else 'pairs'} on {len({r[0] for r in rows})} sheets")
     save_json(
         (out / "key" / "make.json").resolve(),
         {
