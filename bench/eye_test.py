@@ -855,6 +855,43 @@ def sign_test(k: int, n: int) -> float:
     return min(1.0, 2 * sum(math.comb(n, i) for i in range(far, n + 1)) / 2**n)
 
 
+def save_report(args, argv, made: dict, judges: list[int], viewing: str, result: dict, md: list[str]) -> int:
+    """Save a versus or alone score: ``result`` (JSON) and ``md`` (the report's own lines), with the
+    commands, dates and viewing rule around them."""
+    date = datetime.datetime.now().isoformat(timespec="seconds")
+    command = command_line(argv)
+    made_keys = ("command", "date", "methods", "judges", "per_method", "seed", "regime", "left_out_same")
+    result = {
+        "command": command,
+        "date": date,
+        "made": {k: made.get(k) for k in made_keys},
+        "viewing": VIEWING[viewing],
+        **result,
+    }
+    title, explain, count, *rest = md
+    md = [
+        title,
+        "",
+        explain,
+        "",
+        f"Scored {date} with `{command}`; cases made {made['date']} with `{made['command']}`: "
+        f"{len(judges)} judge(s), {count}. Viewing: {VIEWING[viewing]}.",
+        "",
+        *rest,
+    ]
+    out = args.out.resolve()
+    save_json(out / "eye-test.json", result)
+    save_text(out / "eye-test.md", "\n".join(md))
+    print("\n".join(md))
+    return 0
+
+
+def by_kind(rows: list[dict], kinds: list[str], judges: list[int], count) -> tuple[dict, dict]:
+    """``count(subset)`` over all rows and each kind, and over each judge's rows."""
+    table = {"all": count(rows), **{k: count([r for r in rows if f"{r['setting']}/{r['kind']}" == k]) for k in kinds}}
+    return table, {str(j): count([r for r in rows if r["judge"] == j]) for j in judges}
+
+
 def score_versus(args, argv, made: dict, rows: list[dict], kinds: list[str], judges: list[int], viewing: str) -> int:
     """Versus mode: how often the judges called the first method's fill the one that gives itself
     away, i.e. preferred the second method's."""
@@ -866,50 +903,33 @@ def score_versus(args, argv, made: dict, rows: list[dict], kinds: list[str], jud
         c = cell(subset)
         return {**c, "p_sign": round(sign_test(c["fooled"], c["n"]), 4)}
 
-    table = {"all": tested(rows), **{k: tested([r for r in rows if f"{r['setting']}/{r['kind']}" == k]) for k in kinds}}
-    per_judge = {str(j): tested([r for r in rows if r["judge"] == j]) for j in judges}
-    date = datetime.datetime.now().isoformat(timespec="seconds")
-    command = command_line(argv)
-    result = {
-        "command": command,
-        "date": date,
-        "made": {k: made.get(k) for k in ("command", "date", "methods", "judges", "per_method", "seed", "regime")},
-        "mode": "versus",
-        "preference": f"share of pairs where the judge called {first}'s fill the more obvious one "
-        f"(preferred {second}'s); 50 % = no difference",
-        "viewing": VIEWING[viewing],
-        "second_preferred": table,
-        "judges": per_judge,
-        "pairs": len(rows),
-        "answers": [
-            {k: r[k] for k in ("judge", "number", "setting", "kind", "photo", "sides", "answer")} for r in rows
-        ],
-    }
-
     def show(c: dict) -> str:
         return f"{fmt(c)}, p = {c['p_sign']:.2g}" if c["n"] else "-"
 
+    table, per_judge = by_kind(rows, kinds, judges, tested)
+    fields = ("judge", "number", "setting", "kind", "photo", "sides", "answer")
+    result = {
+        "mode": "versus",
+        "preference": f"share of pairs where the judge called {first}'s fill the more obvious one "
+        f"(preferred {second}'s); 50 % = no difference",
+        "second_preferred": table,
+        "judges": per_judge,
+        "pairs": len(rows),
+        "answers": [{k: r[k] for k in fields} for r in rows],
+    }
     md = [
         "# Eye test, versus (bench/eye_test.py)",
-        "",
         f"Each pair: one crop filled by `{first}` and by `{second}`, sides at random; the judge wrote the side "
         f"whose fill gives itself away more. Cells: pairs where `{second}` was preferred / pairs = rate "
         "[95 % Wilson interval], p = two-sided sign test (50 % = no difference).",
-        "",
-        f"Scored {date} with `{command}`; cases made {made['date']} with `{made['command']}`: "
-        f"{len(judges)} judge(s), {len(rows)} pairs. Viewing: {VIEWING[viewing]}.",
-        "",
+        f"{len(rows)} pairs",
         "| preferred | all | " + " | ".join(kinds) + " |",
         "|---|---|" + "---|" * len(kinds),
         f"| {second} over {first} | {show(table['all'])} | " + " | ".join(show(table[k]) for k in kinds) + " |",
         "",
         "Per judge: " + "; ".join(f"{j}: {show(per_judge[str(j)])}" for j in judges) + ".",
     ]
-    out = args.out.resolve()
-    save_json(out / "eye-test.json", result)
-    save_text(out / "eye-test.md", "\n".join(md))
-    print("\n".join(md))
-    return 0
+    return save_report(args, argv, made, judges, viewing, result, md)
 
 
 def score_alone(args, argv, made: dict, rows: list[dict], kinds: list[str], judges: list[int], viewing: str) -> int:
@@ -921,69 +941,53 @@ def score_alone(args, argv, made: dict, rows: list[dict], kinds: list[str], judg
     for r in rows:
         r["fooled"] = r["answer"] == "R"  # ``cell`` counts it: taken for an untouched photo
 
-    def arm_cell(arm: str, subset: list[dict]) -> dict:
-        c = cell([r for r in subset if r["method"] == arm])
-        if arm != "untouched" and c["n"]:
-            base = [r for r in subset if r["method"] == "untouched"]
-            k0 = sum(r["fooled"] for r in base)
-            table = [[c["fooled"], c["n"] - c["fooled"]], [k0, len(base) - k0]]
-            c["p_fisher"] = round(float(fisher_exact(table)[1]), 4) if base else None
-        return c
-
-    table = {
-        arm: {
-            "all": arm_cell(arm, rows),
-            **{k: arm_cell(arm, [r for r in rows if f"{r['setting']}/{r['kind']}" == k]) for k in kinds},
-        }
-        for arm in arms
-    }
-    per_judge = {str(j): {arm: arm_cell(arm, [r for r in rows if r["judge"] == j]) for arm in arms} for j in judges}
-    date = datetime.datetime.now().isoformat(timespec="seconds")
-    command = command_line(argv)
-    result = {
-        "command": command,
-        "date": date,
-        "made": {k: made.get(k) for k in ("command", "date", "methods", "judges", "per_method", "seed", "regime")},
-        "mode": "alone",
-        "real_rate": "share of the pictures of each arm the judge took for an untouched photo (R); for a "
-        "method's fills, its fool rate; for the untouched crops, the judges' baseline",
-        "viewing": VIEWING[viewing],
-        "arms": table,
-        "judges": per_judge,
-        "pictures": len(rows),
-        "answers": [
-            {k: r[k] for k in ("judge", "number", "method", "setting", "kind", "photo", "answer")} for r in rows
-        ],
-    }
+    def arm_cells(subset: list[dict]) -> dict:
+        base = cell([r for r in subset if r["method"] == "untouched"])
+        out = {"untouched": base}
+        for arm in arms[1:]:
+            c = cell([r for r in subset if r["method"] == arm])
+            if c["n"] and base["n"]:
+                table = [[c["fooled"], c["n"] - c["fooled"]], [base["fooled"], base["n"] - base["fooled"]]]
+                c["p_fisher"] = round(float(fisher_exact(table)[1]), 4)
+            out[arm] = c
+        return out
 
     def show(c: dict) -> str:
         p = c.get("p_fisher")
         return fmt(c) + (f", p = {p:.2g}" if p is not None else "")
 
+    table, per_judge = by_kind(rows, kinds, judges, arm_cells)
+    fields = ("judge", "number", "method", "setting", "kind", "photo", "answer")
+    result = {
+        "mode": "alone",
+        "real_rate": "share of the pictures of each arm the judge took for an untouched photo (R); for a "
+        "method's fills, its fool rate; for the untouched crops, the judges' baseline",
+        "arms": {arm: {k: table[k][arm] for k in table} for arm in arms},
+        "judges": per_judge,
+        "pictures": len(rows),
+        "answers": [{k: r[k] for k in fields} for r in rows],
+    }
     md = [
         "# Eye test, alone (bench/eye_test.py)",
-        "",
         "Each picture: one crop, untouched or filled by one method, never the same crop twice to a judge; the "
         "judge wrote R (untouched) or F (filled). Cells: pictures taken for untouched / pictures = rate [95 % "
         "Wilson interval]; for a method, p = Fisher's exact test against the untouched crops (the same rate "
         "as the untouched row = cannot tell).",
-        "",
-        f"Scored {date} with `{command}`; cases made {made['date']} with `{made['command']}`: "
-        f"{len(judges)} judge(s), {len(rows)} pictures. Viewing: {VIEWING[viewing]}.",
-        "",
+        f"{len(rows)} pictures",
         "| shown | all | " + " | ".join(kinds) + " |",
         "|---|---|" + "---|" * len(kinds),
+        *(
+            f"| {arm} | {show(table['all'][arm])} | " + " | ".join(show(table[k][arm]) for k in kinds) + " |"
+            for arm in arms
+        ),
+        "",
+        "Per judge:",
+        "",
+        "| judge | " + " | ".join(arms) + " |",
+        "|---|" + "---|" * len(arms),
+        *(f"| {j} | " + " | ".join(fmt(per_judge[str(j)][arm]) for arm in arms) + " |" for j in judges),
     ]
-    for arm in arms:
-        md.append(f"| {arm} | {show(table[arm]['all'])} | " + " | ".join(show(table[arm][k]) for k in kinds) + " |")
-    md += ["", "Per judge:", "", "| judge | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
-    for j in judges:
-        md.append(f"| {j} | " + " | ".join(fmt(per_judge[str(j)][arm]) for arm in arms) + " |")
-    out = args.out.resolve()
-    save_json(out / "eye-test.json", result)
-    save_text(out / "eye-test.md", "\n".join(md))
-    print("\n".join(md))
-    return 0
+    return save_report(args, argv, made, judges, viewing, result, md)
 
 
 def main(argv: list[str] | None = None) -> int:
