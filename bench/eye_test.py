@@ -847,6 +847,10 @@ def score(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def p_text(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
+
+
 def sign_test(k: int, n: int) -> float:
     """Two-sided exact binomial test of k of n against 1/2: the chance of a split at least this uneven."""
     if n == 0:
@@ -904,7 +908,7 @@ def score_versus(args, argv, made: dict, rows: list[dict], kinds: list[str], jud
         return {**c, "p_sign": round(sign_test(c["fooled"], c["n"]), 4)}
 
     def show(c: dict) -> str:
-        return f"{fmt(c)}, p = {c['p_sign']:.2g}" if c["n"] else "-"
+        return f"{fmt(c)}, {p_text(c['p_sign'])}" if c["n"] else "-"
 
     table, per_judge = by_kind(rows, kinds, judges, tested)
     fields = ("judge", "number", "setting", "kind", "photo", "sides", "answer")
@@ -948,13 +952,13 @@ def score_alone(args, argv, made: dict, rows: list[dict], kinds: list[str], judg
             c = cell([r for r in subset if r["method"] == arm])
             if c["n"] and base["n"]:
                 table = [[c["fooled"], c["n"] - c["fooled"]], [base["fooled"], base["n"] - base["fooled"]]]
-                c["p_fisher"] = round(float(fisher_exact(table)[1]), 4)
+                c["p_fisher"] = float(f"{float(fisher_exact(table)[1]):.3g}")
             out[arm] = c
         return out
 
     def show(c: dict) -> str:
         p = c.get("p_fisher")
-        return fmt(c) + (f", p = {p:.2g}" if p is not None else "")
+        return fmt(c) + (f", {p_text(p)}" if p is not None else "")
 
     table, per_judge = by_kind(rows, kinds, judges, arm_cells)
     fields = ("judge", "number", "method", "setting", "kind", "photo", "answer")
