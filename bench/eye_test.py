@@ -750,84 +750,53 @@ def score(args: argparse.Namespace, argv: list[str]) -> int:
             sys.exit(f"eye_test.py score: {path} has no key ({key_path})")
         key = json.loads(key_path.read_text())["pairs"]
         answers = read_answers(path, key, "RF" if made.get("mode") == "alone" else "AB")
-        for pair in key:
-            rows.append(
-                dict(
-                    pair,
-                    judge=judge,
-                    answer=answers[pair["number"]],
-                    fooled=answers[pair["number"]] != pair.get("filled"),  # versus: set by score_versus
-                )
-            )
+        rows += [dict(pair, judge=judge, answer=answers[pair["number"]]) for pair in key]
     kinds = list(dict.fromkeys(f"{r['setting']}/{r['kind']}" for r in sorted(rows, key=lambda r: r["slot"])))
     judges = sorted({r["judge"] for r in rows})
-    if made.get("mode") == "versus":
-        return score_versus(args, argv, made, rows, kinds, judges, viewing)
-    if made.get("mode") == "alone":
-        return score_alone(args, argv, made, rows, kinds, judges, viewing)
+    mode = {"versus": score_versus, "alone": score_alone}.get(made.get("mode"), score_fool)
+    return mode(args, argv, made, rows, kinds, judges, viewing)
+
+
+def score_fool(args, argv, made: dict, rows: list[dict], kinds: list[str], judges: list[int], viewing: str) -> int:
+    """The fool rate of each method: the share of pairs where the judge picked the untouched side."""
+    for r in rows:
+        r["fooled"] = r["answer"] != r["filled"]
     methods = [m for m in made["methods"] if any(r["method"] == m for r in rows)]
-    per_method = {
-        m: {
-            "all": cell([r for r in rows if r["method"] == m]),
-            **{k: cell([r for r in rows if r["method"] == m and f"{r['setting']}/{r['kind']}" == k]) for k in kinds},
-        }
-        for m in methods
-    }
-    per_judge = {
-        str(j): {m: cell([r for r in rows if r["judge"] == j and r["method"] == m]) for m in methods} for j in judges
-    }
-    date = datetime.datetime.now().isoformat(timespec="seconds")
-    command = command_line(argv)
+
+    def per_method_cells(subset: list[dict]) -> dict:
+        return {m: cell([r for r in subset if r["method"] == m]) for m in methods}
+
+    table, per_judge = by_kind(rows, kinds, judges, per_method_cells)
+    per_method = {m: {k: table[k][m] for k in table} for m in methods}
+    fields = ("judge", "number", "method", "setting", "kind", "photo", "filled", "answer", "fooled")
     result = {
-        "command": command,
-        "date": date,
-        "made": {
-            k: made[k]
-            for k in (
-                "command",
-                "date",
-                "methods",
-                "judges",
-                "per_method",
-                "seed",
-                "settings",
-                "regime",
-                "pool",
-                "photos",
-                "photo_source",
-                "timing",
-            )
-        },
         "fool_rate": "share of pairs where the judge picked the untouched crop as the filled one (50 % = cannot tell)",
-        "viewing": VIEWING[viewing],
         "methods": per_method,
         "judges": per_judge,
         "pairs": len(rows),
-        "answers": [
-            {k: r[k] for k in ("judge", "number", "method", "setting", "kind", "photo", "filled", "answer", "fooled")}
-            for r in rows
-        ],
+        "answers": [{k: r[k] for k in fields} for r in rows],
     }
     md = [
         "# Eye test (bench/eye_test.py)",
-        "",
         "Fool rate: the share of pairs where the judge picked the untouched crop as the filled one "
         "(50 % = cannot tell the fill from the photo, 0 % = always spotted). Cells: fooled/pairs = rate "
         "[95 % Wilson interval].",
-        "",
-        f"Scored {date} with `{command}`; cases made {made['date']} with `{made['command']}`: "
-        f"{len(judges)} judge(s), {len(rows)} pairs, kinds {', '.join(kinds)} (crops: "
+        f"{len(rows)} pairs, kinds {', '.join(kinds)} (crops: "
         + "; ".join(f"{s} {r}" for s, r in made["regime"].items())
-        + f"). Viewing: {VIEWING[viewing]}.",
-        "",
+        + ")",
         "| method | all | " + " | ".join(kinds) + " |",
         "|---|---|" + "---|" * len(kinds),
+        *(
+            f"| {m} | {fmt(per_method[m]['all'])} | " + " | ".join(fmt(per_method[m][k]) for k in kinds) + " |"
+            for m in methods
+        ),
+        "",
+        "Per judge:",
+        "",
+        "| judge | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+        *(f"| {j} | " + " | ".join(fmt(per_judge[str(j)][m]) for m in methods) + " |" for j in judges),
     ]
-    for m in methods:
-        md.append(f"| {m} | {fmt(per_method[m]['all'])} | " + " | ".join(fmt(per_method[m][k]) for k in kinds) + " |")
-    md += ["", "Per judge:", "", "| judge | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
-    for j in judges:
-        md.append(f"| {j} | " + " | ".join(fmt(per_judge[str(j)][m]) for m in methods) + " |")
     timing = made.get("timing", {})
     if timing:
         md += [
@@ -840,11 +809,8 @@ def score(args: argparse.Namespace, argv: list[str]) -> int:
             )
             + ".",
         ]
-    out = args.out.resolve()
-    save_json(out / "eye-test.json", result)
-    save_text(out / "eye-test.md", "\n".join(md))
-    print("\n".join(md))
-    return 0
+    made_keys = ("settings", "pool", "photos", "photo_source", "timing")
+    return save_report(args, argv, made, judges, viewing, result, md, made_keys)
 
 
 def p_text(p: float) -> str:
@@ -859,16 +825,19 @@ def sign_test(k: int, n: int) -> float:
     return min(1.0, 2 * sum(math.comb(n, i) for i in range(far, n + 1)) / 2**n)
 
 
-def save_report(args, argv, made: dict, judges: list[int], viewing: str, result: dict, md: list[str]) -> int:
-    """Save a versus or alone score: ``result`` (JSON) and ``md`` (the report's own lines), with the
-    commands, dates and viewing rule around them."""
+def save_report(
+    args, argv, made: dict, judges: list[int], viewing: str, result: dict, md: list[str], made_keys=("left_out_same",)
+) -> int:
+    """Save a score: ``result`` (JSON) and ``md`` (title, explanation, what was counted, then the
+    report's own lines), with the commands, dates, the make's settings (its common keys and
+    ``made_keys``) and the viewing rule around them."""
     date = datetime.datetime.now().isoformat(timespec="seconds")
     command = command_line(argv)
-    made_keys = ("command", "date", "methods", "judges", "per_method", "seed", "regime", "left_out_same")
+    common = ("command", "date", "methods", "judges", "per_method", "seed", "regime")
     result = {
         "command": command,
         "date": date,
-        "made": {k: made.get(k) for k in made_keys},
+        "made": {k: made.get(k) for k in (*common, *made_keys)},
         "viewing": VIEWING[viewing],
         **result,
     }
