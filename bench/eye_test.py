@@ -784,18 +784,7 @@ def score_fool(args, argv, made: dict, rows: list[dict], kinds: list[str], judge
         f"{len(rows)} pairs, kinds {', '.join(kinds)} (crops: "
         + "; ".join(f"{s} {r}" for s, r in made["regime"].items())
         + ")",
-        "| method | all | " + " | ".join(kinds) + " |",
-        "|---|---|" + "---|" * len(kinds),
-        *(
-            f"| {m} | {fmt(per_method[m]['all'])} | " + " | ".join(fmt(per_method[m][k]) for k in kinds) + " |"
-            for m in methods
-        ),
-        "",
-        "Per judge:",
-        "",
-        "| judge | " + " | ".join(methods) + " |",
-        "|---|" + "---|" * len(methods),
-        *(f"| {j} | " + " | ".join(fmt(per_judge[str(j)][m]) for m in methods) + " |" for j in judges),
+        *tables("method", methods, table, per_judge, fmt),
     ]
     timing = made.get("timing", {})
     if timing:
@@ -863,6 +852,23 @@ def by_kind(rows: list[dict], kinds: list[str], judges: list[int], count) -> tup
     """``count(subset)`` over all rows and each kind, and over each judge's rows."""
     table = {"all": count(rows), **{k: count([r for r in rows if f"{r['setting']}/{r['kind']}" == k]) for k in kinds}}
     return table, {str(j): count([r for r in rows if r["judge"] == j]) for j in judges}
+
+
+def tables(head: str, names: list[str], table: dict, per_judge: dict, show) -> list[str]:
+    """Report lines: a row per name with its cells over all rows and each kind (``table`` from
+    ``by_kind``, shown by ``show``), then the per-judge table."""
+    kinds = [k for k in table if k != "all"]
+    return [
+        f"| {head} | all | " + " | ".join(kinds) + " |",
+        "|---|---|" + "---|" * len(kinds),
+        *(f"| {n} | " + " | ".join(show(table[k][n]) for k in ("all", *kinds)) + " |" for n in names),
+        "",
+        "Per judge:",
+        "",
+        "| judge | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+        *(f"| {j} | " + " | ".join(fmt(cells[n]) for n in names) + " |" for j, cells in per_judge.items()),
+    ]
 
 
 def score_versus(args, argv, made: dict, rows: list[dict], kinds: list[str], judges: list[int], viewing: str) -> int:
@@ -947,18 +953,7 @@ def score_alone(args, argv, made: dict, rows: list[dict], kinds: list[str], judg
         "Wilson interval]; for a method, p = Fisher's exact test against the untouched crops (the same rate "
         "as the untouched row = cannot tell).",
         f"{len(rows)} pictures",
-        "| shown | all | " + " | ".join(kinds) + " |",
-        "|---|---|" + "---|" * len(kinds),
-        *(
-            f"| {arm} | {show(table['all'][arm])} | " + " | ".join(show(table[k][arm]) for k in kinds) + " |"
-            for arm in arms
-        ),
-        "",
-        "Per judge:",
-        "",
-        "| judge | " + " | ".join(arms) + " |",
-        "|---|" + "---|" * len(arms),
-        *(f"| {j} | " + " | ".join(fmt(per_judge[str(j)][arm]) for arm in arms) + " |" for j in judges),
+        *tables("shown", arms, table, per_judge, show),
     ]
     return save_report(args, argv, made, judges, viewing, result, md)
 
